@@ -1,0 +1,49 @@
+// The contract between the agent and a backend. A backend is mostly a pure
+// function from (own lease, peer leases) to desired kernel state; side effects
+// it cannot express as state (BIRD, the native UDP loop) sit behind start/sync/stop.
+import type { Logger } from 'pino';
+import type { NetConf } from '../src/config/netconf.js';
+import type { DesiredState } from '../src/dataplane/state.js';
+import type { Cidr, IP } from '../src/subnet/cidr.js';
+import type { Lease } from '../src/subnet/lease.js';
+
+/** The node's underlay interface, as the agent found it. */
+export interface ExternalInterface {
+  name: string;
+  /** Address used as this node's PublicIP source on the underlay. */
+  ip: IP;
+  /** Published address (--public-ip), usually equal to ip. */
+  publicIP: IP;
+  mtu: number;
+  /** Directly connected prefixes on the interface (for on-link checks). */
+  connected: Cidr[];
+  mac?: string;
+}
+
+export interface BackendContext {
+  config: NetConf;
+  ext: ExternalInterface;
+  logger: Logger;
+  nodeName: string;
+  /** Per-agent runtime directory (sockets, generated configs). */
+  runDir: string;
+}
+
+export interface Backend {
+  readonly type: string;
+  /** MTU pods should use (written as FLANNEL_MTU). */
+  readonly mtu: number;
+  /** BackendData published in this node's lease. */
+  readonly backendData: unknown;
+  /**
+   * Pure: what the kernel should hold for this lease set. Peers the backend
+   * cannot serve are left out and reported once through the logger.
+   */
+  desired(own: Lease, peers: readonly Lease[]): DesiredState;
+  /** Side effects not expressible as state, after each reconcile (optional). */
+  sync?(own: Lease, peers: readonly Lease[]): Promise<void>;
+  /** Stop helpers; `teardown` also removes what the backend owns from the kernel. */
+  stop(opts: { teardown: boolean }): Promise<void>;
+}
+
+export type BackendFactory = (ctx: BackendContext) => Promise<Backend>;
