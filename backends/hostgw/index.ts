@@ -1,0 +1,58 @@
+// host-gw: every peer's subnet is routed via the peer's PublicIP. Only works
+// when that address is on a directly connected network of the external
+// interface; other peers are refused (with a warning) and need vxlan.
+import type { BackendFactory, ExternalInterface } from '../backend.js';
+import { PeerWarnings } from '../peer-warnings.js';
+import { emptyState, type DesiredState, type Route } from '../../src/dataplane/state.js';
+import type { Lease } from '../../src/subnet/lease.js';
+import { backendOptions } from '../../src/config/backend-options.js';
+
+const HOST_GW = 'host-gw';
+
+/** True when the peer's PublicIP is on a directly connected network of `ext`. */
+export function isOnLink(peer: Lease, ext: ExternalInterface): boolean {
+  return ext.connected.some((net) => net.contains(peer.attrs.publicIP));
+}
+
+/** The route that reaches a peer's pods directly over the underlay. */
+export function directRoute(peer: Lease, ext: ExternalInterface): Route {
+  return { dst: peer.subnet.toString(), via: peer.attrs.publicIP.toString(), dev: ext.name };
+}
+
+/** A peer is this node itself when it holds our subnet or our address. */
+export function isSelf(own: Lease, peer: Lease): boolean {
+  return peer.subnet.equals(own.subnet) || peer.attrs.publicIP.equals(own.attrs.publicIP);
+}
+
+export function hostGwDesired(own: Lease, peers: readonly Lease[], ext: ExternalInterface, warnings: PeerWarnings): DesiredState {
+  const state = emptyState();
+  warnings.retain(peers);
+  for (const peer of peers) {
+    if (isSelf(own, peer)) continue;
+    if (peer.attrs.backendType !== HOST_GW) {
+      warnings.otherBackend(peer, HOST_GW);
+      continue;
+    }
+    if (!isOnLink(peer, ext)) {
+      const nets = ext.connected.map(String).join(', ') || 'none';
+      warnings.warn(peer, `host-gw cannot reach peer ${peer.subnet} at ${peer.attrs.publicIP}: not on a network directly connected to ${ext.name} (${nets}); use the vxlan backend for nodes on other segments`);
+      continue;
+    }
+    warnings.clear(peer);
+    state.routes.push(directRoute(peer, ext));
+  }
+  return state;
+}
+
+export const createHostGwBackend: BackendFactory = async (ctx) => {
+  backendOptions(ctx.config, HOST_GW); // rejects keys host-gw does not take
+  const warnings = new PeerWarnings(ctx.logger);
+  return {
+    type: HOST_GW,
+    mtu: ctx.ext.mtu,
+    backendData: null,
+    desired: (own, peers) => hostGwDesired(own, peers, ctx.ext, warnings),
+    // Nothing to stop: the routes are the reconciler's to keep or remove.
+    stop: async () => {},
+  };
+};

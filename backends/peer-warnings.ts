@@ -1,0 +1,41 @@
+// Backends re-compute desired state on every peer change, kernel event and
+// resync; a peer they cannot serve must be reported once, not on every pass.
+import type { Logger } from 'pino';
+import type { Lease } from '../src/subnet/lease.js';
+
+/** Warns once per peer and problem; again only when the peer's lease or the problem changes. */
+export class PeerWarnings {
+  /** subnet key -> what was last said about that peer */
+  private readonly said = new Map<string, string>();
+
+  constructor(private readonly logger: Logger) {}
+
+  /** Forget peers that are gone, so a returning peer is reported afresh. */
+  retain(peers: readonly Lease[]): void {
+    const present = new Set(peers.map((p) => p.subnet.toKey()));
+    for (const key of this.said.keys()) if (!present.has(key)) this.said.delete(key);
+  }
+
+  warn(peer: Lease, message: string): void {
+    const key = peer.subnet.toKey();
+    const { publicIP, backendType, backendData } = peer.attrs;
+    const what = `${message}\0${publicIP}\0${backendType}\0${JSON.stringify(backendData ?? null)}`;
+    if (this.said.get(key) === what) return;
+    this.said.set(key, what);
+    this.logger.warn({ peer: peer.subnet.toString(), publicIP: publicIP.toString(), backendType }, message);
+  }
+
+  /** A lease of another backend type: this node cannot serve it and must not program garbage for it. */
+  otherBackend(peer: Lease, ownType: string): void {
+    const theirs = JSON.stringify(peer.attrs.backendType.slice(0, 32));
+    this.warn(
+      peer,
+      `ignoring peer ${peer.subnet} at ${peer.attrs.publicIP}: its lease is for the ${theirs} backend and this node runs ${ownType}; all nodes must use one backend`,
+    );
+  }
+
+  /** The peer is served again: a later problem is news. */
+  clear(peer: Lease): void {
+    this.said.delete(peer.subnet.toKey());
+  }
+}

@@ -1,0 +1,293 @@
+import { chmodSync, mkdtempSync, rmSync, writeFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import t, { type Test } from 'tap';
+import { backendOptions } from '../../src/config/backend-options.js';
+import { ConfigError } from '../../src/config/netconf.js';
+import { loadNetConfFile, parseNetConf } from '../../src/config/parse.js';
+import { WeftError } from '../../src/errors.js';
+import { run as runConfigCommand } from '../../src/cli/config.js';
+
+const conf = (doc: Record<string, unknown>) => parseNetConf(JSON.stringify(doc));
+const hostGw = { Type: 'host-gw' };
+
+/** Asserts a ConfigError whose one-line message matches `pattern`. */
+function rejects(t: Test, text: string, pattern: RegExp, what?: string): void {
+  try {
+    parseNetConf(text);
+    t.fail(`accepted: ${what ?? text.slice(0, 80)}`);
+  } catch (err) {
+    t.type(err, ConfigError, what);
+    const msg = (err as Error).message;
+    t.notMatch(msg, /\n/, 'one line');
+    t.match(msg, /^net-conf: /);
+    t.match(msg, pattern, what ?? text.slice(0, 80));
+  }
+}
+const rejectsDoc = (t: Test, doc: unknown, pattern: RegExp, what?: string) =>
+  rejects(t, JSON.stringify(doc), pattern, what ?? JSON.stringify(doc).slice(0, 80));
+
+t.test('flannel sample configs are accepted', async (t) => {
+  // kube-flannel.yml's net-conf.json
+  const kube = parseNetConf(`{
+    "Network": "10.244.0.0/16",
+    "EnableNFTables": false,
+    "Backend": {
+      "Type": "vxlan"
+    }
+  }`);
+  t.equal(kube.network.toString(), '10.244.0.0/16');
+  t.equal(kube.backend.type, 'vxlan');
+
+  // flannel's Documentation/configuration.md example
+  const doc = parseNetConf(`{
+	"Network": "10.0.0.0/8",
+	"SubnetLen": 20,
+	"SubnetMin": "10.10.0.0",
+	"SubnetMax": "10.99.0.0",
+	"Backend": {
+		"Type": "udp",
+		"Port": 7890
+	}
+}`);
+  t.equal(doc.subnetLen, 20);
+  t.equal(doc.subnetMin.toString(), '10.10.0.0/20');
+  t.equal(doc.subnetMax.toString(), '10.99.0.0/20');
+  t.same(doc.backend.raw, { Port: 7890 }, 'Type is not among the backend keys');
+
+  const gw = conf({ Network: '10.1.0.0/16', EnableIPv4: true, EnableIPv6: false, Backend: hostGw });
+  t.equal(gw.backend.type, 'host-gw');
+  t.same(gw.backend.raw, {});
+
+  t.ok(parseNetConf('\uFEFF{"Network": "10.1.0.0/16", "Backend": {"Type": "bgp"}}'), 'a byte-order mark is tolerated');
+});
+
+t.test('defaults', async (t) => {
+  const wide = conf({ Network: '10.5.0.0/16', Backend: hostGw });
+  t.equal(wide.subnetLen, 24, '/16 -> /24');
+  t.equal(wide.subnetMin.toString(), '10.5.1.0/24', 'the first subnet is skipped');
+  t.equal(wide.subnetMax.toString(), '10.5.255.0/24', 'up to the last subnet');
+
+  const slash22 = conf({ Network: '10.5.4.0/22', Backend: hostGw });
+  t.equal(slash22.subnetLen, 24, '/22 is still wide enough for /24');
+  t.equal(slash22.subnetMin.toString(), '10.5.5.0/24');
+  t.equal(slash22.subnetMax.toString(), '10.5.7.0/24');
+
+  const slash23 = conf({ Network: '10.5.4.0/23', Backend: hostGw });
+  t.equal(slash23.subnetLen, 25, 'narrower than /22 -> prefix + 2');
+  t.equal(slash23.subnetMin.toString(), '10.5.4.128/25');
+  t.equal(slash23.subnetMax.toString(), '10.5.5.128/25');
+
+  const slash28 = conf({ Network: '192.0.2.16/28', Backend: hostGw });
+  t.equal(slash28.subnetLen, 30);
+  t.equal(slash28.subnetMin.toString(), '192.0.2.20/30');
+  t.equal(slash28.subnetMax.toString(), '192.0.2.28/30');
+
+  rejectsDoc(t, { Network: '192.0.2.0/29', Backend: hostGw }, /Network 192\.0\.2\.0\/29 is too small.*\/28 or wider/);
+
+  const one = conf({ Network: '10.5.0.0/16', SubnetLen: 17, Backend: hostGw });
+  t.equal(one.subnetMin.toString(), '10.5.128.0/17', 'SubnetLen one longer than Network leaves one subnet');
+  t.equal(one.subnetMax.toString(), '10.5.128.0/17');
+});
+
+t.test('input: size, JSON, shape', async (t) => {
+  const big = JSON.stringify({ Network: '10.5.0.0/16', Backend: hostGw }) + ' '.repeat(64 * 1024);
+  rejects(t, big, /larger than the 64 KiB limit/, 'over 64 KiB, even if only whitespace');
+  const justUnder = JSON.stringify({ Network: '10.5.0.0/16', Backend: hostGw });
+  t.ok(parseNetConf(justUnder + ' '.repeat(64 * 1024 - justUnder.length)), 'exactly 64 KiB is fine');
+  rejects(t, '{"Network": "10.5.0.0/16",', /not valid JSON/);
+  rejects(t, '', /not valid JSON/);
+  rejects(t, '{"Network": "10.5.0.0/16"\n\n,,}', /not valid JSON/, 'JSON error with newlines stays one line');
+  rejects(t, '[{"Network": "10.5.0.0/16"}]', /must be a JSON object, got an array/);
+  rejects(t, 'null', /must be a JSON object, got null/);
+  rejects(t, '"10.5.0.0/16"', /must be a JSON object, got string/);
+  rejects(t, '42', /must be a JSON object, got number/);
+});
+
+t.test('unknown and unsupported top-level keys', async (t) => {
+  rejectsDoc(t, { Network: '10.5.0.0/16', Subnetlen: 24, Backend: hostGw }, /unknown key "Subnetlen" \(did you mean "SubnetLen"\?\); known keys: Network, SubnetLen/);
+  rejectsDoc(t, { Network: '10.5.0.0/16', Foo: 1, Backend: hostGw }, /unknown key "Foo"; known keys: /);
+  rejectsDoc(t, { Network: '10.5.0.0/16', ['x'.repeat(500)]: 1, Backend: hostGw }, /unknown key "x{10,64}"; /, 'a huge key name is cut');
+  rejectsDoc(t, { Network: '10.5.0.0/16', IPv6Network: 'fd00::/48', Backend: hostGw }, /IPv6Network: IPv6 is not supported yet/);
+  rejectsDoc(t, { Network: '10.5.0.0/16', IPv6SubnetLen: 64, Backend: hostGw }, /IPv6SubnetLen: IPv6 is not supported yet/);
+  rejectsDoc(t, { Network: '10.5.0.0/16', EnableIPv6: true, Backend: hostGw }, /EnableIPv6: IPv6 is not supported yet/);
+  rejectsDoc(t, { Network: '10.5.0.0/16', EnableIPv6: 'no', Backend: hostGw }, /EnableIPv6 must be true or false, got string "no"/);
+  rejectsDoc(t, { Network: '10.5.0.0/16', EnableIPv4: false, Backend: hostGw }, /EnableIPv4 false is not supported/);
+  rejectsDoc(t, { Network: '10.5.0.0/16', EnableNFTables: 1, Backend: hostGw }, /EnableNFTables must be true or false, got number 1/);
+  rejectsDoc(t, { Network: '10.5.0.0/16', Networks: ['10.6.0.0/16'], Backend: hostGw }, /Networks: several cluster networks are not supported/);
+});
+
+t.test('Network', async (t) => {
+  rejectsDoc(t, { Backend: hostGw }, /Network is required/);
+  rejectsDoc(t, { Network: 10, Backend: hostGw }, /Network must be a string, got number 10/);
+  rejectsDoc(t, { Network: ['10.5.0.0/16'], Backend: hostGw }, /Network must be a string, got an array/);
+  rejectsDoc(t, { Network: null, Backend: hostGw }, /Network must be a string, got null/);
+  rejectsDoc(t, { Network: '10.5.0.1/16', Backend: hostGw }, /Network "10\.5\.0\.1\/16" has host bits set \(did you mean 10\.5\.0\.0\/16\?\)/);
+  rejectsDoc(t, { Network: '10.5.0.0', Backend: hostGw }, /Network "10\.5\.0\.0" is not a CIDR/);
+  rejectsDoc(t, { Network: '10.5.0.0/33', Backend: hostGw }, /Network "10\.5\.0\.0\/33" has a prefix longer than \/32/);
+  rejectsDoc(t, { Network: '10.5/16', Backend: hostGw }, /Network "10\.5" is not a dotted-quad IPv4 address/);
+  rejectsDoc(t, { Network: 'ten/8', Backend: hostGw }, /Network "ten" is not an IP address/);
+  rejectsDoc(t, { Network: 'fd00:10::/48', Backend: hostGw }, /Network fd00:10::\/48: IPv6 is not supported yet/);
+});
+
+t.test('SubnetLen', async (t) => {
+  const net = { Network: '10.5.0.0/16', Backend: hostGw };
+  rejectsDoc(t, { ...net, SubnetLen: 33 }, /^net-conf: SubnetLen 33 is longer than \/30$/);
+  rejectsDoc(t, { ...net, SubnetLen: 31 }, /SubnetLen 31 is longer than \/30/);
+  rejectsDoc(t, { ...net, SubnetLen: 16 }, /SubnetLen 16 must be longer than the Network's \/16/);
+  rejectsDoc(t, { ...net, SubnetLen: 8 }, /SubnetLen 8 must be longer than the Network's \/16/);
+  rejectsDoc(t, { ...net, SubnetLen: -1 }, /SubnetLen -1 must be longer/);
+  rejectsDoc(t, { ...net, SubnetLen: 24.5 }, /SubnetLen must be an integer, got number 24\.5/);
+  rejectsDoc(t, { ...net, SubnetLen: '24' }, /SubnetLen must be an integer, got string "24"/);
+  rejectsDoc(t, { ...net, SubnetLen: null }, /SubnetLen must be an integer, got null/);
+  rejects(t, '{"Network": "10.5.0.0/16", "SubnetLen": 1e400, "Backend": {"Type": "host-gw"}}', /SubnetLen must be an integer, got number/, 'Infinity');
+  t.equal(conf({ ...net, SubnetLen: 30 }).subnetLen, 30);
+  t.equal(conf({ ...net, SubnetLen: 26 }).subnetMax.toString(), '10.5.255.192/26');
+});
+
+t.test('SubnetMin and SubnetMax', async (t) => {
+  const net = { Network: '10.5.0.0/16', Backend: hostGw };
+  const addr = conf({ ...net, SubnetMin: '10.5.10.0', SubnetMax: '10.5.20.0' });
+  t.equal(addr.subnetMin.toString(), '10.5.10.0/24', 'flannel writes bare addresses');
+  t.equal(addr.subnetMax.toString(), '10.5.20.0/24');
+  const cidr = conf({ ...net, SubnetMin: '10.5.0.0/24', SubnetMax: '10.5.0.0/24' });
+  t.equal(cidr.subnetMin.toString(), '10.5.0.0/24', 'the first subnet may be asked for explicitly');
+  t.equal(cidr.subnetMax.toString(), '10.5.0.0/24', 'a range of one subnet');
+
+  for (const key of ['SubnetMin', 'SubnetMax']) {
+    rejectsDoc(t, { ...net, [key]: '10.5.10.7' }, new RegExp(`${key} 10\\.5\\.10\\.7 is not aligned to SubnetLen /24 \\(did you mean 10\\.5\\.10\\.0\\?\\)`));
+    rejectsDoc(t, { ...net, [key]: '10.6.10.0' }, new RegExp(`${key} 10\\.6\\.10\\.0 is outside Network 10\\.5\\.0\\.0/16`));
+    rejectsDoc(t, { ...net, [key]: '10.6.10.0/24' }, new RegExp(`${key} 10\\.6\\.10\\.0 is outside Network`));
+    rejectsDoc(t, { ...net, [key]: '10.5.10.0/25' }, new RegExp(`${key} "10\\.5\\.10\\.0/25" is a /25, not a /24 \\(SubnetLen\\)`));
+    rejectsDoc(t, { ...net, [key]: '10.5.10.1/24' }, new RegExp(`${key} "10\\.5\\.10\\.1/24" has host bits set`));
+    rejectsDoc(t, { ...net, [key]: 'first' }, new RegExp(`${key} "first" is not an IP address`));
+    rejectsDoc(t, { ...net, [key]: 'fd00::' }, new RegExp(`${key} fd00:: is outside Network`));
+    rejectsDoc(t, { ...net, [key]: 167772160 }, new RegExp(`${key} must be a string, got number`));
+    rejectsDoc(t, { ...net, [key]: { IP: '10.5.1.0' } }, new RegExp(`${key} must be a string, got an object`));
+  }
+  rejectsDoc(t, { ...net, SubnetMin: '10.5.20.0', SubnetMax: '10.5.10.0' }, /SubnetMin 10\.5\.20\.0\/24 is above SubnetMax 10\.5\.10\.0\/24: no subnet left/);
+  rejectsDoc(t, { ...net, SubnetMax: '10.5.0.0' }, /SubnetMin 10\.5\.1\.0\/24 \(the default: the first subnet is skipped\) is above SubnetMax/);
+  const narrow = conf({ Network: '10.5.0.0/16', SubnetLen: 20, SubnetMin: '10.5.16.0', Backend: hostGw });
+  t.equal(narrow.subnetMin.toString(), '10.5.16.0/20', 'alignment follows SubnetLen');
+  rejectsDoc(t, { Network: '10.5.0.0/16', SubnetLen: 20, SubnetMin: '10.5.8.0', Backend: hostGw }, /not aligned to SubnetLen \/20 \(did you mean 10\.5\.0\.0\?\)/);
+});
+
+t.test('Backend', async (t) => {
+  const net = { Network: '10.5.0.0/16' };
+  rejectsDoc(t, net, /Backend is required/);
+  rejectsDoc(t, { ...net, Backend: 'host-gw' }, /Backend must be an object, got string/);
+  rejectsDoc(t, { ...net, Backend: [hostGw] }, /Backend must be an object, got an array/);
+  rejectsDoc(t, { ...net, Backend: null }, /Backend must be an object, got null/);
+  rejectsDoc(t, { ...net, Backend: {} }, /Backend\.Type is required; one of host-gw, vxlan, udp, bgp/);
+  rejectsDoc(t, { ...net, Backend: { Type: 1 } }, /Backend\.Type must be a string, got number/);
+  rejectsDoc(t, { ...net, Backend: { Type: 'ipip' } }, /Backend\.Type "ipip" is not a known backend; use one of host-gw, vxlan, udp, bgp/);
+  rejectsDoc(t, { ...net, Backend: { Type: 'HOST-GW' } }, /Backend\.Type "HOST-GW" is not a known backend/);
+  rejectsDoc(t, { ...net, Backend: { Type: 'host-gw', DirectRouting: true } }, /unknown key "Backend\.DirectRouting": host-gw takes no options besides Type/);
+});
+
+t.test('backendOptions', async (t) => {
+  const gw = conf({ Network: '10.5.0.0/16', Backend: hostGw });
+  t.same(backendOptions(gw, 'host-gw'), {});
+  t.throws(() => backendOptions(gw, 'vxlan'), /asked of a host-gw configuration/);
+  const hand = { ...gw, backend: { type: 'host-gw' as const, raw: { Port: 1 } } };
+  t.throws(() => backendOptions(hand, 'host-gw'), ConfigError, 'a hand-built NetConf is checked too');
+});
+
+t.test('loadNetConfFile', async (t) => {
+  const dir = mkdtempSync(join(tmpdir(), 'weftcfg-'));
+  t.teardown(() => rmSync(dir, { recursive: true, force: true }));
+  const good = join(dir, 'good.json');
+  writeFileSync(good, JSON.stringify({ Network: '10.5.0.0/16', Backend: hostGw }));
+  t.equal(loadNetConfFile(good).network.toString(), '10.5.0.0/16');
+
+  const missing = join(dir, 'missing.json');
+  t.throws(() => loadNetConfFile(missing), {
+    name: 'WeftError',
+    message: `net-conf file ${missing} does not exist; pass the path of your net-conf.json`,
+  });
+  t.throws(() => loadNetConfFile(dir), { name: 'WeftError', message: /is a directory/ });
+
+  const big = join(dir, 'big.json');
+  writeFileSync(big, Buffer.alloc(1024 * 1024, 0x20));
+  t.throws(() => loadNetConfFile(big), { name: 'ConfigError', message: /larger than the 64 KiB limit/ });
+
+  const latin1 = join(dir, 'latin1.json');
+  writeFileSync(latin1, Buffer.from([0x7b, 0xe9, 0x7d]));
+  t.throws(() => loadNetConfFile(latin1), { name: 'ConfigError', message: /is not UTF-8 text/ });
+
+  const bad = join(dir, 'bad.json');
+  writeFileSync(bad, '{"Network": "10.5.0.0/16", "SubnetLen": 33, "Backend": {"Type": "host-gw"}}');
+  t.throws(() => loadNetConfFile(bad), new ConfigError('SubnetLen 33 is longer than /30'));
+
+  const locked = join(dir, 'locked.json');
+  writeFileSync(locked, '{}');
+  chmodSync(locked, 0o000);
+  if (process.getuid?.() === 0) {
+    t.comment('running as root: the permission-denied case cannot be produced');
+  } else {
+    t.throws(() => loadNetConfFile(locked), { name: 'WeftError', message: /permission denied/ });
+  }
+});
+
+/** Runs `weft config ...` in-process, collecting what it writes to stdout/stderr. */
+async function runCli(argv: string[]): Promise<{ code: number | undefined; out: string; err: string; error?: unknown }> {
+  let out = '';
+  let err = '';
+  const stdoutWrite = process.stdout.write;
+  const stderrWrite = process.stderr.write;
+  process.stdout.write = ((chunk: string) => ((out += chunk), true)) as typeof process.stdout.write;
+  process.stderr.write = ((chunk: string) => ((err += chunk), true)) as typeof process.stderr.write;
+  try {
+    return { code: await runConfigCommand(argv), out, err };
+  } catch (error) {
+    return { code: undefined, out, err, error };
+  } finally {
+    process.stdout.write = stdoutWrite;
+    process.stderr.write = stderrWrite;
+  }
+}
+
+t.test('weft config validate / put', async (t) => {
+  const dir = mkdtempSync(join(tmpdir(), 'weftcfg-'));
+  t.teardown(() => rmSync(dir, { recursive: true, force: true }));
+  const good = join(dir, 'net-conf.json');
+  writeFileSync(good, JSON.stringify({ Network: '10.5.0.0/16', SubnetMax: '10.5.9.0', Backend: { Type: 'vxlan' } }));
+  const bad = join(dir, 'bad.json');
+  writeFileSync(bad, JSON.stringify({ Network: '10.5.0.0/16', SubnetLen: 33, Backend: hostGw }));
+
+  const ok = await runCli(['validate', good]);
+  t.equal(ok.code, 0);
+  t.equal(ok.out, `${good}: ok: Network 10.5.0.0/16, SubnetLen 24, subnets 10.5.1.0/24..10.5.9.0/24 (9 leasable), backend vxlan\n`);
+
+  const invalid = await runCli(['validate', bad]);
+  t.type(invalid.error, ConfigError, 'the CLI entry prints it as one line and exits 1');
+  t.equal((invalid.error as Error).message, 'net-conf: SubnetLen 33 is longer than /30');
+
+  const help = await runCli(['validate', '--help']);
+  t.equal(help.code, 0);
+  t.match(help.out, /usage: weft config validate FILE/);
+  t.match((await runCli(['put', '--help'])).out, /--etcd-endpoints/);
+  t.match((await runCli(['--help'])).out, /validate.*\n.*put/);
+
+  const noFile = await runCli(['validate']);
+  t.equal(noFile.code, 2);
+  t.match(noFile.err, /expected one FILE, got 0/);
+  const badFlag = await runCli(['validate', '--bogus', good]);
+  t.equal(badFlag.code, 2);
+  t.match(badFlag.err, /Unknown option '--bogus'/);
+  t.equal((await runCli(['frobnicate'])).code, 2);
+  t.equal((await runCli([])).code, 2);
+
+  const notWritten = await runCli(['put', '--etcd-endpoints', 'http://127.0.0.1:1', bad]);
+  t.type(notWritten.error, ConfigError, 'an invalid file is refused before etcd is contacted');
+
+  // Port 1 on loopback: nothing listens, the connection is refused at once.
+  const unreachable = await runCli(['put', '--etcd-endpoints', 'http://127.0.0.1:1', '--etcd-prefix', '/coreos.com/network', good]);
+  t.type(unreachable.error, WeftError);
+  const msg = (unreachable.error as Error).message;
+  t.notMatch(msg, /\n/);
+  t.match(msg, /^cannot write \/coreos\.com\/network\/config to etcd at http:\/\/127\.0\.0\.1:1 \(.+\); check that etcd is running and --etcd-endpoints/);
+
+  const badEndpoint = await runCli(['put', '--etcd-endpoints', 'localhost:2379', good]);
+  t.match((badEndpoint.error as Error).message, /bad etcd endpoint "localhost:2379"/);
+});
