@@ -1,5 +1,108 @@
+import { readFileSync } from 'node:fs';
+import { hostname } from 'node:os';
+import { parseArgs } from 'node:util';
+import { Agent } from '../agent/agent.js';
 import { WeftError } from '../errors.js';
+import { createSubnetManager } from '../agent/subnet-source.js';
+import { etcdFlags, etcdOptionsFrom } from './flags.js';
+import { createLogger } from './log.js';
 
-export async function run(_argv: string[]): Promise<number> {
-  throw new WeftError('weft agent is not built yet');
+const HELP = `usage: weft agent [flags]
+
+  --etcd-endpoints URLS   etcd client URLs, comma-separated (default http://127.0.0.1:2379)
+  --etcd-prefix PATH      key prefix (default /weft/network; /coreos.com/network reads flannel's)
+  --etcd-cafile/--etcd-certfile/--etcd-keyfile FILE   TLS to etcd
+  --kube-subnet-mgr       take the subnet from the Kubernetes node object instead of etcd
+  --iface NAME|IP         external interface (repeatable, first match wins; default: the default route's)
+  --iface-regex RE        external interface by name or address pattern (repeatable)
+  --public-ip IP          address published to peers (default: the interface's)
+  --subnet-file PATH      where to write subnet.env (default /run/weft/subnet.env)
+  --net-conf FILE         read net-conf.json from FILE instead of etcd
+  --ip-masq               masquerade pod traffic leaving the cluster network
+  --healthz-addr HOST:PORT  serve /healthz, /readyz, /metrics (default 0.0.0.0:10270; "" disables)
+  --node-name NAME        node name (default $NODE_NAME, else the hostname)
+  --run-dir DIR           runtime state (default /run/weft)
+  --lease-ttl DURATION    subnet lease TTL, e.g. 24h, 90m, 30s (default 24h)
+  --resync DURATION       periodic full data-plane resync (default 10s)`;
+
+export function parseDuration(text: string, flag: string): number {
+  const m = /^(\d+)(ms|s|m|h)?$/.exec(text.trim());
+  if (!m) throw new WeftError(`${flag} "${text}" is not a duration`, 'use e.g. 24h, 90m, 30s');
+  const unit = { ms: 1, s: 1000, m: 60_000, h: 3600_000 }[(m[2] ?? 's') as 'ms' | 's' | 'm' | 'h'];
+  return Number(m[1]) * unit;
+}
+
+/** CAP_NET_ADMIN (bit 12) in the effective set: without it nothing below works. */
+function hasNetAdmin(): boolean {
+  try {
+    const m = /^CapEff:\s*([0-9a-f]+)$/m.exec(readFileSync('/proc/self/status', 'utf8'));
+    return m ? (BigInt(`0x${m[1]}`) & (1n << 12n)) !== 0n : true;
+  } catch {
+    return true;
+  }
+}
+
+export async function run(argv: string[]): Promise<number> {
+  const { values } = parseArgs({
+    args: argv,
+    options: {
+      ...etcdFlags,
+      'kube-subnet-mgr': { type: 'boolean', default: false },
+      iface: { type: 'string', multiple: true, default: [] },
+      'iface-regex': { type: 'string', multiple: true, default: [] },
+      'public-ip': { type: 'string' },
+      'subnet-file': { type: 'string', default: '/run/weft/subnet.env' },
+      'net-conf': { type: 'string' },
+      'ip-masq': { type: 'boolean', default: false },
+      'healthz-addr': { type: 'string', default: '0.0.0.0:10270' },
+      'node-name': { type: 'string' },
+      'run-dir': { type: 'string', default: '/run/weft' },
+      'lease-ttl': { type: 'string', default: '24h' },
+      resync: { type: 'string', default: '10s' },
+      help: { type: 'boolean', short: 'h' },
+    },
+    strict: true,
+  });
+  if (values.help) {
+    process.stdout.write(HELP + '\n');
+    return 0;
+  }
+  if (!hasNetAdmin()) {
+    throw new WeftError('missing CAP_NET_ADMIN: weft cannot program routes or devices', 'run as root or grant the NET_ADMIN capability');
+  }
+  const ttlMs = parseDuration(values['lease-ttl'] ?? '24h', '--lease-ttl');
+  if (ttlMs < 2000) throw new WeftError(`--lease-ttl ${values['lease-ttl']} is too short`, 'use at least 2s');
+  const nodeName = values['node-name'] || process.env.NODE_NAME || hostname();
+  const logger = createLogger({ name: 'weft-agent' }).child({ node: nodeName });
+
+  const subnetManager = await createSubnetManager({
+    kube: values['kube-subnet-mgr'] ?? false,
+    etcd: etcdOptionsFrom(values),
+    ttlSeconds: Math.round(ttlMs / 1000),
+    netConfFile: values['net-conf'],
+    nodeName,
+    logger,
+  });
+  const agent = new Agent({
+    subnetManager,
+    netConfFile: values['net-conf'],
+    iface: { ifaces: values.iface ?? [], regexes: values['iface-regex'] ?? [], publicIP: values['public-ip'] },
+    subnetFile: values['subnet-file'] ?? '/run/weft/subnet.env',
+    runDir: values['run-dir'] ?? '/run/weft',
+    healthzAddr: values['healthz-addr'] || undefined,
+    nodeName,
+    ipMasq: values['ip-masq'] ?? false,
+    resyncMs: parseDuration(values.resync ?? '10s', '--resync'),
+    logger,
+  });
+
+  const stop = new AbortController();
+  const onSignal = (sig: string): void => {
+    logger.info({ signal: sig }, 'stopping; routes and devices stay in place');
+    stop.abort();
+  };
+  process.once('SIGTERM', () => onSignal('SIGTERM'));
+  process.once('SIGINT', () => onSignal('SIGINT'));
+  await agent.run(stop.signal);
+  return 0;
 }

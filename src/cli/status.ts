@@ -1,5 +1,45 @@
+import { readFile } from 'node:fs/promises';
+import { join } from 'node:path';
+import { parseArgs } from 'node:util';
+import type { AgentStatus } from '../agent/agent.js';
 import { WeftError } from '../errors.js';
 
-export async function run(_argv: string[]): Promise<number> {
-  throw new WeftError('weft status is not built yet');
+const HELP = `usage: weft status [--run-dir DIR] [--json]
+
+Shows what the agent on this node last programmed: its subnet, backend and peers.`;
+
+export async function run(argv: string[]): Promise<number> {
+  const { values } = parseArgs({
+    args: argv,
+    options: { 'run-dir': { type: 'string', default: '/run/weft' }, json: { type: 'boolean', default: false }, help: { type: 'boolean', short: 'h' } },
+  });
+  if (values.help) {
+    process.stdout.write(HELP + '\n');
+    return 0;
+  }
+  const path = join(values['run-dir'] ?? '/run/weft', 'status.json');
+  let status: AgentStatus;
+  try {
+    status = JSON.parse(await readFile(path, 'utf8')) as AgentStatus;
+  } catch (err) {
+    const code = (err as NodeJS.ErrnoException).code;
+    throw new WeftError(
+      code === 'ENOENT' ? `no agent status at ${path}` : `cannot read ${path} (${code ?? (err as Error).message})`,
+      'is the agent running on this node? pass its --run-dir',
+    );
+  }
+  if (values.json) {
+    process.stdout.write(JSON.stringify(status, null, 2) + '\n');
+    return 0;
+  }
+  const out = [
+    `node     ${status.node} (${status.publicIP} on ${status.iface})`,
+    `backend  ${status.backend}`,
+    `subnet   ${status.subnet}`,
+    `ready    ${status.ready ? 'yes' : 'no'}   (updated ${status.updatedAt})`,
+    `peers    ${status.peers.length}`,
+    ...status.peers.map((p) => `  ${p.subnet.padEnd(18)} ${p.publicIP.padEnd(15)} ${p.backend}${p.node ? `  ${p.node}` : ''}`),
+  ];
+  process.stdout.write(out.join('\n') + '\n');
+  return 0;
 }

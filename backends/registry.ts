@@ -1,0 +1,12 @@
+// Backend type -> factory. Loaded lazily so a node only loads (and, for udp,
+// only needs the native addon of) the backend it runs.
+import type { BackendType } from '../src/config/netconf.js';
+import type { BackendFactory } from './backend.js';
+
+const FACTORIES: Partial<Record<BackendType, () => Promise<BackendFactory>>> = {
+  'host-gw': async () => (await import('./hostgw/index.js')).createHostGwBackend,
+};
+
+export async function backendFactory(type: BackendType): Promise<BackendFactory | undefined> {
+  return FACTORIES[type]?.();
+}
