@@ -14,7 +14,7 @@ export interface LeaseAttrs {
 export interface Lease {
   subnet: Cidr;
   attrs: LeaseAttrs;
-  /** Absolute expiry in ms since epoch; undefined for a reservation (no etcd lease). */
+  /** Absolute expiry in ms since epoch. Set on this node's own lease (undefined there means a reservation); peers' leases from a watch leave it unset. */
   expiresAt?: number;
 }
 

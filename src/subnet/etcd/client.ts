@@ -1,5 +1,11 @@
 import { readFileSync } from 'node:fs';
-import { Etcd3, type IOptions } from 'etcd3';
+import {
+  Etcd3,
+  GRPCDeadlineExceededError,
+  GRPCUnavailableError,
+  isRecoverableError,
+  type IOptions,
+} from 'etcd3';
 import { WeftError } from '../../errors.js';
 
 export const DEFAULT_ETCD_PREFIX = '/weft/network';
@@ -11,8 +17,35 @@ export interface EtcdOptions {
   caFile?: string;
   certFile?: string;
   keyFile?: string;
-  /** Per-call deadline; keeps an unreachable etcd from hanging a command. */
+  /** Deadline of each unary call; keeps an unreachable etcd from hanging a command. */
   dialTimeoutMs?: number;
+}
+
+type FaultPolicy = NonNullable<NonNullable<IOptions['faultHandling']>['global']>;
+
+/**
+ * A policy that calls straight through, trying at most `attempts` times on
+ * connection errors (each try lands on another endpoint). weft runs its own
+ * backoff; the library's default circuit breaker would otherwise refuse every
+ * call for 5 s after three failures, e.g. right after etcd restarts.
+ */
+function passThrough(attempts: number): FaultPolicy {
+  const noEvent = () => ({ dispose() {} });
+  const policy = {
+    onSuccess: noEvent,
+    onFailure: noEvent,
+    async execute<T>(fn: (ctx: { signal: AbortSignal }) => PromiseLike<T> | T, signal?: AbortSignal): Promise<T> {
+      const ctx = { signal: signal ?? new AbortController().signal };
+      for (let i = 1; ; i++) {
+        try {
+          return await fn(ctx);
+        } catch (err) {
+          if (i >= attempts || !(err instanceof Error) || !isRecoverableError(err)) throw err;
+        }
+      }
+    },
+  };
+  return policy as unknown as FaultPolicy;
 }
 
 function readPem(path: string, flag: string): Buffer {
@@ -30,12 +63,22 @@ export function createEtcdClient(opts: EtcdOptions): Etcd3 {
       throw new WeftError(`bad etcd endpoint "${e}"`, 'use http://HOST:PORT or https://HOST:PORT');
     }
   }
+  const deadlineMs = opts.dialTimeoutMs ?? 5000;
   const options: IOptions = {
     hosts: opts.endpoints,
-    dialTimeout: opts.dialTimeoutMs ?? 3000,
-    defaultCallOptions: () => ({ deadline: new Date(Date.now() + (opts.dialTimeoutMs ?? 5000)) }),
-    // weft runs its own backoff; the library's fault handling retries forever otherwise.
-    faultHandling: { global: undefined as never, host: undefined as never },
+    // Unary calls get a deadline; streams (watch, keepalive) must not, or they die after it.
+    defaultCallOptions: (ctx) => (ctx.isStream ? {} : { deadline: new Date(Date.now() + deadlineMs) }),
+    faultHandling: { global: passThrough(opts.endpoints.length), host: () => passThrough(1) },
+    grpcOptions: {
+      // grpc's own reconnect backoff grows to 120 s; keep it within weft's 5 s cap.
+      'grpc.initial_reconnect_backoff_ms': 100,
+      'grpc.max_reconnect_backoff_ms': 5000,
+      // Notice a silently dead peer (no RST) on an idle watch stream.
+      'grpc.keepalive_time_ms': 15_000,
+      'grpc.keepalive_timeout_ms': 5_000,
+      // The lease list is one range call; allow thousands of nodes' values in it.
+      'grpc.max_receive_message_length': 64 * 1024 * 1024,
+    },
   };
   if (opts.caFile || opts.certFile || opts.keyFile) {
     options.credentials = {
@@ -45,4 +88,34 @@ export function createEtcdClient(opts: EtcdOptions): Etcd3 {
     };
   }
   return new Etcd3(options);
+}
+
+/** True for errors that mean "could not talk to etcd" (worth a retry), not "etcd said no". */
+export function isEtcdUnreachable(err: unknown): boolean {
+  return err instanceof GRPCUnavailableError || err instanceof GRPCDeadlineExceededError;
+}
+
+/** etcd could not be reached (refused, timed out): worth retrying with backoff, unlike a refusal. */
+export class EtcdUnreachableError extends WeftError {
+  constructor(cause: string, fix?: string) {
+    super(cause, fix);
+    this.name = 'EtcdUnreachableError';
+  }
+}
+
+/**
+ * Turns a failed etcd call into one line that names the endpoints and what
+ * weft was doing. WeftErrors pass through unchanged.
+ */
+export function etcdFailure(err: unknown, endpoints: readonly string[], doing: string): Error {
+  if (err instanceof WeftError) return err;
+  const where = endpoints.join(',');
+  const detail = String(err instanceof Error ? err.message : err)
+    .split('\n')[0]!
+    .replace(/^\d+ [A-Z_]+: /, '')
+    .slice(0, 160);
+  if (isEtcdUnreachable(err)) {
+    return new EtcdUnreachableError(`etcd at ${where} is unreachable while ${doing} (${detail})`, 'check --etcd-endpoints and that etcd is running');
+  }
+  return new WeftError(`etcd at ${where} failed while ${doing}: ${detail}`, 'check the etcd server log and its permissions');
 }

@@ -1,0 +1,283 @@
+// A real etcd (Debian's etcd-server, 3.4) for the lab and the etcd tests:
+// its own temp dir for data and log, chosen ports, optionally inside a
+// network namespace, and started/stopped/killed/restarted on demand.
+import { spawn, type ChildProcess } from 'node:child_process';
+import { accessSync, closeSync, constants, mkdtempSync, openSync, readFileSync, writeFileSync } from 'node:fs';
+import { readdir, readFile, rm } from 'node:fs/promises';
+import { createServer } from 'node:net';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { setTimeout as sleep } from 'node:timers/promises';
+import { WeftError } from '../errors.js';
+
+export interface EtcdServerOptions {
+  /** Run inside this network namespace (`ip netns exec NS etcd ...`). */
+  netns?: string;
+  /** Address to listen on (default 127.0.0.1). */
+  host?: string;
+  /** Default: a free loopback pair in the root namespace; 2379/2380 inside a namespace. */
+  clientPort?: number;
+  peerPort?: number;
+  /** Where etcd's own temp dir is made (default the system temp dir). */
+  parentDir?: string;
+  /** Name prefix of that temp dir; `removeEtcdLeftovers(tag)` finds crashed runs by it. */
+  tag?: string;
+  /** Keep etcd running after this process exits (a lab outlives `weft lab up`). */
+  detached?: boolean;
+  /** Give up waiting for health after this long (default 30 s). */
+  startTimeoutMs?: number;
+  binary?: string;
+  etcdctl?: string;
+}
+
+const DEFAULT_TAG = 'weft-etcd-';
+/** Records who started etcd, so leftovers of a crashed run can be told from live ones. */
+const OWNER_FILE = 'owner.json';
+
+interface OwnerRecord {
+  owner: number;
+  etcd: number;
+  detached: boolean;
+}
+
+function requireExecutable(path: string, pkg: string): void {
+  try {
+    accessSync(path, constants.X_OK);
+  } catch {
+    throw new WeftError(`${path} is missing`, `install it: apt-get install ${pkg}`);
+  }
+}
+
+/** Two ports free on `host` right now (a small race remains; etcd reports it clearly if lost). */
+async function freePortPair(host: string): Promise<[number, number]> {
+  const servers = [createServer(), createServer()];
+  const ports = await Promise.all(
+    servers.map(
+      (s) =>
+        new Promise<number>((resolve, reject) => {
+          s.once('error', reject);
+          s.listen(0, host, () => resolve((s.address() as { port: number }).port));
+        }),
+    ),
+  );
+  await Promise.all(servers.map((s) => new Promise((r) => s.close(r))));
+  return [ports[0]!, ports[1]!];
+}
+
+/** The environment without ETCD_* / ETCDCTL_* settings that would override our flags. */
+function cleanEnv(): NodeJS.ProcessEnv {
+  return Object.fromEntries(Object.entries(process.env).filter(([k]) => !k.startsWith('ETCD_') && !k.startsWith('ETCDCTL_')));
+}
+
+function isRunning(pid: number): boolean {
+  try {
+    const stat = readFileSync(`/proc/${pid}/stat`, 'utf8');
+    const state = stat.slice(stat.lastIndexOf(')') + 2, stat.lastIndexOf(')') + 3);
+    return state !== 'Z' && state !== 'X';
+  } catch {
+    return false;
+  }
+}
+
+export class EtcdServer {
+  /** The client URL, e.g. "http://127.0.0.1:40123". */
+  readonly endpoint: string;
+  /** etcd's temp dir: data/, etcd.log, owner.json. */
+  readonly dir: string;
+  readonly logFile: string;
+  private child: ChildProcess | undefined;
+  private exited: Promise<void> = Promise.resolve();
+  /** An attached etcd dies with us, even on process.exit(); removeEtcdLeftovers covers signals. */
+  private readonly killOnExit = () => {
+    if (this.running) this.child?.kill('SIGKILL');
+  };
+
+  private constructor(
+    private readonly opts: EtcdServerOptions,
+    readonly host: string,
+    readonly clientPort: number,
+    readonly peerPort: number,
+  ) {
+    this.endpoint = `http://${host.includes(':') ? `[${host}]` : host}:${clientPort}`;
+    this.dir = mkdtempSync(join(opts.parentDir ?? tmpdir(), opts.tag ?? DEFAULT_TAG));
+    this.logFile = join(this.dir, 'etcd.log');
+  }
+
+  /** Starts etcd and waits until it answers a health check. */
+  static async start(opts: EtcdServerOptions = {}): Promise<EtcdServer> {
+    requireExecutable(opts.binary ?? '/usr/bin/etcd', 'etcd-server');
+    requireExecutable(opts.etcdctl ?? '/usr/bin/etcdctl', 'etcd-client');
+    const host = opts.host ?? '127.0.0.1';
+    let [clientPort, peerPort] = [opts.clientPort, opts.peerPort];
+    if (clientPort === undefined || peerPort === undefined) {
+      const [c, p] = opts.netns ? [2379, 2380] : await freePortPair(host);
+      clientPort ??= c;
+      peerPort ??= p;
+    }
+    const server = new EtcdServer(opts, host, clientPort, peerPort);
+    try {
+      await server.launch();
+    } catch (err) {
+      await server.cleanup();
+      throw err;
+    }
+    return server;
+  }
+
+  /** The etcd process id while it runs. */
+  get pid(): number | undefined {
+    return this.child?.exitCode === null && this.child.signalCode === null ? this.child.pid : undefined;
+  }
+
+  get running(): boolean {
+    return this.pid !== undefined;
+  }
+
+  /** Graceful stop: SIGTERM, SIGKILL after `graceMs`. */
+  async stop(graceMs = 10_000): Promise<void> {
+    const child = this.child;
+    if (!child || !this.running) return;
+    child.kill('SIGTERM');
+    const done = await Promise.race([this.exited.then(() => true), sleep(graceMs).then(() => false)]);
+    if (!done) await this.kill();
+  }
+
+  /** Abrupt stop (SIGKILL), as a crash or power loss would. */
+  async kill(): Promise<void> {
+    if (!this.child || !this.running) return;
+    this.child.kill('SIGKILL');
+    await this.exited;
+  }
+
+  /** Starts again with the same data dir and ports (stopping first if running). */
+  async restart(): Promise<void> {
+    await this.stop();
+    await this.launch();
+  }
+
+  /** Stops etcd and removes its temp dir. */
+  async cleanup(): Promise<void> {
+    await this.stop(3000);
+    await rm(this.dir, { recursive: true, force: true });
+  }
+
+  private args(): string[] {
+    const url = (port: number) => `http://${this.host.includes(':') ? `[${this.host}]` : this.host}:${port}`;
+    const name = 'weft-etcd';
+    return [
+      `--name=${name}`,
+      `--data-dir=${join(this.dir, 'data')}`,
+      `--listen-client-urls=${url(this.clientPort)}`,
+      `--advertise-client-urls=${url(this.clientPort)}`,
+      `--listen-peer-urls=${url(this.peerPort)}`,
+      `--initial-advertise-peer-urls=${url(this.peerPort)}`,
+      `--initial-cluster=${name}=${url(this.peerPort)}`,
+      '--initial-cluster-state=new',
+      `--initial-cluster-token=${this.dir}`,
+      '--logger=zap',
+      '--log-outputs=stderr',
+    ];
+  }
+
+  private async launch(): Promise<void> {
+    const argv = [this.opts.binary ?? '/usr/bin/etcd', ...this.args()];
+    const full = this.opts.netns ? ['ip', 'netns', 'exec', this.opts.netns, ...argv] : argv;
+    const log = openSync(this.logFile, 'a');
+    let child: ChildProcess;
+    try {
+      child = spawn(full[0]!, full.slice(1), { stdio: ['ignore', log, log], env: cleanEnv(), detached: !!this.opts.detached });
+    } finally {
+      closeSync(log);
+    }
+    child.on('error', () => {}); // a failed spawn shows up as an early exit below
+    if (this.opts.detached) child.unref();
+    this.child = child;
+    this.exited = new Promise((resolve) =>
+      child.once('exit', () => {
+        process.removeListener('exit', this.killOnExit);
+        resolve();
+      }),
+    );
+    if (!this.opts.detached) process.on('exit', this.killOnExit);
+    const record: OwnerRecord = { owner: process.pid, etcd: child.pid ?? 0, detached: !!this.opts.detached };
+    writeFileSync(join(this.dir, OWNER_FILE), JSON.stringify(record) + '\n');
+    await this.waitHealthy(this.opts.startTimeoutMs ?? 30_000);
+  }
+
+  private async waitHealthy(timeoutMs: number): Promise<void> {
+    const deadline = Date.now() + timeoutMs;
+    for (;;) {
+      if (!this.running) {
+        throw new WeftError(`etcd exited while starting (${this.lastLogLine()})`, `see ${this.logFile}`);
+      }
+      if (await this.healthy()) return;
+      if (Date.now() > deadline) {
+        await this.kill();
+        throw new WeftError(`etcd at ${this.endpoint} was not healthy after ${timeoutMs} ms`, `see ${this.logFile}`);
+      }
+      await sleep(100);
+    }
+  }
+
+  private healthy(): Promise<boolean> {
+    const argv = [this.opts.etcdctl ?? '/usr/bin/etcdctl', `--endpoints=${this.endpoint}`, '--dial-timeout=1s', '--command-timeout=2s', 'endpoint', 'health'];
+    const full = this.opts.netns ? ['ip', 'netns', 'exec', this.opts.netns, ...argv] : argv;
+    return new Promise((resolve) => {
+      const p = spawn(full[0]!, full.slice(1), { stdio: 'ignore', env: cleanEnv() });
+      const timer = setTimeout(() => p.kill('SIGKILL'), 5000);
+      p.on('error', () => resolve(false));
+      p.on('exit', (code) => {
+        clearTimeout(timer);
+        resolve(code === 0);
+      });
+    });
+  }
+
+  /** The last message etcd logged, for a one-line start failure. */
+  private lastLogLine(): string {
+    try {
+      const lines = readFileSync(this.logFile, 'utf8').trim().split('\n');
+      const last = lines[lines.length - 1] ?? '';
+      try {
+        const rec = JSON.parse(last) as { msg?: string; error?: string };
+        return [rec.msg, rec.error].filter(Boolean).join(': ').slice(0, 200) || 'no log output';
+      } catch {
+        return last.slice(0, 200) || 'no log output';
+      }
+    } catch {
+      return 'no log output';
+    }
+  }
+}
+
+/**
+ * Removes what a crashed run left under the temp dir with `tag`: kills its
+ * etcd and deletes the dir. Dirs whose owner still runs, or whose etcd was
+ * started detached on purpose, are left alone.
+ */
+export async function removeEtcdLeftovers(tag: string, parentDir = tmpdir()): Promise<void> {
+  for (const name of await readdir(parentDir).catch(() => [] as string[])) {
+    if (!name.startsWith(tag)) continue;
+    const dir = join(parentDir, name);
+    let rec: OwnerRecord | undefined;
+    try {
+      rec = JSON.parse(await readFile(join(dir, OWNER_FILE), 'utf8')) as OwnerRecord;
+    } catch {
+      // no record: a start that failed before spawning
+    }
+    if (rec && (rec.detached || isRunning(rec.owner))) continue;
+    if (rec && isRunning(rec.etcd)) {
+      let cmd = '';
+      try {
+        cmd = readFileSync(`/proc/${rec.etcd}/cmdline`, 'utf8');
+      } catch {
+        // exited meanwhile
+      }
+      if (cmd.includes(dir)) {
+        process.kill(rec.etcd, 'SIGKILL');
+        for (let i = 0; i < 50 && isRunning(rec.etcd); i++) await sleep(50);
+      }
+    }
+    await rm(dir, { recursive: true, force: true });
+  }
+}

@@ -1,0 +1,28 @@
+// Where things live in etcd (flannel's layout, so a flannel cluster reads unchanged).
+import type { Cidr } from '../cidr.js';
+
+export function configKey(prefix: string): string {
+  return `${prefix}/config`;
+}
+
+/** The directory of lease keys, with its trailing slash. */
+export function subnetsDir(prefix: string): string {
+  return `${prefix}/subnets/`;
+}
+
+export function subnetKey(prefix: string, subnet: Cidr): string {
+  return subnetsDir(prefix) + subnet.toKey();
+}
+
+/** etcd's range_end for "every key starting with `prefix`". */
+export function prefixRangeEnd(prefix: string): Buffer {
+  const end = Buffer.from(prefix);
+  for (let i = end.length - 1; i >= 0; i--) {
+    const byte = end[i]!;
+    if (byte < 0xff) {
+      end[i] = byte + 1;
+      return end.subarray(0, i + 1);
+    }
+  }
+  return Buffer.from([0]); // all 0xff: to the end of the keyspace
+}

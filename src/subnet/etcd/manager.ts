@@ -1,0 +1,419 @@
+// SubnetManager on etcd v3, flannel's key layout: <prefix>/config and
+// <prefix>/subnets/<ip>-<len>, each lease key attached to an etcd lease.
+import { randomBytes, randomInt } from 'node:crypto';
+import { setTimeout as sleep } from 'node:timers/promises';
+import { castGrpcError, type Etcd3, type IKeyValue, type IRequestOp, type ICompare } from 'etcd3';
+import type { Logger } from 'pino';
+import { parseNetConf } from '../../config/parse.js';
+import { ConfigError, type NetConf } from '../../config/netconf.js';
+import { WeftError } from '../../errors.js';
+import { Cidr, type IP } from '../cidr.js';
+import { sameLeaseAttrs, type Lease, type LeaseAttrs, type LeaseEvent } from '../lease.js';
+import { LeaseGoneError, type SubnetManager } from '../manager.js';
+import { createEtcdClient, etcdFailure, type EtcdOptions } from './client.js';
+import { configKey, prefixRangeEnd, subnetKey, subnetsDir } from './layout.js';
+import { formatLeaseValue, parseLeaseEntry } from './lease-value.js';
+import { watchLeaseKeys } from './watch.js';
+
+export const DEFAULT_LEASE_TTL_SECONDS = 24 * 60 * 60;
+/** Collisions only happen when nodes pick the same subnet at once; a few retries settle it. */
+const MAX_ACQUIRE_ATTEMPTS = 20;
+/** Ranges up to this many subnets are enumerated; larger ones (IPv6) are probed at random. */
+const ENUMERATE_LIMIT = 1n << 16n;
+
+export interface EtcdSubnetManagerOptions {
+  etcd: EtcdOptions;
+  logger: Logger;
+  /** TTL of this node's lease (default 24 h); the agent renews well before it. */
+  leaseTtlSeconds?: number;
+  /** net-conf from a file (--net-conf); otherwise read from <prefix>/config. */
+  netConf?: NetConf;
+}
+
+/** One key under <prefix>/subnets/, for `weft leases`: a lease, or why it is unusable. */
+export type LeaseListing = { key: string; lease: Lease } | { key: string; invalid: string };
+
+export class EtcdSubnetManager implements SubnetManager {
+  private readonly client: Etcd3;
+  private readonly prefix: string;
+  private readonly endpoints: readonly string[];
+  private readonly ttlSeconds: number;
+  private readonly logger: Logger;
+  private netConf: NetConf | undefined;
+  /** key -> mod revision already warned about, so a bad value is reported once, not on every resync. */
+  private readonly warned = new Map<string, string>();
+  private readonly closing = new AbortController();
+
+  constructor(opts: EtcdSubnetManagerOptions) {
+    this.client = createEtcdClient(opts.etcd);
+    this.prefix = opts.etcd.prefix;
+    this.endpoints = opts.etcd.endpoints;
+    this.ttlSeconds = opts.leaseTtlSeconds ?? DEFAULT_LEASE_TTL_SECONDS;
+    if (!Number.isInteger(this.ttlSeconds) || this.ttlSeconds < 1) {
+      throw new WeftError(`lease TTL ${opts.leaseTtlSeconds} is not a positive number of seconds`, 'pass a whole number of seconds');
+    }
+    this.logger = opts.logger;
+    this.netConf = opts.netConf;
+  }
+
+  async getNetworkConfig(signal?: AbortSignal): Promise<NetConf> {
+    if (this.netConf) return this.netConf;
+    const key = configKey(this.prefix);
+    const res = await this.call('reading the network config', () => this.client.kv.range({ key: Buffer.from(key) }), signal);
+    const kv = res.kvs[0];
+    if (!kv) {
+      throw new WeftError(
+        `no network config at ${key} in etcd at ${this.endpoints.join(',')}`,
+        `write one with "weft config put --etcd-endpoints=${this.endpoints.join(',')} --etcd-prefix=${this.prefix} net-conf.json"`,
+      );
+    }
+    try {
+      this.netConf = parseNetConf(kv.value.toString('utf8'));
+    } catch (err) {
+      if (!(err instanceof ConfigError)) throw err;
+      throw new WeftError(`${err.message} (in ${key})`, 'fix the file and write it again with "weft config put"');
+    }
+    return this.netConf;
+  }
+
+  async acquireLease(attrs: LeaseAttrs, opts: { prefer?: Cidr; signal?: AbortSignal } = {}): Promise<Lease> {
+    const net = await this.getNetworkConfig(opts.signal);
+    const value = formatLeaseValue(attrs);
+    for (let attempt = 1; attempt <= MAX_ACQUIRE_ATTEMPTS; attempt++) {
+      const kvs = await this.listSubnetKeys(opts.signal);
+      const own = this.findOwn(kvs, attrs.publicIP, opts.prefer);
+      const lease = own
+        ? await this.reclaim(own.kv, own.lease, attrs, value, opts.signal)
+        : await this.create(this.pickFree(net, kvs, opts.prefer), attrs, value, opts.signal);
+      if (lease) {
+        this.logger.info({ subnet: lease.subnet.toString(), publicIP: attrs.publicIP.toString(), reused: !!own }, 'subnet lease acquired');
+        return lease;
+      }
+      // Someone changed the key between our read and our write: read again, after a short random pause.
+      await sleep(randomInt(10, 60), undefined, { signal: opts.signal });
+    }
+    throw new WeftError(
+      `could not lease a subnet after ${MAX_ACQUIRE_ATTEMPTS} attempts: every pick collided with another writer`,
+      `check for a process rewriting ${subnetsDir(this.prefix)} and retry`,
+    );
+  }
+
+  async renewLease(lease: Lease, signal?: AbortSignal): Promise<Lease> {
+    const net = await this.getNetworkConfig(signal);
+    const key = subnetKey(this.prefix, lease.subnet);
+    const value = formatLeaseValue(lease.attrs);
+    for (let attempt = 1; attempt <= 3; attempt++) {
+      const res = await this.call('renewing the lease', () => this.client.kv.range({ key: Buffer.from(key) }), signal);
+      const kv = res.kvs[0];
+      if (!kv) throw new LeaseGoneError(lease.subnet);
+      const current = parseLeaseEntry(lease.subnet.toKey(), kv.value, net);
+      if (!current.ok || !current.lease.attrs.publicIP.equals(lease.attrs.publicIP)) throw new LeaseGoneError(lease.subnet);
+      const unchanged = sameLeaseAttrs(current.lease.attrs, lease.attrs);
+      if (kv.lease === '0') {
+        if (!unchanged && !(await this.replace(kv, value, '0', signal))) continue;
+        return { subnet: lease.subnet, attrs: lease.attrs };
+      }
+      // Republish changed attrs without touching the TTL: an unchanged lease renews with no event for peers.
+      if (!unchanged && !(await this.replace(kv, value, undefined, signal))) continue;
+      const ttl = await this.keepAliveOnce(kv.lease, signal);
+      if (ttl <= 0) throw new LeaseGoneError(lease.subnet);
+      if (ttl !== this.ttlSeconds) {
+        // The TTL setting changed since the lease was made: move the key to a lease of the new TTL.
+        const fresh = await this.reclaim(kv, current.lease, lease.attrs, value, signal);
+        if (!fresh) continue;
+        return fresh;
+      }
+      return { subnet: lease.subnet, attrs: lease.attrs, expiresAt: Date.now() + ttl * 1000 };
+    }
+    throw new LeaseGoneError(lease.subnet);
+  }
+
+  async watchLeases(onEvents: (events: LeaseEvent[], snapshot: boolean) => void, signal: AbortSignal): Promise<void> {
+    // close() ends every watch too.
+    const both = new AbortController();
+    const stop = () => both.abort();
+    signal.addEventListener('abort', stop, { once: true });
+    this.closing.signal.addEventListener('abort', stop, { once: true });
+    if (signal.aborted || this.closing.signal.aborted) stop();
+    try {
+      await this.watch(onEvents, both.signal);
+    } finally {
+      signal.removeEventListener('abort', stop);
+      this.closing.signal.removeEventListener('abort', stop);
+    }
+  }
+
+  private async watch(onEvents: (events: LeaseEvent[], snapshot: boolean) => void, signal: AbortSignal): Promise<void> {
+    await watchLeaseKeys(
+      {
+        client: this.client,
+        dir: subnetsDir(this.prefix),
+        logger: this.logger,
+        ready: (s) => this.getNetworkConfig(s),
+        readLease: (kv) => this.readLease(kv, this.netConf!),
+        forget: (keys) => this.forgetWarnings(keys),
+      },
+      onEvents,
+      signal,
+    );
+  }
+
+  /**
+   * Every lease key with its state, for display. A lease's `expiresAt` comes
+   * from one TTL query per etcd lease, so this is for people, not for loops.
+   */
+  async listLeases(signal?: AbortSignal): Promise<LeaseListing[]> {
+    const net = await this.getNetworkConfig(signal);
+    const dir = subnetsDir(this.prefix);
+    const rows: LeaseListing[] = [];
+    const ttlQueries: Promise<void>[] = [];
+    for (const kv of await this.listSubnetKeys(signal)) {
+      const key = kv.key.toString('utf8');
+      const entry = parseLeaseEntry(key.slice(dir.length), kv.value, net);
+      if (!entry.ok) {
+        rows.push({ key, invalid: entry.reason });
+        continue;
+      }
+      const row = { key, lease: entry.lease };
+      rows.push(row);
+      if (kv.lease === '0') continue;
+      ttlQueries.push(
+        this.call('reading lease TTLs', () => this.client.leaseClient.leaseTimeToLive({ ID: kv.lease }), signal).then((res) => {
+          row.lease.expiresAt = Date.now() + Math.max(0, Number(res.TTL)) * 1000;
+        }),
+      );
+    }
+    await Promise.all(ttlQueries);
+    return rows;
+  }
+
+  async close(): Promise<void> {
+    this.closing.abort();
+    this.client.close();
+  }
+
+  /** Every key under <prefix>/subnets/, in one range call. */
+  private async listSubnetKeys(signal?: AbortSignal): Promise<IKeyValue[]> {
+    const dir = subnetsDir(this.prefix);
+    const res = await this.call('listing leases', () => this.client.kv.range({ key: Buffer.from(dir), range_end: prefixRangeEnd(dir) }), signal);
+    return res.kvs;
+  }
+
+  /** A valid lease from a key/value, or undefined after warning (once per key and revision). */
+  private readLease(kv: IKeyValue, net: NetConf): Lease | undefined {
+    const key = kv.key.toString('utf8');
+    const entry = parseLeaseEntry(key.slice(subnetsDir(this.prefix).length), kv.value, net);
+    if (entry.ok) {
+      this.warned.delete(key);
+      return entry.lease;
+    }
+    if (this.warned.get(key) !== kv.mod_revision) {
+      this.warned.set(key, kv.mod_revision);
+      this.logger.warn({ key: key.slice(0, 256), reason: entry.reason }, 'skipping invalid lease');
+    }
+    return undefined;
+  }
+
+  private forgetWarnings(keys: { has(key: string): boolean } | string): void {
+    if (typeof keys === 'string') {
+      this.warned.delete(keys);
+      return;
+    }
+    for (const k of this.warned.keys()) if (!keys.has(k)) this.warned.delete(k);
+  }
+
+  /** The key already carrying this PublicIP: a reservation first, then `prefer`, then any. */
+  private findOwn(kvs: IKeyValue[], publicIP: IP, prefer?: Cidr): { kv: IKeyValue; lease: Lease } | undefined {
+    const net = this.netConf!;
+    const own: { kv: IKeyValue; lease: Lease }[] = [];
+    for (const kv of kvs) {
+      const lease = this.readLease(kv, net);
+      if (lease?.attrs.publicIP.equals(publicIP)) own.push({ kv, lease });
+    }
+    return (
+      own.find((o) => o.kv.lease === '0') ?? own.find((o) => prefer && o.lease.subnet.equals(prefer)) ?? own[0]
+    );
+  }
+
+  /** `prefer` if free and leasable, else a random free subnet in [SubnetMin, SubnetMax]. */
+  private pickFree(net: NetConf, kvs: IKeyValue[], prefer?: Cidr): Cidr {
+    const lo = net.network.indexOf(net.subnetMin);
+    const hi = net.network.indexOf(net.subnetMax);
+    const taken = new Set<bigint>();
+    const dir = subnetsDir(this.prefix);
+    for (const kv of kvs) {
+      // Any key occupies its subnet, valid value or not: we never overwrite what we cannot read.
+      const index = leasableIndex(net, kv.key.toString('utf8').slice(dir.length), lo, hi);
+      if (index !== undefined) taken.add(index);
+    }
+    if (prefer) {
+      const index = leasableIndex(net, prefer.toKey(), lo, hi);
+      if (index !== undefined && !taken.has(index)) return prefer;
+    }
+    const count = hi - lo + 1n;
+    if (BigInt(taken.size) >= count) {
+      throw new WeftError(
+        `no free subnet: all ${count} /${net.subnetLen} subnets from ${net.subnetMin} to ${net.subnetMax} are leased or reserved`,
+        'widen Network or SubnetMin/SubnetMax in net-conf, or delete stale leases',
+      );
+    }
+    if (count <= ENUMERATE_LIMIT) {
+      const free: bigint[] = [];
+      for (let i = lo; i <= hi; i++) if (!taken.has(i)) free.push(i);
+      return net.network.subnet(net.subnetLen, free[randomInt(free.length)]!);
+    }
+    // Huge (IPv6) ranges: the taken set is tiny next to the range, so a random probe almost always hits.
+    for (;;) {
+      const i = lo + randomBelow(count);
+      if (!taken.has(i)) return net.network.subnet(net.subnetLen, i);
+    }
+  }
+
+  /** Creates the key only if it does not exist. Undefined on collision. */
+  private async create(subnet: Cidr, attrs: LeaseAttrs, value: string, signal?: AbortSignal): Promise<Lease | undefined> {
+    this.checkOwnValue(subnet, value);
+    const key = Buffer.from(subnetKey(this.prefix, subnet));
+    const { id, ttl } = await this.grant(signal);
+    const ok = await this.txn(
+      'creating a lease',
+      [{ key, target: 'Create', result: 'Equal', create_revision: 0 }],
+      { request_put: { key, value: Buffer.from(value), lease: id } },
+      signal,
+    );
+    if (!ok) {
+      this.revoke(id);
+      return undefined;
+    }
+    return { subnet, attrs, expiresAt: Date.now() + ttl * 1000 };
+  }
+
+  /**
+   * Takes over our existing key: republishes attrs and moves it to a fresh
+   * etcd lease (a reservation stays without one). Undefined if the key changed meanwhile.
+   */
+  private async reclaim(kv: IKeyValue, existing: Lease, attrs: LeaseAttrs, value: string, signal?: AbortSignal): Promise<Lease | undefined> {
+    const subnet = existing.subnet;
+    this.checkOwnValue(subnet, value);
+    if (kv.lease === '0') {
+      if (!sameLeaseAttrs(existing.attrs, attrs) && !(await this.replace(kv, value, '0', signal))) return undefined;
+      return { subnet, attrs };
+    }
+    const { id, ttl } = await this.grant(signal);
+    if (!(await this.replace(kv, value, id, signal))) {
+      this.revoke(id);
+      return undefined;
+    }
+    this.revokeIfUnused(kv.lease);
+    return { subnet, attrs, expiresAt: Date.now() + ttl * 1000 };
+  }
+
+  /** Rewrites `kv` if it is unchanged since read; `leaseId` undefined keeps its etcd lease. */
+  private replace(kv: IKeyValue, value: string, leaseId: string | undefined, signal?: AbortSignal): Promise<boolean> {
+    const put =
+      leaseId === undefined
+        ? { key: kv.key, value: Buffer.from(value), ignore_lease: true }
+        : { key: kv.key, value: Buffer.from(value), lease: leaseId };
+    return this.txn('updating a lease', [{ key: kv.key, target: 'Mod', result: 'Equal', mod_revision: kv.mod_revision }], { request_put: put }, signal);
+  }
+
+  private async txn(doing: string, compare: ICompare[], success: IRequestOp, signal?: AbortSignal): Promise<boolean> {
+    const res = await this.call(doing, () => this.client.kv.txn({ compare, success: [success] }), signal);
+    return res.succeeded;
+  }
+
+  private async grant(signal?: AbortSignal): Promise<{ id: string; ttl: number }> {
+    const res = await this.call('granting an etcd lease', () => this.client.leaseClient.leaseGrant({ TTL: this.ttlSeconds }), signal);
+    return { id: res.ID, ttl: Number(res.TTL) };
+  }
+
+  /** Best effort, not awaited: an etcd lease we granted but did not use would expire on its own. */
+  private revoke(id: string): void {
+    this.client.leaseClient.leaseRevoke({ ID: id }).catch(() => undefined);
+  }
+
+  /** Revokes the etcd lease our key just moved off, unless some other key still hangs on it. */
+  private revokeIfUnused(id: string): void {
+    this.client.leaseClient
+      .leaseTimeToLive({ ID: id, keys: true })
+      .then((res) => (res.keys.length === 0 && Number(res.TTL) > 0 ? this.client.leaseClient.leaseRevoke({ ID: id }) : undefined))
+      .catch(() => undefined);
+  }
+
+  /** One keepalive round trip; returns the TTL granted (0 when the etcd lease is gone). */
+  private async keepAliveOnce(id: string, signal?: AbortSignal): Promise<number> {
+    return this.call(
+      'renewing the lease',
+      async () => {
+        const stream = await this.client.leaseClient.leaseKeepAlive({ deadline: new Date(Date.now() + 5000) });
+        return new Promise<number>((resolve, reject) => {
+          let settled = false;
+          const finish = (fn: () => void) => {
+            if (settled) return;
+            settled = true;
+            fn();
+            // end() first: a stream no longer writable keeps etcd3 from treating our own
+            // CANCELLED as a host failure and resetting every connection to it.
+            stream.end();
+            stream.cancel();
+          };
+          stream.on('data', (res) => finish(() => resolve(Number(res.TTL))));
+          stream.on('error', (err) => finish(() => reject(castGrpcError(err))));
+          stream.on('end', () => finish(() => reject(new Error('lease keepalive stream ended'))));
+          stream.write({ ID: id });
+        });
+      },
+      signal,
+    );
+  }
+
+  /** Our own value must pass the checks peers apply to it, or they would skip us. */
+  private checkOwnValue(subnet: Cidr, value: string): void {
+    const entry = parseLeaseEntry(subnet.toKey(), value, this.netConf!);
+    if (!entry.ok) throw new WeftError(`refusing to publish lease ${subnet}: ${entry.reason}`, 'check --public-ip and the backend config');
+  }
+
+  /** Runs one etcd call, abortable, with failures turned into one line naming the endpoints. */
+  private async call<T>(doing: string, fn: () => Promise<T>, signal?: AbortSignal): Promise<T> {
+    signal?.throwIfAborted();
+    try {
+      if (!signal) return await fn();
+      return await new Promise<T>((resolve, reject) => {
+        const onAbort = () => reject(signal.reason);
+        signal.addEventListener('abort', onAbort, { once: true });
+        fn().then(resolve, reject).finally(() => signal.removeEventListener('abort', onAbort));
+      });
+    } catch (err) {
+      if (signal?.aborted) throw err;
+      throw etcdFailure(err, this.endpoints, doing);
+    }
+  }
+}
+
+/** Index of the subnet named `name` within Network if it may be leased (right length, in [min, max]). */
+function leasableIndex(net: NetConf, name: string, lo: bigint, hi: bigint): bigint | undefined {
+  let subnet: Cidr;
+  try {
+    subnet = Cidr.fromKey(name);
+  } catch {
+    return undefined;
+  }
+  if (subnet.prefixLen !== net.subnetLen || !net.network.covers(subnet)) return undefined;
+  const i = net.network.indexOf(subnet);
+  return i >= lo && i <= hi ? i : undefined;
+}
+
+function randomBelow(n: bigint): bigint {
+  const bytes = Math.ceil(n.toString(16).length / 2) + 8; // extra bytes make modulo bias negligible
+  return BigInt(`0x${randomBytes(bytes).toString('hex')}`) % n;
+}
+
+/** Lists the leases with a short-lived client, for `weft leases`. */
+export async function listLeases(opts: EtcdSubnetManagerOptions, signal?: AbortSignal): Promise<{ netConf: NetConf; leases: LeaseListing[] }> {
+  const manager = new EtcdSubnetManager(opts);
+  try {
+    const leases = await manager.listLeases(signal);
+    return { netConf: await manager.getNetworkConfig(signal), leases };
+  } finally {
+    await manager.close();
+  }
+}

@@ -1,0 +1,185 @@
+// The Kubernetes API calls weft makes, all in one place: KUBE_API_CALLS is
+// the table deploy/'s ClusterRole is checked against, and NodeApi's methods
+// are the only code that calls the API server.
+import {
+  ApiException,
+  CoreV1Api,
+  PatchStrategy,
+  Watch,
+  type KubeConfig,
+  type RequestContext,
+  type ResponseContext,
+  type V1Node,
+} from '@kubernetes/client-node';
+import { WeftError } from '../../errors.js';
+
+export interface KubeApiCall {
+  /** "" is the core group. */
+  apiGroup: string;
+  resource: string;
+  verb: string;
+}
+
+/** Every API call NodeApi can make: the RBAC rules grant exactly these. */
+export const KUBE_API_CALLS: readonly KubeApiCall[] = [
+  { apiGroup: '', resource: 'nodes', verb: 'get' },
+  { apiGroup: '', resource: 'nodes', verb: 'list' },
+  { apiGroup: '', resource: 'nodes', verb: 'watch' },
+  { apiGroup: '', resource: 'nodes', verb: 'patch' },
+  { apiGroup: '', resource: 'nodes/status', verb: 'patch' },
+];
+
+/** A watch event as the API server streams it; objects arrive as plain JSON. */
+export interface NodeWatchEvent {
+  type: 'ADDED' | 'MODIFIED' | 'DELETED' | 'BOOKMARK' | 'ERROR';
+  object: Record<string, any>;
+}
+
+/** An API server answer with an HTTP status (404, 410 Gone, 403, ...). */
+export class KubeApiError extends Error {
+  constructor(readonly status: number, message: string) {
+    super(message);
+    this.name = 'KubeApiError';
+  }
+}
+
+export interface NodeCondition {
+  type: string;
+  status: 'True' | 'False' | 'Unknown';
+  reason: string;
+  message: string;
+}
+
+const DEFAULT_REQUEST_TIMEOUT_MS = 30_000;
+
+export class NodeApi {
+  private readonly core: CoreV1Api;
+  private readonly watcher: Watch;
+
+  constructor(kubeConfig: KubeConfig, private readonly requestTimeoutMs = DEFAULT_REQUEST_TIMEOUT_MS) {
+    this.core = kubeConfig.makeApiClient(CoreV1Api);
+    this.watcher = new Watch(kubeConfig);
+  }
+
+  /** get nodes/NAME; undefined when the node does not exist. */
+  async getNode(name: string, signal?: AbortSignal): Promise<V1Node | undefined> {
+    try {
+      return await this.call(`get node ${name}`, signal, (options) => this.core.readNode({ name }, options));
+    } catch (err) {
+      if (err instanceof KubeApiError && err.status === 404) return undefined;
+      throw err;
+    }
+  }
+
+  /** list nodes: the items and the resourceVersion to watch from. */
+  async listNodes(signal?: AbortSignal): Promise<{ items: V1Node[]; resourceVersion: string }> {
+    const list = await this.call('list nodes', signal, (options) => this.core.listNode({}, options));
+    return { items: list.items, resourceVersion: list.metadata?.resourceVersion ?? '' };
+  }
+
+  /**
+   * watch nodes from `resourceVersion`, calling `onEvent` for each event,
+   * until the server ends the stream (resolves), `signal` aborts (resolves)
+   * or the request fails (rejects with KubeApiError for an HTTP status).
+   * `onEvent` returning false stops the watch.
+   */
+  watchNodes(
+    resourceVersion: string,
+    opts: { timeoutSeconds: number; signal: AbortSignal },
+    onEvent: (event: NodeWatchEvent) => boolean,
+  ): Promise<void> {
+    return new Promise((resolve, reject) => {
+      let controller: AbortController | undefined;
+      let stopped = false;
+      const stop = (): void => {
+        stopped = true;
+        controller?.abort();
+      };
+      const finish = (err: unknown): void => {
+        opts.signal.removeEventListener('abort', stop);
+        if (!err || stopped || opts.signal.aborted) resolve();
+        else reject(asApiError('watch nodes', err));
+      };
+      opts.signal.addEventListener('abort', stop, { once: true });
+      const query = { resourceVersion, allowWatchBookmarks: true, timeoutSeconds: opts.timeoutSeconds };
+      this.watcher
+        .watch('/api/v1/nodes', query, (type: string, object: Record<string, any>) => {
+          if (stopped) return;
+          // The library swallows what its callback throws; nothing may escape here.
+          let keepGoing = false;
+          try {
+            keepGoing = onEvent({ type: type as NodeWatchEvent['type'], object });
+          } finally {
+            if (!keepGoing) stop();
+          }
+        }, finish)
+        .then((c) => {
+          controller = c;
+          if (stopped) c.abort();
+        }, finish);
+    });
+  }
+
+  /** patch nodes/NAME with a JSON merge patch of metadata.annotations (null deletes a key). */
+  async patchAnnotations(name: string, annotations: Record<string, string | null>, signal?: AbortSignal): Promise<V1Node> {
+    const body = { metadata: { annotations } };
+    return this.call(`patch node ${name}`, signal, (options) => this.core.patchNode({ name, body }, options), PatchStrategy.MergePatch);
+  }
+
+  /** patch nodes/NAME/status: conditions merge by type (strategic merge), as kubelet writes them. */
+  async patchConditions(name: string, conditions: NodeCondition[], signal?: AbortSignal): Promise<V1Node> {
+    const now = new Date().toISOString();
+    const body = { status: { conditions: conditions.map((c) => ({ ...c, lastHeartbeatTime: now, lastTransitionTime: now })) } };
+    return this.call(
+      `patch node ${name} status`,
+      signal,
+      (options) => this.core.patchNodeStatus({ name, body }, options),
+      PatchStrategy.StrategicMergePatch,
+    );
+  }
+
+  /**
+   * One request with a deadline and the caller's signal, through a
+   * middleware (the client's only hook for both), errors as KubeApiError.
+   */
+  private async call<T>(what: string, signal: AbortSignal | undefined, send: (options: object) => Promise<T>, contentType?: string): Promise<T> {
+    const deadline = AbortSignal.timeout(this.requestTimeoutMs);
+    // AbortSignal.any is in Node 20's runtime, not in its @types.
+    const requestSignal = signal ? (AbortSignal as unknown as { any(s: AbortSignal[]): AbortSignal }).any([signal, deadline]) : deadline;
+    const middleware = {
+      pre: async (ctx: RequestContext): Promise<RequestContext> => {
+        if (contentType) ctx.setHeaderParam('Content-Type', contentType);
+        ctx.setSignal(requestSignal as never);
+        return ctx;
+      },
+      post: async (res: ResponseContext): Promise<ResponseContext> => res,
+    };
+    try {
+      return await send({ middleware: [middleware], middlewareMergeStrategy: 'append' });
+    } catch (err) {
+      if (deadline.aborted && !signal?.aborted) throw new Error(`${what}: no answer from the API server in ${this.requestTimeoutMs / 1000} s`);
+      throw asApiError(what, err);
+    }
+  }
+}
+
+function asApiError(what: string, err: unknown): unknown {
+  const status = err instanceof ApiException ? err.code : (err as { statusCode?: unknown })?.statusCode;
+  if (typeof status !== 'number') return err;
+  const body = err instanceof ApiException ? (err.body as { message?: unknown } | string | undefined) : undefined;
+  const detail = typeof body === 'string' ? safeMessage(body) : typeof body?.message === 'string' ? body.message : '';
+  const message = `${what}: HTTP ${status}${detail ? ` (${detail.slice(0, 200)})` : ''}`;
+  if (status === 401 || status === 403) {
+    return new WeftError(`${message}: the API server refused weft's credentials`, 'apply deploy/ (ServiceAccount weft and ClusterRole weft) or fix the kubeconfig');
+  }
+  return new KubeApiError(status, message);
+}
+
+function safeMessage(text: string): string {
+  try {
+    const v = JSON.parse(text) as { message?: unknown };
+    return typeof v.message === 'string' ? v.message : '';
+  } catch {
+    return text;
+  }
+}

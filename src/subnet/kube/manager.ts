@@ -1,0 +1,276 @@
+// SubnetManager on the Kubernetes API (--kube-subnet-mgr): the node's subnet
+// is spec.podCIDR (allocated by kube-controller-manager), this node's lease
+// attributes are published as annotations, peers come from a node watch.
+import { hostname } from 'node:os';
+import { setTimeout as sleep } from 'node:timers/promises';
+import { KubeConfig } from '@kubernetes/client-node';
+import type { Logger } from 'pino';
+import type { NetConf } from '../../config/netconf.js';
+import { loadNetConfFile } from '../../config/parse.js';
+import { WeftError, oneLine } from '../../errors.js';
+import { Backoff } from '../etcd/backoff.js';
+import { sameLeaseAttrs, type Lease, type LeaseAttrs, type LeaseEvent } from '../lease.js';
+import { LeaseGoneError, type SubnetManager } from '../manager.js';
+import { KubeApiError, NodeApi, type NodeWatchEvent } from './api.js';
+import { leaseAnnotations, nodeLease, podCidrOf, type NodeObject } from './node-lease.js';
+
+/** Where the DaemonSet mounts the weft-config ConfigMap's net-conf.json. */
+export const KUBE_NET_CONF_FILE = '/etc/weft/net-conf.json';
+
+export interface KubeSubnetManagerOptions {
+  nodeName: string;
+  /** net-conf.json, normally the mounted ConfigMap; read again on every getNetworkConfig. */
+  netConfFile: string;
+  kubeConfig: KubeConfig;
+  logger: Logger;
+  /** The API server ends each watch after this long and weft resumes it (default 300 s). */
+  watchTimeoutSeconds?: number;
+  /** Deadline of one non-watch request (default 30 s). */
+  requestTimeoutMs?: number;
+}
+
+/** The node name: NODE_NAME (downward API) if set, else the hostname. */
+export function kubeNodeName(env: NodeJS.ProcessEnv = process.env, host: string = hostname()): string {
+  return env.NODE_NAME?.trim() || host;
+}
+
+/**
+ * The API server to talk to: a kubeconfig file if given, else the pod's
+ * service account when running in a cluster, else $KUBECONFIG / ~/.kube/config.
+ */
+export function loadKubeConfig(path?: string): KubeConfig {
+  const kc = new KubeConfig();
+  try {
+    if (path) kc.loadFromFile(path);
+    else if (process.env.KUBERNETES_SERVICE_HOST) kc.loadFromCluster();
+    else kc.loadFromDefault();
+  } catch (err) {
+    throw new WeftError(`cannot load the Kubernetes client config${path ? ` ${path}` : ''} (${oneLine(err)})`, 'run weft in a pod with its ServiceAccount, or set KUBECONFIG');
+  }
+  if (!kc.getCurrentCluster()) {
+    throw new WeftError('no Kubernetes API server configured', 'run weft in a pod with its ServiceAccount, or set KUBECONFIG');
+  }
+  return kc;
+}
+
+export class KubeSubnetManager implements SubnetManager {
+  private readonly api: NodeApi;
+  private readonly log: Logger;
+  private netConf: NetConf | undefined;
+  /** node name -> the warning already logged for it, so each bad node is reported once. */
+  private readonly warned = new Map<string, string>();
+  private readonly closing = new AbortController();
+
+  constructor(private readonly opts: KubeSubnetManagerOptions) {
+    this.api = new NodeApi(opts.kubeConfig, opts.requestTimeoutMs);
+    this.log = opts.logger.child({ subnetManager: 'kube' });
+  }
+
+  async getNetworkConfig(): Promise<NetConf> {
+    this.netConf = loadNetConfFile(this.opts.netConfFile);
+    return this.netConf;
+  }
+
+  /** This node's podCIDR, waiting for kube-controller-manager to assign one; publishes attrs. */
+  async acquireLease(attrs: LeaseAttrs, opts: { signal?: AbortSignal } = {}): Promise<Lease> {
+    const name = this.opts.nodeName;
+    const net = this.netConf ?? (await this.getNetworkConfig());
+    const backoff = new Backoff({ what: `reading node ${name}`, logger: this.log, maxMs: 5000 });
+    let waitLogged = false;
+    for (;;) {
+      opts.signal?.throwIfAborted();
+      let node;
+      try {
+        node = await this.api.getNode(name, opts.signal);
+      } catch (err) {
+        if (err instanceof WeftError) throw err;
+        if (!(await backoff.wait(err, opts.signal))) opts.signal?.throwIfAborted();
+        continue;
+      }
+      if (!node) {
+        throw new WeftError(`node "${name}" does not exist in the API server`, 'set NODE_NAME from the downward API (spec.nodeName) or pass --node-name');
+      }
+      const subnet = this.podCidr(node);
+      if (!subnet) {
+        if (!waitLogged) this.log.info({ node: name }, 'waiting for kube-controller-manager to assign spec.podCIDR (--allocate-node-cidrs)');
+        waitLogged = true;
+        await sleep(1000, undefined, { signal: opts.signal });
+        continue;
+      }
+      if (!net.network.covers(subnet)) {
+        throw new WeftError(
+          `node ${name} has podCIDR ${subnet}, outside the net-conf Network ${net.network}`,
+          "make net-conf Network match kube-controller-manager's --cluster-cidr",
+        );
+      }
+      const lease: Lease = { subnet, attrs: { ...attrs, nodeName: name } };
+      await this.publish(node, lease.attrs, opts.signal);
+      this.log.info({ subnet: subnet.toString() }, 'using the node podCIDR');
+      return lease;
+    }
+  }
+
+  /** Re-reads the node: gone or re-addressed means the lease is gone; republishes attrs. */
+  async renewLease(lease: Lease, signal?: AbortSignal): Promise<Lease> {
+    const node = await this.api.getNode(this.opts.nodeName, signal);
+    const subnet = node ? this.podCidr(node) : undefined;
+    if (!node || !subnet || !subnet.equals(lease.subnet)) throw new LeaseGoneError(lease.subnet);
+    const attrs = { ...lease.attrs, nodeName: this.opts.nodeName };
+    await this.publish(node, attrs, signal);
+    return { subnet, attrs };
+  }
+
+  /** Sets the node condition NetworkUnavailable=False; the agent calls it once pods can be wired. */
+  async markNetworkAvailable(signal?: AbortSignal): Promise<void> {
+    await this.api.patchConditions(
+      this.opts.nodeName,
+      [{ type: 'NetworkUnavailable', status: 'False', reason: 'WeftIsUp', message: 'weft is running on this node' }],
+      signal,
+    );
+  }
+
+  async watchLeases(onEvents: (events: LeaseEvent[], snapshot: boolean) => void, signal: AbortSignal): Promise<void> {
+    const stop = anySignal(signal, this.closing.signal);
+    const known = new Map<string, Lease>();
+    const backoff = new Backoff({ what: 'watching nodes', logger: this.log, maxMs: 5000 });
+    let resourceVersion: string | undefined;
+    let snapshotSent = false;
+    while (!stop.aborted) {
+      try {
+        const net = this.netConf ?? (await this.getNetworkConfig());
+        if (resourceVersion === undefined) {
+          const list = await this.api.listNodes(stop);
+          const fresh = new Map<string, Lease>();
+          for (const node of list.items) {
+            const lease = this.leaseOf(node as NodeObject, net);
+            if (lease) fresh.set(node.metadata?.name ?? '', lease);
+          }
+          this.forgetWarnings(new Set(list.items.map((n) => n.metadata?.name ?? '')));
+          const events = snapshotSent ? diffLeases(known, fresh) : [...fresh.values()].map((lease): LeaseEvent => ({ type: 'added', lease }));
+          known.clear();
+          for (const [k, v] of fresh) known.set(k, v);
+          resourceVersion = list.resourceVersion;
+          if (!snapshotSent || events.length) onEvents(events, !snapshotSent);
+          snapshotSent = true;
+        }
+        const started = Date.now();
+        let received = 0;
+        let expired = false;
+        await this.api.watchNodes(resourceVersion, { timeoutSeconds: this.watchTimeout(), signal: stop }, (event) => {
+          received++;
+          if (event.type === 'ERROR') {
+            const code = event.object?.code;
+            if (code === 410) expired = true;
+            else this.log.warn({ code, reason: String(event.object?.message ?? '').slice(0, 200) }, 'node watch error; resuming');
+            return false;
+          }
+          const rv = event.object?.metadata?.resourceVersion;
+          if (typeof rv === 'string' && rv) resourceVersion = rv;
+          if (event.type === 'BOOKMARK') return true;
+          const events = this.apply(known, event, net);
+          if (events.length) {
+            try {
+              onEvents(events, false);
+            } catch (err) {
+              this.log.error({ err: oneLine(err) }, 'lease event handler failed');
+            }
+          }
+          return true;
+        });
+        if (expired) {
+          this.log.info({ resourceVersion }, 'node watch expired (410 Gone); listing again');
+          resourceVersion = undefined;
+          continue;
+        }
+        backoff.reset();
+        // A server that ends watches at once must not make this loop spin.
+        if (received === 0 && Date.now() - started < 1000) await sleep(1000, undefined, { signal: stop }).catch(() => {});
+      } catch (err) {
+        if (stop.aborted) break;
+        if (err instanceof KubeApiError && err.status === 410) {
+          this.log.info('node watch expired (410 Gone); listing again');
+          resourceVersion = undefined;
+          continue;
+        }
+        if (!(await backoff.wait(err, stop))) break;
+      }
+    }
+  }
+
+  async close(): Promise<void> {
+    this.closing.abort();
+  }
+
+  private podCidr(node: NodeObject): ReturnType<typeof podCidrOf> {
+    try {
+      return podCidrOf(node);
+    } catch (err) {
+      throw new WeftError(`node ${this.opts.nodeName}: ${(err as Error).message}`, 'fix the node object or the controller-manager that assigned it');
+    }
+  }
+
+  private async publish(node: NodeObject, attrs: LeaseAttrs, signal?: AbortSignal): Promise<void> {
+    const want = leaseAnnotations(attrs);
+    const have = node.metadata?.annotations ?? {};
+    const changed = Object.fromEntries(Object.entries(want).filter(([k, v]) => have[k] !== v));
+    if (Object.keys(changed).length === 0) return;
+    await this.api.patchAnnotations(this.opts.nodeName, changed, signal);
+  }
+
+  /** The lease events one watch event causes, applied to `known`. */
+  private apply(known: Map<string, Lease>, event: NodeWatchEvent, net: NetConf): LeaseEvent[] {
+    const name = String(event.object?.metadata?.name ?? '');
+    const before = known.get(name);
+    let after: Lease | undefined;
+    if (event.type === 'DELETED') this.warned.delete(name);
+    else after = this.leaseOf(event.object as NodeObject, net);
+    if (after) known.set(name, after);
+    else known.delete(name);
+    return leaseChange(before, after);
+  }
+
+  private leaseOf(node: NodeObject, net: NetConf): Lease | undefined {
+    const name = node.metadata?.name ?? '';
+    const result = nodeLease(node, net);
+    if (result.kind === 'invalid') {
+      if (this.warned.get(name) !== result.reason) {
+        this.warned.set(name, result.reason);
+        this.log.warn({ node: name.slice(0, 253), reason: result.reason }, 'ignoring node with an invalid weft lease');
+      }
+      return undefined;
+    }
+    this.warned.delete(name);
+    return result.kind === 'lease' ? result.lease : undefined;
+  }
+
+  private forgetWarnings(present: Set<string>): void {
+    for (const name of this.warned.keys()) if (!present.has(name)) this.warned.delete(name);
+  }
+
+  private watchTimeout(): number {
+    // Jittered so a fleet of agents does not re-watch in lockstep.
+    const base = this.opts.watchTimeoutSeconds ?? 300;
+    return Math.max(1, Math.round(base * (0.9 + Math.random() * 0.2)));
+  }
+}
+
+function leaseChange(before: Lease | undefined, after: Lease | undefined): LeaseEvent[] {
+  if (before && after && before.subnet.equals(after.subnet)) {
+    return sameLeaseAttrs(before.attrs, after.attrs) ? [] : [{ type: 'added', lease: after }];
+  }
+  const events: LeaseEvent[] = [];
+  if (before) events.push({ type: 'removed', lease: before });
+  if (after) events.push({ type: 'added', lease: after });
+  return events;
+}
+
+function diffLeases(before: Map<string, Lease>, after: Map<string, Lease>): LeaseEvent[] {
+  const events: LeaseEvent[] = [];
+  for (const [name, lease] of before) if (!after.has(name)) events.push({ type: 'removed', lease });
+  for (const [name, lease] of after) events.push(...leaseChange(before.get(name), lease));
+  return events;
+}
+
+function anySignal(a: AbortSignal, b: AbortSignal): AbortSignal {
+  return (AbortSignal as unknown as { any(s: AbortSignal[]): AbortSignal }).any([a, b]);
+}
