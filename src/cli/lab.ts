@@ -1,5 +1,176 @@
+// `weft lab`: namespace clusters on this machine.
+import { spawn } from 'node:child_process';
+import { parseArgs } from 'node:util';
+import { BACKEND_TYPES, type BackendType } from '../config/netconf.js';
+import { parseNetConf, readNetConfFile } from '../config/parse.js';
 import { WeftError } from '../errors.js';
+import { DEFAULT_LAB_NAME, DEFAULT_NETWORK, Lab } from '../lab/lab.js';
+import { formatPingMatrix } from '../lab/ping.js';
+import { readLabState, recordedLabNames } from '../lab/state.js';
+import { TOPOLOGIES, type Topology } from '../lab/topology.js';
 
-export async function run(_argv: string[]): Promise<number> {
-  throw new WeftError('weft lab is not built yet');
+const HELP = `usage: weft lab <command> [flags]
+
+  up      [--name N] [--nodes 3] [--pods 2] [--backend host-gw|vxlan|udp|bgp]
+          [--net-conf FILE] [--topology flat|routed] [--agent-arg ARG]...
+  down    [--name N | --all]
+  status  [--name N]            (all labs when no name is given)
+  exec    [--name N] <ns> -- <command...>   ns: n1, n1-p2, ul or a full wl-... name
+  ping    [--name N]            pod-to-pod matrix; exit 1 if any pair fails
+
+The lab name defaults to "${DEFAULT_LAB_NAME}"; its namespaces are wl-<name>-*.`;
+
+const COMMON = { name: { type: 'string', default: DEFAULT_LAB_NAME }, help: { type: 'boolean', short: 'h' } } as const;
+
+function parse(argv: string[]) {
+  return parseArgs({ args: argv, options: COMMON, allowPositionals: true, strict: true });
+}
+
+function positiveInt(text: string | undefined, flag: string, min: number): number {
+  const n = Number(text);
+  if (!Number.isInteger(n) || n < min) throw new WeftError(`${flag} "${text}" is not a whole number >= ${min}`, `pass e.g. ${flag} ${min + 1}`);
+  return n;
+}
+
+function netConfFrom(file: string | undefined, backend: string): Record<string, unknown> {
+  if (file) {
+    const text = readNetConfFile(file);
+    parseNetConf(text); // validates; the lab writes the operator's text as they wrote it
+    return JSON.parse(text) as Record<string, unknown>;
+  }
+  if (!(BACKEND_TYPES as readonly string[]).includes(backend)) {
+    throw new WeftError(`unknown backend "${backend}"`, `use one of ${BACKEND_TYPES.join(', ')}`);
+  }
+  return { Network: DEFAULT_NETWORK, Backend: { Type: backend as BackendType } };
+}
+
+async function up(argv: string[]): Promise<number> {
+  const { values } = parseArgs({
+    args: argv,
+    options: {
+      ...COMMON,
+      nodes: { type: 'string', default: '3' },
+      pods: { type: 'string', default: '2' },
+      backend: { type: 'string', default: 'host-gw' },
+      'net-conf': { type: 'string' },
+      topology: { type: 'string', default: 'flat' },
+      'agent-arg': { type: 'string', multiple: true, default: [] },
+    },
+    strict: true,
+  });
+  const topology = String(values.topology);
+  if (!(TOPOLOGIES as readonly string[]).includes(topology)) throw new WeftError(`unknown topology "${topology}"`, `use ${TOPOLOGIES.join(' or ')}`);
+  const started = Date.now();
+  const name = values.name ?? DEFAULT_LAB_NAME;
+  const lab = await Lab.up({
+    name,
+    nodes: positiveInt(values.nodes, '--nodes', 1),
+    podsPerNode: positiveInt(values.pods, '--pods', 0),
+    netConf: netConfFrom(values['net-conf'], values.backend ?? 'host-gw'),
+    topology: topology as Topology,
+    agentArgs: values['agent-arg'],
+    keepOnFailure: true, // its logs explain the failure
+  }).catch(async (err: unknown) => {
+    const halfBuilt = err instanceof WeftError && !/already up/.test(err.message) && (await readLabState(name)) !== undefined;
+    if (!halfBuilt) throw err;
+    throw new WeftError(err.message, `the half-built lab stays for inspection; remove it with "weft lab down --name ${name}"`);
+  });
+  process.stdout.write(`lab ${lab.name} is up in ${((Date.now() - started) / 1000).toFixed(1)} s (dir ${lab.dir})\n`);
+  process.stdout.write(describe(lab) + '\n');
+  return 0;
+}
+
+function table(rows: string[][]): string {
+  const widths = rows[0]!.map((_, i) => Math.max(...rows.map((r) => (r[i] ?? '').length)));
+  return rows.map((r) => r.map((c, i) => c.padEnd(widths[i]! + 2)).join('').trimEnd()).join('\n');
+}
+
+function describe(lab: Lab, readiness?: Map<string, string>): string {
+  const backend = (lab.netConf.Backend as { Type?: string } | undefined)?.Type ?? '?';
+  const nodes = [['NODE', 'NAMESPACE', 'UNDERLAY', 'SUBNET', 'AGENT', 'READY-MS']];
+  for (const n of lab.nodes) {
+    const agent = n.agentPid === undefined ? 'not running' : `pid ${n.agentPid}${readiness ? ` ${readiness.get(n.name)}` : ''}`;
+    nodes.push([n.name, n.ns, n.underlayIP, n.subnet ?? '-', agent, n.agentReadyMs === undefined ? '-' : String(n.agentReadyMs)]);
+  }
+  const pods = [['POD', 'NAMESPACE', 'NODE', 'IP'], ...lab.pods.map((p) => [p.name, p.ns, p.node, p.ip])];
+  return [
+    `lab ${lab.name}: ${lab.topology} topology, backend ${backend}, etcd ${lab.etcdEndpoint} (in ${lab.underlayNs})`,
+    table(nodes),
+    ...(lab.pods.length ? ['', table(pods)] : []),
+  ].join('\n');
+}
+
+async function status(argv: string[]): Promise<number> {
+  const { values } = parse(argv);
+  const explicit = argv.some((a) => a === '--name' || a.startsWith('--name='));
+  const names = explicit ? [String(values.name)] : await recordedLabNames();
+  if (names.length === 0) {
+    process.stdout.write('no lab is up\n');
+    return 0;
+  }
+  for (const name of names) {
+    if (!(await readLabState(name))) {
+      if (explicit) throw new WeftError(`no lab "${name}" is up`, `start one with "weft lab up --name ${name}"`);
+      continue;
+    }
+    const lab = await Lab.attach(name);
+    const readiness = new Map<string, string>();
+    await Promise.all(
+      lab.nodes.map(async (n) => {
+        readiness.set(n.name, !lab.agentRunning(n) ? '(exited)' : (await lab.agentReady(n)) ? '(ready)' : '(not ready)');
+      }),
+    );
+    process.stdout.write(describe(lab, readiness) + '\n');
+  }
+  return 0;
+}
+
+async function down(argv: string[]): Promise<number> {
+  const { values } = parseArgs({ args: argv, options: { ...COMMON, all: { type: 'boolean', default: false } }, strict: true });
+  if (values.all) {
+    const names = await Lab.destroyAll();
+    process.stdout.write(names.length ? `removed labs: ${names.join(', ')}\n` : 'no lab found\n');
+  } else {
+    await Lab.destroy(String(values.name));
+    process.stdout.write(`lab ${values.name} removed\n`);
+  }
+  return 0;
+}
+
+async function exec(argv: string[]): Promise<number> {
+  const sep = argv.indexOf('--');
+  const { values, positionals } = parse(sep < 0 ? argv : argv.slice(0, sep));
+  const command = sep < 0 ? positionals.slice(1) : argv.slice(sep + 1);
+  const target = positionals[0];
+  if (!target || command.length === 0) throw new WeftError('weft lab exec needs a namespace and a command', 'e.g. weft lab exec n1 -- ip route');
+  const lab = await Lab.attach(String(values.name));
+  const child = spawn('ip', ['netns', 'exec', lab.nsOf(target), ...command], { stdio: 'inherit' });
+  return new Promise((resolve, reject) => {
+    child.on('error', reject);
+    child.on('close', (code, signal) => resolve(code ?? (signal ? 128 : 1)));
+  });
+}
+
+async function ping(argv: string[]): Promise<number> {
+  const { values } = parse(argv);
+  const lab = await Lab.attach(String(values.name));
+  if (lab.pods.length < 2) throw new WeftError(`lab ${lab.name} has fewer than 2 pods`, 'bring it up with --pods 1 or more on 2+ nodes');
+  const matrix = await lab.pingMatrix();
+  process.stdout.write(formatPingMatrix(matrix) + '\n');
+  return matrix.ok ? 0 : 1;
+}
+
+const SUBCOMMANDS: Record<string, (argv: string[]) => Promise<number>> = { up, down, status, exec, ping };
+
+export async function run(argv: string[]): Promise<number> {
+  const [sub, ...rest] = argv;
+  const sep = rest.indexOf('--');
+  const flags = sep < 0 ? rest : rest.slice(0, sep);
+  if (!sub || sub === '--help' || sub === '-h' || flags.includes('--help') || flags.includes('-h')) {
+    process.stdout.write(HELP + '\n');
+    return sub ? 0 : 2;
+  }
+  const fn = SUBCOMMANDS[sub];
+  if (!fn) throw new WeftError(`unknown lab command "${sub}"`, `use one of ${Object.keys(SUBCOMMANDS).join(', ')}`);
+  return fn(rest);
 }

@@ -1,0 +1,50 @@
+// iperf3 between two pods: a server left running in one, timed client runs
+// from the other, results read from iperf3's JSON.
+import { join } from 'node:path';
+import { setTimeout as sleep } from 'node:timers/promises';
+import { runCommand } from '../lab/command.js';
+import { spawnDetached } from '../lab/process.js';
+
+export const IPERF_PORT = 5201;
+
+export interface IperfResult {
+  /** Received throughput, bits per second. */
+  bitsPerSecond: number;
+  bytes: number;
+  retransmits: number;
+}
+
+/** Reads the figures that matter from `iperf3 -J` output; throws on an iperf3 error report. */
+export function parseIperfJson(text: string): IperfResult {
+  let doc: { error?: string; end?: { sum_received?: { bits_per_second?: number; bytes?: number }; sum_sent?: { retransmits?: number } } };
+  try {
+    doc = JSON.parse(text);
+  } catch {
+    throw new Error(`iperf3 printed no JSON: ${text.trim().slice(0, 200)}`);
+  }
+  if (doc.error) throw new Error(`iperf3: ${doc.error}`);
+  const rx = doc.end?.sum_received;
+  if (typeof rx?.bits_per_second !== 'number' || typeof rx.bytes !== 'number') throw new Error('iperf3 JSON has no end.sum_received');
+  return { bitsPerSecond: rx.bits_per_second, bytes: rx.bytes, retransmits: doc.end?.sum_sent?.retransmits ?? 0 };
+}
+
+/** Starts `iperf3 -s` in `ns` (logging to `logDir`) and waits until it listens; returns its pid. */
+export async function startIperfServer(ns: string, logDir: string, timeoutMs = 10_000): Promise<number> {
+  const pid = spawnDetached(['ip', 'netns', 'exec', ns, 'iperf3', '-s', '-p', String(IPERF_PORT)], join(logDir, 'iperf3-server.log'));
+  const deadline = Date.now() + timeoutMs;
+  for (;;) {
+    const r = await runCommand(['ss', '-Hltn', `sport = :${IPERF_PORT}`], { netns: ns, check: false });
+    if (r.stdout.trim()) return pid;
+    if (Date.now() > deadline) throw new Error(`iperf3 server in ${ns} did not listen within ${timeoutMs} ms`);
+    await sleep(50);
+  }
+}
+
+export async function runIperfClient(ns: string, serverIp: string, seconds: number): Promise<IperfResult> {
+  const r = await runCommand(['iperf3', '-c', serverIp, '-p', String(IPERF_PORT), '-t', String(seconds), '-J'], {
+    netns: ns,
+    check: false,
+    timeoutMs: (seconds + 30) * 1000,
+  });
+  return parseIperfJson(r.stdout || r.stderr);
+}

@@ -1,0 +1,165 @@
+// `weft bench`: every variant of a plan as its own lab, iperf3 pod to pod
+// across the two nodes, repetitions alternating between variants in one run.
+// Reports figures; asserts nothing.
+import { cpus, release } from 'node:os';
+import type { BackendType } from '../config/netconf.js';
+import { Lab, agentEntry } from '../lab/lab.js';
+import { checkLabPrerequisites } from '../lab/prereqs.js';
+import { processCpuTicks } from '../lab/process.js';
+import type { Topology } from '../lab/topology.js';
+import { CLOCK_TICKS_PER_SECOND, cpuSecondsBetween, readCpuTimes } from './cpu.js';
+import { runIperfClient, startIperfServer } from './iperf.js';
+import { alternatingOrder, median, ratio } from './stats.js';
+import { benchPlan, type BenchVariant } from './variants.js';
+
+export interface BenchOptions {
+  backend: BackendType;
+  /** The subject's net-conf; default {Network: 10.244.0.0/16, Backend: {Type: backend}}. */
+  netConf?: Record<string, unknown>;
+  topology?: Topology;
+  reps?: number;
+  seconds?: number;
+  /** One unrecorded run per variant first (caches, ARP, TCP metrics). Default 1 s; 0 skips it. */
+  warmupSeconds?: number;
+  /** Labs are named <prefix>0, <prefix>1, ... (default "bench"). */
+  labNamePrefix?: string;
+  /** Progress lines. */
+  log?: (line: string) => void;
+}
+
+export interface BenchSample {
+  rep: number;
+  gbps: number;
+  retransmits: number;
+  /** System-wide non-idle CPU seconds during the run, per Gbit transferred. */
+  cpuSecondsPerGbit: number;
+  softirqSecondsPerGbit: number;
+  /** CPU seconds the variant's agents used during the run (0 without agents). */
+  agentCpuSeconds: number;
+}
+
+export interface VariantSummary {
+  label: string;
+  medianGbps: number;
+  medianCpuSecondsPerGbit: number;
+  medianSoftirqSecondsPerGbit: number;
+  agentCpuSecondsTotal: number;
+  samples: BenchSample[];
+}
+
+export interface BenchComparison {
+  baseline: string;
+  /** subject / baseline median throughput. */
+  throughputRatio: number;
+  /** subject / baseline median CPU per Gbit (below 1: the subject is cheaper). */
+  cpuPerGbitRatio: number;
+}
+
+export interface BenchResult {
+  backend: BackendType;
+  topology: Topology;
+  reps: number;
+  seconds: number;
+  startedAt: string;
+  host: { cpus: number; kernel: string };
+  subject: VariantSummary;
+  baselines: VariantSummary[];
+  comparisons: BenchComparison[];
+}
+
+interface Running {
+  variant: BenchVariant;
+  lab: Lab;
+  clientNs: string;
+  serverIp: string;
+  samples: BenchSample[];
+}
+
+export const BENCH_LAB_PREFIX = 'bench';
+
+async function measure(run: Running, seconds: number, rep: number): Promise<BenchSample> {
+  const agents = run.lab.nodes.map((n) => n.agentPid).filter((p): p is number => p !== undefined);
+  const agentTicks = (): number => agents.reduce((sum, pid) => sum + processCpuTicks(pid), 0);
+  const cpu0 = readCpuTimes();
+  const agent0 = agentTicks();
+  const result = await runIperfClient(run.clientNs, run.serverIp, seconds);
+  const agent1 = agentTicks();
+  const cpu = cpuSecondsBetween(cpu0, readCpuTimes());
+  const gbit = (result.bytes * 8) / 1e9;
+  return {
+    rep,
+    gbps: result.bitsPerSecond / 1e9,
+    retransmits: result.retransmits,
+    cpuSecondsPerGbit: ratio(cpu.busy, gbit),
+    softirqSecondsPerGbit: ratio(cpu.softirq, gbit),
+    agentCpuSeconds: (agent1 - agent0) / CLOCK_TICKS_PER_SECOND,
+  };
+}
+
+function summarize(run: Running): VariantSummary {
+  const s = run.samples;
+  return {
+    label: run.variant.label,
+    medianGbps: median(s.map((x) => x.gbps)),
+    medianCpuSecondsPerGbit: median(s.map((x) => x.cpuSecondsPerGbit)),
+    medianSoftirqSecondsPerGbit: median(s.map((x) => x.softirqSecondsPerGbit)),
+    agentCpuSecondsTotal: s.reduce((sum, x) => sum + x.agentCpuSeconds, 0),
+    samples: s,
+  };
+}
+
+async function start(variant: BenchVariant, labName: string, topology: Topology): Promise<Running> {
+  const lab = await variant.build(labName, topology);
+  const [client, server] = [lab.podsOf(lab.nodes[0]!)[0], lab.podsOf(lab.nodes[1]!)[0]];
+  if (!client || !server) throw new Error(`bench lab ${labName} has no pod on each of its two nodes`);
+  await startIperfServer(server.ns, lab.dir);
+  return { variant, lab, clientNs: client.ns, serverIp: server.ip, samples: [] };
+}
+
+export async function runBench(opts: BenchOptions): Promise<BenchResult> {
+  const log = opts.log ?? (() => {});
+  const topology = opts.topology ?? 'flat';
+  const reps = opts.reps ?? 3;
+  const seconds = opts.seconds ?? 5;
+  checkLabPrerequisites({ needIperf3: true, agentEntry: agentEntry() });
+  const plan = benchPlan(opts.backend, opts.netConf);
+  const variants = [plan.subject, ...plan.baselines];
+  const labNames = variants.map((_, i) => `${opts.labNamePrefix ?? BENCH_LAB_PREFIX}${i}`);
+  for (const name of labNames) await Lab.destroy(name);
+  const startedAt = new Date().toISOString();
+  const runs: Running[] = [];
+  try {
+    for (const [i, variant] of variants.entries()) {
+      log(`setting up ${variant.label} (lab ${labNames[i]})`);
+      runs.push(await start(variant, labNames[i]!, topology));
+    }
+    if ((opts.warmupSeconds ?? 1) > 0) {
+      for (const run of runs) await runIperfClient(run.clientNs, run.serverIp, opts.warmupSeconds ?? 1);
+    }
+    for (let rep = 0; rep < reps; rep++) {
+      for (const run of alternatingOrder(runs, rep)) {
+        const sample = await measure(run, seconds, rep);
+        run.samples.push(sample);
+        log(`rep ${rep + 1}/${reps} ${run.variant.label}: ${sample.gbps.toFixed(2)} Gbit/s, ${sample.cpuSecondsPerGbit.toFixed(3)} CPU s/Gbit`);
+      }
+    }
+  } finally {
+    for (const name of labNames) await Lab.destroy(name).catch(() => {});
+  }
+  const [subject, ...baselines] = runs.map(summarize);
+  return {
+    backend: opts.backend,
+    topology,
+    reps,
+    seconds,
+    startedAt,
+    host: { cpus: cpus().length, kernel: release() },
+    subject: subject!,
+    baselines,
+    comparisons: baselines.map((b) => ({
+      baseline: b.label,
+      throughputRatio: ratio(subject!.medianGbps, b.medianGbps),
+      cpuPerGbitRatio: ratio(subject!.medianCpuSecondsPerGbit, b.medianCpuSecondsPerGbit),
+    })),
+  };
+}
