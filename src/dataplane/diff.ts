@@ -1,0 +1,413 @@
+// The pure half of the reconciler: kernel snapshot + desired state -> the
+// smallest ordered list of iproute2 batch commands. No I/O, so every rule
+// (ownership, ordering, no-flap, idempotence) is unit-tested without root.
+import { Cidr, IP, type Family } from '../subnet/cidr.js';
+import { WEFT_LINK_PREFIX, WEFT_ROUTE_PROTO, type Addr, type DesiredState, type Fdb, type Neigh } from './state.js';
+
+/** A link as the kernel reports it (only the fields the diff compares). */
+export interface KernelLink {
+  name: string;
+  /** `linkinfo.info_kind` ("vxlan", "tun", "veth", ...); absent for plain devices. */
+  kind?: string;
+  mtu: number;
+  mac?: string;
+  up: boolean;
+  vxlan?: { vni: number; port: number; local?: string; dev?: string; learning: boolean };
+}
+
+/** A main-table route, normalised: dst is always a CIDR ("default" never appears). */
+export interface KernelRoute {
+  dst: string;
+  via?: string;
+  dev?: string;
+  onlink: boolean;
+  /** Carries proto 147, i.e. weft installed it. */
+  owned: boolean;
+  metric?: number;
+}
+
+/** What the kernel holds. Addresses are global-scope "ip/len"; neighbours permanent; FDB entries with a remote. */
+export interface KernelSnapshot {
+  links: KernelLink[];
+  addrs: Addr[];
+  routes: KernelRoute[];
+  neighs: Neigh[];
+  fdb: Fdb[];
+}
+
+export type OpTarget = 'link' | 'addr' | 'neigh' | 'fdb' | 'route';
+
+/** One line of an `ip -batch` or `bridge -batch` run. */
+export interface Op {
+  tool: 'ip' | 'bridge';
+  target: OpTarget;
+  action: 'add' | 'set' | 'del';
+  /** Device the op acts on, when it has one. */
+  dev?: string;
+  line: string;
+}
+
+export interface Plan {
+  /** In strict dependency order: route, fdb, neigh, addr, link removals, then link, addr, neigh, fdb, route additions. */
+  ops: Op[];
+  /** Desired route destinations held by a route weft does not own; left alone. */
+  conflicts: string[];
+  /** Desired TUN links that do not exist (yet): the udp backend opens them. */
+  missingLinks: string[];
+  /** Desired entries refused as malformed or outside weft's ownership, one line each. */
+  rejected: string[];
+}
+
+/** One process: consecutive ops for the same tool. */
+export interface Batch {
+  tool: 'ip' | 'bridge';
+  ops: Op[];
+}
+
+export interface PlanOptions {
+  /** Also remove weft TUN links (teardown); normally only the udp backend's loop owns them. */
+  removeTunLinks?: boolean;
+  linkPrefix?: string;
+}
+
+const MAC_RE = /^[0-9a-f]{2}(?::[0-9a-f]{2}){5}$/;
+// Kernel rule (dev_valid_name) plus a conservative charset: names go into batch lines verbatim.
+const DEV_RE = /^[A-Za-z0-9_.-]{1,15}$/;
+
+function isDevName(name: unknown): name is string {
+  return typeof name === 'string' && DEV_RE.test(name) && name !== '.' && name !== '..';
+}
+
+export function normaliseMac(text: unknown): string | undefined {
+  if (typeof text !== 'string') return undefined;
+  const mac = text.toLowerCase();
+  return MAC_RE.test(mac) ? mac : undefined;
+}
+
+export function normaliseIP(text: unknown): string | undefined {
+  if (typeof text !== 'string') return undefined;
+  try {
+    return IP.parse(text).toString();
+  } catch {
+    return undefined;
+  }
+}
+
+/**
+ * A route destination as one canonical CIDR: "default" becomes 0.0.0.0/0 or
+ * ::/0 (the family must then be given), a bare host address gets /32 or /128.
+ */
+export function normaliseDst(text: unknown, family?: Family): string | undefined {
+  if (typeof text !== 'string') return undefined;
+  if (text === 'default') return family === 6 ? '::/0' : family === 4 ? '0.0.0.0/0' : undefined;
+  try {
+    if (!text.includes('/')) {
+      const ip = IP.parse(text);
+      return `${ip}/${ip.bits}`;
+    }
+    return Cidr.parse(text).toString();
+  } catch {
+    return undefined;
+  }
+}
+
+/** An interface address "ip/len" (host bits allowed), canonical. */
+export function normaliseAddr(text: unknown): string | undefined {
+  if (typeof text !== 'string') return undefined;
+  const slash = text.indexOf('/');
+  if (slash < 0) return undefined;
+  const ip = normaliseIP(text.slice(0, slash));
+  const lenText = text.slice(slash + 1);
+  if (!ip || !/^\d{1,3}$/.test(lenText)) return undefined;
+  const len = Number(lenText);
+  return len <= (ip.includes(':') ? 128 : 32) ? `${ip}/${len}` : undefined;
+}
+
+/** A value from desired state, safe to put in a log line (quoted, bounded). */
+function quote(v: unknown): string {
+  return JSON.stringify(String(v).slice(0, 48));
+}
+
+function familyOf(cidrOrIp: string): Family {
+  return cidrOrIp.includes(':') ? 6 : 4;
+}
+
+/** The metric a route gets when none is given: 0 for IPv4, 1024 for IPv6. */
+function defaultMetric(dst: string): number {
+  return familyOf(dst) === 6 ? 1024 : 0;
+}
+
+interface DesiredRoute {
+  dst: string;
+  via?: string;
+  dev?: string;
+  onlink: boolean;
+}
+
+interface Wanted {
+  vxlan: Map<string, { name: string; mtu: number; mac?: string; vni: number; port: number; local: string; dev: string }>;
+  tun: Map<string, { name: string; mtu: number }>;
+  addrs: Map<string, Addr>;
+  neighs: Map<string, Neigh>;
+  fdb: Map<string, Fdb>;
+  routes: Map<string, DesiredRoute>;
+}
+
+/** Validates and normalises desired state; anything malformed or not weft's to manage is rejected by name. */
+function normaliseDesired(desired: DesiredState, prefix: string, rejected: string[]): Wanted {
+  const w: Wanted = { vxlan: new Map(), tun: new Map(), addrs: new Map(), neighs: new Map(), fdb: new Map(), routes: new Map() };
+  for (const link of desired.links) {
+    const name = link.name;
+    if (!isDevName(name) || !name.startsWith(prefix)) {
+      rejected.push(`link ${quote(name)}: not a valid device name starting with "${prefix}"`);
+      continue;
+    }
+    const mtu = Number.isInteger(link.mtu) && link.mtu >= 68 && link.mtu <= 65535 ? link.mtu : 0;
+    if (link.spec.kind === 'tun') {
+      w.tun.set(name, { name, mtu });
+      continue;
+    }
+    const s = link.spec;
+    const local = normaliseIP(s.local);
+    const mac = link.mac === undefined ? undefined : normaliseMac(link.mac);
+    if (!Number.isInteger(s.vni) || s.vni < 0 || s.vni > 0xffffff || !Number.isInteger(s.port) || s.port < 1 || s.port > 65535
+      || !local || !isDevName(s.dev) || (link.mac !== undefined && !mac)) {
+      rejected.push(`link ${name}: bad vxlan spec (vni, port, local, dev or mac)`);
+      continue;
+    }
+    w.vxlan.set(name, { name, mtu, ...(mac ? { mac } : {}), vni: s.vni, port: s.port, local, dev: s.dev });
+  }
+  const managed = (dev: string): boolean => w.vxlan.has(dev) || w.tun.has(dev);
+  for (const a of desired.addrs) {
+    const cidr = normaliseAddr(a.cidr);
+    if (!cidr || !managed(a.dev)) {
+      rejected.push(`address ${quote(a.cidr)} on ${quote(a.dev)}: ${cidr ? 'device is not a desired weft link' : 'not ip/len'}`);
+      continue;
+    }
+    w.addrs.set(`${a.dev}|${cidr}`, { dev: a.dev, cidr });
+  }
+  for (const n of desired.neighs) {
+    const ip = normaliseIP(n.ip);
+    const mac = normaliseMac(n.mac);
+    if (!ip || !mac || !managed(n.dev)) {
+      rejected.push(`neighbour ${quote(n.ip)} on ${quote(n.dev)}: ${ip && mac ? 'device is not a desired weft link' : 'bad ip or mac'}`);
+      continue;
+    }
+    w.neighs.set(`${n.dev}|${ip}`, { dev: n.dev, ip, mac });
+  }
+  for (const f of desired.fdb) {
+    const mac = normaliseMac(f.mac);
+    const dst = normaliseIP(f.dst);
+    if (!mac || !dst || !w.vxlan.has(f.dev)) {
+      rejected.push(`fdb ${quote(f.mac)} on ${quote(f.dev)}: ${mac && dst ? 'device is not a desired weft vxlan link' : 'bad mac or dst'}`);
+      continue;
+    }
+    w.fdb.set(`${f.dev}|${mac}`, { dev: f.dev, mac, dst });
+  }
+  for (const r of desired.routes) {
+    const dst = normaliseDst(r.dst);
+    const via = r.via === undefined ? undefined : normaliseIP(r.via);
+    const devOk = r.dev === undefined || (isDevName(r.dev) && (!r.dev.startsWith(prefix) || managed(r.dev)));
+    const why = !dst ? 'destination is not a CIDR'
+      : r.via !== undefined && (!via || familyOf(via) !== familyOf(dst)) ? 'gateway is not an address of the same family'
+      : !devOk ? 'device is not valid or not a desired weft link'
+      : !via && r.dev === undefined ? 'needs a gateway or a device'
+      : undefined;
+    if (why || !dst) {
+      rejected.push(`route ${quote(r.dst)}: ${why}`);
+      continue;
+    }
+    w.routes.set(dst, { dst, ...(via ? { via } : {}), ...(r.dev !== undefined ? { dev: r.dev } : {}), onlink: r.onlink === true });
+  }
+  return w;
+}
+
+function vxlanLine(v: { name: string; mtu: number; mac?: string; vni: number; port: number; local: string; dev: string }): string {
+  const opts = `${v.mac ? ` address ${v.mac}` : ''}${v.mtu ? ` mtu ${v.mtu}` : ''}`;
+  return `link add name ${v.name}${opts} type vxlan id ${v.vni} dstport ${v.port} local ${v.local} dev ${v.dev} nolearning`;
+}
+
+function routeLine(r: DesiredRoute): string {
+  const via = r.via ? ` via ${r.via}` : '';
+  const dev = r.dev ? ` dev ${r.dev}` : '';
+  return `route replace ${r.dst}${via}${dev}${r.onlink ? ' onlink' : ''} table main proto ${WEFT_ROUTE_PROTO}`;
+}
+
+function sameRoute(k: KernelRoute, d: DesiredRoute): boolean {
+  return k.via === d.via && (d.dev === undefined || k.dev === d.dev) && k.onlink === d.onlink;
+}
+
+/**
+ * The smallest change that takes the kernel to the desired state, touching
+ * only what weft owns: proto-147 routes, and links named with the weft prefix
+ * (with their addresses, permanent neighbours and FDB entries).
+ */
+export function planChanges(kernel: KernelSnapshot, desired: DesiredState, opts: PlanOptions = {}): Plan {
+  const prefix = opts.linkPrefix ?? WEFT_LINK_PREFIX;
+  const rejected: string[] = [];
+  const w = normaliseDesired(desired, prefix, rejected);
+  const missingLinks: string[] = [];
+  const conflicts: string[] = [];
+
+  const linkDel: Op[] = [];
+  const linkAdd: Op[] = [];
+  const linkSet: Op[] = [];
+  const kLinks = new Map(kernel.links.map((l) => [l.name, l]));
+  // Links created in this batch start empty; links removed take their entries with them.
+  const fresh = new Set<string>();
+  const gone = new Set<string>();
+  const setLine = (name: string, k: KernelLink, mtu: number, mac?: string): void => {
+    const parts = [
+      mtu && k.mtu !== mtu ? ` mtu ${mtu}` : '',
+      mac && k.mac !== mac ? ` address ${mac}` : '',
+      k.up ? '' : ' up',
+    ].join('');
+    if (parts) linkSet.push({ tool: 'ip', target: 'link', action: 'set', dev: name, line: `link set dev ${name}${parts}` });
+  };
+
+  for (const v of w.vxlan.values()) {
+    const k = kLinks.get(v.name);
+    const same = k?.kind === 'vxlan' && k.vxlan !== undefined && k.vxlan.vni === v.vni && k.vxlan.port === v.port
+      && k.vxlan.local === v.local && k.vxlan.dev === v.dev && !k.vxlan.learning;
+    if (k && same) {
+      setLine(v.name, k, v.mtu, v.mac);
+      continue;
+    }
+    if (k) {
+      linkDel.push({ tool: 'ip', target: 'link', action: 'del', dev: v.name, line: `link del dev ${v.name}` });
+      gone.add(v.name);
+    }
+    fresh.add(v.name);
+    linkAdd.push({ tool: 'ip', target: 'link', action: 'add', dev: v.name, line: vxlanLine(v) });
+    linkSet.push({ tool: 'ip', target: 'link', action: 'set', dev: v.name, line: `link set dev ${v.name} up` });
+  }
+  for (const t of w.tun.values()) {
+    const k = kLinks.get(t.name);
+    if (k?.kind === 'tun') setLine(t.name, k, t.mtu);
+    else missingLinks.push(t.name);
+  }
+  for (const k of kernel.links) {
+    if (!k.name.startsWith(prefix) || w.vxlan.has(k.name) || w.tun.has(k.name)) continue;
+    if (k.kind === 'vxlan' || (k.kind === 'tun' && opts.removeTunLinks)) {
+      linkDel.push({ tool: 'ip', target: 'link', action: 'del', dev: k.name, line: `link del dev ${k.name}` });
+      gone.add(k.name);
+    }
+  }
+
+  // Devices whose entries weft manages after this batch, and whose current entries count.
+  const usable = (dev: string): boolean => w.vxlan.has(dev) || (w.tun.has(dev) && !missingLinks.includes(dev));
+  const current = (dev: string): boolean => usable(dev) && !fresh.has(dev);
+
+  const addrDel: Op[] = [];
+  const addrAdd: Op[] = [];
+  const kAddrs = new Set<string>();
+  for (const a of kernel.addrs) {
+    if (!current(a.dev)) continue;
+    const key = `${a.dev}|${a.cidr}`;
+    kAddrs.add(key);
+    if (!w.addrs.has(key)) addrDel.push({ tool: 'ip', target: 'addr', action: 'del', dev: a.dev, line: `addr del ${a.cidr} dev ${a.dev}` });
+  }
+  for (const [key, a] of w.addrs) {
+    if (!usable(a.dev) || kAddrs.has(key)) continue;
+    addrAdd.push({ tool: 'ip', target: 'addr', action: 'add', dev: a.dev, line: `addr replace ${a.cidr} dev ${a.dev}` });
+  }
+
+  const neighDel: Op[] = [];
+  const neighAdd: Op[] = [];
+  const kNeighs = new Map<string, Neigh>();
+  for (const n of kernel.neighs) {
+    if (!current(n.dev)) continue;
+    const key = `${n.dev}|${n.ip}`;
+    kNeighs.set(key, n);
+    if (!w.neighs.has(key)) neighDel.push({ tool: 'ip', target: 'neigh', action: 'del', dev: n.dev, line: `neigh del ${n.ip} dev ${n.dev}` });
+  }
+  for (const [key, n] of w.neighs) {
+    if (!usable(n.dev) || kNeighs.get(key)?.mac === n.mac) continue;
+    neighAdd.push({ tool: 'ip', target: 'neigh', action: 'add', dev: n.dev, line: `neigh replace ${n.ip} lladdr ${n.mac} dev ${n.dev} nud permanent` });
+  }
+
+  const fdbDel: Op[] = [];
+  const fdbAdd: Op[] = [];
+  const kFdb = new Map<string, Fdb>();
+  const remotes = new Map<string, Fdb[]>();
+  for (const f of kernel.fdb) {
+    if (!current(f.dev) || !w.vxlan.has(f.dev)) continue;
+    const key = `${f.dev}|${f.mac}`;
+    remotes.set(key, [...(remotes.get(key) ?? []), f]);
+  }
+  for (const [key, list] of remotes) {
+    const want = w.fdb.get(key);
+    const match = list.find((f) => f.dst === want?.dst);
+    if (match) kFdb.set(key, match);
+    // A moved peer's single entry is rewritten by `replace`; any other remote goes.
+    const moved = want && !match && list.length === 1;
+    for (const f of list) {
+      if (f === match || moved) continue;
+      fdbDel.push({ tool: 'bridge', target: 'fdb', action: 'del', dev: f.dev, line: `fdb del ${f.mac} dev ${f.dev} dst ${f.dst} self` });
+    }
+  }
+  for (const [key, f] of w.fdb) {
+    if (kFdb.has(key)) continue;
+    fdbAdd.push({ tool: 'bridge', target: 'fdb', action: 'add', dev: f.dev, line: `fdb replace ${f.mac} dev ${f.dev} dst ${f.dst} self permanent` });
+  }
+
+  const routeDel: Op[] = [];
+  const routeAdd: Op[] = [];
+  const foreignDsts = new Set<string>();
+  const ownedAtDefault = new Map<string, KernelRoute>();
+  for (const r of kernel.routes) {
+    // Routes on links that vanish or are recreated in this batch go with the link.
+    if (r.dev !== undefined && (gone.has(r.dev) || fresh.has(r.dev))) continue;
+    if (!r.owned) {
+      foreignDsts.add(r.dst);
+      continue;
+    }
+    const want = w.routes.get(r.dst);
+    const atDefault = (r.metric ?? defaultMetric(r.dst)) === defaultMetric(r.dst);
+    if (want && atDefault && !ownedAtDefault.has(r.dst)) {
+      ownedAtDefault.set(r.dst, r);
+      continue;
+    }
+    const metric = r.metric !== undefined ? ` metric ${r.metric}` : '';
+    routeDel.push({ tool: 'ip', target: 'route', action: 'del', dev: r.dev, line: `route del ${r.dst}${metric} table main proto ${WEFT_ROUTE_PROTO}` });
+  }
+  for (const [dst, r] of w.routes) {
+    if (r.dev !== undefined && w.tun.has(r.dev) && missingLinks.includes(r.dev)) continue;
+    const have = ownedAtDefault.get(dst);
+    if (have && sameRoute(have, r)) continue;
+    // `replace` matches on destination and metric, not protocol: it would overwrite a foreign route.
+    if (!have && foreignDsts.has(dst)) {
+      conflicts.push(dst);
+      continue;
+    }
+    routeAdd.push({ tool: 'ip', target: 'route', action: 'add', dev: r.dev, line: routeLine(r) });
+  }
+
+  const ops = [
+    ...routeDel, ...fdbDel, ...neighDel, ...addrDel, ...linkDel,
+    ...linkAdd, ...linkSet, ...addrAdd, ...neighAdd, ...fdbAdd, ...routeAdd,
+  ];
+  return { ops, conflicts, missingLinks, rejected };
+}
+
+/**
+ * Groups ops into processes: at most one `ip` and one `bridge` per batch.
+ * Strict order would need `ip`, `bridge`, `ip`; instead the FDB batch goes
+ * first when its links already exist (an FDB entry removed a few ms before a
+ * departing peer's route drops that peer's packets, it never ARPs), and
+ * last when it needs links this batch creates (routes on a device just made
+ * carry no traffic yet). Neighbours always precede routes, so no ARP either way.
+ */
+export function toBatches(ops: readonly Op[]): Batch[] {
+  const ipOps = ops.filter((o) => o.tool === 'ip');
+  const bridgeOps = ops.filter((o) => o.tool === 'bridge');
+  if (bridgeOps.length === 0) return ipOps.length ? [{ tool: 'ip', ops: ipOps }] : [];
+  if (ipOps.length === 0) return [{ tool: 'bridge', ops: bridgeOps }];
+  const created = new Set(ipOps.filter((o) => o.target === 'link' && o.action === 'add').map((o) => o.dev));
+  const hasAdds = bridgeOps.some((o) => o.action === 'add');
+  const needsNewLink = bridgeOps.some((o) => o.action === 'add' && created.has(o.dev));
+  const bridgeFirst = hasAdds && !needsNewLink;
+  const ip: Batch = { tool: 'ip', ops: ipOps };
+  const bridge: Batch = { tool: 'bridge', ops: bridgeOps };
+  return bridgeFirst ? [bridge, ip] : [ip, bridge];
+}
