@@ -1,0 +1,326 @@
+// BIRD as a supervised child process (or someone else's BIRD behind a control
+// socket): configs are written atomically, parse-checked with `bird -p`
+// before BIRD sees them, and applied with `birdc configure`.
+import { spawn, execFile, type ChildProcess } from 'node:child_process';
+import { mkdir, rename, writeFile } from 'node:fs/promises';
+import { join } from 'node:path';
+import type { Logger } from 'pino';
+import { WeftError } from '../../src/errors.js';
+import { parseBgpSessions, type BgpSession } from './status.js';
+
+export interface BirdOptions {
+  /** Directory for bird.conf and the control socket (created if missing). */
+  dir: string;
+  logger: Logger;
+  /** Drive the BIRD listening on this control socket instead of starting one (--bird-socket). */
+  externalSocket?: string;
+  /** Prefix for commands that must run in the node's network namespace, e.g. ['ip', 'netns', 'exec', 'n1']. */
+  execPrefix?: string[];
+  /** Delay before restarting a BIRD that died, doubled per quick death up to max. */
+  restartDelayMs?: { min: number; max: number };
+}
+
+const BIRDC_TIMEOUT_MS = 10_000;
+const START_TIMEOUT_MS = 15_000;
+const STOP_TIMEOUT_MS = 10_000;
+/** A BIRD that ran this long before dying restarts after the minimum delay again. */
+const STABLE_MS = 60_000;
+/** sun_path is 108 bytes on Linux, including the terminating NUL. */
+const MAX_SOCKET_PATH = 107;
+
+/** Where weft's own BIRD listens, below the agent's run directory. */
+export function birdSocketPath(dir: string): string {
+  return join(dir, 'bird.ctl');
+}
+
+export class Bird {
+  readonly socket: string;
+  readonly configPath: string;
+  private child: ChildProcess | undefined;
+  private childExited: Promise<void> = Promise.resolve();
+  private stopping = false;
+  private restartTimer: NodeJS.Timeout | undefined;
+  private restartDelay: number;
+  private applied: string | undefined;
+  private rejected: string | undefined;
+  private queue: Promise<unknown> = Promise.resolve();
+  /** ms since epoch when our BIRD (last) started; for the external BIRD, when we first configured it. */
+  startedAt: number | undefined;
+
+  private constructor(private readonly opts: BirdOptions) {
+    this.socket = opts.externalSocket ?? birdSocketPath(opts.dir);
+    this.configPath = join(opts.dir, 'bird.conf');
+    this.restartDelay = opts.restartDelayMs?.min ?? 1000;
+  }
+
+  /** Checks the binaries (and the external socket); starts nothing until the first apply(). */
+  static async open(opts: BirdOptions): Promise<Bird> {
+    const bird = new Bird(opts);
+    await mkdir(opts.dir, { recursive: true, mode: 0o700 });
+    if (Buffer.byteLength(bird.socket) > MAX_SOCKET_PATH) {
+      throw new WeftError(`BIRD control socket path ${bird.socket} is longer than ${MAX_SOCKET_PATH} bytes`, 'use a shorter --run-dir or --bird-socket');
+    }
+    await bird.checkBinaries();
+    if (opts.externalSocket) {
+      if (!(await bird.answers())) {
+        throw new WeftError(`no BIRD answers on --bird-socket ${opts.externalSocket}`, 'start BIRD 2 with `-s` on that path, or drop --bird-socket to let weft run BIRD');
+      }
+    } else if (await bird.answers()) {
+      // A BIRD left behind by an earlier agent: let it go without withdrawing
+      // anything (graceful restart), then run our own child with -R.
+      opts.logger.info({ socket: bird.socket }, 'a BIRD from an earlier run answers on our socket; restarting it gracefully');
+      await bird.birdc(['graceful', 'restart']).catch(() => undefined);
+      if (!(await waitFor(async () => !(await bird.answers()), STOP_TIMEOUT_MS))) {
+        throw new WeftError(`a BIRD from an earlier run still answers on ${bird.socket}`, `stop it (birdc -s ${bird.socket} graceful restart) and start weft again`);
+      }
+    }
+    return bird;
+  }
+
+  get supervised(): boolean {
+    return this.opts.externalSocket === undefined;
+  }
+
+  /**
+   * Makes `text` BIRD's running config. Returns false when it already is (or
+   * was rejected before); throws WeftError when BIRD rejects it, leaving the
+   * running config in force.
+   */
+  apply(text: string): Promise<boolean> {
+    return this.serialised(async () => {
+      if (this.stopping) return false;
+      if (text === this.rejected) return false;
+      if (text === this.applied && (!this.supervised || this.child)) return false;
+      const candidate = `${this.configPath}.new`;
+      await writeFile(candidate, text, { mode: 0o600 });
+      const check = await run('bird', ['-p', '-c', candidate]);
+      if (check.code !== 0) {
+        this.rejected = text;
+        const rejectedPath = `${this.configPath}.rejected`;
+        await rename(candidate, rejectedPath).catch(() => undefined);
+        const reason = firstLine(check.stderr || check.stdout).replace(/^bird:\s*/, '');
+        throw new WeftError(`BIRD rejected the generated config (${reason})`, `the running config stays in force; the rejected file is ${rejectedPath}`);
+      }
+      await rename(candidate, this.configPath);
+      if (this.supervised && !this.child) {
+        await this.start();
+      } else {
+        await this.configure();
+      }
+      this.applied = text;
+      this.rejected = undefined;
+      this.startedAt ??= Date.now();
+      return true;
+    });
+  }
+
+  /** `show protocols all`, parsed to the BGP sessions. */
+  async sessions(): Promise<BgpSession[]> {
+    return showBgpSessions(this.socket);
+  }
+
+  /**
+   * Stops our BIRD. Graceful: peers keep this node's routes and the kernel
+   * keeps BIRD's (BIRD's graceful restart); otherwise BIRD says goodbye and
+   * peers withdraw. A BIRD someone else runs is left alone.
+   */
+  stop(opts: { graceful: boolean }): Promise<void> {
+    this.stopping = true;
+    clearTimeout(this.restartTimer);
+    this.restartTimer = undefined;
+    return this.serialised(async () => {
+      const child = this.child;
+      if (!this.supervised || !child) return;
+      await this.birdc(opts.graceful ? ['graceful', 'restart'] : ['down']).catch((err) =>
+        this.opts.logger.warn(`asking BIRD to stop failed (${firstLine(String(err))}); signalling it`),
+      );
+      if (await exitsWithin(this.childExited, STOP_TIMEOUT_MS)) return;
+      child.kill('SIGTERM');
+      if (await exitsWithin(this.childExited, STOP_TIMEOUT_MS)) return;
+      child.kill('SIGKILL');
+      await this.childExited;
+    });
+  }
+
+  /** The child's pid, while it runs (tests kill it to check the restart). */
+  get pid(): number | undefined {
+    return this.child?.pid;
+  }
+
+  private serialised<T>(fn: () => Promise<T>): Promise<T> {
+    const next = this.queue.then(fn, fn);
+    this.queue = next.catch(() => undefined);
+    return next;
+  }
+
+  private async checkBinaries(): Promise<void> {
+    const prefix = this.opts.execPrefix ?? [];
+    const birdVersion = await run(prefix[0] ?? 'bird', [...prefix.slice(1), ...(prefix.length ? ['bird'] : []), '--version']);
+    if (birdVersion.missing || /not found|No such file/i.test(birdVersion.stderr)) {
+      throw new WeftError('BIRD is not installed (no `bird` in PATH)', 'install BIRD 2 (Debian: apt-get install bird2) or pass --bird-socket PATH to drive a running BIRD');
+    }
+    const version = /BIRD version (\d+)\.\S*/.exec(birdVersion.stdout + birdVersion.stderr);
+    if (version && version[1] !== '2') {
+      throw new WeftError(`BIRD ${version[0].replace('BIRD version ', '')} found; weft's bgp backend needs BIRD 2`, 'install BIRD 2 (Debian: apt-get install bird2)');
+    }
+    const birdc = await run('birdc', ['-s', this.socket, 'show', 'status']);
+    if (birdc.missing) {
+      throw new WeftError('birdc is not installed (no `birdc` in PATH)', 'install BIRD 2 with its client (Debian: apt-get install bird2)');
+    }
+  }
+
+  private async answers(): Promise<boolean> {
+    const r = await run('birdc', ['-s', this.socket, 'show', 'status'], 3000);
+    return r.code === 0 && /Daemon is up and running/.test(r.stdout);
+  }
+
+  private async birdc(args: string[]): Promise<string> {
+    const r = await run('birdc', ['-v', '-s', this.socket, ...args]);
+    if (r.code !== 0) {
+      const why = firstLine(r.stderr || r.stdout.split('\n').find((l) => /^[89]\d{3}/.test(l)) || r.stdout) || `exit code ${r.code}`;
+      throw new WeftError(`birdc ${args.join(' ')} failed: ${why}`, `is BIRD running with control socket ${this.socket}?`);
+    }
+    return r.stdout;
+  }
+
+  private async configure(): Promise<void> {
+    if (this.configPath.includes('"')) throw new WeftError(`config path ${this.configPath} contains a double quote`, 'use a --run-dir without quotes');
+    const out = await this.birdc(['configure', `"${this.configPath}"`]);
+    // 0003 Reconfigured, 0004 in progress, 0005 queued: BIRD has the new config.
+    if (!/^000[345][ -]/m.test(out)) {
+      const why = out.split('\n').find((l) => /^[89]\d{3}/.test(l))?.slice(5) ?? firstLine(out);
+      throw new WeftError(`BIRD did not take the new config: ${why}`, 'the running config stays in force');
+    }
+  }
+
+  private async start(): Promise<void> {
+    const prefix = this.opts.execPrefix ?? [];
+    const [cmd, ...args] = [...prefix, 'bird', '-f', '-R', '-c', this.configPath, '-s', this.socket];
+    // Own process group: a Ctrl-C meant for the agent must not reach BIRD, whose
+    // shutdown would withdraw this node's routes from every peer.
+    const child = spawn(cmd!, args, { stdio: ['ignore', 'ignore', 'pipe'], detached: true });
+    this.child = child;
+    const recent: string[] = [];
+    let buffered = '';
+    child.stderr!.setEncoding('utf8');
+    child.stderr!.on('data', (chunk: string) => {
+      buffered += chunk;
+      let nl: number;
+      while ((nl = buffered.indexOf('\n')) >= 0) {
+        const line = buffered.slice(0, nl);
+        buffered = buffered.slice(nl + 1);
+        recent.push(line);
+        if (recent.length > 5) recent.shift();
+        this.logBirdLine(line);
+      }
+    });
+    const startedAt = Date.now();
+    this.childExited = new Promise((resolve) => {
+      child.once('error', (err) => {
+        this.opts.logger.error(`starting BIRD failed: ${err.message}`);
+      });
+      child.once('close', (code, signal) => {
+        if (this.child === child) this.child = undefined;
+        resolve();
+        this.onExit(code, signal, Date.now() - startedAt);
+      });
+    });
+    const up = await waitFor(() => this.answers(), START_TIMEOUT_MS, this.childExited);
+    if (!up) {
+      child.kill('SIGKILL');
+      await this.childExited;
+      const said = recent.filter((l) => l.trim()).slice(-1)[0] ?? 'no output';
+      throw new WeftError(`BIRD did not start (${said.slice(0, 200)})`, `check that nothing else uses ${this.socket} and that BIRD may bind TCP port 179`);
+    }
+    this.startedAt = Date.now();
+    this.opts.logger.info({ pid: child.pid, socket: this.socket }, 'BIRD started');
+  }
+
+  private onExit(code: number | null, signal: NodeJS.Signals | null, ranMs: number): void {
+    if (this.stopping) {
+      this.opts.logger.info({ code, signal }, 'BIRD stopped');
+      return;
+    }
+    const max = this.opts.restartDelayMs?.max ?? 30_000;
+    const min = this.opts.restartDelayMs?.min ?? 1000;
+    if (ranMs >= STABLE_MS) this.restartDelay = min;
+    const delay = this.restartDelay;
+    this.restartDelay = Math.min(max, this.restartDelay * 2);
+    this.opts.logger.warn({ code, signal, restartInMs: delay }, 'BIRD exited; restarting it (kernel routes stay, peers keep ours through graceful restart)');
+    if (this.restartTimer) return;
+    this.restartTimer = setTimeout(() => {
+      this.restartTimer = undefined;
+      void this.serialised(async () => {
+        if (this.stopping || this.child) return;
+        // A failed start ends in the child's exit, which schedules the next attempt.
+        await this.start().catch((err: Error) => this.opts.logger.error(`restarting BIRD failed: ${firstLine(err.message)}`));
+      });
+    }, delay);
+    this.restartTimer.unref();
+  }
+
+  private logBirdLine(line: string): void {
+    const m = /<(\w+)>\s*(.*)$/.exec(line);
+    const level = m?.[1] ?? 'INFO';
+    const text = m?.[2] ?? line;
+    if (text === 'Shutdown completed' || level === 'INFO' || level === 'TRACE' || level === 'DBG') this.opts.logger.debug({ bird: text });
+    else if (level === 'WARN' || level === 'RMT' || level === 'AUTH') this.opts.logger.warn({ bird: text }, 'BIRD');
+    else this.opts.logger.error({ bird: text }, 'BIRD');
+  }
+}
+
+/** The BGP sessions of the BIRD behind `socket` (for `weft status` and readiness). */
+export async function showBgpSessions(socket: string): Promise<BgpSession[]> {
+  const r = await run('birdc', ['-s', socket, 'show', 'protocols', 'all']);
+  if (r.missing) throw new WeftError('birdc is not installed (no `birdc` in PATH)', 'install BIRD 2 (Debian: apt-get install bird2)');
+  if (r.code !== 0) {
+    throw new WeftError(`cannot reach BIRD at ${socket}: ${firstLine(r.stderr || r.stdout)}`, 'is the agent (or the BIRD given by --bird-socket) running?');
+  }
+  return parseBgpSessions(r.stdout);
+}
+
+interface RunResult {
+  code: number;
+  stdout: string;
+  stderr: string;
+  /** The program itself was not found. */
+  missing: boolean;
+}
+
+function run(cmd: string, args: string[], timeout = BIRDC_TIMEOUT_MS): Promise<RunResult> {
+  return new Promise((resolve) => {
+    execFile(cmd, args, { timeout, maxBuffer: 16 * 1024 * 1024 }, (err, stdout, stderr) => {
+      const e = err as (NodeJS.ErrnoException & { code?: number | string }) | null;
+      resolve({
+        code: e ? (typeof e.code === 'number' ? e.code : 1) : 0,
+        stdout: String(stdout),
+        stderr: String(stderr) || (e && typeof e.code !== 'number' ? e.message : ''),
+        missing: e?.code === 'ENOENT',
+      });
+    });
+  });
+}
+
+function firstLine(text: string): string {
+  return text.split('\n').map((l) => l.trim()).find((l) => l !== '') ?? '';
+}
+
+/** Polls `check` until true or the deadline (or `abort` settles); true when it became true. */
+async function waitFor(check: () => Promise<boolean>, ms: number, abort?: Promise<void>): Promise<boolean> {
+  let aborted = false;
+  void abort?.then(() => (aborted = true));
+  const deadline = Date.now() + ms;
+  while (Date.now() < deadline && !aborted) {
+    if (await check()) return true;
+    await new Promise((r) => setTimeout(r, 100));
+  }
+  return false;
+}
+
+async function exitsWithin(exited: Promise<void>, ms: number): Promise<boolean> {
+  let timer: NodeJS.Timeout | undefined;
+  const timeout = new Promise<boolean>((r) => (timer = setTimeout(() => r(false), ms)));
+  const done = await Promise.race([exited.then(() => true), timeout]);
+  clearTimeout(timer);
+  return done;
+}

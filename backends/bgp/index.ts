@@ -1,0 +1,163 @@
+// bgp: BIRD programs the kernel, so the desired state is empty; the backend's
+// work is keeping BIRD's config equal to the lease set and BIRD alive.
+import { execFile } from 'node:child_process';
+import { join } from 'node:path';
+import type { Backend, BackendContext } from '../backend.js';
+import { PeerWarnings } from '../peer-warnings.js';
+import { emptyState } from '../../src/dataplane/state.js';
+import { oneLine } from '../../src/errors.js';
+import type { Cidr } from '../../src/subnet/cidr.js';
+import type { Lease } from '../../src/subnet/lease.js';
+import { Bird } from './bird.js';
+import { birdConfig, type BirdSession } from './config.js';
+import { parseBgpOptions, type BgpOptions } from './options.js';
+import type { BgpSession } from './status.js';
+
+export interface BgpRuntimeOptions {
+  /** Drive the BIRD behind this control socket instead of running one (--bird-socket). */
+  birdSocket?: string;
+  /** This node reflects routes although RouteReflectors does not list it (published in its lease). */
+  routeReflector?: boolean;
+  /** Prefix for commands that must run in the node's network namespace (tests, lab). */
+  execPrefix?: string[];
+  /** After this long, one Established session is enough for readiness. Default 60 s. */
+  readyGraceMs?: number;
+  /** How often sessions are read for readiness. Default 2 s. */
+  pollMs?: number;
+  restartDelayMs?: { min: number; max: number };
+}
+
+export interface BgpBackend extends Backend {
+  /** Live sessions from `birdc show protocols all`. */
+  sessions(): Promise<BgpSession[]>;
+  /** Sessions of the config in force (names and peers), for status output. */
+  configuredSessions(): readonly BirdSession[];
+  /**
+   * Undefined when ready: every configured session Established, or, once the
+   * grace period after BIRD's start has passed, at least one. Else why not.
+   */
+  notReadyReason(): string | undefined;
+}
+
+const BGP = 'bgp';
+
+export async function createBgpBackend(ctx: BackendContext, opts: BgpRuntimeOptions = {}): Promise<BgpBackend> {
+  const options = parseBgpOptions(ctx.config.backend.raw);
+  const bird = await Bird.open({
+    dir: join(ctx.runDir, 'bird'),
+    logger: ctx.logger,
+    ...(opts.birdSocket ? { externalSocket: opts.birdSocket } : {}),
+    ...(opts.execPrefix ? { execPrefix: opts.execPrefix } : {}),
+    ...(opts.restartDelayMs ? { restartDelayMs: opts.restartDelayMs } : {}),
+  });
+  const warnings = new PeerWarnings(ctx.logger);
+  const graceMs = opts.readyGraceMs ?? 60_000;
+  let configured: BirdSession[] = [];
+  let applied = false;
+  let live: BgpSession[] = [];
+  let liveError: string | undefined;
+  let poller: NodeJS.Timeout | undefined;
+  let lastUnresolved = '';
+
+  const poll = async (): Promise<void> => {
+    try {
+      live = await bird.sessions();
+      liveError = undefined;
+    } catch (err) {
+      liveError = oneLine(err);
+    }
+  };
+
+  const sync = async (own: Lease, peers: readonly Lease[]): Promise<void> => {
+    const cfg = birdConfig({
+      nodeName: ctx.nodeName,
+      own,
+      peers,
+      network: ctx.config.network,
+      options,
+      connected: ctx.ext.connected,
+      sourceIP: ctx.ext.ip,
+      selfReflector: opts.routeReflector === true,
+      controlSocket: bird.socket,
+    });
+    warnings.retain(peers);
+    const skipped = new Set(cfg.skipped.map((s) => s.lease));
+    for (const { lease, reason } of cfg.skipped) warnings.warn(lease, `no BGP session for peer ${lease.subnet} at ${lease.attrs.publicIP}: ${reason}`);
+    for (const peer of peers) if (!skipped.has(peer)) warnings.clear(peer);
+    const unresolved = cfg.unresolvedReflectors.join(', ');
+    if (unresolved && unresolved !== lastUnresolved) ctx.logger.warn(`Backend.RouteReflectors names nodes without a lease yet: ${unresolved}`);
+    lastUnresolved = unresolved;
+
+    if (await bird.apply(cfg.text)) {
+      configured = cfg.sessions;
+      ctx.logger.info({ sessions: cfg.sessions.length, topology: options.topology }, 'BIRD config applied');
+    }
+    applied = true;
+    if (!poller) {
+      poller = setInterval(() => void poll(), opts.pollMs ?? 2000);
+      poller.unref();
+    }
+    await poll();
+  };
+
+  return {
+    type: BGP,
+    mtu: ctx.ext.mtu,
+    backendData: opts.routeReflector ? { RouteReflector: true } : null,
+    desired: () => emptyState(),
+    sync,
+    sessions: () => bird.sessions(),
+    configuredSessions: () => configured,
+    notReadyReason: () =>
+      !applied ? 'BIRD is not configured yet' : liveError ?? sessionReadiness({ configured, live, startedAt: bird.startedAt, graceMs, now: Date.now() }),
+    stop: async ({ teardown }) => {
+      clearInterval(poller);
+      // Without teardown BIRD leaves gracefully: the kernel keeps its routes
+      // (persist) and peers keep ours (graceful restart) until we are back.
+      await bird.stop({ graceful: !teardown });
+      if (teardown && bird.supervised) await flushBirdRoutes(routedPrefixes(ctx.config.network, options), opts.execPrefix ?? [], ctx);
+    },
+  };
+}
+
+/**
+ * Undefined when the sessions make this node ready: every configured session
+ * Established, or, once `graceMs` have passed since BIRD started, at least one
+ * (a dead peer must not keep a healthy node unready forever). Else why not.
+ */
+export function sessionReadiness(input: {
+  configured: readonly Pick<BirdSession, 'name' | 'peer'>[];
+  live: readonly Pick<BgpSession, 'name' | 'state'>[];
+  startedAt: number | undefined;
+  graceMs: number;
+  now: number;
+}): string | undefined {
+  const { configured } = input;
+  if (configured.length === 0) return undefined;
+  const up = new Set(input.live.filter((s) => s.state === 'Established').map((s) => s.name));
+  const waiting = configured.filter((s) => !up.has(s.name));
+  if (waiting.length === 0) return undefined;
+  const established = configured.length - waiting.length;
+  const graceOver = input.startedAt !== undefined && input.now - input.startedAt >= input.graceMs;
+  if (graceOver && established > 0) return undefined;
+  const names = waiting.slice(0, 5).map((s) => `${s.peer}`).join(', ') + (waiting.length > 5 ? ', ...' : '');
+  return `${established}/${configured.length} BGP sessions established (waiting for ${names})`;
+}
+
+function routedPrefixes(network: Cidr, options: BgpOptions): Cidr[] {
+  return [network, ...options.allowedPrefixes.filter((c) => c.family === network.family)];
+}
+
+/** Teardown: BIRD's persisted routes (proto bird) inside the prefixes it owned. */
+async function flushBirdRoutes(prefixes: Cidr[], prefix: string[], ctx: BackendContext): Promise<void> {
+  for (const cidr of prefixes) {
+    const args = [`-${cidr.family}`, 'route', 'flush', 'root', cidr.toString(), 'proto', 'bird'];
+    const [cmd, ...rest] = [...prefix, 'ip', ...args];
+    await new Promise<void>((resolve) =>
+      execFile(cmd!, rest, { timeout: 10_000 }, (err, _out, stderr) => {
+        if (err) ctx.logger.warn(`removing BIRD's routes in ${cidr} failed: ${oneLine(stderr || err)}`);
+        resolve();
+      }),
+    );
+  }
+}
