@@ -11,5 +11,4 @@ weft() { node dist/src/cli/main.js "$@"; }
 trap 'weft lab down --name demo >/dev/null 2>&1 || true' EXIT
 weft lab down --name demo >/dev/null 2>&1 || true
 weft lab up --name demo --nodes 3 --pods 2 --backend "$backend"
-weft lab status --name demo
 weft lab ping --name demo
