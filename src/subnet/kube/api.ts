@@ -4,6 +4,7 @@
 import {
   ApiException,
   CoreV1Api,
+  Observable,
   PatchStrategy,
   Watch,
   type KubeConfig,
@@ -147,12 +148,12 @@ export class NodeApi {
     // AbortSignal.any is in Node 20's runtime, not in its @types.
     const requestSignal = signal ? (AbortSignal as unknown as { any(s: AbortSignal[]): AbortSignal }).any([signal, deadline]) : deadline;
     const middleware = {
-      pre: async (ctx: RequestContext): Promise<RequestContext> => {
+      pre: (ctx: RequestContext): Observable<RequestContext> => {
         if (contentType) ctx.setHeaderParam('Content-Type', contentType);
         ctx.setSignal(requestSignal as never);
-        return ctx;
+        return new Observable(Promise.resolve(ctx));
       },
-      post: async (res: ResponseContext): Promise<ResponseContext> => res,
+      post: (res: ResponseContext): Observable<ResponseContext> => new Observable(Promise.resolve(res)),
     };
     try {
       return await send({ middleware: [middleware], middlewareMergeStrategy: 'append' });

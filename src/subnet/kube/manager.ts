@@ -71,7 +71,10 @@ export class KubeSubnetManager implements SubnetManager {
     return this.netConf;
   }
 
-  /** This node's podCIDR, waiting for kube-controller-manager to assign one; publishes attrs. */
+  /**
+   * This node's podCIDR, waiting for kube-controller-manager to assign one;
+   * publishes attrs. `prefer` does not apply: the podCIDR is authoritative.
+   */
   async acquireLease(attrs: LeaseAttrs, opts: { signal?: AbortSignal } = {}): Promise<Lease> {
     const name = this.opts.nodeName;
     const net = this.netConf ?? (await this.getNetworkConfig());
@@ -156,14 +159,15 @@ export class KubeSubnetManager implements SubnetManager {
         const started = Date.now();
         let received = 0;
         let expired = false;
+        let failure: Error | undefined;
         await this.api.watchNodes(resourceVersion, { timeoutSeconds: this.watchTimeout(), signal: stop }, (event) => {
-          received++;
           if (event.type === 'ERROR') {
             const code = event.object?.code;
             if (code === 410) expired = true;
-            else this.log.warn({ code, reason: String(event.object?.message ?? '').slice(0, 200) }, 'node watch error; resuming');
+            else failure = new Error(`watch nodes: ERROR event ${code} (${String(event.object?.message ?? '').slice(0, 200)})`);
             return false;
           }
+          received++;
           const rv = event.object?.metadata?.resourceVersion;
           if (typeof rv === 'string' && rv) resourceVersion = rv;
           if (event.type === 'BOOKMARK') return true;
@@ -182,6 +186,7 @@ export class KubeSubnetManager implements SubnetManager {
           resourceVersion = undefined;
           continue;
         }
+        if (failure) throw failure;
         backoff.reset();
         // A server that ends watches at once must not make this loop spin.
         if (received === 0 && Date.now() - started < 1000) await sleep(1000, undefined, { signal: stop }).catch(() => {});
