@@ -4,7 +4,6 @@ import { loadNetConfFile } from '../config/parse.js';
 import type { EtcdOptions } from '../subnet/etcd/client.js';
 import { EtcdSubnetManager } from '../subnet/etcd/manager.js';
 import type { SubnetManager } from '../subnet/manager.js';
-import { WeftError } from '../errors.js';
 
 export interface SubnetSourceOptions {
   kube: boolean;
@@ -16,9 +15,16 @@ export interface SubnetSourceOptions {
 }
 
 export async function createSubnetManager(opts: SubnetSourceOptions): Promise<SubnetManager> {
-  const netConf = opts.netConfFile ? loadNetConfFile(opts.netConfFile) : undefined;
   if (opts.kube) {
-    throw new WeftError('--kube-subnet-mgr is not available in this build', 'use etcd mode (--etcd-endpoints)');
+    // Loaded only in kube mode: the client library is large.
+    const { KubeSubnetManager, loadKubeConfig, KUBE_NET_CONF_FILE } = await import('../subnet/kube/manager.js');
+    return new KubeSubnetManager({
+      nodeName: opts.nodeName,
+      netConfFile: opts.netConfFile ?? KUBE_NET_CONF_FILE,
+      kubeConfig: loadKubeConfig(),
+      logger: opts.logger.child({ component: 'kube' }),
+    });
   }
+  const netConf = opts.netConfFile ? loadNetConfFile(opts.netConfFile) : undefined;
   return new EtcdSubnetManager({ etcd: opts.etcd, logger: opts.logger.child({ component: 'etcd' }), leaseTtlSeconds: opts.ttlSeconds, netConf });
 }

@@ -26,6 +26,9 @@ export interface SubnetManager {
    */
   watchLeases(onEvents: (events: LeaseEvent[], snapshot: boolean) => void, signal: AbortSignal): Promise<void>;
 
+  /** Tell the cluster this node's network is up (Kubernetes: NetworkUnavailable=False). */
+  markNetworkAvailable?(signal?: AbortSignal): Promise<void>;
+
   close(): Promise<void>;
 }
 
