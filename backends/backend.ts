@@ -27,6 +27,8 @@ export interface BackendContext {
   nodeName: string;
   /** Per-agent runtime directory (sockets, generated configs). */
   runDir: string;
+  /** bgp: drive the BIRD behind this control socket instead of running one (--bird-socket). */
+  birdSocket?: string;
 }
 
 export interface Backend {
@@ -35,6 +37,8 @@ export interface Backend {
   readonly mtu: number;
   /** BackendData published in this node's lease. */
   readonly backendData: unknown;
+  /** UDP port of the backend's tunnel, if any: the agent opens it to current peers' PublicIPs only. */
+  readonly tunnelPort?: number;
   /**
    * Pure: what the kernel should hold for this lease set. Peers the backend
    * cannot serve are left out and reported once through the logger.
@@ -42,6 +46,8 @@ export interface Backend {
   desired(own: Lease, peers: readonly Lease[]): DesiredState;
   /** Side effects not expressible as state, after each reconcile (optional). */
   sync?(own: Lease, peers: readonly Lease[]): Promise<void>;
+  /** Why the backend is not ready yet (e.g. BGP sessions still connecting), undefined when it is (optional). */
+  notReadyReason?(): string | undefined;
   /** Stop helpers; `teardown` also removes what the backend owns from the kernel. */
   stop(opts: { teardown: boolean }): Promise<void>;
 }

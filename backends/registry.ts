@@ -5,7 +5,12 @@ import type { BackendFactory } from './backend.js';
 
 const FACTORIES: Partial<Record<BackendType, () => Promise<BackendFactory>>> = {
   'host-gw': async () => (await import('./hostgw/index.js')).createHostGwBackend,
+  vxlan: async () => (await import('./vxlan/index.js')).createVxlanBackend,
+  bgp: async () => (await import('./bgp/index.js')).createBgpBackend,
 };
+
+/** The backend types this build can run. */
+export const AVAILABLE_BACKENDS = Object.keys(FACTORIES) as BackendType[];
 
 export async function backendFactory(type: BackendType): Promise<BackendFactory | undefined> {
   return FACTORIES[type]?.();

@@ -32,6 +32,7 @@ export const createVxlanBackend: BackendFactory = async (ctx) => {
     type: VXLAN,
     mtu,
     backendData,
+    tunnelPort: options.port,
     desired: (own, peers) => vxlanDesired(own, peers, setup),
     // The device and entries are the reconciler's to keep or remove.
     stop: async () => {},

@@ -1,36 +1,68 @@
-// The node agent: lease -> backend -> watch peers -> reconcile.
+// The node agent: lease -> backend -> watch peers -> reconcile; and, when the
+// net-conf's Backend changes, a switch to the new backend without a restart.
 import type { Server } from 'node:http';
 import { mkdir, rename, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import type { Logger } from 'pino';
 import type { Backend, ExternalInterface } from '../../backends/backend.js';
-import { backendFactory } from '../../backends/registry.js';
+import { AVAILABLE_BACKENDS, backendFactory } from '../../backends/registry.js';
 import type { NetConf } from '../config/netconf.js';
 import { loadNetConfFile } from '../config/parse.js';
 import { Reconciler } from '../dataplane/reconciler.js';
+import type { DesiredState } from '../dataplane/state.js';
 import { WeftError, oneLine } from '../errors.js';
 import type { Cidr } from '../subnet/cidr.js';
-import type { Lease, LeaseEvent } from '../subnet/lease.js';
+import { sameLeaseAttrs, type Lease, type LeaseAttrs, type LeaseEvent } from '../subnet/lease.js';
 import { LeaseGoneError, type SubnetManager } from '../subnet/manager.js';
 import { Backoff, sleep } from './backoff.js';
+import { classifyConfigChange } from './config-change.js';
+import type { NetConfSource, NetConfUpdate } from './config-source.js';
 import { findExternalInterface, type IfaceSelector } from './extiface.js';
+import { NodeFirewall, firewallRules } from './firewall.js';
 import { serveHealth } from './health.js';
-import { readPreviousSubnet, writeSubnetEnv } from './subnet-env.js';
+import { formatSubnetEnv, readPreviousSubnet, writeSubnetEnv } from './subnet-env.js';
 
 export interface AgentOptions {
   subnetManager: SubnetManager;
   /** net-conf.json on disk; when absent the subnet manager supplies it. */
   netConfFile?: string;
+  /** Followed after start: a change of Backend switches backends live. Absent: the config is read once. */
+  configSource?: NetConfSource;
   iface: IfaceSelector;
   subnetFile: string;
   runDir: string;
   healthzAddr?: string;
   nodeName: string;
+  /** bgp: drive the BIRD behind this control socket instead of running one. */
+  birdSocket?: string;
   ipMasq: boolean;
   /** Periodic full resync of the data plane (backstop for missed events). */
   resyncMs?: number;
+  /**
+   * After a switch to another backend type, how long the old backend keeps
+   * serving peers whose leases still name it (default 2 min); it goes as soon
+   * as no peer does.
+   */
+  drainMs?: number;
   logger: Logger;
 }
+
+/** The backend switched away from, still serving the peers that have not switched yet. */
+interface Draining {
+  backend: Backend;
+  until: number;
+  deadline: NodeJS.Timeout;
+  /** Since when no peer's lease names the old backend. */
+  emptySince?: number;
+  grace?: NodeJS.Timeout;
+}
+
+const DEFAULT_DRAIN_MS = 120_000;
+/**
+ * The old backend's device outlives its last peer by this much: peers still
+ * tunnel to us until they have processed our republished lease.
+ */
+const DRAIN_GRACE_MS = 5000;
 
 export interface AgentStatus {
   node: string;
@@ -48,16 +80,31 @@ export class Agent {
   private readonly peers = new Map<string, Lease>();
   private own?: Lease;
   private backend?: Backend;
+  private draining?: Draining;
   private reconciler?: Reconciler;
+  private firewall?: NodeFirewall;
   private ext?: ExternalInterface;
   private config?: NetConf;
   private ready = false;
-  private subnetEnvWritten = false;
+  /** The subnet.env text last written; rewritten when the subnet or the MTU changes. */
+  private subnetEnvText?: string;
+  /** Why the latest config update was refused, until a good one arrives. */
+  private configRefused?: string;
   private lastLoop = Date.now();
   private health?: Server;
-  private programming: Promise<void> = Promise.resolve();
+  /** Data-plane work (programming, backend switches) runs one at a time, in order. */
+  private work: Promise<void> = Promise.resolve();
+  /** Writes of our own lease (renew, republish, re-acquire) run one at a time. */
+  private leaseWrites: Promise<unknown> = Promise.resolve();
   private reacquiring = false;
-  private readonly counters = { lease_renewals_total: 0, lease_reacquisitions_total: 0, program_total: 0, program_errors_total: 0 };
+  private readonly counters = {
+    lease_renewals_total: 0,
+    lease_reacquisitions_total: 0,
+    program_total: 0,
+    program_errors_total: 0,
+    backend_switches_total: 0,
+    config_refusals_total: 0,
+  };
 
   constructor(private readonly opts: AgentOptions) {
     this.log = opts.logger;
@@ -72,11 +119,10 @@ export class Agent {
       this.log.info({ iface: this.ext.name, ip: String(this.ext.ip), publicIP: String(this.ext.publicIP), mtu: this.ext.mtu }, 'using external interface');
       this.config = await this.retry('read network config', signal, () => this.loadConfig(signal));
       if (signal.aborted) return;
-      const conf = this.config;
-      const factory = await backendFactory(conf.backend.type);
-      if (!factory) throw new WeftError(`backend "${conf.backend.type}" is not available in this build`, 'choose host-gw in net-conf Backend.Type');
       await mkdir(this.opts.runDir, { recursive: true });
-      this.backend = await factory({ config: conf, ext: this.ext, logger: this.log.child({ backend: conf.backend.type }), nodeName: this.opts.nodeName, runDir: this.opts.runDir });
+      // Retried: a missing prerequisite (e.g. BIRD not installed) may be fixed while the agent waits.
+      this.backend = await this.retry(`start the ${this.config.backend.type} backend`, signal, () => this.createBackend(this.config!));
+      if (signal.aborted) return;
 
       const prefer = await readPreviousSubnet(this.opts.subnetFile);
       this.own = await this.retry('acquire a subnet lease', signal, () => this.acquire(prefer, signal));
@@ -85,14 +131,19 @@ export class Agent {
 
       this.reconciler = new Reconciler({ logger: this.log.child({ component: 'dataplane' }), resyncMs: this.opts.resyncMs });
       this.reconciler.start(signal);
+      this.firewall = new NodeFirewall({ logger: this.log.child({ component: 'nftables' }), resyncMs: this.opts.resyncMs, signal });
 
       const watching = this.opts.subnetManager.watchLeases((events, snapshot) => this.onLeaseEvents(events, snapshot, signal), signal);
       const renewing = this.renewLoop(signal);
+      const following = this.opts.configSource?.watch((update) => this.onConfigUpdate(update, signal), signal);
       const heartbeat = setInterval(() => (this.lastLoop = Date.now()), 1000);
       try {
         await this.waitReady(signal);
         if (!signal.aborted) this.log.info({ ms: Date.now() - started, peers: this.peers.size }, 'ready');
-        await Promise.all([watching, renewing]);
+        if (!signal.aborted && this.opts.subnetManager.markNetworkAvailable) {
+          await this.opts.subnetManager.markNetworkAvailable(signal).catch((err) => this.log.warn(`cannot mark the node's network available: ${oneLine(err)}`));
+        }
+        await Promise.all([watching, renewing, following]);
       } finally {
         clearInterval(heartbeat);
       }
@@ -104,6 +155,13 @@ export class Agent {
   private async loadConfig(signal: AbortSignal): Promise<NetConf> {
     if (this.opts.netConfFile) return loadNetConfFile(this.opts.netConfFile);
     return this.opts.subnetManager.getNetworkConfig(signal);
+  }
+
+  private async createBackend(conf: NetConf): Promise<Backend> {
+    const type = conf.backend.type;
+    const factory = await backendFactory(type);
+    if (!factory) throw new WeftError(`backend "${type}" is not available in this build`, `choose one of ${AVAILABLE_BACKENDS.join(', ')} in net-conf Backend.Type`);
+    return factory({ config: conf, ext: this.ext!, logger: this.log.child({ backend: type }), nodeName: this.opts.nodeName, runDir: this.opts.runDir, birdSocket: this.opts.birdSocket });
   }
 
   /** Retries `fn` with backoff until it succeeds or the signal aborts; logs each distinct failure once per step. */
@@ -123,60 +181,265 @@ export class Agent {
     }
   }
 
-  private async acquire(prefer: Cidr | undefined, signal: AbortSignal): Promise<Lease> {
-    const ext = this.ext!;
+  /** What this node publishes with the backend it runs now. */
+  private attrs(): LeaseAttrs {
     const backend = this.backend!;
-    return this.opts.subnetManager.acquireLease(
-      { publicIP: ext.publicIP, backendType: backend.type, backendData: backend.backendData, nodeName: this.opts.nodeName },
-      { prefer, signal },
-    );
+    return { publicIP: this.ext!.publicIP, backendType: backend.type, backendData: backend.backendData, nodeName: this.opts.nodeName };
+  }
+
+  private async acquire(prefer: Cidr | undefined, signal: AbortSignal): Promise<Lease> {
+    return this.opts.subnetManager.acquireLease(this.attrs(), { prefer, signal });
+  }
+
+  /** Runs `fn` after every earlier write of our lease has finished. */
+  private leaseWrite<T>(fn: () => Promise<T>): Promise<T> {
+    const next = this.leaseWrites.then(fn, fn);
+    this.leaseWrites = next.catch(() => undefined);
+    return next;
+  }
+
+  /** Queues data-plane work behind what is already queued; errors are the caller's to log inside `fn`. */
+  private serial(fn: () => Promise<void>): Promise<void> {
+    this.work = this.work.then(fn, fn);
+    return this.work;
   }
 
   private onLeaseEvents(events: LeaseEvent[], snapshot: boolean, signal: AbortSignal): void {
     this.lastLoop = Date.now();
     if (snapshot) this.peers.clear();
+    // Events arrive in order: a republish of our own lease is "removed" then "added" with our address.
     let ownLost = false;
     for (const ev of events) {
       const key = ev.lease.subnet.toKey();
-      const mine = this.own && ev.lease.subnet.equals(this.own.subnet);
+      const mine = this.own !== undefined && ev.lease.subnet.equals(this.own.subnet);
       if (ev.type === 'added') {
-        if (mine && !ev.lease.attrs.publicIP.equals(this.own!.attrs.publicIP)) ownLost = true;
-        if (!mine) this.peers.set(key, ev.lease);
+        if (mine) ownLost = !ev.lease.attrs.publicIP.equals(this.own!.attrs.publicIP);
+        else this.peers.set(key, ev.lease);
       } else {
         if (mine) ownLost = true;
         this.peers.delete(key);
       }
     }
-    if (snapshot && this.own && !events.some((e) => e.lease.subnet.equals(this.own!.subnet))) ownLost = true;
+    if (snapshot && this.own && !events.some((e) => e.type === 'added' && e.lease.subnet.equals(this.own!.subnet))) ownLost = true;
     if (ownLost) void this.reacquire(signal);
     void this.program();
   }
 
   /** Recomputes desired state and applies it; serialised so runs never overlap. */
   private program(): Promise<void> {
-    this.programming = this.programming.then(async () => {
-      const own = this.own;
-      if (!own || !this.backend || !this.reconciler) return;
-      const peers = [...this.peers.values()];
+    return this.serial(async () => {
       try {
-        this.reconciler.setDesired(this.backend.desired(own, peers));
-        await this.reconciler.reconcileNow();
-        await this.backend.sync?.(own, peers);
-        if (!this.subnetEnvWritten) {
-          await writeSubnetEnv(this.opts.subnetFile, { network: this.config!.network, subnet: own.subnet, mtu: this.backend.mtu, ipMasq: this.opts.ipMasq });
-          this.subnetEnvWritten = true;
-          this.log.info({ file: this.opts.subnetFile }, 'subnet.env written');
-        }
-        this.ready = true;
-        this.counters.program_total++;
-        await this.writeStatus();
+        await this.programNow();
       } catch (err) {
         this.counters.program_errors_total++;
         this.log.error(`programming the data plane failed: ${oneLine(err)}`);
       }
     });
-    return this.programming;
   }
+
+  /** One programming pass: routes and devices, nftables, backend side effects, subnet.env. Call only from serial work. */
+  private async programNow(): Promise<void> {
+    const own = this.own;
+    const backend = this.backend;
+    if (!own || !backend || !this.reconciler || !this.firewall) return;
+    const peers = [...this.peers.values()];
+    await this.endDrainIfDone(peers);
+    // While draining, each backend serves the peers whose leases name it; the new one never sees
+    // (and never warns about) peers that simply have not switched yet.
+    const drain = this.draining;
+    const oldPeers = drain ? peers.filter((p) => p.attrs.backendType === drain.backend.type) : [];
+    const newPeers = drain ? peers.filter((p) => p.attrs.backendType !== drain.backend.type) : peers;
+    const desired = backend.desired(own, newPeers);
+    if (drain) mergeInto(desired, drain.backend.desired(own, oldPeers));
+    this.reconciler.setDesired(desired);
+    await this.reconciler.reconcileNow();
+    const tunnelPort = backend.tunnelPort ?? drain?.backend.tunnelPort;
+    await this.firewall.apply(firewallRules({ tunnelPort, own, peers, network: this.config!.network, ipMasq: this.opts.ipMasq }));
+    await backend.sync?.(own, newPeers);
+    if (drain) await drain.backend.sync?.(own, oldPeers);
+    await this.updateSubnetEnv(own, backend);
+    this.ready = true;
+    this.counters.program_total++;
+    await this.writeStatus();
+  }
+
+  private async updateSubnetEnv(own: Lease, backend: Backend): Promise<void> {
+    const env = { network: this.config!.network, subnet: own.subnet, mtu: backend.mtu, ipMasq: this.opts.ipMasq };
+    const text = formatSubnetEnv(env);
+    if (text === this.subnetEnvText) return;
+    const previous = this.subnetEnvText;
+    await writeSubnetEnv(this.opts.subnetFile, env);
+    this.subnetEnvText = text;
+    const oldMtu = previous && /^FLANNEL_MTU=(\d+)$/m.exec(previous)?.[1];
+    if (oldMtu && Number(oldMtu) !== backend.mtu) {
+      this.log.warn({ file: this.opts.subnetFile, oldMtu: Number(oldMtu), mtu: backend.mtu },
+        `subnet.env rewritten: pod MTU is now ${backend.mtu}; running pods keep MTU ${oldMtu} until they are recreated`);
+    } else {
+      this.log.info({ file: this.opts.subnetFile }, 'subnet.env written');
+    }
+  }
+
+  // --- live config changes ------------------------------------------------
+
+  private onConfigUpdate(update: NetConfUpdate, signal: AbortSignal): void {
+    this.lastLoop = Date.now();
+    void this.serial(async () => {
+      try {
+        await this.applyConfigUpdate(update, signal);
+      } catch (err) {
+        this.log.error(`applying the new network config failed: ${oneLine(err)}`);
+      }
+    });
+  }
+
+  private async applyConfigUpdate(update: NetConfUpdate, signal: AbortSignal): Promise<void> {
+    if (signal.aborted || !this.config || !this.backend) return;
+    const where = this.opts.configSource?.where ?? 'the network config';
+    const running = this.backend.type;
+    if ('unreadable' in update) {
+      this.refuse(`cannot read the network config (${update.unreadable}); backend ${running} keeps running`);
+      return;
+    }
+    const change = classifyConfigChange(this.config, update.text);
+    switch (change.kind) {
+      case 'invalid':
+        this.refuse(`new network config in ${where} refused: ${change.reason}; backend ${running} keeps running`);
+        return;
+      case 'network-changed':
+        this.refuse(`new network config in ${where} refused: ${change.reason}, which needs a cluster rebuild (every lease and pod address moves); backend ${running} keeps running`);
+        return;
+      case 'same':
+        if (this.configRefused) this.log.info({ backend: running }, `network config in ${where} is acceptable again; backend ${running} unchanged`);
+        break;
+      case 'backend-changed':
+        if (!(await this.switchBackend(change.conf, change.from, change.to, signal))) return;
+        break;
+    }
+    this.configRefused = undefined;
+    if (change.rangeChanged) {
+      this.log.info('SubnetMin/SubnetMax changed; they apply to leases taken from now on, this node keeps its subnet');
+    }
+    if (change.kind === 'same') this.config = change.conf;
+  }
+
+  private refuse(line: string): void {
+    this.counters.config_refusals_total++;
+    this.configRefused = line;
+    this.log.error(line);
+  }
+
+  /**
+   * New backend in, lease republished with the new BackendType/BackendData on
+   * the same subnet; peers follow from the lease. A backend of another type
+   * keeps serving the peers still on it (they switch within moments, on the
+   * same config change), then is stopped with teardown and the reconciler
+   * removes its routes and devices. Same type, new options: replaced at once.
+   */
+  private async switchBackend(next: NetConf, from: string, to: string, signal: AbortSignal): Promise<boolean> {
+    const type = next.backend.type;
+    if (!(await backendFactory(type))) {
+      this.refuse(`new network config refused: backend "${type}" is not available in this build (available: ${AVAILABLE_BACKENDS.join(', ')}); backend ${this.backend!.type} keeps running`);
+      return false;
+    }
+    const started = Date.now();
+    const old = this.backend!;
+    const oldConf = this.config!;
+    const sameType = old.type === type;
+    this.log.info({ from, to }, `network config changed the backend from ${from} to ${to}; switching`);
+    // Same type: the new instance needs what the old one holds (device name, port).
+    if (sameType) await this.stopBackend(old, true);
+    let created: Backend;
+    try {
+      created = await this.createBackend(next);
+    } catch (err) {
+      this.refuse(`cannot start the ${type} backend (${oneLine(err)}); staying on ${from}`);
+      if (sameType) {
+        this.backend = await this.createBackend(oldConf).catch((err2: unknown) => {
+          this.log.error(`restarting the ${old.type} backend failed too: ${oneLine(err2)}`);
+          return old;
+        });
+        await this.programNow().catch((err2: unknown) => this.log.error(`programming the data plane failed: ${oneLine(err2)}`));
+      }
+      return false;
+    }
+    if (this.draining) await this.endDrain('another switch began');
+    if (!sameType) {
+      const drainMs = this.opts.drainMs ?? DEFAULT_DRAIN_MS;
+      this.draining = { backend: old, until: Date.now() + drainMs, deadline: setTimeout(() => void this.program(), drainMs + 10) };
+    }
+    this.backend = created;
+    this.config = next;
+    try {
+      await this.programNow();
+    } catch (err) {
+      this.counters.program_errors_total++;
+      this.log.error(`programming the data plane for the ${created.type} backend failed: ${oneLine(err)}; retrying with the next change or resync`);
+    }
+    await this.republish(signal);
+    this.counters.backend_switches_total++;
+    this.log.info({ backend: created.type, ms: Date.now() - started }, `switched to the ${created.type} backend; lease republished`);
+    return true;
+  }
+
+  /** Ends the drain once no peer's lease names the old backend, or at its deadline. */
+  private async endDrainIfDone(peers: readonly Lease[]): Promise<void> {
+    const drain = this.draining;
+    if (!drain) return;
+    const left = peers.filter((p) => p.attrs.backendType === drain.backend.type).length;
+    const now = Date.now();
+    if (left > 0) {
+      drain.emptySince = undefined;
+      clearTimeout(drain.grace);
+      drain.grace = undefined;
+      if (now >= drain.until) await this.endDrain(`${left} peer(s) still on it after ${Math.round((this.opts.drainMs ?? DEFAULT_DRAIN_MS) / 1000)} s; they are no longer served`);
+      return;
+    }
+    drain.emptySince ??= now;
+    const wait = drain.emptySince + DRAIN_GRACE_MS - now;
+    if (wait <= 0) {
+      await this.endDrain('every peer has switched');
+    } else if (!drain.grace) {
+      drain.grace = setTimeout(() => {
+        drain.grace = undefined;
+        void this.program();
+      }, wait + 10);
+    }
+  }
+
+  /** Stops the drained backend with teardown; the next reconcile removes its routes and devices. */
+  private async endDrain(why: string): Promise<void> {
+    const drain = this.draining;
+    if (!drain) return;
+    this.draining = undefined;
+    clearTimeout(drain.deadline);
+    clearTimeout(drain.grace);
+    await this.stopBackend(drain.backend, true);
+    this.log.info({ backend: drain.backend.type }, `${drain.backend.type} backend removed: ${why}`);
+  }
+
+  private async stopBackend(backend: Backend, teardown: boolean): Promise<void> {
+    await backend.stop({ teardown }).catch((err) => this.log.warn(`stopping the ${backend.type} backend: ${oneLine(err)}`));
+  }
+
+  /** Publishes the current backend's attributes on our lease (same subnet). */
+  private async republish(signal: AbortSignal): Promise<void> {
+    try {
+      await this.leaseWrite(async () => {
+        const own = this.own!;
+        const attrs = this.attrs();
+        if (sameLeaseAttrs(own.attrs, attrs)) return;
+        const lease = await this.retry('republish the lease', signal, () => this.opts.subnetManager.renewLease({ ...own, attrs }, signal));
+        if (this.own === own) this.own = lease;
+      });
+    } catch (err) {
+      if (signal.aborted) return;
+      // Not awaited: re-acquiring reprograms through the work queue this switch is running in.
+      if (err instanceof LeaseGoneError) void this.reacquire(signal);
+      else this.log.error(`republishing the lease failed: ${oneLine(err)}`);
+    }
+  }
+
+  // --- the lease ------------------------------------------------------------
 
   private async reacquire(signal: AbortSignal): Promise<void> {
     if (this.reacquiring || signal.aborted || !this.own) return;
@@ -184,11 +447,10 @@ export class Agent {
     const previous = this.own.subnet;
     this.log.warn({ subnet: String(previous) }, 'own lease vanished; re-acquiring (same subnet preferred)');
     try {
-      const lease = await this.retry('re-acquire the subnet lease', signal, () => this.acquire(previous, signal));
+      const lease = await this.leaseWrite(() => this.retry('re-acquire the subnet lease', signal, () => this.acquire(previous, signal)));
       this.counters.lease_reacquisitions_total++;
       if (!lease.subnet.equals(previous)) {
         this.log.warn({ old: String(previous), new: String(lease.subnet) }, 'subnet changed; pods on the old subnet need restarting');
-        this.subnetEnvWritten = false;
       }
       this.own = lease;
       this.peers.delete(lease.subnet.toKey());
@@ -215,7 +477,11 @@ export class Agent {
       if (signal.aborted) return;
       if (this.reacquiring || this.own !== own) continue;
       try {
-        this.own = await this.opts.subnetManager.renewLease(own, signal);
+        // Inside the lease lock, and only if no switch republished meanwhile: never publish stale attrs.
+        await this.leaseWrite(async () => {
+          if (this.own !== own) return;
+          this.own = await this.opts.subnetManager.renewLease(own, signal);
+        });
         this.counters.lease_renewals_total++;
         backoff.reset();
       } catch (err) {
@@ -230,6 +496,8 @@ export class Agent {
       }
     }
   }
+
+  // --- status -----------------------------------------------------------------
 
   private async waitReady(signal: AbortSignal): Promise<void> {
     while (!this.ready && !signal.aborted) await sleep(50, signal);
@@ -257,7 +525,7 @@ export class Agent {
       notReadyReason: (): string | undefined => {
         if (!this.own) return 'no subnet lease yet';
         if (!this.ready) return 'data plane not programmed yet';
-        return undefined;
+        return this.backend?.notReadyReason?.();
       },
       unhealthyReason: (): string | undefined => (Date.now() - this.lastLoop > 30_000 ? 'event loop stalled' : undefined),
       metrics: (): Record<string, number> => ({ ready: this.ready ? 1 : 0, peers: this.peers.size, ...this.counters }),
@@ -265,12 +533,27 @@ export class Agent {
   }
 
   private async shutdown(): Promise<void> {
-    // Leave routes and devices in place: pods keep working while the agent restarts.
+    // Leave routes, devices and the nftables table in place: pods keep working while the agent restarts.
     await this.reconciler?.stop();
-    await this.backend?.stop({ teardown: false }).catch((err) => this.log.warn(`backend stop: ${oneLine(err)}`));
+    await this.firewall?.stop().catch(() => undefined);
+    if (this.draining) {
+      clearTimeout(this.draining.deadline);
+      clearTimeout(this.draining.grace);
+      await this.stopBackend(this.draining.backend, false);
+    }
+    if (this.backend) await this.stopBackend(this.backend, false);
     await this.opts.subnetManager.close().catch(() => undefined);
     await new Promise<void>((resolve) => (this.health ? this.health.close(() => resolve()) : resolve()));
   }
+}
+
+/** Adds `extra`'s entries to `state` (the two backends of a drain own disjoint peers). */
+function mergeInto(state: DesiredState, extra: DesiredState): void {
+  state.links.push(...extra.links);
+  state.addrs.push(...extra.addrs);
+  state.routes.push(...extra.routes);
+  state.neighs.push(...extra.neighs);
+  state.fdb.push(...extra.fdb);
 }
 
 /** Network-level failures worth retrying (etcd down, connection reset). */

@@ -2,8 +2,10 @@ import { readFileSync } from 'node:fs';
 import { hostname } from 'node:os';
 import { parseArgs } from 'node:util';
 import { Agent } from '../agent/agent.js';
+import { EtcdNetConfSource, FileNetConfSource, type NetConfSource } from '../agent/config-source.js';
 import { WeftError } from '../errors.js';
 import { createSubnetManager } from '../agent/subnet-source.js';
+import { teardownNode } from '../agent/teardown.js';
 import { etcdFlags, etcdOptionsFrom } from './flags.js';
 import { createLogger } from './log.js';
 
@@ -22,8 +24,17 @@ const HELP = `usage: weft agent [flags]
   --healthz-addr HOST:PORT  serve /healthz, /readyz, /metrics (default 0.0.0.0:10270; "" disables)
   --node-name NAME        node name (default $NODE_NAME, else the hostname)
   --run-dir DIR           runtime state (default /run/weft)
+  --bird-socket PATH      bgp: configure the BIRD 2 listening on this control socket
+                          instead of running BIRD under <run-dir>/bird
   --lease-ttl DURATION    subnet lease TTL, e.g. 24h, 90m, 30s (default 24h)
-  --resync DURATION       periodic full data-plane resync (default 10s)`;
+  --resync DURATION       periodic full data-plane resync (default 10s)
+  --teardown              remove weft from this node (its routes, devices, nftables table,
+                          subnet.env) and exit; the lease in etcd is left to expire
+
+The agent follows net-conf after start (the --net-conf file; with --kube-subnet-mgr and no
+--net-conf, /etc/weft/net-conf.json; else <etcd-prefix>/config): a change of Backend switches
+backends without a restart; an invalid config, or a change of Network or SubnetLen, is
+refused with one log line and the running backend stays.`;
 
 export function parseDuration(text: string, flag: string): number {
   const m = /^(\d+)(ms|s|m|h)?$/.exec(text.trim());
@@ -57,8 +68,10 @@ export async function run(argv: string[]): Promise<number> {
       'healthz-addr': { type: 'string', default: '0.0.0.0:10270' },
       'node-name': { type: 'string' },
       'run-dir': { type: 'string', default: '/run/weft' },
+      'bird-socket': { type: 'string' },
       'lease-ttl': { type: 'string', default: '24h' },
       resync: { type: 'string', default: '10s' },
+      teardown: { type: 'boolean', default: false },
       help: { type: 'boolean', short: 'h' },
     },
     strict: true,
@@ -74,23 +87,39 @@ export async function run(argv: string[]): Promise<number> {
   if (ttlMs < 2000) throw new WeftError(`--lease-ttl ${values['lease-ttl']} is too short`, 'use at least 2s');
   const nodeName = values['node-name'] || process.env.NODE_NAME || hostname();
   const logger = createLogger({ name: 'weft-agent' }).child({ node: nodeName });
+  const subnetFile = values['subnet-file'] ?? '/run/weft/subnet.env';
+  const runDir = values['run-dir'] ?? '/run/weft';
+  if (values.teardown) {
+    await teardownNode({ subnetFile, runDir, logger });
+    return 0;
+  }
 
+  const etcd = etcdOptionsFrom(values);
+  const netConfFile = values['net-conf'];
   const subnetManager = await createSubnetManager({
     kube: values['kube-subnet-mgr'] ?? false,
-    etcd: etcdOptionsFrom(values),
+    etcd,
     ttlSeconds: Math.round(ttlMs / 1000),
-    netConfFile: values['net-conf'],
+    netConfFile,
     nodeName,
     logger,
   });
+  // Followed for live backend switches: the file (in kube mode, the mounted ConfigMap) or <prefix>/config.
+  const followedFile = netConfFile ?? (values['kube-subnet-mgr'] ? (await import('../subnet/kube/manager.js')).KUBE_NET_CONF_FILE : undefined);
+  const configLogger = logger.child({ component: 'config' });
+  const configSource: NetConfSource = followedFile
+    ? new FileNetConfSource({ path: followedFile, logger: configLogger })
+    : new EtcdNetConfSource({ etcd, logger: configLogger });
   const agent = new Agent({
     subnetManager,
-    netConfFile: values['net-conf'],
+    netConfFile,
+    configSource,
     iface: { ifaces: values.iface ?? [], regexes: values['iface-regex'] ?? [], publicIP: values['public-ip'] },
-    subnetFile: values['subnet-file'] ?? '/run/weft/subnet.env',
-    runDir: values['run-dir'] ?? '/run/weft',
+    subnetFile,
+    runDir,
     healthzAddr: values['healthz-addr'] || undefined,
     nodeName,
+    birdSocket: values['bird-socket'] || undefined,
     ipMasq: values['ip-masq'] ?? false,
     resyncMs: parseDuration(values.resync ?? '10s', '--resync'),
     logger,
@@ -98,7 +127,7 @@ export async function run(argv: string[]): Promise<number> {
 
   const stop = new AbortController();
   const onSignal = (sig: string): void => {
-    logger.info({ signal: sig }, 'stopping; routes and devices stay in place');
+    logger.info({ signal: sig }, 'stopping; routes, devices and the nftables table stay in place');
     stop.abort();
   };
   process.once('SIGTERM', () => onSignal('SIGTERM'));

@@ -3,21 +3,19 @@
 // backends read their typed options back with backendOptions().
 import { parseHostGwOptions } from '../../backends/hostgw/options.js';
 import { parseVxlanOptions } from '../../backends/vxlan/options.js';
+import { parseUdpOptions } from '../../backends/udp/options.js';
+import { parseBgpOptions } from '../../backends/bgp/options.js';
 import type { JsonObject } from './fields.js';
 import type { BackendType, NetConf } from './netconf.js';
 
 /** Parses a backend's keys (the Backend section without Type); throws ConfigError. */
 export type BackendOptionsParser = (raw: JsonObject) => unknown;
 
-/** Until a backend registers its parser, its keys pass through unchecked. */
-const uncheckedOptions = (raw: JsonObject): JsonObject => raw;
-
 const OPTION_PARSERS = {
   'host-gw': parseHostGwOptions,
   vxlan: parseVxlanOptions,
-  // ---- udp and bgp: replace uncheckedOptions with the backend's parser (one line each) ----
-  udp: uncheckedOptions,
-  bgp: uncheckedOptions,
+  udp: parseUdpOptions,
+  bgp: parseBgpOptions,
 } satisfies Record<BackendType, BackendOptionsParser>;
 
 export type BackendOptions<K extends BackendType> = ReturnType<(typeof OPTION_PARSERS)[K]>;

@@ -1,0 +1,48 @@
+// What a new net-conf text means for a running agent: nothing, a backend
+// switch, or a refusal (invalid, or a change only a cluster rebuild can make).
+import { parseNetConf } from '../config/parse.js';
+import type { BackendConf, NetConf } from '../config/netconf.js';
+import { oneLine } from '../errors.js';
+
+export type ConfigChange =
+  /** Same Network and backend (SubnetMin/SubnetMax may differ: they only matter for new leases). */
+  | { kind: 'same'; conf: NetConf; rangeChanged: boolean }
+  | { kind: 'backend-changed'; conf: NetConf; from: string; to: string; rangeChanged: boolean }
+  | { kind: 'invalid'; reason: string }
+  /** Network or SubnetLen changed: every lease and every pod address would move. */
+  | { kind: 'network-changed'; reason: string };
+
+export function classifyConfigChange(current: NetConf, text: string): ConfigChange {
+  let next: NetConf;
+  try {
+    next = parseNetConf(text);
+  } catch (err) {
+    return { kind: 'invalid', reason: oneLine(err) };
+  }
+  if (!next.network.equals(current.network)) {
+    return { kind: 'network-changed', reason: `Network changed from ${current.network} to ${next.network}` };
+  }
+  if (next.subnetLen !== current.subnetLen) {
+    return { kind: 'network-changed', reason: `SubnetLen changed from ${current.subnetLen} to ${next.subnetLen}` };
+  }
+  const rangeChanged = !next.subnetMin.equals(current.subnetMin) || !next.subnetMax.equals(current.subnetMax);
+  const from = describeBackend(current.backend);
+  const to = describeBackend(next.backend);
+  if (from === to) return { kind: 'same', conf: next, rangeChanged };
+  return { kind: 'backend-changed', conf: next, from, to, rangeChanged };
+}
+
+/** The Backend section as one canonical line: `vxlan {"Port":4789,"VNI":2}`; equal sections give equal lines. */
+export function describeBackend(backend: BackendConf): string {
+  const keys = Object.keys(backend.raw).sort();
+  return keys.length ? `${backend.type} ${canonicalJson(backend.raw)}` : backend.type;
+}
+
+function canonicalJson(value: unknown): string {
+  if (Array.isArray(value)) return `[${value.map(canonicalJson).join(',')}]`;
+  if (value !== null && typeof value === 'object') {
+    const obj = value as Record<string, unknown>;
+    return `{${Object.keys(obj).sort().map((k) => `${JSON.stringify(k)}:${canonicalJson(obj[k])}`).join(',')}}`;
+  }
+  return JSON.stringify(value) ?? 'null';
+}
