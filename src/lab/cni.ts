@@ -1,65 +1,61 @@
-// Pods wired exactly as kubelet would wire them: the standard CNI `bridge`
-// plugin with `host-local` IPAM, configured from the node's subnet.env and run
+// Pods wired exactly as kubelet would wire them: weft's own CNI plugin (the
+// `weft` type, run from a launcher in the lab dir), which reads the node's
+// subnet.env and delegates to Debian's standard `bridge` + `host-local`, run
 // inside the node's namespace.
-import { Cidr, IP } from '../subnet/cidr.js';
+import { existsSync, readFileSync } from 'node:fs';
+import { chmod, mkdir, rename, writeFile } from 'node:fs/promises';
+import { dirname, join } from 'node:path';
 import { runCommand } from './command.js';
 
+/** Debian's standard plugins (containernetworking-plugins): weft's delegates. */
 export const CNI_PATH = '/usr/lib/cni';
 
-/** subnet.env as the CNI side reads it (flannel's keys). */
-export interface NodeSubnetEnv {
-  network: Cidr;
-  /** The node's pod subnet (host bits cleared). */
-  subnet: Cidr;
-  /** FLANNEL_SUBNET's address: the bridge's, the pods' gateway. */
-  gateway: IP;
-  mtu: number;
-  ipMasq: boolean;
+/** The lab's own CNI bin dir, holding the `weft` launcher. */
+export function labCniBinDir(labDir: string): string {
+  return join(labDir, 'cni-bin');
 }
 
-/** Parses subnet.env text; throws naming the key that is missing or bad. */
-export function parseSubnetEnv(text: string): NodeSubnetEnv {
-  const vars = new Map<string, string>();
-  for (const line of text.split('\n')) {
-    const m = /^\s*([A-Z_][A-Z0-9_]*)=(.*?)\s*$/.exec(line);
-    if (m?.[1]) vars.set(m[1], (m[2] ?? '').replace(/^"(.*)"$/, '$1'));
-  }
-  const get = (key: string): string => {
-    const v = vars.get(key);
-    if (v === undefined || v === '') throw new Error(`subnet.env has no ${key}`);
-    return v;
-  };
-  const subnetText = get('FLANNEL_SUBNET');
-  const slash = subnetText.indexOf('/');
-  const gateway = IP.parse(slash < 0 ? subnetText : subnetText.slice(0, slash));
-  const mtu = Number(get('FLANNEL_MTU'));
-  if (!Number.isInteger(mtu) || mtu < 576 || mtu > 65535) throw new Error(`subnet.env FLANNEL_MTU "${vars.get('FLANNEL_MTU')}" is not an MTU`);
-  return {
-    network: Cidr.parse(get('FLANNEL_NETWORK')),
-    subnet: Cidr.parse(subnetText, { loose: true }),
-    gateway,
-    mtu,
-    ipMasq: vars.get('FLANNEL_IPMASQ') === 'true',
-  };
-}
-
-/** The bridge plugin's network config for one node, as flannel's CNI plugin would delegate it. */
-export function bridgeConf(env: NodeSubnetEnv, ipamDataDir: string): Record<string, unknown> {
+/**
+ * The `weft` plugin's network config for a node's pods; its state (the saved
+ * delegate config, host-local's leases) stays in the node's lab dir.
+ */
+export function weftConf(nodeDir: string): Record<string, unknown> {
   return {
     cniVersion: '1.0.0',
     name: 'weft',
-    type: 'bridge',
-    bridge: 'cni0',
-    isGateway: true,
-    ipMasq: false,
-    mtu: env.mtu,
-    ipam: {
-      type: 'host-local',
-      dataDir: ipamDataDir,
-      ranges: [[{ subnet: env.subnet.toString(), gateway: env.gateway.toString() }]],
-      routes: [{ dst: env.subnet.family === 4 ? '0.0.0.0/0' : '::/0' }],
-    },
+    type: 'weft',
+    subnetFile: join(nodeDir, 'subnet.env'),
+    dataDir: join(nodeDir, 'cni'),
+    // Pod-to-pod traffic keeps its source address (the lab's tests look at
+    // it); the agent masquerades traffic leaving the cluster when --ip-masq.
+    delegate: { ipMasq: false, ipam: { dataDir: join(nodeDir, 'ipam') } },
   };
+}
+
+/**
+ * Writes `<binDir>/weft`, a launcher running the built plugin with this node
+ * binary. Replaced by rename, so a plugin running meanwhile never reads a half-written script.
+ */
+export async function writeCniLauncher(binDir: string, pluginEntry: string): Promise<void> {
+  const file = join(binDir, 'weft');
+  const quote = (s: string): string => `'${s.replace(/'/g, `'\\''`)}'`;
+  const text = `#!/bin/sh\nexec ${quote(process.execPath)} ${quote(pluginEntry)} "$@"\n`;
+  if (existsSync(file) && readFileSync(file, 'utf8') === text) return;
+  await mkdir(binDir, { recursive: true });
+  const tmp = `${file}.${process.pid}.${Math.random().toString(36).slice(2)}.tmp`;
+  await writeFile(tmp, text);
+  await chmod(tmp, 0o755);
+  await rename(tmp, file);
+}
+
+/**
+ * Where a config's plugin lives: a `weft` config's launcher is in its lab's
+ * bin dir (found from the subnet file, <lab dir>/<node>/subnet.env); labs
+ * from before the switch saved plain `bridge` configs.
+ */
+function pluginDirOf(conf: Record<string, unknown>): string {
+  if (conf.type !== 'weft' || typeof conf.subnetFile !== 'string') return CNI_PATH;
+  return labCniBinDir(dirname(dirname(conf.subnetFile)));
 }
 
 export interface CniCall {
@@ -74,7 +70,8 @@ export interface CniCall {
 /** Runs the plugin; for ADD returns the pod's address (CIDR form, e.g. "10.244.3.2/24"). */
 export async function runCni(call: CniCall): Promise<string | undefined> {
   const type = String(call.conf.type);
-  const result = await runCommand([`${CNI_PATH}/${type}`], {
+  const pluginDir = pluginDirOf(call.conf);
+  const result = await runCommand([join(pluginDir, type)], {
     netns: call.nodeNs,
     input: JSON.stringify(call.conf),
     check: false,
@@ -83,7 +80,7 @@ export async function runCni(call: CniCall): Promise<string | undefined> {
       CNI_CONTAINERID: call.podNs,
       CNI_NETNS: `/var/run/netns/${call.podNs}`,
       CNI_IFNAME: 'eth0',
-      CNI_PATH,
+      CNI_PATH: pluginDir === CNI_PATH ? CNI_PATH : `${pluginDir}:${CNI_PATH}`,
     },
   });
   if (result.code !== 0) {

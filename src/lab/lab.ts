@@ -1,5 +1,6 @@
 // A weft cluster on one machine: nodes and pods as network namespaces, a real
-// etcd, a real agent per node, pods wired by the standard CNI plugins.
+// etcd, a real agent per node, pods wired by weft's CNI plugin (delegating
+// to the standard bridge + host-local).
 // Used by `weft lab`, the e2e tests and `weft bench`.
 import { existsSync, readFileSync } from 'node:fs';
 import { mkdir, mkdtemp, readFile, writeFile } from 'node:fs/promises';
@@ -10,8 +11,9 @@ import { setTimeout as sleep } from 'node:timers/promises';
 import { WeftError } from '../errors.js';
 import type { BackendType } from '../config/netconf.js';
 import { Cidr } from '../subnet/cidr.js';
+import { parseNodeSubnet, type NodeSubnet } from '../cni/subnet-env.js';
 import { ipBatch, runCommand, type CommandOptions, type CommandResult } from './command.js';
-import { bridgeConf, parseSubnetEnv, runCni, type NodeSubnetEnv } from './cni.js';
+import { labCniBinDir, runCni, weftConf, writeCniLauncher } from './cni.js';
 import { EtcdServer } from './etcd.js';
 import { pingMatrix, type PingMatrix, type PingOptions } from './ping.js';
 import { checkLabPrerequisites, findProgram } from './prereqs.js';
@@ -81,6 +83,13 @@ function repoRoot(): string {
 
 export function agentEntry(): string {
   return join(repoRoot(), 'dist', 'src', 'cli', 'main.js');
+}
+
+/** The built `weft` CNI plugin, which the lab's launcher runs. */
+function cniPluginEntry(): string {
+  const entry = join(repoRoot(), 'dist', 'src', 'cni', 'main.js');
+  if (!existsSync(entry)) throw new WeftError(`the weft CNI plugin is not built (${entry} is missing)`, 'run "npm run build"');
+  return entry;
 }
 
 /** The last thing a log says, for a one-line error: pino's `msg` (and `err`) or the raw line. */
@@ -318,9 +327,10 @@ export class Lab {
   }
 
   /** The node's subnet.env as written by its agent (or by hand); updates `node.subnet`. */
-  async readSubnetEnv(ref: NodeRef): Promise<NodeSubnetEnv> {
+  async readSubnetEnv(ref: NodeRef): Promise<NodeSubnet> {
     const node = this.node(ref);
-    const env = parseSubnetEnv(await readFile(this.subnetFile(node), 'utf8'));
+    const file = this.subnetFile(node);
+    const env = parseNodeSubnet(await readFile(file, 'utf8'), file);
     if (node.subnet !== env.subnet.toString()) {
       node.subnet = env.subnet.toString();
       await this.save();
@@ -346,13 +356,14 @@ export class Lab {
 
   // --- pods and other hosts ------------------------------------------------
 
-  /** Creates a pod namespace on the node and wires it with CNI bridge + host-local from the node's subnet.env. */
+  /** Creates a pod namespace on the node and wires it with the weft CNI plugin (bridge + host-local from the node's subnet.env). */
   async addPod(ref: NodeRef): Promise<LabPod> {
     const node = this.node(ref);
-    const env = await this.readSubnetEnv(node);
+    await this.readSubnetEnv(node);
+    await writeCniLauncher(labCniBinDir(this.dir), cniPluginEntry());
     const short = podShortName(node.name, Math.max(0, ...this.podsOf(node).map(podOrdinal)) + 1);
     const pod: LabPod = { name: short, ns: labNs(this.name, short), node: node.name, ip: '', cniConfFile: join(this.nodeDir(node), `${short}.cni.json`) };
-    const conf = bridgeConf(env, join(this.nodeDir(node), 'ipam'));
+    const conf = weftConf(this.nodeDir(node));
     await writeFile(pod.cniConfFile, JSON.stringify(conf, null, 2) + '\n');
     this.state.pods.push(pod);
     this.state.pods.sort((a, b) => this.node(a.node).index - this.node(b.node).index || podOrdinal(a) - podOrdinal(b));

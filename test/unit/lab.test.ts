@@ -4,7 +4,8 @@ import { parseIperfJson } from '../../src/bench/iperf.js';
 import { formatMarkdown } from '../../src/bench/report.js';
 import type { BenchResult } from '../../src/bench/runner.js';
 import { alternatingOrder, median, ratio } from '../../src/bench/stats.js';
-import { bridgeConf, parseSubnetEnv } from '../../src/lab/cni.js';
+import { benchPlan } from '../../src/bench/variants.js';
+import { weftConf } from '../../src/lab/cni.js';
 import { formatPingMatrix } from '../../src/lab/ping.js';
 import { checkLabName, hostAddress, labOfNs, nodeAddress, nodeSegment, segment, underlayNs } from '../../src/lab/topology.js';
 
@@ -30,28 +31,10 @@ t.test('underlay addressing', async (t) => {
   t.same([1, 2, 3, 4].map((i) => nodeSegment('routed', i)), [0, 1, 0, 1]);
 });
 
-t.test('subnet.env parsing', async (t) => {
-  const env = parseSubnetEnv('FLANNEL_NETWORK=10.244.0.0/16\nFLANNEL_SUBNET=10.244.3.1/24\nFLANNEL_MTU=1450\nFLANNEL_IPMASQ=true\n');
-  t.equal(env.network.toString(), '10.244.0.0/16');
-  t.equal(env.subnet.toString(), '10.244.3.0/24');
-  t.equal(env.gateway.toString(), '10.244.3.1');
-  t.equal(env.mtu, 1450);
-  t.equal(env.ipMasq, true);
-  t.throws(() => parseSubnetEnv('FLANNEL_NETWORK=10.244.0.0/16\nFLANNEL_MTU=1500\n'), /no FLANNEL_SUBNET/);
-  t.throws(() => parseSubnetEnv('FLANNEL_NETWORK=10.244.0.0/16\nFLANNEL_SUBNET=10.244.3.1/24\nFLANNEL_MTU=big\n'), /FLANNEL_MTU/);
-  t.throws(() => parseSubnetEnv('FLANNEL_NETWORK=x\nFLANNEL_SUBNET=10.244.3.1/24\nFLANNEL_MTU=1500\n'));
-});
-
-t.test('CNI bridge config follows subnet.env', async (t) => {
-  const env = parseSubnetEnv('FLANNEL_NETWORK=10.244.0.0/16\nFLANNEL_SUBNET=10.244.3.1/24\nFLANNEL_MTU=1450\nFLANNEL_IPMASQ=false\n');
-  const conf = bridgeConf(env, '/tmp/x/ipam');
-  t.match(conf, { type: 'bridge', bridge: 'cni0', isGateway: true, ipMasq: false, mtu: 1450 });
-  t.same(conf.ipam, {
-    type: 'host-local',
-    dataDir: '/tmp/x/ipam',
-    ranges: [[{ subnet: '10.244.3.0/24', gateway: '10.244.3.1' }]],
-    routes: [{ dst: '0.0.0.0/0' }],
-  });
+t.test('pods use the weft CNI plugin, its state in the node dir', async (t) => {
+  const conf = weftConf('/tmp/x/n1');
+  t.match(conf, { type: 'weft', name: 'weft', subnetFile: '/tmp/x/n1/subnet.env', dataDir: '/tmp/x/n1/cni' });
+  t.same(conf.delegate, { ipMasq: false, ipam: { dataDir: '/tmp/x/n1/ipam' } }, 'no NAT between pods; host-local state per node');
 });
 
 t.test('ping matrix text', async (t) => {
@@ -117,4 +100,14 @@ t.test('bench report names the ratio', async (t) => {
   t.match(md, /\| weft host-gw \| 9\.80 \|/);
   t.match(md, /\| hand-built routes \| 10\.00 \|/);
   t.match(md, /weft host-gw \/ hand-built routes\*\*: throughput 0\.980/);
+});
+
+t.test('bench plans: each backend against its hand-built equal', async (t) => {
+  const labels = (p: ReturnType<typeof benchPlan>): string[] => [p.subject.label, ...p.baselines.map((b) => b.label)];
+  t.same(labels(benchPlan('host-gw')), ['weft host-gw', 'hand-built routes']);
+  t.same(labels(benchPlan('vxlan')), ['weft vxlan', 'hand-built vxlan', 'weft host-gw'], 'flat vxlan: the tunnel by hand, and no tunnel at all');
+  const routed = benchPlan('vxlan', undefined, 'routed');
+  t.same(labels(routed), ['weft vxlan', 'hand-built vxlan'], 'routed vxlan: host-gw cannot cross the router');
+  t.match(routed.notes.join(), /host-gw cannot reach a node behind a router/, 'the report says why host-gw is missing');
+  t.throws(() => benchPlan('host-gw', undefined, 'routed'), /host-gw cannot reach a node behind a router/);
 });

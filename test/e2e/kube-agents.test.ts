@@ -1,0 +1,151 @@
+// Three real agents with --kube-subnet-mgr in a lab, against the stand-in API
+// server (test/fixtures/kube/apiserver.ts) running in the lab's underlay
+// namespace: no real API server can run on this machine. The nodes exist
+// up front with podCIDRs, as kube-controller-manager would leave them.
+import { readFile, writeFile } from 'node:fs/promises';
+import { join } from 'node:path';
+import { setTimeout as sleep } from 'node:timers/promises';
+import t from 'tap';
+import { Lab } from '../../src/lab/lab.js';
+import { pingOnce } from '../../src/lab/ping.js';
+import { segment } from '../../src/lab/topology.js';
+import { WEFT_ROUTE_PROTO } from '../../src/dataplane/state.js';
+import { KUBE_API_CALLS } from '../../src/subnet/kube/api.js';
+import { ApiServerProcess } from '../fixtures/kube/apiserver-process.js';
+
+const LAB = 'kb1';
+const NETWORK = '10.244.0.0/16';
+const API_PORT = 6443;
+/** Not what the etcd manager would pick (10.244.1.0/24 up): the subnets must come from the nodes. */
+const podCidrOf = (index: number): string => `10.244.${100 + index}.0/24`;
+
+async function waitFor<T>(what: string, probe: () => Promise<T | undefined>, timeoutMs = 60_000): Promise<T> {
+  const deadline = Date.now() + timeoutMs;
+  for (;;) {
+    const v = await probe();
+    if (v !== undefined) return v;
+    if (Date.now() > deadline) throw new Error(`timed out after ${timeoutMs} ms waiting for ${what}`);
+    await sleep(200);
+  }
+}
+
+t.test('three agents on the Kubernetes API: podCIDRs, peers, annotations, condition, node deletion', async (t) => {
+  await Lab.destroy(LAB);
+  let api: ApiServerProcess | undefined;
+  const savedKubeconfig = process.env.KUBECONFIG;
+  t.teardown(async () => {
+    if (savedKubeconfig === undefined) delete process.env.KUBECONFIG;
+    else process.env.KUBECONFIG = savedKubeconfig;
+    await api?.stop();
+    await Lab.destroy(LAB);
+  });
+
+  const lab = await Lab.up({ name: LAB, nodes: 3, startAgents: false, netConf: { Network: NETWORK, Backend: { Type: 'host-gw' } } });
+  const apiHost = segment(0).gateway.toString();
+  api = await ApiServerProcess.start({ host: apiHost, port: API_PORT, netns: lab.underlayNs, logFile: join(lab.dir, 'apiserver.log') });
+  t.equal(api.url, `http://${apiHost}:${API_PORT}`, 'the API server listens on the underlay');
+
+  const netConfFile = join(lab.dir, 'net-conf.json');
+  await writeFile(netConfFile, JSON.stringify({ Network: NETWORK, Backend: { Type: 'host-gw' } }));
+  const kubeconfig = join(lab.dir, 'kubeconfig');
+  await writeFile(
+    kubeconfig,
+    JSON.stringify({
+      apiVersion: 'v1',
+      kind: 'Config',
+      // Plain HTTP: the client refuses it unless TLS checks are off.
+      clusters: [{ name: 'lab', cluster: { server: api.url, 'insecure-skip-tls-verify': true } }],
+      users: [{ name: 'weft', user: { token: 'lab-token' } }],
+      contexts: [{ name: 'lab', context: { cluster: 'lab', user: 'weft' } }],
+      'current-context': 'lab',
+    }),
+  );
+  for (const node of lab.nodes) await api.addNode(node.ns, podCidrOf(node.index));
+
+  // The agents inherit this process's environment; the lab has no per-agent env.
+  process.env.KUBECONFIG = kubeconfig;
+  const started = Date.now();
+  const ready = await Promise.all(lab.nodes.map((n) => lab.startAgent(n, { args: ['--kube-subnet-mgr', '--net-conf', netConfFile] }))).catch(async (err) => {
+    for (const n of lab.nodes) t.comment(`${n.name} agent log:\n${await tailLog(lab.agentLogFile(n), 8)}`);
+    t.comment(`API server log:\n${await tailLog(join(lab.dir, 'apiserver.log'), 8)}`);
+    throw err;
+  });
+  t.comment(`3 agents ready in ${Date.now() - started} ms (each: ${ready.map((r) => r.readyMs).join(', ')} ms)`);
+
+  for (const node of lab.nodes) {
+    const env = await lab.readSubnetEnv(node);
+    t.equal(env.subnet.toString(), podCidrOf(node.index), `${node.name}: subnet.env holds the node's podCIDR`);
+    t.equal(env.network.toString(), NETWORK);
+  }
+
+  // Annotations and the condition, as the API server holds them.
+  for (const node of lab.nodes) {
+    const obj = await waitFor(`${node.name}'s NetworkUnavailable condition`, async () => {
+      const o = await api!.node(node.ns);
+      const cond = (o?.status?.conditions ?? []).find((c: { type: string }) => c.type === 'NetworkUnavailable');
+      return cond ? o! : undefined;
+    });
+    const ann = obj.metadata?.annotations ?? {};
+    t.equal(ann['weft.io/public-ip'], node.underlayIP, `${node.name}: public IP annotation`);
+    t.equal(ann['weft.io/backend-type'], 'host-gw', `${node.name}: backend type annotation`);
+    t.equal(ann['weft.io/kube-subnet-manager'], 'true', `${node.name}: marked as managed by weft`);
+    const cond = obj.status.conditions.find((c: { type: string }) => c.type === 'NetworkUnavailable');
+    t.match(cond, { status: 'False', reason: 'WeftIsUp' }, `${node.name}: NetworkUnavailable=False`);
+    t.match(obj.status.conditions.find((c: { type: string }) => c.type === 'Ready'), { status: 'True' }, `${node.name}: the kubelet's condition is kept`);
+  }
+
+  // Every node routes to both peers' podCIDRs via their underlay address.
+  const weftRoutes = async (ref: string): Promise<string> =>
+    (await lab.exec(ref, ['ip', '-4', 'route', 'show', 'proto', String(WEFT_ROUTE_PROTO)])).stdout;
+  for (const node of lab.nodes) {
+    const want = lab.nodes.filter((p) => p !== node).map((p) => `${podCidrOf(p.index)} via ${p.underlayIP}`);
+    const routes = await waitFor(`${node.name}'s routes to its peers`, async () => {
+      const text = await weftRoutes(node.name);
+      return want.every((w) => text.includes(w)) ? text : undefined;
+    });
+    t.equal(routes.trim().split('\n').length, 2, `${node.name}: one route per peer: ${want.join(', ')}`);
+  }
+
+  // Pods through the weft CNI plugin, then every pod pair.
+  for (const node of lab.nodes) for (let k = 0; k < 2; k++) await lab.addPod(node);
+  for (const pod of lab.pods) {
+    const node = lab.node(pod.node);
+    t.ok(pod.ip.startsWith(podCidrOf(node.index).replace(/0\/24$/, '')), `${pod.name} ${pod.ip} is in ${podCidrOf(node.index)}`);
+  }
+  const matrix = await lab.pingMatrix();
+  t.ok(matrix.ok, `full pod matrix (${matrix.rows.filter((r) => r.ok).length}/${matrix.rows.length})`);
+  t.equal(matrix.rows.length, 30, '6 pods: 30 ordered pairs');
+
+  // What the agents asked of the API server: only what the ClusterRole grants.
+  const allowed = new Set(KUBE_API_CALLS.map((c) => `${c.verb} ${c.resource}`));
+  const calls = await api.calls();
+  const made = [...new Set(calls.map((c) => `${c.verb} ${c.resource}`))].sort();
+  t.same(made.filter((c) => !allowed.has(c)), [], `every call is in KUBE_API_CALLS (made: ${made.join(', ')})`);
+  t.ok(made.includes('watch nodes') && made.includes('patch nodes/status'), 'the agents watch nodes and patch the status');
+  t.same(await api.unexpected(), [], 'no request to an endpoint the agents should not use');
+
+  // A node deleted from the API: its route goes away on the others.
+  const gone = lab.node('n3');
+  const goneCidr = podCidrOf(gone.index);
+  const deletedAt = Date.now();
+  await api.deleteNode(gone.ns);
+  for (const name of ['n1', 'n2']) {
+    await waitFor(`${name} to drop the route to ${goneCidr}`, async () => ((await weftRoutes(name)).includes(goneCidr) ? undefined : true), 30_000);
+    t.pass(`${name}: route to ${goneCidr} removed`);
+  }
+  t.comment(`routes to the deleted node removed ${Date.now() - deletedAt} ms after the delete`);
+  for (const name of ['n1', 'n2']) {
+    const other = name === 'n1' ? 'n2' : 'n1';
+    t.match(await weftRoutes(name), podCidrOf(lab.node(other).index), `${name}: the route to ${other} stays`);
+  }
+  const remaining = lab.pods.filter((p) => p.node !== 'n3');
+  const after = await lab.pingMatrix({ pods: remaining });
+  t.ok(after.ok, `pods on the remaining nodes still reach each other (${after.rows.filter((r) => r.ok).length}/${after.rows.length})`);
+  const n3pod = lab.podsOf('n3')[0]!;
+  t.notOk(await pingOnce(lab.podsOf('n1')[0]!.ns, n3pod.ip), `n1's pods no longer reach ${n3pod.name}`);
+  t.comment(`the agent on the deleted node is ${lab.agentRunning(gone) ? 'still running' : 'gone'}; last log: ${(await tailLog(lab.agentLogFile(gone))).slice(0, 300)}`);
+});
+
+async function tailLog(file: string, lines = 1): Promise<string> {
+  return (await readFile(file, 'utf8').catch(() => '(no log)')).trim().split('\n').slice(-lines).join('\n');
+}
