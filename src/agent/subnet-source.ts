@@ -7,6 +7,7 @@ import type { SubnetManager } from '../subnet/manager.js';
 
 export interface SubnetSourceOptions {
   kube: boolean;
+  kubeconfigFile?: string;
   etcd: EtcdOptions;
   ttlSeconds: number;
   netConfFile?: string;
@@ -21,7 +22,7 @@ export async function createSubnetManager(opts: SubnetSourceOptions): Promise<Su
     return new KubeSubnetManager({
       nodeName: opts.nodeName,
       netConfFile: opts.netConfFile ?? KUBE_NET_CONF_FILE,
-      kubeConfig: loadKubeConfig(),
+      kubeConfig: loadKubeConfig(opts.kubeconfigFile),
       logger: opts.logger.child({ component: 'kube' }),
     });
   }

@@ -15,6 +15,7 @@ const HELP = `usage: weft agent [flags]
   --etcd-prefix PATH      key prefix (default /weft/network; /coreos.com/network reads flannel's)
   --etcd-cafile/--etcd-certfile/--etcd-keyfile FILE   TLS to etcd
   --kube-subnet-mgr       take the subnet from the Kubernetes node object instead of etcd
+  --kubeconfig-file FILE  kubeconfig for --kube-subnet-mgr (default: in-cluster, else $KUBECONFIG)
   --iface NAME|IP         external interface (repeatable, first match wins; default: the default route's)
   --iface-regex RE        external interface by name or address pattern (repeatable)
   --public-ip IP          address published to peers (default: the interface's)
@@ -59,6 +60,7 @@ export async function run(argv: string[]): Promise<number> {
     options: {
       ...etcdFlags,
       'kube-subnet-mgr': { type: 'boolean', default: false },
+      'kubeconfig-file': { type: 'string' },
       iface: { type: 'string', multiple: true, default: [] },
       'iface-regex': { type: 'string', multiple: true, default: [] },
       'public-ip': { type: 'string' },
@@ -98,6 +100,7 @@ export async function run(argv: string[]): Promise<number> {
   const netConfFile = values['net-conf'];
   const subnetManager = await createSubnetManager({
     kube: values['kube-subnet-mgr'] ?? false,
+    kubeconfigFile: values['kubeconfig-file'],
     etcd,
     ttlSeconds: Math.round(ttlMs / 1000),
     netConfFile,
