@@ -24,6 +24,7 @@ export function formatMarkdown(r: BenchResult): string {
     ...r.comparisons.map(
       (c) => `**${r.subject.label} / ${c.baseline}**: throughput ${fixed(c.throughputRatio, 3)}, CPU per Gbit ${fixed(c.cpuPerGbitRatio, 3)}`,
     ),
+    ...(r.notes ?? []).map((n) => `Note: ${n}.`),
     '',
     'CPU s/Gbit: system-wide non-idle CPU time (/proc/stat, all cores) during the run per Gbit received; agent CPU s: utime+stime of the agents, summed over all runs.',
   ];

@@ -3,7 +3,9 @@
 // Reports figures; asserts nothing.
 import { cpus, release } from 'node:os';
 import type { BackendType } from '../config/netconf.js';
+import { WeftError } from '../errors.js';
 import { Lab, agentEntry } from '../lab/lab.js';
+import { pingOnce } from '../lab/ping.js';
 import { checkLabPrerequisites } from '../lab/prereqs.js';
 import { processCpuTicks } from '../lab/process.js';
 import type { Topology } from '../lab/topology.js';
@@ -65,6 +67,8 @@ export interface BenchResult {
   subject: VariantSummary;
   baselines: VariantSummary[];
   comparisons: BenchComparison[];
+  /** Why an expected comparison is missing. */
+  notes?: string[];
 }
 
 interface Running {
@@ -112,8 +116,17 @@ async function start(variant: BenchVariant, labName: string, topology: Topology)
   const lab = await variant.build(labName, topology);
   const [client, server] = [lab.podsOf(lab.nodes[0]!)[0], lab.podsOf(lab.nodes[1]!)[0]];
   if (!client || !server) throw new Error(`bench lab ${labName} has no pod on each of its two nodes`);
+  // Ready agents may still be learning of each other: measure only a working path.
+  await waitReachable(client.ns, server.ip, `${variant.label} (lab ${labName})`);
   await startIperfServer(server.ns, lab.dir);
   return { variant, lab, clientNs: client.ns, serverIp: server.ip, samples: [] };
+}
+
+async function waitReachable(ns: string, ip: string, what: string, timeoutMs = 30_000): Promise<void> {
+  const deadline = Date.now() + timeoutMs;
+  while (!(await pingOnce(ns, ip))) {
+    if (Date.now() > deadline) throw new WeftError(`${what}: the server pod ${ip} is not reachable from the client pod`, 'bring the same lab up with "weft lab up" and read its agent logs');
+  }
 }
 
 export async function runBench(opts: BenchOptions): Promise<BenchResult> {
@@ -122,7 +135,7 @@ export async function runBench(opts: BenchOptions): Promise<BenchResult> {
   const reps = opts.reps ?? 3;
   const seconds = opts.seconds ?? 5;
   checkLabPrerequisites({ needIperf3: true, agentEntry: agentEntry() });
-  const plan = benchPlan(opts.backend, opts.netConf);
+  const plan = benchPlan(opts.backend, opts.netConf, topology);
   const variants = [plan.subject, ...plan.baselines];
   const labNames = variants.map((_, i) => `${opts.labNamePrefix ?? BENCH_LAB_PREFIX}${i}`);
   for (const name of labNames) await Lab.destroy(name);
@@ -161,5 +174,6 @@ export async function runBench(opts: BenchOptions): Promise<BenchResult> {
       throughputRatio: ratio(subject!.medianGbps, b.medianGbps),
       cpuPerGbitRatio: ratio(subject!.medianCpuSecondsPerGbit, b.medianCpuSecondsPerGbit),
     })),
+    ...(plan.notes.length ? { notes: plan.notes } : {}),
   };
 }

@@ -19,6 +19,8 @@ export interface BenchPlan {
   subject: BenchVariant;
   /** Each is compared with the subject; ratios are subject / baseline. */
   baselines: BenchVariant[];
+  /** Why an expected comparison is missing (shown in the report). */
+  notes: string[];
 }
 
 const VXLAN_VNI = 1;
@@ -93,17 +95,24 @@ function defaultNetConf(backend: BackendType, extra: Record<string, unknown> = {
   return { Network: DEFAULT_NETWORK, Backend: { Type: backend, ...extra } };
 }
 
-export function benchPlan(backend: BackendType, netConf?: Record<string, unknown>): BenchPlan {
+export function benchPlan(backend: BackendType, netConf?: Record<string, unknown>, topology: Topology = 'flat'): BenchPlan {
   const subject = weftVariant(`weft ${backend}`, netConf ?? defaultNetConf(backend));
   switch (backend) {
     case 'host-gw':
     case 'bgp': // BIRD learns the same routes host-gw writes
-      return { subject, baselines: [handRoutes] };
+      if (topology === 'routed' && backend === 'host-gw') {
+        throw new WeftError('host-gw cannot reach a node behind a router, so it has nothing to measure on --topology routed', 'use --topology flat, or bench vxlan');
+      }
+      return { subject, baselines: [handRoutes], notes: [] };
     case 'vxlan':
-      return { subject, baselines: [handVxlan] };
+      // The tunnel against its hand-built equal, and against not tunnelling at
+      // all: what the encapsulation costs. host-gw cannot cross a router.
+      return topology === 'routed'
+        ? { subject, baselines: [handVxlan], notes: ['no host-gw comparison: host-gw cannot reach a node behind a router'] }
+        : { subject, baselines: [handVxlan, weftVariant('weft host-gw', defaultNetConf('host-gw'))], notes: [] };
     case 'udp':
       // Userspace encap against the kernel's, and against its own simplest mode.
-      return { subject, baselines: [handVxlan, weftVariant('weft udp (Mode simple)', defaultNetConf('udp', { Mode: 'simple' }))] };
+      return { subject, baselines: [handVxlan, weftVariant('weft udp (Mode simple)', defaultNetConf('udp', { Mode: 'simple' }))], notes: [] };
     default:
       throw new WeftError(`no benchmark plan for backend "${String(backend)}"`, 'use host-gw, vxlan, udp or bgp');
   }

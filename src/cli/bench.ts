@@ -18,6 +18,8 @@ const HELP = `usage: weft bench --backend host-gw|vxlan|udp|bgp [flags]
 
 Runs iperf3 TCP pod to pod across two lab nodes, once with weft and once with
 the same data path built by hand, alternating, and reports medians and ratios.
+vxlan is also compared with host-gw on the flat topology (host-gw cannot cross
+the router of the routed one).
 Needs root, like "weft lab".`;
 
 function wholeNumber(text: string, flag: string, min: number): number {
