@@ -391,12 +391,12 @@ export function planChanges(kernel: KernelSnapshot, desired: DesiredState, opts:
 }
 
 /**
- * Groups ops into processes: at most one `ip` and one `bridge` per batch.
- * Strict order would need `ip`, `bridge`, `ip`; instead the FDB batch goes
- * first when its links already exist (an FDB entry removed a few ms before a
- * departing peer's route drops that peer's packets, it never ARPs), and
- * last when it needs links this batch creates (routes on a device just made
- * carry no traffic yet). Neighbours always precede routes, so no ARP either way.
+ * Groups ops into processes: one `ip` and one `bridge` per batch, except
+ * when FDB entries go on a link this batch creates. Then the order is `ip`
+ * (links, addresses, neighbours), `bridge` (FDB), `ip` (routes), so no route
+ * ever exists before its neighbour and FDB entries. When the links already
+ * exist the FDB batch simply goes first: an entry removed a few ms before a
+ * departing peer's route only drops that peer's packets, it never ARPs.
  */
 export function toBatches(ops: readonly Op[]): Batch[] {
   const ipOps = ops.filter((o) => o.tool === 'ip');
@@ -404,10 +404,13 @@ export function toBatches(ops: readonly Op[]): Batch[] {
   if (bridgeOps.length === 0) return ipOps.length ? [{ tool: 'ip', ops: ipOps }] : [];
   if (ipOps.length === 0) return [{ tool: 'bridge', ops: bridgeOps }];
   const created = new Set(ipOps.filter((o) => o.target === 'link' && o.action === 'add').map((o) => o.dev));
-  const hasAdds = bridgeOps.some((o) => o.action === 'add');
-  const needsNewLink = bridgeOps.some((o) => o.action === 'add' && created.has(o.dev));
-  const bridgeFirst = hasAdds && !needsNewLink;
-  const ip: Batch = { tool: 'ip', ops: ipOps };
   const bridge: Batch = { tool: 'bridge', ops: bridgeOps };
-  return bridgeFirst ? [bridge, ip] : [ip, bridge];
+  if (bridgeOps.some((o) => o.action === 'add' && created.has(o.dev))) {
+    const isRouteAdd = (o: Op): boolean => o.target === 'route' && o.action === 'add';
+    const routes = ipOps.filter(isRouteAdd);
+    const before: Batch = { tool: 'ip', ops: ipOps.filter((o) => !isRouteAdd(o)) };
+    return routes.length ? [before, bridge, { tool: 'ip', ops: routes }] : [before, bridge];
+  }
+  const ip: Batch = { tool: 'ip', ops: ipOps };
+  return bridgeOps.some((o) => o.action === 'add') ? [bridge, ip] : [ip, bridge];
 }
