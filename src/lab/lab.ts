@@ -17,7 +17,7 @@ import { labCniBinDir, runCni, weftConf, writeCniLauncher } from './cni.js';
 import { EtcdServer } from './etcd.js';
 import { pingMatrix, type PingMatrix, type PingOptions } from './ping.js';
 import { checkLabPrerequisites, findProgram } from './prereqs.js';
-import { isAlive, sendSignal, spawnDetached, waitForExit } from './process.js';
+import { commandLine, isAlive, sendSignal, spawnDetached, waitForExit } from './process.js';
 import { readLabState, writeLabState, type LabHost, type LabNode, type LabPod, type LabState } from './state.js';
 import { destroyAllLabs, destroyLab, labDirPrefix, listNetns } from './teardown.js';
 import {
@@ -275,13 +275,14 @@ export class Lab {
   /** Starts the node's agent and waits until its /readyz answers; returns the pid and the time to ready. */
   async startAgent(ref: NodeRef, opts: { args?: string[]; readyTimeoutMs?: number } = {}): Promise<{ pid: number; readyMs: number }> {
     const node = this.node(ref);
-    if (node.agentPid !== undefined && isAlive(node.agentPid)) throw new Error(`the agent on ${node.name} is already running (pid ${node.agentPid})`);
+    if (this.agentRunning(node)) throw new Error(`the agent on ${node.name} is already running (pid ${node.agentPid})`);
     const entry = agentEntry();
     if (!existsSync(entry)) throw new WeftError(`weft is not built (${entry} is missing)`, 'run "npm run build"');
     const dir = this.nodeDir(node);
     await mkdir(join(dir, 'run'), { recursive: true });
     const argv = [
-      'ip', 'netns', 'exec', node.ns, process.execPath, entry, 'agent',
+      // Without the test runner's NODE_OPTIONS hooks: the agent runs as it would on a node.
+      'ip', 'netns', 'exec', node.ns, 'env', '-u', 'NODE_OPTIONS', process.execPath, entry, 'agent',
       '--etcd-endpoints', this.etcdEndpoint,
       '--etcd-prefix', this.etcdPrefix,
       '--iface', 'eth0',
@@ -307,6 +308,12 @@ export class Lab {
     const node = this.node(ref);
     const pid = node.agentPid;
     if (pid === undefined) return;
+    // A recorded pid may have been reused since the agent died: signal only our own process.
+    if (!this.agentRunning(node)) {
+      node.agentPid = undefined;
+      await this.save();
+      return;
+    }
     sendSignal(pid, signal);
     if (!(await waitForExit(pid, opts.timeoutMs ?? 15_000))) {
       sendSignal(pid, 'SIGKILL');
@@ -318,7 +325,7 @@ export class Lab {
 
   agentRunning(ref: NodeRef): boolean {
     const pid = this.node(ref).agentPid;
-    return pid !== undefined && isAlive(pid);
+    return pid !== undefined && isAlive(pid) && !!commandLine(pid)?.includes(this.dir);
   }
 
   /** True when the node's agent answers 200 on /readyz. */
