@@ -2,7 +2,7 @@
 // socket): configs are written atomically, parse-checked with `bird -p`
 // before BIRD sees them, and applied with `birdc configure`.
 import { spawn, execFile, type ChildProcess } from 'node:child_process';
-import { mkdir, rename, writeFile } from 'node:fs/promises';
+import { access, mkdir, rename, rm, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import type { Logger } from 'pino';
 import { WeftError } from '../../src/errors.js';
@@ -44,6 +44,13 @@ export class Bird {
   private applied: string | undefined;
   private rejected: string | undefined;
   private queue: Promise<unknown> = Promise.resolve();
+  /**
+   * Start BIRD in graceful-restart recovery (-R): an earlier BIRD of this node
+   * left kernel routes and peers that hold ours. A node's very first BIRD
+   * starts without: recovery would hold back its routes until every peer has
+   * sent End-of-RIB, slowing a join by seconds for nothing.
+   */
+  private recovering = false;
   /** ms since epoch when our BIRD (last) started; for the external BIRD, when we first configured it. */
   startedAt: number | undefined;
 
@@ -61,6 +68,8 @@ export class Bird {
       throw new WeftError(`BIRD control socket path ${bird.socket} is longer than ${MAX_SOCKET_PATH} bytes`, 'use a shorter --run-dir or --bird-socket');
     }
     await bird.checkBinaries();
+    // A config from an earlier run: this is a restart of the node's BIRD, not its first start.
+    bird.recovering = await access(bird.configPath).then(() => true, () => false);
     if (opts.externalSocket) {
       if (!(await bird.answers())) {
         throw new WeftError(`no BIRD answers on --bird-socket ${opts.externalSocket}`, 'start BIRD 2 with `-s` on that path, or drop --bird-socket to let weft run BIRD');
@@ -131,6 +140,8 @@ export class Bird {
     return this.serialised(async () => {
       const child = this.child;
       if (!this.supervised || !child) return;
+      // Peers withdraw our routes: the next BIRD here starts afresh, not as a restart.
+      if (!opts.graceful) await rm(this.configPath, { force: true });
       await this.birdc(opts.graceful ? ['graceful', 'restart'] : ['down']).catch((err) =>
         this.opts.logger.warn(`asking BIRD to stop failed (${firstLine(String(err))}); signalling it`),
       );
@@ -195,7 +206,8 @@ export class Bird {
 
   private async start(): Promise<void> {
     const prefix = this.opts.execPrefix ?? [];
-    const [cmd, ...args] = [...prefix, 'bird', '-f', '-R', '-c', this.configPath, '-s', this.socket];
+    const [cmd, ...args] = [...prefix, 'bird', '-f', ...(this.recovering ? ['-R'] : []), '-c', this.configPath, '-s', this.socket];
+    this.recovering = true; // every later start (after BIRD died) is a restart
     // Own process group: a Ctrl-C meant for the agent must not reach BIRD, whose
     // shutdown would withdraw this node's routes from every peer.
     const child = spawn(cmd!, args, { stdio: ['ignore', 'ignore', 'pipe'], detached: true });

@@ -14,7 +14,7 @@ import { parseBgpOptions, type BgpOptions } from './options.js';
 import type { BgpSession } from './status.js';
 
 export interface BgpRuntimeOptions {
-  /** Drive the BIRD behind this control socket instead of running one (--bird-socket). */
+  /** Drive the BIRD behind this control socket instead of running one; default ctx.birdSocket (--bird-socket). */
   birdSocket?: string;
   /** This node reflects routes although RouteReflectors does not list it (published in its lease). */
   routeReflector?: boolean;
@@ -22,7 +22,7 @@ export interface BgpRuntimeOptions {
   execPrefix?: string[];
   /** After this long, one Established session is enough for readiness. Default 60 s. */
   readyGraceMs?: number;
-  /** How often sessions are read for readiness. Default 2 s. */
+  /** How often sessions are read for readiness once all are Established. Default 2 s (a quarter of it while some are not). */
   pollMs?: number;
   restartDelayMs?: { min: number; max: number };
 }
@@ -43,10 +43,11 @@ const BGP = 'bgp';
 
 export async function createBgpBackend(ctx: BackendContext, opts: BgpRuntimeOptions = {}): Promise<BgpBackend> {
   const options = parseBgpOptions(ctx.config.backend.raw);
+  const externalSocket = opts.birdSocket ?? ctx.birdSocket;
   const bird = await Bird.open({
     dir: join(ctx.runDir, 'bird'),
     logger: ctx.logger,
-    ...(opts.birdSocket ? { externalSocket: opts.birdSocket } : {}),
+    ...(externalSocket ? { externalSocket } : {}),
     ...(opts.execPrefix ? { execPrefix: opts.execPrefix } : {}),
     ...(opts.restartDelayMs ? { restartDelayMs: opts.restartDelayMs } : {}),
   });
@@ -57,6 +58,7 @@ export async function createBgpBackend(ctx: BackendContext, opts: BgpRuntimeOpti
   let live: BgpSession[] = [];
   let liveError: string | undefined;
   let poller: NodeJS.Timeout | undefined;
+  let stopped = false;
   let lastUnresolved = '';
 
   const poll = async (): Promise<void> => {
@@ -66,6 +68,15 @@ export async function createBgpBackend(ctx: BackendContext, opts: BgpRuntimeOpti
     } catch (err) {
       liveError = oneLine(err);
     }
+  };
+
+  // Readiness follows sessions closely while some are still connecting, lazily after.
+  const schedulePoll = (): void => {
+    if (stopped) return;
+    const settled = configured.length > 0 && configured.every((c) => live.some((s) => s.name === c.name && s.state === 'Established'));
+    const every = opts.pollMs ?? 2000;
+    poller = setTimeout(() => void poll().then(schedulePoll), settled ? every : Math.max(100, every / 4));
+    poller.unref();
   };
 
   const sync = async (own: Lease, peers: readonly Lease[]): Promise<void> => {
@@ -93,11 +104,9 @@ export async function createBgpBackend(ctx: BackendContext, opts: BgpRuntimeOpti
       ctx.logger.info({ sessions: cfg.sessions.length, topology: options.topology }, 'BIRD config applied');
     }
     applied = true;
-    if (!poller) {
-      poller = setInterval(() => void poll(), opts.pollMs ?? 2000);
-      poller.unref();
-    }
+    const first = !poller;
     await poll();
+    if (first) schedulePoll();
   };
 
   return {
@@ -111,7 +120,8 @@ export async function createBgpBackend(ctx: BackendContext, opts: BgpRuntimeOpti
     notReadyReason: () =>
       !applied ? 'BIRD is not configured yet' : liveError ?? sessionReadiness({ configured, live, startedAt: bird.startedAt, graceMs, now: Date.now() }),
     stop: async ({ teardown }) => {
-      clearInterval(poller);
+      stopped = true;
+      clearTimeout(poller);
       // Without teardown BIRD leaves gracefully: the kernel keeps its routes
       // (persist) and peers keep ours (graceful restart) until we are back.
       await bird.stop({ graceful: !teardown });

@@ -103,6 +103,10 @@ export function benchPlan(backend: BackendType, netConf?: Record<string, unknown
       if (topology === 'routed' && backend === 'host-gw') {
         throw new WeftError('host-gw cannot reach a node behind a router, so it has nothing to measure on --topology routed', 'use --topology flat, or bench vxlan');
       }
+      if (topology === 'routed' && backend === 'bgp') {
+        // Peer routes would point at the lab's router, which speaks no BGP and so knows no pod subnet.
+        throw new WeftError('bgp across a router needs the router to learn the pod routes (a ToR in Backend.ExternalPeers), which the bench lab has not', 'use --topology flat');
+      }
       return { subject, baselines: [handRoutes], notes: [] };
     case 'vxlan':
       // The tunnel against its hand-built equal, and against not tunnelling at
