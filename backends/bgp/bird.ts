@@ -291,6 +291,27 @@ export async function showBgpSessions(socket: string): Promise<BgpSession[]> {
   return parseBgpSessions(r.stdout);
 }
 
+/**
+ * For `weft agent --teardown`: stops the node's own BIRD (the one under
+ * `dir`, never one given by --bird-socket) so peers withdraw this node, and
+ * flushes the routes it kept in the kernel (`persist`) inside `network`.
+ * Does nothing where weft never ran BIRD.
+ */
+export async function removeOwnBird(dir: string, network: string | undefined): Promise<boolean> {
+  try {
+    await access(join(dir, 'bird.conf'));
+  } catch {
+    return false;
+  }
+  await run('birdc', ['-s', birdSocketPath(dir), 'down'], 5000);
+  if (network) {
+    const r = await run('ip', ['route', 'flush', 'root', network, 'proto', 'bird']);
+    if (r.code !== 0) throw new WeftError(`cannot flush BIRD's routes in ${network}: ${firstLine(r.stderr)}`, 'remove them with ip route flush proto bird');
+  }
+  await rm(join(dir, 'bird.conf'), { force: true });
+  return true;
+}
+
 interface RunResult {
   code: number;
   stdout: string;

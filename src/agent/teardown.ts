@@ -1,9 +1,10 @@
 // Removing weft from a node (`weft agent --teardown`): every route and device
 // weft owns, its nftables table, and the files it wrote. The lease in etcd is
 // left to expire, so a node that comes back gets the same subnet.
-import { rm } from 'node:fs/promises';
+import { readFile, rm } from 'node:fs/promises';
 import { join } from 'node:path';
 import type { Logger } from 'pino';
+import { removeOwnBird } from '../../backends/bgp/bird.js';
 import { NftTable } from '../dataplane/nft.js';
 import { Reconciler } from '../dataplane/reconciler.js';
 import { oneLine } from '../errors.js';
@@ -25,10 +26,19 @@ export async function teardownNode(opts: NodeTeardownOptions): Promise<void> {
       failures.push(err);
     }
   };
+  const network = await readNetwork(opts.subnetFile);
+  await step('stopping BIRD and removing its routes', () => removeOwnBird(join(opts.runDir, 'bird'), network));
   await step('removing routes and devices', () => new Reconciler({ logger: opts.logger }).teardown());
   await step('removing the nftables table', () => new NftTable({ logger: opts.logger }).remove());
   await step('removing subnet.env', () => rm(opts.subnetFile, { force: true }));
   await step('removing status.json', () => rm(join(opts.runDir, 'status.json'), { force: true }));
   if (failures.length) throw failures[0];
   opts.logger.info('weft removed from this node: routes, devices, nftables table and subnet.env');
+}
+
+/** The cluster Network from subnet.env, if the file is still there. */
+async function readNetwork(subnetFile: string): Promise<string | undefined> {
+  const text = await readFile(subnetFile, 'utf8').catch(() => '');
+  const m = /^FLANNEL_NETWORK=([0-9a-fA-F.:]+\/\d{1,3})$/m.exec(text);
+  return m?.[1];
 }
