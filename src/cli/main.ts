@@ -41,6 +41,13 @@ main(process.argv.slice(2)).then(
   },
   (err: unknown) => {
     if (process.env.WEFT_DEBUG && err instanceof Error) process.stderr.write(`${err.stack}\n`);
+    // node:util parseArgs reports bad flags with ERR_PARSE_ARGS_* codes: the user's to fix.
+    const badFlags = String((err as { code?: unknown })?.code ?? '').startsWith('ERR_PARSE_ARGS');
+    if (badFlags) {
+      process.stderr.write(`weft: ${oneLine(err)}; see "weft ${process.argv[2] ?? ''} --help"\n`);
+      process.exitCode = 2;
+      return;
+    }
     const known = err instanceof WeftError || err instanceof ConfigError;
     process.stderr.write(`weft: ${oneLine(err)}${known ? '' : ' (unexpected; rerun with WEFT_DEBUG=1 and report it)'}\n`);
     process.exitCode = 1;

@@ -113,6 +113,9 @@ export function etcdFailure(err: unknown, endpoints: readonly string[], doing: s
   const detail = String(err instanceof Error ? err.message : err)
     .split('\n')[0]!
     .replace(/^\d+ [A-Z_]+: /, '')
+    // grpc-js wraps the cause in boilerplate; keep the cause.
+    .replace(/^No connection established\. Last error: (Error: )?/, '')
+    .replace(/\.? Resolution note:.*$/, '')
     .slice(0, 160);
   if (isEtcdUnreachable(err)) {
     return new EtcdUnreachableError(`etcd at ${where} is unreachable while ${doing} (${detail})`, 'check --etcd-endpoints and that etcd is running');
