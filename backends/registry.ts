@@ -6,6 +6,7 @@ import type { BackendFactory } from './backend.js';
 const FACTORIES: Partial<Record<BackendType, () => Promise<BackendFactory>>> = {
   'host-gw': async () => (await import('./hostgw/index.js')).createHostGwBackend,
   vxlan: async () => (await import('./vxlan/index.js')).createVxlanBackend,
+  udp: async () => (await import('./udp/index.js')).createUdpBackend,
   bgp: async () => (await import('./bgp/index.js')).createBgpBackend,
 };
 

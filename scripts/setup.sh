@@ -22,6 +22,8 @@ for cmd in "${!PKG[@]}"; do
   command -v "$cmd" >/dev/null 2>&1 || missing+=("${PKG[$cmd]}")
 done
 [ -x /usr/lib/cni/bridge ] && [ -x /usr/lib/cni/host-local ] || missing+=(containernetworking-plugins)
+# node-gyp builds the udp backend's native addon during npm ci.
+for cmd in make g++ python3; do command -v "$cmd" >/dev/null 2>&1 || missing+=(build-essential python3); done
 if [ ${#missing[@]} -gt 0 ]; then
   need_root "installing $(printf '%s\n' "${missing[@]}" | sort -u | tr '\n' ' ')"
   apt-get update -qq

@@ -1,0 +1,149 @@
+// Typed access to the udp backend's Node-API addon (native/), built by
+// node-gyp at `npm ci`. The hot loop runs on the addon's own threads.
+import { existsSync } from 'node:fs';
+import { createRequire } from 'node:module';
+import { dirname, join } from 'node:path';
+import { fileURLToPath } from 'node:url';
+import { WeftError } from '../../src/errors.js';
+
+export interface UdpLoopOptions {
+  /** TUN device name; created when missing, reused when present. */
+  device: string;
+  port: number;
+  /** Local underlay address the UDP sockets bind to; its family is the tunnel's. */
+  bindAddress: string;
+  mode?: 'fast' | 'simple';
+  queues?: number;
+  /** Offloads to try in fast mode (all default on); for measuring each one's gain. */
+  offload?: { tso?: boolean; gso?: boolean; gro?: boolean; coalesce?: boolean };
+}
+
+export interface UdpPeer {
+  subnet: string;
+  publicIP: string;
+}
+
+export type DropReason =
+  | 'short' | 'badVersion' | 'badLength' | 'badHeader' | 'notPeer' | 'spoofedSource'
+  | 'destinationNotLocal' | 'noRoute' | 'ttlExpired' | 'tooBig' | 'badSuperpacket'
+  | 'sendError' | 'tunWriteError' | 'noPeerTable' | 'notUnicast';
+
+export interface UdpCounters {
+  tunReads: number;
+  tunRxPackets: number;
+  tunRxBytes: number;
+  tunRxSuperpackets: number;
+  udpTxCalls: number;
+  udpTxDatagrams: number;
+  udpTxBytes: number;
+  udpTxGsoMessages: number;
+  udpRxCalls: number;
+  /** Datagrams received (each segment of a GRO train counts). */
+  udpRxDatagrams: number;
+  udpRxBytes: number;
+  udpRxGroMessages: number;
+  /** Datagrams written to the TUN device. */
+  udpRxDelivered: number;
+  /** Datagrams the kernel dropped before the loop saw them (socket buffer full). */
+  udpRxKernelDrops: number;
+  tunWrites: number;
+  tunTxBytes: number;
+  tunTxCoalesced: number;
+  tunTxCoalescedSegments: number;
+  icmpUnreachable: number;
+  icmpTimeExceeded: number;
+  icmpTooBig: number;
+  icmpRateLimited: number;
+  udpGsoFallbacks: number;
+  tunGsoRefused: number;
+  tunErrors: number;
+  tableSwapsSeen: number;
+  udpGsoDisabled: number;
+  /** 1 once the TUN device was deleted under the loop. */
+  tunLost: number;
+  dropsInbound: Record<DropReason, number>;
+  dropsOutbound: Record<DropReason, number>;
+  /** log2 buckets: 1, 2-3, 4-7, ..., 128+ */
+  histograms: { udpRxBatch: number[]; udpTxSegments: number[]; tunWriteSegments: number[] };
+}
+
+export interface UdpFeatures {
+  device: string;
+  mode: 'fast' | 'simple';
+  queues: number;
+  vnetHdr: boolean;
+  tso: boolean;
+  checksumOffload: boolean;
+  udpGso: boolean;
+  udpGro: boolean;
+  coalesce: boolean;
+}
+
+export interface UdpLoop {
+  start(): void;
+  /** Wakes and joins the workers and closes the fds; `teardown` also deletes the device. */
+  stop(teardown?: boolean): void;
+  /** Swaps the peer table in atomically; returns how many entries it holds. */
+  setPeers(peers: readonly UdpPeer[], ownSubnet: string | null): number;
+  counters(): UdpCounters;
+  features(): UdpFeatures;
+  /** True once the TUN device was deleted under the loop; it must be reopened. */
+  deviceLost(): boolean;
+}
+
+export interface PeerSwapStats {
+  lookups: number;
+  inconsistent: number;
+  emptyReads: number;
+  published: number;
+  freed: number;
+  retiredLeft: number;
+}
+
+export type IcmpKind = 'unreachable' | 'timeExceeded' | 'tooBig';
+
+export interface UdpAddon {
+  UdpLoop: new (opts: UdpLoopOptions) => UdpLoop;
+  /** Reader threads looking up the table while JS swaps it (tests). */
+  PeerSwapHarness: new (readers: number) => {
+    setPeers(peers: readonly UdpPeer[], ownSubnet: string | null): void;
+    stop(): PeerSwapStats;
+  };
+  /** The Internet checksum of `buf` as a number (0 when `buf` carries a valid one). */
+  checksum(buf: Buffer): number;
+  peerTable(peers: readonly UdpPeer[], ownSubnet: string | null, underlayFamily?: 4 | 6): unknown;
+  /** What the loop does with `packet` arriving from `fromIP`: "ok" or the drop reason. */
+  inboundVerdict(table: unknown, fromIP: string, packet: Buffer): 'ok' | DropReason;
+  /** Splits virtio header + packet into wire segments, or returns the drop reason. */
+  split(buf: Buffer): Buffer[] | DropReason | 'tooManySegments';
+  /** Coalesces packets as the receive path does; each result is virtio header + packet. */
+  coalesce(packets: readonly Buffer[], opts?: { refuseGso?: boolean }): Buffer[];
+  icmpError(packet: Buffer, kind: IcmpKind, mtu: number, sourceIP: string): Buffer | null;
+  /** Deletes a persistent TUN device. */
+  deleteDevice(name: string): void;
+}
+
+const ADDON_FILE = join('native', 'build', 'Release', 'weft_udp.node');
+
+function findAddon(): string | undefined {
+  // backends/udp in the source tree, dist/backends/udp when compiled.
+  let dir = dirname(fileURLToPath(import.meta.url));
+  for (let i = 0; i < 5; i++) {
+    const candidate = join(dir, ADDON_FILE);
+    if (existsSync(candidate)) return candidate;
+    dir = dirname(dir);
+  }
+  return undefined;
+}
+
+/** Loads the addon (Node caches it), or says how to build it. */
+export function loadUdpAddon(): UdpAddon {
+  const path = findAddon();
+  if (!path) {
+    throw new WeftError(
+      `the udp backend's native addon (${ADDON_FILE}) is not built`,
+      'run `npm ci` (or `npx node-gyp rebuild -C native`) on a machine with a C compiler and make',
+    );
+  }
+  return createRequire(import.meta.url)(path) as UdpAddon;
+}

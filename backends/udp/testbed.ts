@@ -1,0 +1,395 @@
+// A udp tunnel between network namespaces, without the agent: node
+// namespaces on one bridge, a pod namespace behind each node, and the udp
+// backend (or the bare loop) running in a child process per node. Used by
+// the e2e tests and to measure the loop against a hand-built kernel VXLAN.
+import { spawn, execFile, type ChildProcess } from 'node:child_process';
+import { mkdtemp, rm, writeFile } from 'node:fs/promises';
+import { tmpdir } from 'node:os';
+import { dirname, join } from 'node:path';
+import { createInterface } from 'node:readline';
+import { fileURLToPath, pathToFileURL } from 'node:url';
+import type { UdpCounters } from './native.js';
+
+const HERE = dirname(fileURLToPath(import.meta.url));
+const ROOT = join(HERE, '..', '..');
+/** TypeScript loader for children running the backend from source. */
+const TS_IMPORT = join(ROOT, 'node_modules', '@tapjs', 'typescript', 'dist', 'esm', 'import.mjs');
+
+export interface TestbedNode {
+  index: number;
+  /** Node namespace, e.g. "wud-n1". */
+  ns: string;
+  /** Pod namespace behind the node, e.g. "wud-p1". */
+  podNs: string;
+  /** Underlay device in the node namespace. */
+  dev: string;
+  underlay: string;
+  subnet: string;
+  /** The pod's address; the node side of its link is .1. */
+  pod: string;
+}
+
+export interface RunResult {
+  code: number;
+  stdout: string;
+  stderr: string;
+}
+
+/** Runs a command, never throwing on a non-zero exit. */
+export function run(cmd: string, args: readonly string[], timeoutMs = 60_000): Promise<RunResult> {
+  return new Promise((resolve) => {
+    execFile(cmd, args, { timeout: timeoutMs, maxBuffer: 16 << 20 }, (err, stdout, stderr) => {
+      const code = err ? (typeof (err as { code?: unknown }).code === 'number' ? ((err as { code: number }).code) : 1) : 0;
+      resolve({ code, stdout, stderr });
+    });
+  });
+}
+
+async function must(cmd: string, args: readonly string[]): Promise<string> {
+  const r = await run(cmd, args);
+  if (r.code !== 0) throw new Error(`${cmd} ${args.join(' ')}: ${r.stderr.trim() || `exit ${r.code}`}`);
+  return r.stdout;
+}
+
+/** Runs `cmd` inside namespace `ns`. */
+export function inNs(ns: string, cmd: string, args: readonly string[], timeoutMs?: number): Promise<RunResult> {
+  return run('ip', ['netns', 'exec', ns, cmd, ...args], timeoutMs);
+}
+
+/** Removes every namespace whose name starts with `${prefix}-`. */
+export async function removeLeftovers(prefix: string): Promise<void> {
+  const list = await run('ip', ['netns', 'list']);
+  for (const line of list.stdout.split('\n')) {
+    const name = line.split(' ')[0];
+    if (name && name.startsWith(`${prefix}-`)) await run('ip', ['netns', 'del', name]);
+  }
+}
+
+export interface NodeConfig {
+  /** "backend": createUdpBackend with Backend keys; "loop": the bare addon with loop options. */
+  kind: 'backend' | 'loop';
+  backend?: Record<string, unknown>;
+  loop?: { mode?: 'fast' | 'simple'; queues?: number; offload?: Record<string, boolean>; mtu?: number };
+}
+
+export interface PeerSpec {
+  subnet: string;
+  publicIP: string;
+  backendType?: string;
+}
+
+/** A node's loop in its child process, driven by JSON lines on stdin. */
+export class NodeProcess {
+  private readonly waiting: ((v: unknown) => void)[] = [];
+  private readonly early: unknown[] = [];
+  readonly exited: Promise<number>;
+
+  constructor(readonly node: TestbedNode, private readonly child: ChildProcess, private readonly stderr: string[]) {
+    createInterface({ input: child.stdout! }).on('line', (line) => {
+      let msg: unknown;
+      try {
+        msg = JSON.parse(line);
+      } catch {
+        return;
+      }
+      const w = this.waiting.shift();
+      if (w) w(msg);
+      else this.early.push(msg);
+    });
+    this.exited = new Promise((resolve) => child.on('exit', (code) => {
+      for (const w of this.waiting.splice(0)) w({ error: `node process exited (${code}): ${this.stderr.join('').slice(-500)}` });
+      resolve(code ?? -1);
+    }));
+  }
+
+  get pid(): number | undefined {
+    return this.child.pid;
+  }
+
+  next(): Promise<Record<string, unknown>> {
+    if (this.early.length) return Promise.resolve(this.early.shift() as Record<string, unknown>);
+    return new Promise((resolve) => this.waiting.push(resolve as (v: unknown) => void));
+  }
+
+  async request(cmd: Record<string, unknown>): Promise<Record<string, unknown>> {
+    this.child.stdin!.write(`${JSON.stringify(cmd)}\n`);
+    const reply = await this.next();
+    if (typeof reply.error === 'string') throw new Error(`node ${this.node.ns}: ${reply.error}`);
+    return reply;
+  }
+
+  /** Pushes the peer table (through Backend.sync, or straight into the loop). */
+  sync(peers: readonly PeerSpec[]): Promise<Record<string, unknown>> {
+    return this.request({ op: 'sync', peers });
+  }
+
+  async counters(): Promise<UdpCounters> {
+    return (await this.request({ op: 'counters' })) as unknown as UdpCounters;
+  }
+
+  async features(): Promise<Record<string, unknown>> {
+    return this.request({ op: 'features' });
+  }
+
+  async stop(teardown = false): Promise<void> {
+    if (this.child.exitCode !== null) return;
+    await this.request({ op: 'stop', teardown });
+    await this.exited;
+  }
+
+  /** SIGTERM, as the agent would get it; SIGKILL if it does not go. */
+  async kill(): Promise<number> {
+    if (this.child.exitCode !== null) return this.child.exitCode;
+    this.child.kill('SIGTERM');
+    const timer = setTimeout(() => this.child.kill('SIGKILL'), 5000);
+    const code = await this.exited;
+    clearTimeout(timer);
+    return code;
+  }
+}
+
+/** The child: loads the backend (TypeScript source) or the addon, applies desired state with ip(8). */
+const NODE_SCRIPT = String.raw`
+import { execFileSync } from 'node:child_process';
+import { createInterface } from 'node:readline';
+const cfg = JSON.parse(process.argv[1]);
+const { Cidr, IP } = await import(cfg.modules.cidr);
+const out = (o) => process.stdout.write(JSON.stringify(o) + '\n');
+const ip = (...args) => execFileSync('ip', args, { stdio: ['ignore', 'ignore', 'pipe'] });
+const network = Cidr.parse(cfg.network);
+const own = { subnet: Cidr.parse(cfg.node.subnet), attrs: { publicIP: IP.parse(cfg.node.underlay), backendType: 'udp', backendData: null } };
+const lease = (p) => ({ subnet: Cidr.parse(p.subnet), attrs: { publicIP: IP.parse(p.publicIP), backendType: p.backendType ?? 'udp', backendData: null } });
+let api;
+if (cfg.kind === 'backend') {
+  const { createUdpBackend } = await import(cfg.modules.backend);
+  const { pino } = await import('pino');
+  const logger = pino({ level: 'warn' }, process.stderr);
+  const config = { network, subnetLen: own.subnet.prefixLen, subnetMin: own.subnet, subnetMax: own.subnet, backend: { type: 'udp', raw: cfg.backend ?? {} } };
+  const ext = { name: cfg.node.dev, ip: IP.parse(cfg.node.underlay), publicIP: IP.parse(cfg.node.underlay), mtu: cfg.underlayMtu, connected: [] };
+  const backend = await createUdpBackend({ config, ext, logger, nodeName: cfg.node.ns, runDir: '/tmp' });
+  // Stands in for the reconciler: applies the desired state with ip(8).
+  const reconcile = () => {
+    const state = backend.desired(own, []);
+    for (const l of state.links) ip('link', 'set', l.name, 'mtu', String(l.mtu), 'up');
+    for (const a of state.addrs) ip('addr', 'replace', a.cidr, 'dev', a.dev);
+    for (const r of state.routes) ip('route', 'replace', r.dst, 'dev', r.dev, 'proto', '147');
+  };
+  reconcile();
+  api = {
+    sync: async (peers) => {
+      await backend.sync(own, peers.map(lease));
+      reconcile();
+      return { ok: true };
+    },
+    counters: () => backend.counters(),
+    features: () => backend.features(),
+    stop: (teardown) => backend.stop({ teardown }),
+  };
+} else {
+  const { loadUdpAddon } = await import(cfg.modules.native);
+  const addon = loadUdpAddon();
+  const loop = new addon.UdpLoop({ device: 'weft0', port: 8285, bindAddress: cfg.node.underlay, ...cfg.loop });
+  loop.start();
+  ip('link', 'set', 'weft0', 'mtu', String(cfg.loop.mtu ?? cfg.underlayMtu - 28), 'up');
+  ip('addr', 'replace', own.subnet.ip.toString() + '/32', 'dev', 'weft0');
+  ip('route', 'replace', network.toString(), 'dev', 'weft0', 'proto', '147');
+  api = {
+    sync: async (peers) => ({ entries: loop.setPeers(peers.filter((p) => (p.backendType ?? 'udp') === 'udp').map(({ subnet, publicIP }) => ({ subnet, publicIP })), cfg.node.subnet) }),
+    counters: () => loop.counters(),
+    features: () => loop.features(),
+    stop: async (teardown) => loop.stop(teardown),
+  };
+}
+let stopping = false;
+const stop = async (teardown) => {
+  if (stopping) return;
+  stopping = true;
+  await api.stop(teardown);
+};
+process.on('SIGTERM', () => stop(false).then(() => process.exit(0)));
+const rl = createInterface({ input: process.stdin });
+rl.on('close', () => stop(false).then(() => process.exit(0)));
+rl.on('line', async (line) => {
+  const cmd = JSON.parse(line);
+  try {
+    if (cmd.op === 'sync') out(await api.sync(cmd.peers));
+    else if (cmd.op === 'counters') out(await api.counters());
+    else if (cmd.op === 'features') out(await api.features());
+    else if (cmd.op === 'stop') {
+      await stop(!!cmd.teardown);
+      out({ stopped: true });
+      process.exit(0);
+    } else out({ error: 'unknown op ' + cmd.op });
+  } catch (e) {
+    out({ error: String(e && e.message || e) });
+  }
+});
+out({ ready: true, pid: process.pid });
+`;
+
+/** The fuzzer child: sends length-prefixed datagrams from a file, paced, and reports the count. */
+const FUZZ_SCRIPT = String.raw`
+const dgram = require('node:dgram');
+const fs = require('node:fs');
+const [file, bind, target, port] = process.argv.slice(1);
+const data = fs.readFileSync(file);
+const sock = dgram.createSocket('udp4');
+sock.bind({ address: bind, port: 0 }, async () => {
+  let off = 0, sent = 0, failed = 0;
+  while (off < data.length) {
+    const len = data.readUInt16BE(off);
+    const payload = data.subarray(off + 2, off + 2 + len);
+    off += 2 + len;
+    await new Promise((res) => sock.send(payload, Number(port), target, (err) => { if (err) failed++; else sent++; res(); }));
+    // Pace the burst so the receiver's socket buffer, not the fuzzer, decides.
+    if ((sent + failed) % 200 === 0) await new Promise((res) => setTimeout(res, 2));
+  }
+  process.stdout.write(JSON.stringify({ sent, failed }) + '\n');
+  sock.close();
+});
+`;
+
+export interface TestbedOptions {
+  /** Namespace/device prefix, e.g. "wud". */
+  prefix: string;
+  nodes: number;
+  underlayMtu?: number;
+  /** The whole pod network; node i gets 10.250.i.0/24 inside it. */
+  network?: string;
+}
+
+export class UdpTestbed {
+  readonly nodes: TestbedNode[];
+  readonly switchNs: string;
+  /** An address on the switch namespace's bridge: a host that is not a peer. */
+  readonly outsider = '192.0.2.200';
+  readonly network: string;
+  private readonly children = new Set<NodeProcess>();
+
+  private constructor(readonly o: Required<TestbedOptions>) {
+    this.switchNs = `${o.prefix}-sw`;
+    this.network = o.network;
+    this.nodes = Array.from({ length: o.nodes }, (_, k) => {
+      const i = k + 1;
+      return {
+        index: i,
+        ns: `${o.prefix}-n${i}`,
+        podNs: `${o.prefix}-p${i}`,
+        dev: `${o.prefix}-e${i}`,
+        underlay: `192.0.2.${i}`,
+        subnet: `10.250.${i}.0/24`,
+        pod: `10.250.${i}.5`,
+      };
+    });
+  }
+
+  static async create(options: TestbedOptions): Promise<UdpTestbed> {
+    const tb = new UdpTestbed({ underlayMtu: 1500, network: '10.250.0.0/16', ...options });
+    await removeLeftovers(options.prefix);
+    try {
+      await tb.build();
+    } catch (err) {
+      await tb.destroy();
+      throw err;
+    }
+    return tb;
+  }
+
+  private async build(): Promise<void> {
+    const { prefix, underlayMtu } = this.o;
+    const sw = this.switchNs;
+    await must('ip', ['netns', 'add', sw]);
+    await must('ip', ['-n', sw, 'link', 'set', 'lo', 'up']);
+    await must('ip', ['-n', sw, 'link', 'add', 'br0', 'type', 'bridge']);
+    await must('ip', ['-n', sw, 'link', 'set', 'br0', 'mtu', String(underlayMtu), 'up']);
+    await must('ip', ['-n', sw, 'addr', 'add', `${this.outsider}/24`, 'dev', 'br0']);
+    for (const n of this.nodes) {
+      const port = `${prefix}-s${n.index}`;
+      for (const ns of [n.ns, n.podNs]) {
+        await must('ip', ['netns', 'add', ns]);
+        await must('ip', ['-n', ns, 'link', 'set', 'lo', 'up']);
+      }
+      await must('ip', ['link', 'add', n.dev, 'netns', n.ns, 'mtu', String(underlayMtu), 'type', 'veth', 'peer', 'name', port, 'netns', sw, 'mtu', String(underlayMtu)]);
+      await must('ip', ['-n', sw, 'link', 'set', port, 'master', 'br0', 'up']);
+      await must('ip', ['-n', n.ns, 'addr', 'add', `${n.underlay}/24`, 'dev', n.dev]);
+      await must('ip', ['-n', n.ns, 'link', 'set', n.dev, 'up']);
+      const gw = n.pod.replace(/\.5$/, '.1');
+      await must('ip', ['link', 'add', `${prefix}-pod`, 'netns', n.podNs, 'type', 'veth', 'peer', 'name', `${prefix}-h`, 'netns', n.ns]);
+      await must('ip', ['-n', n.podNs, 'addr', 'add', `${n.pod}/24`, 'dev', `${prefix}-pod`]);
+      await must('ip', ['-n', n.podNs, 'link', 'set', `${prefix}-pod`, 'up']);
+      await must('ip', ['-n', n.podNs, 'route', 'add', 'default', 'via', gw]);
+      await must('ip', ['-n', n.ns, 'addr', 'add', `${gw}/24`, 'dev', `${prefix}-h`]);
+      await must('ip', ['-n', n.ns, 'link', 'set', `${prefix}-h`, 'up']);
+      await must('ip', ['netns', 'exec', n.ns, 'sysctl', '-qw', 'net.ipv4.ip_forward=1']);
+    }
+  }
+
+  /** Peers of node `i` as the agent would pass them: every other node. */
+  peersOf(node: TestbedNode): PeerSpec[] {
+    return this.nodes.filter((n) => n !== node).map((n) => ({ subnet: n.subnet, publicIP: n.underlay }));
+  }
+
+  /** Starts the udp loop for `node` in its namespace and waits until it is up. */
+  async startNode(node: TestbedNode, config: NodeConfig): Promise<NodeProcess> {
+    const cfg = {
+      ...config,
+      node,
+      network: this.network,
+      underlayMtu: this.o.underlayMtu,
+      modules: {
+        cidr: join(ROOT, 'src', 'subnet', 'cidr.ts'),
+        backend: join(HERE, 'index.ts'),
+        native: join(HERE, 'native.ts'),
+      },
+    };
+    const stderr: string[] = [];
+    const child = spawn(
+      'ip',
+      ['netns', 'exec', node.ns, process.execPath, `--import=${pathToFileURL(TS_IMPORT).href}`, '--input-type=module', '-e', NODE_SCRIPT, JSON.stringify(cfg)],
+      { cwd: ROOT, stdio: ['pipe', 'pipe', 'pipe'], env: { ...process.env, TS_NODE_TRANSPILE_ONLY: '1' } },
+    );
+    child.stderr!.on('data', (d: Buffer) => {
+      stderr.push(d.toString());
+      if (stderr.length > 50) stderr.shift();
+    });
+    const proc = new NodeProcess(node, child, stderr);
+    this.children.add(proc);
+    void proc.exited.then(() => this.children.delete(proc));
+    const first = await Promise.race([proc.next(), proc.exited.then((c) => ({ error: `exited ${c}` }))]);
+    if (!(first as { ready?: boolean }).ready) {
+      throw new Error(`udp node ${node.ns} did not start: ${JSON.stringify(first)} ${stderr.join('').slice(-800)}`);
+    }
+    return proc;
+  }
+
+  /**
+   * Sends `datagrams` to `target`:8285 from `bind` inside namespace `ns`
+   * (paced), returning how many the socket accepted.
+   */
+  async fuzz(ns: string, bind: string, target: string, datagrams: readonly Buffer[]): Promise<{ sent: number; failed: number }> {
+    const dir = await mkdtemp(join(tmpdir(), `${this.o.prefix}-fuzz-`));
+    try {
+      const file = join(dir, 'datagrams.bin');
+      const total = datagrams.reduce((n, d) => n + 2 + d.length, 0);
+      const blob = Buffer.alloc(total);
+      let off = 0;
+      for (const d of datagrams) {
+        blob.writeUInt16BE(d.length, off);
+        for (let i = 0; i < d.length; i++) blob[off + 2 + i] = d[i]!;
+        off += 2 + d.length;
+      }
+      await writeFile(file, new DataView(blob.buffer, blob.byteOffset, blob.length));
+      const r = await inNs(ns, process.execPath, ['-e', FUZZ_SCRIPT, file, bind, target, '8285'], 300_000);
+      if (r.code !== 0) throw new Error(`fuzzer failed: ${r.stderr.slice(-500)}`);
+      return JSON.parse(r.stdout.trim().split('\n').pop()!);
+    } finally {
+      await rm(dir, { recursive: true, force: true });
+    }
+  }
+
+  /** Kills every child and removes every namespace. */
+  async destroy(): Promise<void> {
+    await Promise.all([...this.children].map((c) => c.kill()));
+    await removeLeftovers(this.o.prefix);
+  }
+}

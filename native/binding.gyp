@@ -1,0 +1,18 @@
+{
+  "targets": [
+    {
+      "target_name": "weft_udp",
+      "sources": [
+        "src/addon.c",
+        "src/csum.c",
+        "src/gso.c",
+        "src/loop.c",
+        "src/packet.c",
+        "src/peers.c"
+      ],
+      "cflags_c": ["-std=gnu11", "-O2", "-Wall", "-Wextra", "-Wno-unused-parameter", "-fno-strict-aliasing"],
+      "cflags!": ["-fno-exceptions"],
+      "libraries": ["-lpthread"]
+    }
+  ]
+}
