@@ -4,13 +4,14 @@
 // and again whenever it changes; what the text means is the agent's business.
 import { watch, type FSWatcher } from 'node:fs';
 import { dirname } from 'node:path';
-import type { Etcd3, IWatchResponse } from 'etcd3';
+import type { Etcd3 } from 'etcd3';
 import type { Logger } from 'pino';
 import { readNetConfFile } from '../config/parse.js';
 import { oneLine } from '../errors.js';
 import { createEtcdClient, type EtcdOptions } from '../subnet/etcd/client.js';
 import { Backoff } from '../subnet/etcd/backoff.js';
 import { configKey } from '../subnet/etcd/layout.js';
+import { followWatchStream } from '../subnet/etcd/watch-stream.js';
 import { sleep } from './backoff.js';
 
 /** The config text, or why there is none (file missing, key deleted). */
@@ -124,34 +125,16 @@ export class EtcdNetConfSource implements NetConfSource {
 
   /** Resolves when aborted or compacted (the caller re-reads); rejects when the stream breaks. */
   private async follow(client: Etcd3, from: bigint, deliver: (value: Buffer | undefined) => void, backoff: Backoff, signal: AbortSignal): Promise<void> {
-    const stream = await client.watchClient.watch();
-    await new Promise<void>((resolve, reject) => {
-      let settled = false;
-      const finish = (fn: () => void): void => {
-        if (settled) return;
-        settled = true;
-        signal.removeEventListener('abort', onAbort);
-        fn();
-        // end() before cancel(): etcd3 must not take our own CANCELLED for a dead host.
-        stream.end();
-        stream.cancel();
-      };
-      const onAbort = (): void => finish(resolve);
-      signal.addEventListener('abort', onAbort, { once: true });
-      stream.on('error', (err) => finish(() => reject(err)));
-      stream.on('end', () => finish(() => reject(new Error('etcd closed the config watch stream'))));
-      stream.on('data', (res: IWatchResponse) => {
-        if (settled) return;
-        if (res.canceled) {
-          if (res.compact_revision !== '0') finish(resolve);
-          else finish(() => reject(new Error(`etcd canceled the config watch: ${res.cancel_reason || 'no reason given'}`)));
-          return;
-        }
+    await followWatchStream(
+      client,
+      { key: Buffer.from(this.key), startRevision: from },
+      (res) => {
         if (res.created) backoff.reset();
         for (const ev of res.events) deliver(ev.type === 'Put' ? ev.kv.value : undefined);
-      });
-      stream.write({ create_request: { key: Buffer.from(this.key), start_revision: String(from) } });
-    });
+      },
+      signal,
+      'config watch',
+    );
   }
 }
 

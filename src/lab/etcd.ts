@@ -9,6 +9,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { setTimeout as sleep } from 'node:timers/promises';
 import { WeftError } from '../errors.js';
+import { isAlive } from './process.js';
 
 export interface EtcdServerOptions {
   /** Run inside this network namespace (`ip netns exec NS etcd ...`). */
@@ -67,16 +68,6 @@ async function freePortPair(host: string): Promise<[number, number]> {
 /** The environment without ETCD_* / ETCDCTL_* settings that would override our flags. */
 function cleanEnv(): NodeJS.ProcessEnv {
   return Object.fromEntries(Object.entries(process.env).filter(([k]) => !k.startsWith('ETCD_') && !k.startsWith('ETCDCTL_')));
-}
-
-function isRunning(pid: number): boolean {
-  try {
-    const stat = readFileSync(`/proc/${pid}/stat`, 'utf8');
-    const state = stat.slice(stat.lastIndexOf(')') + 2, stat.lastIndexOf(')') + 3);
-    return state !== 'Z' && state !== 'X';
-  } catch {
-    return false;
-  }
 }
 
 export class EtcdServer {
@@ -265,8 +256,8 @@ export async function removeEtcdLeftovers(tag: string, parentDir = tmpdir()): Pr
     } catch {
       // no record: a start that failed before spawning
     }
-    if (rec && (rec.detached || isRunning(rec.owner))) continue;
-    if (rec && isRunning(rec.etcd)) {
+    if (rec && (rec.detached || isAlive(rec.owner))) continue;
+    if (rec && isAlive(rec.etcd)) {
       let cmd = '';
       try {
         cmd = readFileSync(`/proc/${rec.etcd}/cmdline`, 'utf8');
@@ -275,7 +266,7 @@ export async function removeEtcdLeftovers(tag: string, parentDir = tmpdir()): Pr
       }
       if (cmd.includes(dir)) {
         process.kill(rec.etcd, 'SIGKILL');
-        for (let i = 0; i < 50 && isRunning(rec.etcd); i++) await sleep(50);
+        for (let i = 0; i < 50 && isAlive(rec.etcd); i++) await sleep(50);
       }
     }
     await rm(dir, { recursive: true, force: true });

@@ -159,10 +159,14 @@ async function matrixFailures(nodes: RunningNode[]): Promise<string[]> {
 function startLossProbe(a: RunningNode, b: RunningNode): { stop(): Promise<{ sent: number; received: number; lostMs: number }> } {
   const child = spawn('ip', ['netns', 'exec', a.ns, 'ping', '-n', '-q', '-i', String(PING_INTERVAL_S), '-W', '1', '-I', a.podIP!, b.podIP!], { stdio: ['ignore', 'pipe', 'pipe'] });
   let out = '';
+  const started = Date.now();
   child.stdout!.setEncoding('utf8').on('data', (s: string) => (out += s));
   return {
     async stop() {
-      const exited = new Promise((r) => child.once('exit', r));
+      // A SIGINT before ping has set up its handler kills it without a summary: give it a moment.
+      await sleep(Math.max(0, 1000 - (Date.now() - started)));
+      // 'close', not 'exit': the summary line may still be in the pipe when the process exits.
+      const exited = new Promise((r) => child.once('close', r));
       child.kill('SIGINT');
       await Promise.race([exited, sleep(5000).then(() => child.kill('SIGKILL'))]);
       const m = /(\d+) packets transmitted, (\d+) received/.exec(out);

@@ -1,11 +1,12 @@
 // The lease watch: one range call for a snapshot, then one watch stream from
 // the snapshot's revision + 1. A broken stream resumes from the last revision
 // seen (nothing missed); a compacted one re-lists and delivers the difference.
-import type { Etcd3, IEvent, IKeyValue, IWatchResponse } from 'etcd3';
+import type { Etcd3, IEvent, IKeyValue } from 'etcd3';
 import type { Logger } from 'pino';
 import { sameLeaseAttrs, type Lease, type LeaseEvent } from '../lease.js';
 import { Backoff } from './backoff.js';
 import { prefixRangeEnd } from './layout.js';
+import { followWatchStream } from './watch-stream.js';
 
 export interface LeaseKeySource {
   client: Etcd3;
@@ -89,37 +90,11 @@ class LeaseWatch {
 
   /** Follows one watch stream until it breaks (rejects), is compacted, or we abort. */
   private async follow(signal: AbortSignal): Promise<StreamEnd> {
-    const stream = await this.src.client.watchClient.watch();
-    return new Promise<StreamEnd>((resolve, reject) => {
-      let settled = false;
-      const finish = (fn: () => void) => {
-        if (settled) return;
-        settled = true;
-        signal.removeEventListener('abort', onAbort);
-        fn();
-        // end() first: a stream no longer writable keeps etcd3 from treating our own
-        // CANCELLED as a host failure and resetting every connection to it.
-        stream.end();
-        stream.cancel();
-      };
-      const onAbort = () => finish(() => resolve('aborted'));
-      signal.addEventListener('abort', onAbort, { once: true });
-      stream.on('error', (err) => finish(() => reject(err)));
-      stream.on('end', () => finish(() => reject(new Error('etcd closed the watch stream'))));
-      stream.on('data', (res: IWatchResponse) => {
-        if (settled) return;
-        if (res.canceled) {
-          if (res.compact_revision !== '0') {
-            this.src.logger.info(
-              { fromRevision: String(this.nextRevision), compactRevision: res.compact_revision },
-              'lease watch fell behind an etcd compaction; re-listing',
-            );
-            finish(() => resolve('compacted'));
-          } else {
-            finish(() => reject(new Error(`etcd canceled the lease watch: ${res.cancel_reason || 'no reason given'}`)));
-          }
-          return;
-        }
+    const from = this.nextRevision!;
+    const end = await followWatchStream(
+      this.src.client,
+      { key: Buffer.from(this.src.dir), rangeEnd: prefixRangeEnd(this.src.dir), startRevision: from, progressNotify: true },
+      (res) => {
         if (res.created) {
           this.backoff.reset();
           return;
@@ -132,16 +107,14 @@ class LeaseWatch {
           const progressed = BigInt(res.header.revision) + 1n;
           if (this.nextRevision === undefined || progressed > this.nextRevision) this.nextRevision = progressed;
         }
-      });
-      stream.write({
-        create_request: {
-          key: Buffer.from(this.src.dir),
-          range_end: prefixRangeEnd(this.src.dir),
-          start_revision: String(this.nextRevision),
-          progress_notify: true,
-        },
-      });
-    });
+      },
+      signal,
+      'lease watch',
+    );
+    if (end === 'compacted') {
+      this.src.logger.info({ fromRevision: String(from) }, 'lease watch fell behind an etcd compaction; re-listing');
+    }
+    return end;
   }
 
   private apply(changes: IEvent[]): void {
