@@ -3,6 +3,7 @@
 // and gobgpd as a BGP speaker nobody here wrote. Needs root and a build
 // (`npx tsc -p .`: the lab runs dist/). Labs bg1..bg3 (namespaces wl-bg*-*).
 import t, { type Test } from 'tap';
+import { until } from './support/lab-fixture.js';
 import { spawn, type ChildProcess } from 'node:child_process';
 import { readFile, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
@@ -24,21 +25,6 @@ if (process.getuid?.() !== 0) {
 /** `weft <args>` from the build, optionally inside a namespace. */
 function weft(args: string[], opts: { netns?: string; timeoutMs?: number } = {}): Promise<CommandResult> {
   return runCommand([process.execPath, agentEntry(), ...args], { check: false, timeoutMs: opts.timeoutMs ?? 120_000, ...(opts.netns ? { netns: opts.netns } : {}) });
-}
-
-async function until<T>(what: string, fn: () => Promise<T | undefined | false>, ms = 30_000): Promise<T> {
-  const deadline = Date.now() + ms;
-  let last: unknown;
-  while (Date.now() < deadline) {
-    try {
-      const v = await fn();
-      if (v !== undefined && v !== false) return v;
-    } catch (err) {
-      last = err;
-    }
-    await sleep(100);
-  }
-  throw new Error(`timed out after ${ms} ms waiting for ${what}${last ? ` (${String(last)})` : ''}`);
 }
 
 /** prefix -> next hop of the routes BIRD put into a node's kernel (proto bird). */

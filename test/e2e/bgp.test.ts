@@ -3,6 +3,7 @@
 // createBgpBackend with generated configs; gobgpd (3.10) as the foreign speaker.
 // Needs root. Every namespace starts with wbg-.
 import t, { type Test } from 'tap';
+import { until } from './support/lab-fixture.js';
 import { execFile, spawn, type ChildProcess } from 'node:child_process';
 import { mkdtemp, readFile, readdir, rm, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
@@ -38,21 +39,6 @@ function sh(argv: string[], opts: { check?: boolean; timeoutMs?: number } = {}):
 const inNs = (n: number | string, argv: string[]): string[] => ['ip', 'netns', 'exec', typeof n === 'number' ? nodeNs(n) : n, ...argv];
 const nodeNs = (n: number): string => `${NS}n${n}`;
 const sleep = (ms: number): Promise<void> => new Promise((r) => setTimeout(r, ms));
-
-async function until<T>(what: string, fn: () => Promise<T | undefined | false>, ms = 30_000): Promise<T> {
-  const deadline = Date.now() + ms;
-  let last: unknown;
-  while (Date.now() < deadline) {
-    try {
-      const v = await fn();
-      if (v !== undefined && v !== false) return v;
-    } catch (err) {
-      last = err;
-    }
-    await sleep(100);
-  }
-  throw new Error(`timed out waiting for ${what}${last ? ` (${String(last)})` : ''}`);
-}
 
 /** Namespaces, processes and temp dirs of earlier runs: processes first (by pid, found per namespace). */
 async function cleanup(): Promise<void> {

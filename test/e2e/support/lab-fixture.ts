@@ -45,6 +45,26 @@ export async function waitUntil<T>(probe: () => T | Promise<T>, opts: { timeoutM
 }
 
 /**
+ * Polls `fn` every 100 ms until it returns something other than undefined or
+ * false, and returns that; a probe that throws counts as not yet. Throws on
+ * timeout, naming what it waited for and the probe's last error.
+ */
+export async function until<T>(what: string, fn: () => Promise<T | undefined | false>, ms = 30_000): Promise<T> {
+  const deadline = Date.now() + ms;
+  let last: unknown;
+  while (Date.now() < deadline) {
+    try {
+      const v = await fn();
+      if (v !== undefined && v !== false) return v;
+    } catch (err) {
+      last = err;
+    }
+    await sleep(100);
+  }
+  throw new Error(`timed out after ${ms} ms waiting for ${what}${last ? ` (${String(last)})` : ''}`);
+}
+
+/**
  * `count` subnets of the lab's Network (SubnetLen, default /24) that no key
  * under `<prefix>/subnets/` overlaps, taken from the top of the Network down:
  * for fake or hostile leases and hand-made routes that must not land on a
