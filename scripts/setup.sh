@@ -11,23 +11,17 @@ need_root() {
   fi
 }
 
-# command -> Debian package
-declare -A PKG=(
-  [ip]=iproute2 [etcd]=etcd-server [etcdctl]=etcd-client [ping]=iputils-ping
-  [iperf3]=iperf3 [nft]=nftables [bird]=bird2 [birdc]=bird2 [tcpdump]=tcpdump
-  [gobgpd]=gobgpd [gobgp]=gobgp [ethtool]=ethtool
-)
+# Every Debian package weft needs, by its real name (checked in CI by
+# test/unit/debian-packages.test.ts); install the ones dpkg does not have.
+mapfile -t wanted < <(sed -e 's/#.*//' -e '/^[[:space:]]*$/d' scripts/debian-packages.txt)
 missing=()
-for cmd in "${!PKG[@]}"; do
-  command -v "$cmd" >/dev/null 2>&1 || missing+=("${PKG[$cmd]}")
+for pkg in "${wanted[@]}"; do
+  dpkg-query -W -f='${Status}' "$pkg" 2>/dev/null | grep -q '^install ok installed$' || missing+=("$pkg")
 done
-[ -x /usr/lib/cni/bridge ] && [ -x /usr/lib/cni/host-local ] || missing+=(containernetworking-plugins)
-# node-gyp builds the udp backend's native addon during npm ci.
-for cmd in make g++ python3; do command -v "$cmd" >/dev/null 2>&1 || missing+=(build-essential python3); done
 if [ ${#missing[@]} -gt 0 ]; then
-  need_root "installing $(printf '%s\n' "${missing[@]}" | sort -u | tr '\n' ' ')"
+  need_root "installing ${missing[*]}"
   apt-get update -qq
-  DEBIAN_FRONTEND=noninteractive apt-get install -y -qq $(printf '%s\n' "${missing[@]}" | sort -u) >/dev/null
+  DEBIAN_FRONTEND=noninteractive apt-get install -y -qq "${missing[@]}" >/dev/null
 fi
 # Debian starts packaged daemons where systemd runs; weft starts its own.
 for svc in etcd bird gobgpd; do
