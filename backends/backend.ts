@@ -6,6 +6,7 @@ import type { NetConf } from '../src/config/netconf.js';
 import type { DesiredState } from '../src/dataplane/state.js';
 import type { Cidr, IP } from '../src/subnet/cidr.js';
 import type { Lease } from '../src/subnet/lease.js';
+import type { MetricFamily } from '../src/agent/metrics.js';
 
 /** The node's underlay interface, as the agent found it. */
 export interface ExternalInterface {
@@ -48,6 +49,8 @@ export interface Backend {
   sync?(own: Lease, peers: readonly Lease[]): Promise<void>;
   /** Why the backend is not ready yet (e.g. BGP sessions still connecting), undefined when it is (optional). */
   notReadyReason?(): string | undefined;
+  /** Backend-specific Prometheus families (the udp loop's counters, BGP sessions), read at scrape time (optional). */
+  metrics?(): MetricFamily[];
   /** Stop helpers; `teardown` also removes what the backend owns from the kernel. */
   stop(opts: { teardown: boolean }): Promise<void>;
 }

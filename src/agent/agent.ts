@@ -19,7 +19,8 @@ import { classifyConfigChange } from './config-change.js';
 import type { NetConfSource, NetConfUpdate } from './config-source.js';
 import { findExternalInterface, type IfaceSelector } from './extiface.js';
 import { NodeFirewall, firewallRules } from './firewall.js';
-import { serveHealth } from './health.js';
+import { serveHealth, type FailingPart, type HealthSource } from './health.js';
+import { nodeMetrics, type AgentCounters, type MetricFamily } from './metrics.js';
 import { formatSubnetEnv, readPreviousSubnet, writeSubnetEnv } from './subnet-env.js';
 
 export interface AgentOptions {
@@ -97,7 +98,9 @@ export class Agent {
   /** Writes of our own lease (renew, republish, re-acquire) run one at a time. */
   private leaseWrites: Promise<unknown> = Promise.resolve();
   private reacquiring = false;
-  private readonly counters = {
+  /** Why each part of the last programming pass failed (routes, nftables, backend, subnet.env). */
+  private readonly partErrors = new Map<string, string>();
+  private readonly counters: AgentCounters = {
     lease_renewals_total: 0,
     lease_reacquisitions_total: 0,
     program_total: 0,
@@ -237,7 +240,11 @@ export class Agent {
     });
   }
 
-  /** One programming pass: routes and devices, nftables, backend side effects, subnet.env. Call only from serial work. */
+  /**
+   * One programming pass: routes and devices, nftables, backend side effects,
+   * subnet.env. Each part is applied even when an earlier one fails, and its
+   * outcome is kept for /readyz. Call only from serial work.
+   */
   private async programNow(): Promise<void> {
     const own = this.own;
     const backend = this.backend;
@@ -252,15 +259,35 @@ export class Agent {
     const desired = backend.desired(own, newPeers);
     if (drain) mergeInto(desired, drain.backend.desired(own, oldPeers));
     this.reconciler.setDesired(desired);
-    await this.reconciler.reconcileNow();
-    const tunnelPort = backend.tunnelPort ?? drain?.backend.tunnelPort;
-    await this.firewall.apply(firewallRules({ tunnelPort, own, peers, network: this.config!.network, ipMasq: this.opts.ipMasq }));
-    await backend.sync?.(own, newPeers);
-    if (drain) await drain.backend.sync?.(own, oldPeers);
-    await this.updateSubnetEnv(own, backend);
+    const failed = [
+      await this.part('routes', () => this.reconciler!.reconcileNow()),
+      await this.part('nftables', () => {
+        const tunnelPort = backend.tunnelPort ?? drain?.backend.tunnelPort;
+        return this.firewall!.apply(firewallRules({ tunnelPort, own, peers, network: this.config!.network, ipMasq: this.opts.ipMasq }));
+      }),
+      await this.part('backend', async () => {
+        await backend.sync?.(own, newPeers);
+        if (drain) await drain.backend.sync?.(own, oldPeers);
+      }),
+      await this.part('subnet.env', () => this.updateSubnetEnv(own, backend)),
+    ].filter((e): e is string => e !== undefined);
     this.ready = true;
     this.counters.program_total++;
     await this.writeStatus();
+    if (failed.length) throw new Error(failed.join('; '));
+  }
+
+  /** Runs one part of a programming pass; returns (and keeps, for /readyz) why it failed. */
+  private async part(name: string, fn: () => Promise<unknown>): Promise<string | undefined> {
+    try {
+      await fn();
+      this.partErrors.delete(name);
+      return undefined;
+    } catch (err) {
+      const why = oneLine(err);
+      this.partErrors.set(name, why);
+      return `${name}: ${why}`;
+    }
   }
 
   private async updateSubnetEnv(own: Lease, backend: Backend): Promise<void> {
@@ -520,15 +547,46 @@ export class Agent {
     await rename(`${path}.tmp`, path);
   }
 
-  private healthSource() {
+  /** Every part of the node's desired state that is not applied now, and why; empty when ready. */
+  private notReady(): FailingPart[] {
+    if (!this.own) return [{ part: 'lease', reason: 'no subnet lease yet' }];
+    if (!this.ready) return [{ part: 'dataplane', reason: 'data plane not programmed yet' }];
+    const failing: FailingPart[] = [];
+    const dataplane = this.reconciler?.status();
+    for (const dst of dataplane?.conflicts ?? []) {
+      failing.push({ part: 'routes', reason: `a route to ${dst} exists that weft does not own (no proto 147); weft will not replace it — remove it or change that subnet` });
+    }
+    for (const link of dataplane?.missingLinks ?? []) failing.push({ part: 'links', reason: `device ${link} does not exist; its routes wait for it` });
+    for (const f of dataplane?.failures ?? []) failing.push({ part: 'routes', reason: `the kernel refused ${f}` });
+    if (dataplane?.lastError) failing.push({ part: 'routes', reason: dataplane.lastError });
+    const nft = this.firewall?.error;
+    if (nft) failing.push({ part: 'nftables', reason: nft });
+    for (const [part, reason] of this.partErrors) {
+      // The reconciler's live status above is newer than the pass's outcome, and so is the table's.
+      if (part === 'routes' || (part === 'nftables' && nft)) continue;
+      failing.push({ part, reason });
+    }
+    const backend = this.backend?.notReadyReason?.();
+    if (backend) failing.push({ part: 'backend', reason: `${this.backend!.type}: ${backend}` });
+    return failing;
+  }
+
+  private metrics(): MetricFamily[] {
+    return nodeMetrics({
+      failing: this.notReady(),
+      peers: this.peers.size,
+      backend: this.backend?.type,
+      dataplane: this.reconciler?.status(),
+      counters: this.counters,
+      backendFamilies: this.backend?.metrics?.() ?? [],
+    });
+  }
+
+  private healthSource(): HealthSource {
     return {
-      notReadyReason: (): string | undefined => {
-        if (!this.own) return 'no subnet lease yet';
-        if (!this.ready) return 'data plane not programmed yet';
-        return this.backend?.notReadyReason?.();
-      },
+      notReady: () => this.notReady(),
       unhealthyReason: (): string | undefined => (Date.now() - this.lastLoop > 30_000 ? 'event loop stalled' : undefined),
-      metrics: (): Record<string, number> => ({ ready: this.ready ? 1 : 0, peers: this.peers.size, ...this.counters }),
+      metrics: () => this.metrics(),
     };
   }
 

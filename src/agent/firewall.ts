@@ -66,6 +66,11 @@ export class NodeFirewall {
     this.present = false;
   }
 
+  /** Why weft's table is not as wanted, undefined when it is. */
+  get error(): string | undefined {
+    return this.table.error;
+  }
+
   /** Stops checking; the table stays (SIGTERM keeps the data plane). */
   stop(): Promise<void> {
     return this.table.stop();

@@ -1,14 +1,22 @@
-// /healthz (the process is alive and its loops turn), /readyz (data plane
-// programmed and subnet.env written) and /metrics (Prometheus text).
+// /healthz (the process is alive and its loops turn), /readyz (every part of
+// the node's desired state is applied; the body names each part that is not)
+// and /metrics (Prometheus text).
 import { createServer, type Server } from 'node:http';
 import { WeftError } from '../errors.js';
+import { renderMetrics, type MetricFamily } from './metrics.js';
+
+/** A part of the node's desired state that is not applied, and why. */
+export interface FailingPart {
+  part: string;
+  reason: string;
+}
 
 export interface HealthSource {
-  /** Undefined when ready, else why not. */
-  notReadyReason(): string | undefined;
+  /** Empty when ready, else each part that is not. */
+  notReady(): FailingPart[];
   /** Undefined when healthy, else why not. */
   unhealthyReason(): string | undefined;
-  metrics(): Record<string, number>;
+  metrics(): MetricFamily[];
 }
 
 export function parseListenAddr(addr: string): { host: string; port: number } {
@@ -31,12 +39,15 @@ export async function serveHealth(addr: string, source: HealthSource): Promise<S
       return send(why ? 503 : 200, why ? `unhealthy: ${why}\n` : 'ok\n');
     }
     if (path === '/readyz') {
-      const why = source.notReadyReason();
-      return send(why ? 503 : 200, why ? `not ready: ${why}\n` : 'ok\n');
+      const failing = source.notReady();
+      return send(failing.length ? 503 : 200, JSON.stringify({ ready: failing.length === 0, failing }) + '\n', 'application/json');
     }
     if (path === '/metrics') {
-      const lines = Object.entries(source.metrics()).map(([k, v]) => `weft_${k} ${v}`);
-      return send(200, lines.join('\n') + '\n', 'text/plain; version=0.0.4');
+      try {
+        return send(200, renderMetrics(source.metrics()), 'text/plain; version=0.0.4; charset=utf-8');
+      } catch (err) {
+        return send(500, `cannot render metrics: ${(err as Error).message}\n`);
+      }
     }
     send(404, 'not found\n');
   });

@@ -7,7 +7,7 @@ import { WeftError } from '../errors.js';
 import { createSubnetManager } from '../agent/subnet-source.js';
 import { teardownNode } from '../agent/teardown.js';
 import { etcdFlags, etcdOptionsFrom } from './flags.js';
-import { createLogger } from './log.js';
+import { createLogger, parseLogFormat } from './log.js';
 
 const HELP = `usage: weft agent [flags]
 
@@ -29,6 +29,7 @@ const HELP = `usage: weft agent [flags]
                           instead of running BIRD under <run-dir>/bird
   --lease-ttl DURATION    subnet lease TTL, e.g. 24h, 90m, 30s (default 24h)
   --resync DURATION       periodic full data-plane resync (default 10s)
+  --log-format text|json  plain log lines or JSON (default: text on a terminal, else json)
   --teardown              remove weft from this node (its routes, devices, nftables table,
                           subnet.env) and exit; the lease in etcd is left to expire
 
@@ -74,6 +75,7 @@ export async function run(argv: string[]): Promise<number> {
       'lease-ttl': { type: 'string', default: '24h' },
       resync: { type: 'string', default: '10s' },
       teardown: { type: 'boolean', default: false },
+      'log-format': { type: 'string' },
       help: { type: 'boolean', short: 'h' },
     },
     strict: true,
@@ -88,7 +90,7 @@ export async function run(argv: string[]): Promise<number> {
   const ttlMs = parseDuration(values['lease-ttl'] ?? '24h', '--lease-ttl');
   if (ttlMs < 2000) throw new WeftError(`--lease-ttl ${values['lease-ttl']} is too short`, 'use at least 2s');
   const nodeName = values['node-name'] || process.env.NODE_NAME || hostname();
-  const logger = createLogger({ name: 'weft-agent' }).child({ node: nodeName });
+  const logger = createLogger({ name: 'weft-agent', format: parseLogFormat(values['log-format'] ?? process.env.WEFT_LOG_FORMAT) }).child({ node: nodeName });
   const subnetFile = values['subnet-file'] ?? '/run/weft/subnet.env';
   const runDir = values['run-dir'] ?? '/run/weft';
   if (values.teardown) {
@@ -135,6 +137,9 @@ export async function run(argv: string[]): Promise<number> {
   };
   process.once('SIGTERM', () => onSignal('SIGTERM'));
   process.once('SIGINT', () => onSignal('SIGINT'));
-  await agent.run(stop.signal);
+  // A signal during start-up (e.g. while etcd is still unreachable) is a normal stop, not an error.
+  await agent.run(stop.signal).catch((err: unknown) => {
+    if (!stop.signal.aborted) throw err;
+  });
   return 0;
 }

@@ -4,6 +4,7 @@
 // (set WEFT_DEBUG=1 to see one).
 import { ConfigError } from '../config/netconf.js';
 import { WeftError, oneLine } from '../errors.js';
+import { weftVersion } from '../core/package-root.js';
 
 type Command = { run(argv: string[]): Promise<number> };
 
@@ -18,7 +19,7 @@ const COMMANDS: Record<string, { about: string; load: () => Promise<Command> }> 
 
 function usage(): string {
   const lines = Object.entries(COMMANDS).map(([name, c]) => `  ${name.padEnd(8)} ${c.about}`);
-  return `usage: weft <command> [flags]\n\ncommands:\n${lines.join('\n')}\n\nRun "weft <command> --help" for a command's flags.`;
+  return `usage: weft <command> [flags]\n\ncommands:\n${lines.join('\n')}\n\nRun "weft <command> --help" for a command's flags, "weft --version" for the version.`;
 }
 
 async function main(argv: string[]): Promise<number> {
@@ -26,6 +27,10 @@ async function main(argv: string[]): Promise<number> {
   if (!name || name === '--help' || name === '-h' || name === 'help') {
     process.stdout.write(usage() + '\n');
     return name ? 0 : 2;
+  }
+  if (name === '--version' || name === '-v' || name === 'version') {
+    process.stdout.write(`weft ${weftVersion()}\n`);
+    return 0;
   }
   const cmd = COMMANDS[name];
   if (!cmd) {

@@ -248,9 +248,20 @@ export class NftTable {
     return this.serial(async () => {
       this.wanted = { text, shape: shapeOfSpec(spec) };
       if (text === this.written) return { written: false };
-      await this.write(text);
+      try {
+        await this.write(text);
+      } catch (err) {
+        this.lastError = oneLine(err);
+        throw err;
+      }
+      this.lastError = undefined;
       return { written: true };
     });
+  }
+
+  /** Why the table is not as wanted (the last write or restore failed), undefined when it is. */
+  get error(): string | undefined {
+    return this.lastError;
   }
 
   /** Restores the table if it was deleted or changed since weft wrote it (or the last write failed). */

@@ -33,6 +33,10 @@ export interface ReconcilerStatus {
   inSync: boolean;
   lastError?: string;
   conflicts: string[];
+  /** Changes the kernel refused in the last run, each as `change: error`. */
+  failures: string[];
+  /** weft links that routes need but that do not exist (the udp loop's TUN device). */
+  missingLinks: string[];
   runs: number;
 }
 
@@ -63,6 +67,8 @@ export class Reconciler {
   private lastError?: string;
   private lastFailures?: string;
   private conflicts = new Set<string>();
+  private failures: string[] = [];
+  private missingLinks: string[] = [];
   private noted = new Set<string>();
 
   constructor(opts: ReconcilerOptions) {
@@ -119,7 +125,8 @@ export class Reconciler {
     if (plan.ops.length) {
       const res = await this.kernel.apply(toBatches(plan.ops));
       result = { applied: res.applied, failed: res.failures.length };
-      const failures = res.failures.map((f) => `${f.op.line}: ${f.error}`).sort().join('; ');
+      this.failures = res.failures.map((f) => `${f.op.line}: ${f.error}`).sort();
+      const failures = this.failures.join('; ');
       if (failures && failures !== this.lastFailures) {
         this.logger.warn({ failures: res.failures.map((f) => ({ change: f.op.line, error: f.error })) },
           'the kernel refused some data-plane changes; retrying with backoff');
@@ -130,6 +137,7 @@ export class Reconciler {
       }
     } else {
       this.lastFailures = undefined;
+      this.failures = [];
     }
     if (this.lastError) this.logger.info('data plane reconciles again');
     this.lastError = undefined;
@@ -146,6 +154,7 @@ export class Reconciler {
     }
     for (const dst of this.conflicts) if (!now.has(dst)) this.logger.info({ dst }, `route conflict for ${dst} resolved`);
     this.conflicts = now;
+    this.missingLinks = [...plan.missingLinks];
     for (const name of plan.missingLinks) {
       this.noteOnce(`missing:${name}`, () => this.logger.info({ link: name }, `link ${name} does not exist yet; its routes wait for the udp backend to open it`));
     }
@@ -219,6 +228,8 @@ export class Reconciler {
       inSync: this.desired !== undefined && this.syncedGeneration === this.generation && !this.lastError,
       ...(this.lastError ? { lastError: this.lastError } : {}),
       conflicts: [...this.conflicts],
+      failures: [...this.failures],
+      missingLinks: [...this.missingLinks],
       runs: this.runs,
     };
   }

@@ -5,10 +5,10 @@
 import { existsSync, readFileSync } from 'node:fs';
 import { mkdir, mkdtemp, readFile, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
-import { basename, dirname, join } from 'node:path';
-import { fileURLToPath } from 'node:url';
+import { basename, join } from 'node:path';
 import { setTimeout as sleep } from 'node:timers/promises';
 import { WeftError } from '../errors.js';
+import { packageRoot } from '../core/package-root.js';
 import type { BackendType } from '../config/netconf.js';
 import { Cidr } from '../subnet/cidr.js';
 import { parseNodeSubnet, type NodeSubnet } from '../cni/subnet-env.js';
@@ -69,25 +69,13 @@ export interface LabOptions {
 
 export type NodeRef = string | LabNode;
 
-/** The repository root, found from this module (works from src/ under tap and from dist/). */
-function repoRoot(): string {
-  let dir = dirname(fileURLToPath(import.meta.url));
-  for (;;) {
-    const pkg = join(dir, 'package.json');
-    if (existsSync(pkg) && /"name":\s*"weft"/.test(readFileSync(pkg, 'utf8'))) return dir;
-    const up = dirname(dir);
-    if (up === dir) throw new Error('cannot find the weft repository root');
-    dir = up;
-  }
-}
-
 export function agentEntry(): string {
-  return join(repoRoot(), 'dist', 'src', 'cli', 'main.js');
+  return join(packageRoot(), 'dist', 'src', 'cli', 'main.js');
 }
 
 /** The built `weft` CNI plugin, which the lab's launcher runs. */
 function cniPluginEntry(): string {
-  const entry = join(repoRoot(), 'dist', 'src', 'cni', 'main.js');
+  const entry = join(packageRoot(), 'dist', 'src', 'cni', 'main.js');
   if (!existsSync(entry)) throw new WeftError(`the weft CNI plugin is not built (${entry} is missing)`, 'run "npm run build"');
   return entry;
 }
@@ -331,6 +319,15 @@ export class Lab {
   /** True when the node's agent answers 200 on /readyz. */
   async agentReady(ref: NodeRef): Promise<boolean> {
     return httpOk(this.node(ref).ns, `http://${HEALTHZ}/readyz`);
+  }
+
+  /** GET `path` (e.g. /readyz, /metrics) from the node's agent: status and body; status 0 when nothing answers. */
+  async agentHttp(ref: NodeRef, path: string): Promise<{ status: number; body: string }> {
+    const url = `http://${HEALTHZ}${path}`;
+    const script = `fetch(${JSON.stringify(url)}).then(async (r) => process.stdout.write(r.status + '\\n' + await r.text()), () => process.stdout.write('0\\n'))`;
+    const r = await runCommand([process.execPath, '-e', script], { netns: this.node(ref).ns, check: false, timeoutMs: 10_000, env: { ...process.env, NODE_OPTIONS: '' } });
+    const nl = r.stdout.indexOf('\n');
+    return { status: Number(r.stdout.slice(0, nl)) || 0, body: r.stdout.slice(nl + 1) };
   }
 
   /** The node's subnet.env as written by its agent (or by hand); updates `node.subnet`. */
