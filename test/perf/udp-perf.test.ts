@@ -178,7 +178,7 @@ async function vxlan(tb: UdpTestbed, up: boolean): Promise<void> {
   }
 
   const median = (xs: number[]) => [...xs].sort((x, y) => x - y)[Math.floor(xs.length / 2)] ?? NaN;
-  const med = (s: Sample[], k: keyof Sample) => median(s.map((x) => x[k]));
+  const med = (s: Sample[], k: Exclude<keyof Sample, 'losses'>) => median(s.map((x) => x[k]));
   const vx = results.vxlan;
   const simple = results.simple;
   const rows = variants.map((v) => {

@@ -17,7 +17,7 @@ function rejects(t: Test, text: string, pattern: RegExp, what?: string): void {
     parseNetConf(text);
     t.fail(`accepted: ${what ?? text.slice(0, 80)}`);
   } catch (err) {
-    t.type(err, ConfigError, what);
+    t.type(err, ConfigError, what ?? 'a ConfigError');
     const msg = (err as Error).message;
     t.notMatch(msg, /\n/, 'one line');
     t.match(msg, /^net-conf: /);
