@@ -13,6 +13,7 @@ import { join } from 'node:path';
 import { setTimeout as sleep } from 'node:timers/promises';
 import t, { type Test } from 'tap';
 import { agentEntry } from '../../src/lab/lab.js';
+import { PingFlow } from './support/watched-process.js';
 import { EtcdServer, removeEtcdLeftovers } from '../../src/lab/etcd.js';
 
 const PREFIX = 'wag-';
@@ -155,28 +156,6 @@ async function matrixFailures(nodes: RunningNode[]): Promise<string[]> {
   return results.filter((r): r is string => r !== undefined);
 }
 
-/** A fast ping from a's pod address to b's that runs until stopped; reports what was lost. */
-function startLossProbe(a: RunningNode, b: RunningNode): { stop(): Promise<{ sent: number; received: number; lostMs: number }> } {
-  const child = spawn('ip', ['netns', 'exec', a.ns, 'ping', '-n', '-q', '-i', String(PING_INTERVAL_S), '-W', '1', '-I', a.podIP!, b.podIP!], { stdio: ['ignore', 'pipe', 'pipe'] });
-  let out = '';
-  const started = Date.now();
-  child.stdout!.setEncoding('utf8').on('data', (s: string) => (out += s));
-  return {
-    async stop() {
-      // A SIGINT before ping has set up its handler kills it without a summary: give it a moment.
-      await sleep(Math.max(0, 1000 - (Date.now() - started)));
-      // 'close', not 'exit': the summary line may still be in the pipe when the process exits.
-      const exited = new Promise((r) => child.once('close', r));
-      child.kill('SIGINT');
-      await Promise.race([exited, sleep(5000).then(() => child.kill('SIGKILL'))]);
-      const m = /(\d+) packets transmitted, (\d+) received/.exec(out);
-      const sent = Number(m?.[1] ?? 0);
-      const received = Number(m?.[2] ?? 0);
-      return { sent, received, lostMs: Math.round((sent - received) * PING_INTERVAL_S * 1000) };
-    },
-  };
-}
-
 function leaseValues(): { key: string; value: { PublicIP: string; BackendType: string; BackendData: unknown } }[] {
   const lines = etcdctl('get', '--prefix', `${ETCD_PREFIX}/subnets/`).trim().split('\n').filter(Boolean);
   const rows = [];
@@ -258,7 +237,10 @@ if (process.getuid?.() !== 0) {
   const switchTo = async (t: Test, text: string, backend: string): Promise<void> => {
     const removedLine = /backend removed: every peer has switched/g;
     const drainsBefore = nodes.map((n) => (log(n).match(removedLine) ?? []).length);
-    const probes = nodes.map((a, k) => ({ name: `n${a.i}<->n${nodes[(k + 1) % nodes.length]!.i}`, probe: startLossProbe(a, nodes[(k + 1) % nodes.length]!) }));
+    const probes = nodes.map((a, k) => {
+      const b = nodes[(k + 1) % nodes.length]!;
+      return { name: `n${a.i}->n${b.i}`, probe: PingFlow.start(a.ns, b.podIP!, { intervalS: PING_INTERVAL_S, source: a.podIP! }) };
+    });
     await sleep(500); // a baseline before the change
     const put = Date.now();
     putConfig(text);
@@ -269,13 +251,14 @@ if (process.getuid?.() !== 0) {
       nodes.every((n, k) => (log(n).match(removedLine) ?? []).length === drainsBefore[k]! + 1));
     await sleep(500); // past the removal of the old devices
     const losses = await Promise.all(probes.map(async (p) => ({ name: p.name, ...(await p.probe.stop()) })));
-    const lost = losses.map((l) => `${l.name} ${l.sent - l.received}/${l.sent} (~${l.lostMs} ms)`).join(', ');
+    const lost = losses.map((l) => `${l.name} ${l.lost.length}/${l.transmitted} (~${Math.round(l.lost.length * PING_INTERVAL_S * 1000)} ms)`).join(', ');
     t.comment(`switch to ${backend}: every agent on ${backend} ${allSwitched} ms after the config put; full matrix checked ${connected} ms after it; ` +
       `old backend removed everywhere ${drained} ms later`);
     t.comment(`switch to ${backend}: ping every ${PING_INTERVAL_S * 1000} ms, lost/sent from before the put until after the old backend's removal: ${lost}`);
     const switchMs = nodes.map((n) => /"ms":(\d+),"msg":"switched to the/.exec([...log(n).matchAll(/"ms":\d+,"msg":"switched to the/g)].at(-1)?.[0] ?? '')?.[1]);
     t.comment(`switch to ${backend}: per-agent time from the config event to the lease republished (ms): ${switchMs.join(', ')}`);
-    t.ok(losses.every((l) => l.sent > 0), 'the loss probes ran');
+    t.ok(losses.every((l) => l.transmitted > 50), 'the loss probes ran throughout the switch');
+    t.same(losses.filter((l) => l.lost.length > 0).map((l) => `${l.name}: seq ${l.lost.join(',')}`), [], `switch to ${backend}: no ping lost on any pair`);
   };
 
   t.test('switch to vxlan through etcd: device, FDB, routes, nft lock, lease republished', async (t) => {

@@ -83,7 +83,7 @@ t.test('host-gw -> vxlan -> host-gw through the config in etcd', async (t) => {
 
 // Issue 6: the switch through the config alone — no agent restarts, pods keep
 // running — with the full pod matrix after each step. Ping loss during each
-// switch is measured and reported, never asserted as a time.
+// switch is asserted to be zero, never a time.
 t.test('live switch, config alone: host-gw -> vxlan -> host-gw with pods running', async (t) => {
   const lab = await freshLab(t, { name: 'vx10', nodes: 3, podsPerNode: 1, netConf: { Network: NETWORK, Backend: { Type: 'host-gw' } } });
   t.same(await settle(t, 'host-gw lab', () => hostGwProblems(lab)), [], 'host-gw to start with');
@@ -97,6 +97,7 @@ t.test('live switch, config alone: host-gw -> vxlan -> host-gw with pods running
     t.same(await settle(t, `live switch to ${type}`, () => problems(lab)), [], `every node runs ${type} completely; nothing of the old backend is left`);
     const result = await flow.stop();
     t.comment(`live switch to ${type}: ${result.lost.length} of ${result.transmitted} pings lost (20 ms apart) from ${a!.name} to ${b!.name}`);
+    t.same(result.lost, [], `live switch to ${type}: no ping lost`);
     t.ok((await lab.pingMatrix()).ok, `every pod reaches every pod after the switch to ${type}`);
   }
   t.same(lab.nodes.map((n) => n.agentPid), pids, 'no agent was restarted');

@@ -112,8 +112,8 @@ export class PingFlow {
   private summary = '';
   private readonly child: ChildProcess;
 
-  private constructor(netns: string, ip: string, intervalS: number) {
-    const [file, ...args] = inNetns(netns, ['ping', '-n', '-i', String(intervalS), ip]);
+  private constructor(netns: string, ip: string, intervalS: number, source?: string) {
+    const [file, ...args] = inNetns(netns, ['ping', '-n', '-i', String(intervalS), ...(source ? ['-I', source] : []), ip]);
     this.child = spawn(file!, args, { stdio: ['ignore', 'pipe', 'ignore'] });
     this.child.on('error', () => {});
     createInterface({ input: this.child.stdout! }).on('line', (line) => {
@@ -127,8 +127,9 @@ export class PingFlow {
     });
   }
 
-  static start(netns: string, ip: string, opts: { intervalS?: number } = {}): PingFlow {
-    return new PingFlow(netns, ip, opts.intervalS ?? 0.05);
+  /** `source`: the address to ping from (ping -I), when the namespace has several. */
+  static start(netns: string, ip: string, opts: { intervalS?: number; source?: string } = {}): PingFlow {
+    return new PingFlow(netns, ip, opts.intervalS ?? 0.05, opts.source);
   }
 
   /** Replies so far. */
