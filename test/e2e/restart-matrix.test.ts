@@ -1,15 +1,18 @@
 // The data path outlives the agent, on every backend: an established pod flow
 // across two nodes loses no packet when the receiving node's agent is
 // SIGKILLed and restarted, when it is stopped with SIGTERM and restarted, and
-// (bgp) when BIRD itself is SIGKILLed. One lab per backend, faults in turn;
-// restart-to-ready times are reported, never asserted.
+// (bgp) when BIRD itself is SIGKILLed. Then, in the same lab, the route that
+// carries the flow is deleted by hand and must come back through kernel
+// events. One lab per backend, faults in turn; restart-to-ready and restore
+// times are reported, never asserted.
 import t, { type Test } from 'tap';
 import { readdirSync, readFileSync } from 'node:fs';
+import { performance } from 'node:perf_hooks';
 import type { BackendType } from '../../src/config/netconf.js';
 import type { Lab, LabNode } from '../../src/lab/lab.js';
 import { isAlive, sendSignal, waitForExit } from '../../src/lab/process.js';
 import { freshLab, waitUntil } from './support/lab-fixture.js';
-import { PingFlow } from './support/watched-process.js';
+import { PingFlow, startRouteMonitor } from './support/watched-process.js';
 
 /** 50 ms between pings: a gap of a tenth of a second shows as lost packets. */
 const INTERVAL_S = 0.05;
@@ -70,6 +73,35 @@ async function flowAcross(t: Test, lab: Lab, fault: Fault): Promise<{ sent: numb
   }
 }
 
+/**
+ * Deletes the route on n1 that carries traffic to n2's pod (weft's, proto
+ * 147, or its BIRD's) and waits for `ip monitor` to show it added again.
+ * Returns the route and the time from the deletion event to the re-add event.
+ */
+async function restoreAfterDelete(lab: Lab): Promise<{ dst: string; protocol: string; ms?: number }> {
+  const [n1, n2] = lab.nodes as [LabNode, LabNode];
+  const podIP = lab.podsOf(n2)[0]!.ip;
+  const matching = JSON.parse((await lab.exec(n1, ['ip', '-json', 'route', 'show', 'match', podIP])).stdout || '[]') as { dst: string; protocol?: string }[];
+  const route = matching
+    .filter((r) => r.protocol === '147' || r.protocol === 'bird')
+    .sort((a, b) => Number(b.dst.split('/')[1] ?? 32) - Number(a.dst.split('/')[1] ?? 32))[0];
+  if (!route) throw new Error(`no weft or BIRD route on ${n1.name} carries ${podIP}: ${JSON.stringify(matching)}`);
+  const monitor = await startRouteMonitor(n1.ns);
+  try {
+    const since = performance.now();
+    await lab.exec(n1, ['ip', 'route', 'del', route.dst, 'proto', route.protocol!]);
+    const escaped = route.dst.replace(/[./]/g, (c) => `\\${c}`);
+    const seen = await waitUntil(() => {
+      const deleted = monitor.find(new RegExp(`^Deleted ${escaped} `), since);
+      const added = deleted && monitor.find(new RegExp(`^${escaped} `), deleted.at);
+      return deleted && added ? added.at - deleted.at : undefined;
+    }, { timeoutMs: 20_000, intervalMs: 20 });
+    return { dst: route.dst, protocol: route.protocol!, ms: seen.value === undefined ? undefined : Math.round(seen.value) };
+  } finally {
+    await monitor.stop();
+  }
+}
+
 const BACKENDS: { backend: BackendType; faults: Fault[] }[] = [
   { backend: 'host-gw', faults: ['agent SIGKILL', 'agent SIGTERM'] },
   { backend: 'vxlan', faults: ['agent SIGKILL', 'agent SIGTERM'] },
@@ -78,7 +110,7 @@ const BACKENDS: { backend: BackendType; faults: Fault[] }[] = [
 ];
 
 for (const { backend, faults } of BACKENDS) {
-  t.test(`${backend}: an established flow survives ${faults.join(', ')}`, async (t) => {
+  t.test(`${backend}: an established flow survives ${faults.join(", ")}; a deleted route comes back`, async (t) => {
     const lab = await freshLab(t, { name: `rs${backend.replace('-', '')}`, nodes: 2, podsPerNode: 1, backend });
     const reachable = await lab.pingMatrix();
     t.ok(reachable.ok, 'pods reach each other before any fault');
@@ -87,5 +119,9 @@ for (const { backend, faults } of BACKENDS) {
       t.comment(`${backend}, ${fault}: ${r.lost} of ${r.sent} lost${r.readyMs !== undefined ? `; restart to /readyz ${r.readyMs} ms` : ''}`);
       t.equal(r.lost, 0, `${fault}: no packet lost (${r.sent} sent at ${INTERVAL_S * 1000} ms)`);
     }
+    const restore = await restoreAfterDelete(lab);
+    t.comment(`${backend}: route ${restore.dst} (proto ${restore.protocol}) deleted by hand, re-added ${restore.ms ?? 'never'} ms after the deletion event`);
+    t.not(restore.ms, undefined, `the route to the peer's pods (${restore.dst}) is back, seen through kernel events`);
+    t.ok((await lab.pingMatrix()).ok, 'pods reach each other after the restore');
   });
 }
