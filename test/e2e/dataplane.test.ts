@@ -206,7 +206,7 @@ if (process.getuid?.() !== 0) {
       }
     };
     await waitFor(() => vni() === 43 && matches(full), 'VNI changed, entries replayed on the new device');
-    t.pass('a changed VNI recreates the device with every entry');
+    t.ok(vni() === 43 && matches(full), 'a changed VNI recreates the device with every entry');
     await r.stop();
   });
 
