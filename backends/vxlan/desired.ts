@@ -50,7 +50,8 @@ export function vxlanDesired(own: Lease, peers: readonly Lease[], setup: VxlanSe
     mtu: vxlanMtu(options, ext),
     mac,
   });
-  state.addrs.push({ dev, cidr: `${own.subnet.ip}/32` });
+  // The VTEP holds the subnet's first address as a host route (/32, or /128 for IPv6).
+  state.addrs.push({ dev, cidr: `${own.subnet.ip}/${own.subnet.ip.bits}` });
 
   warnings.retain(peers);
   // A MAC claimed twice would make FDB entries fight; in subnet order, the first claim wins.

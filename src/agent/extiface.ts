@@ -4,7 +4,7 @@ import { execFile } from 'node:child_process';
 import { promisify } from 'node:util';
 import type { ExternalInterface } from '../../backends/backend.js';
 import { WeftError } from '../errors.js';
-import { Cidr, IP } from '../subnet/cidr.js';
+import { Cidr, IP, type Family } from '../subnet/cidr.js';
 
 const run = promisify(execFile);
 
@@ -32,23 +32,28 @@ export interface IfaceSelector {
   publicIP?: string;
 }
 
-function globalV4(link: IpLink): IpAddrInfo[] {
-  return (link.addr_info ?? []).filter((a) => a.family === 'inet' && a.scope === 'global');
+/** iproute2's name for an address family. */
+const IP_FAMILY: Record<Family, string> = { 4: 'inet', 6: 'inet6' };
+
+function globalAddrs(link: IpLink, family: Family): IpAddrInfo[] {
+  return (link.addr_info ?? []).filter((a) => a.family === IP_FAMILY[family] && a.scope === 'global');
 }
 
-function describe(link: IpLink, addr: IpAddrInfo, publicIP: string | undefined): ExternalInterface {
+function describe(link: IpLink, addr: IpAddrInfo, publicIP: string | undefined, family: Family): ExternalInterface {
   const ip = IP.parse(addr.local);
   return {
     name: link.ifname,
     ip,
     publicIP: publicIP ? IP.parse(publicIP) : ip,
     mtu: link.mtu,
-    connected: globalV4(link).map((a) => Cidr.of(IP.parse(a.local), a.prefixlen)),
+    connected: globalAddrs(link, family).map((a) => Cidr.of(IP.parse(a.local), a.prefixlen)),
     mac: link.address,
   };
 }
 
-export async function findExternalInterface(sel: IfaceSelector): Promise<ExternalInterface> {
+/** The underlay interface and its address of `family` (default IPv4). */
+export async function findExternalInterface(sel: IfaceSelector, family: Family = 4): Promise<ExternalInterface> {
+  const addrsOf = (link: IpLink): IpAddrInfo[] => globalAddrs(link, family);
   if (sel.publicIP) {
     try {
       IP.parse(sel.publicIP);
@@ -58,15 +63,15 @@ export async function findExternalInterface(sel: IfaceSelector): Promise<Externa
   }
   const links = await ipJson<IpLink[]>(['addr', 'show']);
   const pick = (link: IpLink, addr?: IpAddrInfo): ExternalInterface => {
-    const a = addr ?? globalV4(link)[0];
-    if (!a) throw new WeftError(`interface ${link.ifname} has no global IPv4 address`, 'pick another with --iface');
-    return describe(link, a, sel.publicIP);
+    const a = addr ?? addrsOf(link)[0];
+    if (!a) throw new WeftError(`interface ${link.ifname} has no global IPv${family} address`, 'pick another with --iface');
+    return describe(link, a, sel.publicIP, family);
   };
 
   for (const want of sel.ifaces) {
     for (const link of links) {
       if (link.ifname === want) return pick(link);
-      const addr = globalV4(link).find((a) => a.local === want);
+      const addr = addrsOf(link).find((a) => a.local === want);
       if (addr) return pick(link, addr);
     }
   }
@@ -82,14 +87,14 @@ export async function findExternalInterface(sel: IfaceSelector): Promise<Externa
     }
     for (const re of res) {
       for (const link of links) {
-        if (re.test(link.ifname) && globalV4(link).length > 0) return pick(link);
-        const addr = globalV4(link).find((a) => re.test(a.local));
+        if (re.test(link.ifname) && addrsOf(link).length > 0) return pick(link);
+        const addr = addrsOf(link).find((a) => re.test(a.local));
         if (addr) return pick(link, addr);
       }
     }
     throw new WeftError(`no interface matches --iface-regex ${sel.regexes.join(', ')}`, 'adjust the expression');
   }
-  const routes = await ipJson<{ dev?: string }[]>(['-4', 'route', 'show', 'default']);
+  const routes = await ipJson<{ dev?: string }[]>([`-${family}`, 'route', 'show', 'default']);
   const dev = routes.find((r) => r.dev)?.dev;
   const link = links.find((l) => l.ifname === dev);
   if (!dev || !link) {
