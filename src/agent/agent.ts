@@ -1,7 +1,8 @@
 // The node agent: lease -> backend -> watch peers -> reconcile; and, when the
 // net-conf's Backend changes, a switch to the new backend without a restart.
 import type { Server } from 'node:http';
-import { mkdir, rename, writeFile } from 'node:fs/promises';
+import { mkdir } from 'node:fs/promises';
+import { writeFileAtomic } from '../core/atomic-write.js';
 import { join } from 'node:path';
 import type { Logger } from 'pino';
 import type { Backend, ExternalInterface } from '../../backends/backend.js';
@@ -21,7 +22,7 @@ import { findExternalInterface, type IfaceSelector } from './extiface.js';
 import { NodeFirewall, firewallRules } from './firewall.js';
 import { serveHealth, type FailingPart, type HealthSource } from './health.js';
 import { nodeMetrics, type AgentCounters, type MetricFamily } from './metrics.js';
-import { formatSubnetEnv, readPreviousSubnet, writeSubnetEnv } from './subnet-env.js';
+import { formatSubnetEnv, readPreviousSubnetEnv, writeSubnetEnv, type SubnetEnv } from '../subnet/subnet-env.js';
 
 export interface AgentOptions {
   subnetManager: SubnetManager;
@@ -88,7 +89,7 @@ export class Agent {
   private config?: NetConf;
   private ready = false;
   /** The subnet.env text last written; rewritten when the subnet or the MTU changes. */
-  private subnetEnvText?: string;
+  private subnetEnv?: SubnetEnv;
   /** Why the latest config update was refused, until a good one arrives. */
   private configRefused?: string;
   private lastLoop = Date.now();
@@ -127,7 +128,7 @@ export class Agent {
       this.backend = await this.retry(`start the ${this.config.backend.type} backend`, signal, () => this.createBackend(this.config!));
       if (signal.aborted) return;
 
-      const prefer = await readPreviousSubnet(this.opts.subnetFile);
+      const prefer = (await readPreviousSubnetEnv(this.opts.subnetFile)).subnet;
       this.own = await this.retry('acquire a subnet lease', signal, () => this.acquire(prefer, signal));
       if (signal.aborted) return;
       this.log.info({ subnet: String(this.own.subnet), expiresAt: this.own.expiresAt }, 'subnet lease acquired');
@@ -291,16 +292,14 @@ export class Agent {
   }
 
   private async updateSubnetEnv(own: Lease, backend: Backend): Promise<void> {
-    const env = { network: this.config!.network, subnet: own.subnet, mtu: backend.mtu, ipMasq: this.opts.ipMasq };
-    const text = formatSubnetEnv(env);
-    if (text === this.subnetEnvText) return;
-    const previous = this.subnetEnvText;
+    const env: SubnetEnv = { network: this.config!.network, subnet: own.subnet, mtu: backend.mtu, ipMasq: this.opts.ipMasq };
+    const previous = this.subnetEnv;
+    if (previous && formatSubnetEnv(previous) === formatSubnetEnv(env)) return;
     await writeSubnetEnv(this.opts.subnetFile, env);
-    this.subnetEnvText = text;
-    const oldMtu = previous && /^FLANNEL_MTU=(\d+)$/m.exec(previous)?.[1];
-    if (oldMtu && Number(oldMtu) !== backend.mtu) {
-      this.log.warn({ file: this.opts.subnetFile, oldMtu: Number(oldMtu), mtu: backend.mtu },
-        `subnet.env rewritten: pod MTU is now ${backend.mtu}; running pods keep MTU ${oldMtu} until they are recreated`);
+    this.subnetEnv = env;
+    if (previous && previous.mtu !== env.mtu) {
+      this.log.warn({ file: this.opts.subnetFile, oldMtu: previous.mtu, mtu: env.mtu },
+        `subnet.env rewritten: pod MTU is now ${env.mtu}; running pods keep MTU ${previous.mtu} until they are recreated`);
     } else {
       this.log.info({ file: this.opts.subnetFile }, 'subnet.env written');
     }
@@ -542,9 +541,7 @@ export class Agent {
       peers: [...this.peers.values()].map((l) => ({ subnet: String(l.subnet), publicIP: String(l.attrs.publicIP), backend: l.attrs.backendType, node: l.attrs.nodeName })),
       updatedAt: new Date().toISOString(),
     };
-    const path = join(this.opts.runDir, 'status.json');
-    await writeFile(`${path}.tmp`, JSON.stringify(status, null, 2));
-    await rename(`${path}.tmp`, path);
+    await writeFileAtomic(join(this.opts.runDir, 'status.json'), JSON.stringify(status, null, 2));
   }
 
   /** Every part of the node's desired state that is not applied now, and why; empty when ready. */

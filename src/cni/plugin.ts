@@ -1,8 +1,9 @@
 // The `weft` CNI plugin: reads the node's subnet.env and delegates to the
 // standard `bridge` + `host-local` plugins, keeping the delegate config each
 // ADD used so DEL can undo it after subnet.env is gone.
-import { mkdirSync, readFileSync, renameSync, rmSync, writeFileSync } from 'node:fs';
+import { readFileSync, rmSync } from 'node:fs';
 import { join } from 'node:path';
+import { writeFileAtomicSync } from '../core/atomic-write.js';
 import { bridgeConf, execPlugin, findPlugin, isObject, type JsonObject } from './delegate.js';
 import { CniCode, CniError, DelegateError } from './errors.js';
 import { readNodeSubnet } from './subnet-env.js';
@@ -228,12 +229,9 @@ function recordPath(dataDir: string, env: CniEnv): string {
 
 function saveDelegate(dataDir: string, env: CniEnv, conf: JsonObject): void {
   const path = recordPath(dataDir, env);
-  const tmp = `${path}.${process.pid}.tmp`;
   try {
-    mkdirSync(dataDir, { recursive: true, mode: 0o700 });
     const { runtimeConfig: _r, args: _a, ...kept } = conf;
-    writeFileSync(tmp, JSON.stringify(kept), { mode: 0o600 });
-    renameSync(tmp, path);
+    writeFileAtomicSync(path, JSON.stringify(kept), { mode: 0o600, dirMode: 0o700 });
   } catch (err) {
     throw new CniError(CniCode.ioFailure, `cannot save the delegate config in ${dataDir} (${(err as NodeJS.ErrnoException).code ?? err})`);
   }

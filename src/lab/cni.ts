@@ -3,8 +3,8 @@
 // subnet.env and delegates to Debian's standard `bridge` + `host-local`, run
 // inside the node's namespace.
 import { existsSync, readFileSync } from 'node:fs';
-import { chmod, mkdir, rename, writeFile } from 'node:fs/promises';
 import { dirname, join } from 'node:path';
+import { writeFileAtomic } from '../core/atomic-write.js';
 import { runCommand } from './command.js';
 
 /** Debian's standard plugins (containernetworking-plugins): weft's delegates. */
@@ -41,11 +41,7 @@ export async function writeCniLauncher(binDir: string, pluginEntry: string): Pro
   const quote = (s: string): string => `'${s.replace(/'/g, `'\\''`)}'`;
   const text = `#!/bin/sh\nexec ${quote(process.execPath)} ${quote(pluginEntry)} "$@"\n`;
   if (existsSync(file) && readFileSync(file, 'utf8') === text) return;
-  await mkdir(binDir, { recursive: true });
-  const tmp = `${file}.${process.pid}.${Math.random().toString(36).slice(2)}.tmp`;
-  await writeFile(tmp, text);
-  await chmod(tmp, 0o755);
-  await rename(tmp, file);
+  await writeFileAtomic(file, text, { mode: 0o755 });
 }
 
 /**

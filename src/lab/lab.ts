@@ -12,6 +12,7 @@ import { packageRoot } from '../core/package-root.js';
 import type { BackendType } from '../config/netconf.js';
 import { Cidr } from '../subnet/cidr.js';
 import { parseNodeSubnet, type NodeSubnet } from '../cni/subnet-env.js';
+import { writeSubnetEnv } from '../subnet/subnet-env.js';
 import { ipBatch, runCommand, type CommandOptions, type CommandResult } from './command.js';
 import { labCniBinDir, runCni, weftConf, writeCniLauncher } from './cni.js';
 import { EtcdServer } from './etcd.js';
@@ -344,17 +345,12 @@ export class Lab {
 
   /** Writes subnet.env by hand (for labs without agents): gateway = first address of `subnet`. */
   async writeSubnetEnv(ref: NodeRef, subnet: string, opts: { mtu?: number; ipMasq?: boolean } = {}): Promise<void> {
-    const cidr = Cidr.parse(subnet);
-    const network = String(this.state.netConf.Network ?? DEFAULT_NETWORK);
-    const text = [
-      `FLANNEL_NETWORK=${network}`,
-      `FLANNEL_SUBNET=${cidr.ip.add(1)}/${cidr.prefixLen}`,
-      `FLANNEL_MTU=${opts.mtu ?? 1500}`,
-      `FLANNEL_IPMASQ=${opts.ipMasq ?? false}`,
-      '',
-    ].join('\n');
-    await mkdir(this.nodeDir(ref), { recursive: true });
-    await writeFile(this.subnetFile(ref), text);
+    await writeSubnetEnv(this.subnetFile(ref), {
+      network: Cidr.parse(String(this.state.netConf.Network ?? DEFAULT_NETWORK)),
+      subnet: Cidr.parse(subnet),
+      mtu: opts.mtu ?? 1500,
+      ipMasq: opts.ipMasq ?? false,
+    });
     await this.readSubnetEnv(ref);
   }
 

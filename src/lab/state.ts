@@ -1,7 +1,8 @@
 // What a lab created, on disk, so `weft lab down` can remove it all even
 // after the process that built it has crashed.
-import { mkdir, readdir, readFile, rename, writeFile } from 'node:fs/promises';
+import { readdir, readFile } from 'node:fs/promises';
 import { join } from 'node:path';
+import { writeFileAtomic } from '../core/atomic-write.js';
 import type { Topology } from './topology.js';
 
 export const LAB_STATE_ROOT = '/run/weft-lab';
@@ -69,11 +70,7 @@ export function stateFile(name: string): string {
 }
 
 export async function writeLabState(state: LabState): Promise<void> {
-  await mkdir(stateDir(state.name), { recursive: true });
-  const file = stateFile(state.name);
-  const tmp = `${file}.${process.pid}.tmp`;
-  await writeFile(tmp, JSON.stringify(state, null, 2) + '\n');
-  await rename(tmp, file);
+  await writeFileAtomic(stateFile(state.name), JSON.stringify(state, null, 2) + '\n');
 }
 
 /** The recorded state, or undefined when there is none or it is unreadable. */

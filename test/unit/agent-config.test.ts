@@ -1,7 +1,7 @@
 // What a new net-conf means for a running agent, and the subnet.env text it writes.
 import t from 'tap';
 import { classifyConfigChange, describeBackend } from '../../src/agent/config-change.js';
-import { formatSubnetEnv } from '../../src/agent/subnet-env.js';
+import { formatSubnetEnv } from '../../src/subnet/subnet-env.js';
 import { parseNetConf } from '../../src/config/parse.js';
 import { Cidr } from '../../src/subnet/cidr.js';
 

@@ -1,0 +1,123 @@
+// subnet.env, the file between the agent and the CNI plugins: flannel's keys
+// (FLANNEL_NETWORK, FLANNEL_SUBNET, FLANNEL_MTU, FLANNEL_IPMASQ), so the
+// standard bridge + host-local plugins and flannel's own plugin read it
+// unchanged. One format and one parser, for the agent, the CNI plugin and the lab.
+import { readFile } from 'node:fs/promises';
+import { writeFileAtomic } from '../core/atomic-write.js';
+import { Cidr, IP } from './cidr.js';
+
+export interface SubnetEnv {
+  /** The whole cluster network (FLANNEL_NETWORK). */
+  network: Cidr;
+  /** This node's pod subnet, host bits cleared. */
+  subnet: Cidr;
+  mtu: number;
+  /** True when the agent masquerades, so the bridge plugin must not. */
+  ipMasq: boolean;
+}
+
+export interface ParsedSubnetEnv extends SubnetEnv {
+  /** FLANNEL_SUBNET's address: the bridge's, every pod's gateway. */
+  gateway: IP;
+}
+
+/** A subnet.env that does not hold what it must: names the key and why. */
+export class SubnetEnvError extends Error {
+  constructor(readonly key: string, readonly why: string) {
+    super(`${key} ${why}`);
+    this.name = 'SubnetEnvError';
+  }
+}
+
+export function formatSubnetEnv(env: SubnetEnv): string {
+  // FLANNEL_SUBNET carries the first usable address (the bridge gateway) with the subnet's length.
+  const gateway = env.subnet.ip.add(1);
+  return [
+    `FLANNEL_NETWORK=${env.network}`,
+    `FLANNEL_SUBNET=${gateway}/${env.subnet.prefixLen}`,
+    `FLANNEL_MTU=${env.mtu}`,
+    `FLANNEL_IPMASQ=${env.ipMasq}`,
+    '',
+  ].join('\n');
+}
+
+/** KEY=value lines, as a shell would source them (quotes around a value dropped). */
+function variables(text: string): Map<string, string> {
+  const vars = new Map<string, string>();
+  for (const line of text.split('\n')) {
+    const m = /^\s*([A-Z_][A-Z0-9_]*)=(.*?)\s*$/.exec(line);
+    if (m?.[1]) vars.set(m[1], (m[2] ?? '').replace(/^"(.*)"$/, '$1'));
+  }
+  return vars;
+}
+
+/** Parses and checks every key; throws SubnetEnvError naming the first bad one. */
+export function parseSubnetEnv(text: string): ParsedSubnetEnv {
+  const vars = variables(text);
+  const get = (key: string): string => {
+    const v = vars.get(key);
+    if (!v) throw new SubnetEnvError(key, 'is missing');
+    return v;
+  };
+
+  let network: Cidr;
+  try {
+    network = Cidr.parse(get('FLANNEL_NETWORK'));
+  } catch (err) {
+    if (err instanceof SubnetEnvError) throw err;
+    throw new SubnetEnvError('FLANNEL_NETWORK', `is not a CIDR (${(err as Error).message})`);
+  }
+  const { subnet, gateway } = subnetOf(get('FLANNEL_SUBNET'));
+  if (!network.covers(subnet)) throw new SubnetEnvError('FLANNEL_SUBNET', `${subnet} is outside FLANNEL_NETWORK ${network}`);
+  if (gateway.equals(subnet.ip) || gateway.equals(subnet.last)) throw new SubnetEnvError('FLANNEL_SUBNET', `${gateway} is not a usable host address of ${subnet}`);
+
+  const mtuText = get('FLANNEL_MTU');
+  const mtu = /^\d{1,5}$/.test(mtuText) ? Number(mtuText) : NaN;
+  const minMtu = network.family === 4 ? 576 : 1280;
+  if (!(mtu >= minMtu && mtu <= 65535)) throw new SubnetEnvError('FLANNEL_MTU', `"${mtuText.slice(0, 16)}" is not an MTU between ${minMtu} and 65535`);
+
+  const masq = vars.get('FLANNEL_IPMASQ') ?? 'false';
+  if (masq !== 'true' && masq !== 'false') throw new SubnetEnvError('FLANNEL_IPMASQ', `"${masq.slice(0, 16)}" is neither true nor false`);
+
+  return { network, subnet, gateway, mtu, ipMasq: masq === 'true' };
+}
+
+function subnetOf(text: string): { subnet: Cidr; gateway: IP } {
+  try {
+    const slash = text.indexOf('/');
+    if (slash < 0) throw new Error('no /prefix');
+    return { gateway: IP.parse(text.slice(0, slash)), subnet: Cidr.parse(text, { loose: true }) };
+  } catch (err) {
+    throw new SubnetEnvError('FLANNEL_SUBNET', `"${text.slice(0, 64)}" is not an address/prefix (${(err as Error).message})`);
+  }
+}
+
+export async function writeSubnetEnv(path: string, env: SubnetEnv): Promise<void> {
+  await writeFileAtomic(path, formatSubnetEnv(env), { mode: 0o644 });
+}
+
+/**
+ * What an earlier run left in subnet.env, key by key: a file that is missing,
+ * unreadable or partly damaged still yields the keys that parse (a restarted
+ * agent prefers its old subnet; teardown needs the old network).
+ */
+export async function readPreviousSubnetEnv(path: string): Promise<{ network?: Cidr; subnet?: Cidr; mtu?: number }> {
+  let text: string;
+  try {
+    text = await readFile(path, 'utf8');
+  } catch {
+    return {};
+  }
+  const vars = variables(text);
+  const attempt = <T>(fn: () => T): T | undefined => {
+    try {
+      return fn();
+    } catch {
+      return undefined;
+    }
+  };
+  const network = attempt(() => Cidr.parse(vars.get('FLANNEL_NETWORK') ?? ''));
+  const subnet = attempt(() => subnetOf(vars.get('FLANNEL_SUBNET') ?? '').subnet);
+  const mtu = /^\d{1,5}$/.test(vars.get('FLANNEL_MTU') ?? '') ? Number(vars.get('FLANNEL_MTU')) : undefined;
+  return { ...(network ? { network } : {}), ...(subnet ? { subnet } : {}), ...(mtu !== undefined ? { mtu } : {}) };
+}
