@@ -3,6 +3,7 @@
 import type { Server } from 'node:http';
 import { mkdir } from 'node:fs/promises';
 import { writeFileAtomic } from '../core/atomic-write.js';
+import { SerialQueue } from '../core/serial-queue.js';
 import { join } from 'node:path';
 import type { Logger } from 'pino';
 import type { Backend, ExternalInterface } from '../../backends/backend.js';
@@ -15,7 +16,7 @@ import { WeftError, oneLine } from '../errors.js';
 import type { Cidr } from '../subnet/cidr.js';
 import { sameLeaseAttrs, type Lease, type LeaseAttrs, type LeaseEvent } from '../subnet/lease.js';
 import { LeaseGoneError, type SubnetManager } from '../subnet/manager.js';
-import { Backoff, sleep } from './backoff.js';
+import { Backoff, sleep } from '../core/backoff.js';
 import { classifyConfigChange } from './config-change.js';
 import type { NetConfSource, NetConfUpdate } from './config-source.js';
 import { findExternalInterface, type IfaceSelector } from './extiface.js';
@@ -95,9 +96,9 @@ export class Agent {
   private lastLoop = Date.now();
   private health?: Server;
   /** Data-plane work (programming, backend switches) runs one at a time, in order. */
-  private work: Promise<void> = Promise.resolve();
+  private readonly work = new SerialQueue();
   /** Writes of our own lease (renew, republish, re-acquire) run one at a time. */
-  private leaseWrites: Promise<unknown> = Promise.resolve();
+  private readonly leaseWrites = new SerialQueue();
   private reacquiring = false;
   /** Why each part of the last programming pass failed (routes, nftables, backend, subnet.env). */
   private readonly partErrors = new Map<string, string>();
@@ -168,19 +169,16 @@ export class Agent {
     return factory({ config: conf, ext: this.ext!, logger: this.log.child({ backend: type }), nodeName: this.opts.nodeName, runDir: this.opts.runDir, birdSocket: this.opts.birdSocket });
   }
 
-  /** Retries `fn` with backoff until it succeeds or the signal aborts; logs each distinct failure once per step. */
+  /** Retries `fn` with backoff until it succeeds or the signal aborts; logs once per step, and again when the reason changes. */
   private async retry<T>(what: string, signal: AbortSignal, fn: () => Promise<T>): Promise<T> {
-    const backoff = new Backoff(100, 5000);
+    const backoff = new Backoff({ reportNewReasons: true, onStep: (err, ms) => this.log.warn({ retryInMs: ms }, `cannot ${what}: ${oneLine(err)}`) });
     for (;;) {
       try {
         return await fn();
       } catch (err) {
         if (signal.aborted) throw new WeftError('stopped', 'none');
         if (!(err instanceof WeftError) && !isTransient(err)) throw err;
-        const delay = backoff.step();
-        this.log.warn({ retryInMs: delay }, `cannot ${what}: ${oneLine(err)}`);
-        await sleep(delay, signal);
-        if (signal.aborted) throw new WeftError('stopped', 'none');
+        if (!(await backoff.wait(err, signal))) throw new WeftError('stopped', 'none');
       }
     }
   }
@@ -197,15 +195,12 @@ export class Agent {
 
   /** Runs `fn` after every earlier write of our lease has finished. */
   private leaseWrite<T>(fn: () => Promise<T>): Promise<T> {
-    const next = this.leaseWrites.then(fn, fn);
-    this.leaseWrites = next.catch(() => undefined);
-    return next;
+    return this.leaseWrites.run(fn);
   }
 
   /** Queues data-plane work behind what is already queued; errors are the caller's to log inside `fn`. */
   private serial(fn: () => Promise<void>): Promise<void> {
-    this.work = this.work.then(fn, fn);
-    return this.work;
+    return this.work.run(fn);
   }
 
   private onLeaseEvents(events: LeaseEvent[], snapshot: boolean, signal: AbortSignal): void {
@@ -489,7 +484,7 @@ export class Agent {
   }
 
   private async renewLoop(signal: AbortSignal): Promise<void> {
-    const backoff = new Backoff(100, 5000);
+    const backoff = new Backoff({ reportNewReasons: true, onStep: (err, ms) => this.log.warn({ retryInMs: ms }, `lease renewal failed: ${oneLine(err)}`) });
     while (!signal.aborted) {
       const own = this.own!;
       if (own.expiresAt === undefined) {
@@ -515,9 +510,7 @@ export class Agent {
         if (err instanceof LeaseGoneError) {
           await this.reacquire(signal);
         } else {
-          const delay = backoff.step();
-          this.log.warn({ retryInMs: delay }, `lease renewal failed: ${oneLine(err)}`);
-          await sleep(delay, signal);
+          await backoff.wait(err, signal);
         }
       }
     }

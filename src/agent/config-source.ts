@@ -9,10 +9,10 @@ import type { Logger } from 'pino';
 import { readNetConfFile } from '../config/parse.js';
 import { oneLine } from '../errors.js';
 import { createEtcdClient, type EtcdOptions } from '../subnet/etcd/client.js';
-import { Backoff } from '../subnet/etcd/backoff.js';
+import { Backoff, sleep } from '../core/backoff.js';
+import { loggedSteps } from '../core/retry-log.js';
 import { configKey } from '../subnet/etcd/layout.js';
 import { followWatchStream } from '../subnet/etcd/watch-stream.js';
-import { sleep } from './backoff.js';
 
 /** The config text, or why there is none (file missing, key deleted). */
 export type NetConfUpdate = { text: string } | { unreadable: string };
@@ -105,7 +105,7 @@ export class EtcdNetConfSource implements NetConfSource {
   async watch(onUpdate: (update: NetConfUpdate) => void, signal: AbortSignal): Promise<void> {
     const report = deduplicated(onUpdate);
     const client = createEtcdClient(this.opts.etcd);
-    const backoff = new Backoff({ what: `watching ${this.key}`, logger: this.opts.logger });
+    const backoff = new Backoff(loggedSteps(`watching ${this.key}`, this.opts.logger));
     const deliver = (value: Buffer | undefined): void =>
       report(value ? { text: value.toString('utf8') } : { unreadable: `no network config at ${this.key}` });
     try {

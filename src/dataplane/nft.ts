@@ -4,6 +4,7 @@
 // `nft -f -` transaction), and rewritten if someone deletes or edits it.
 import { spawn } from 'node:child_process';
 import type { Logger } from 'pino';
+import { SerialQueue } from '../core/serial-queue.js';
 import { WeftError, oneLine } from '../errors.js';
 import { Cidr, IP } from '../subnet/cidr.js';
 
@@ -173,7 +174,7 @@ export class NftTable {
   private wanted?: { text: string; shape: string };
   /** Text of the last successful write. */
   private written?: string;
-  private chain: Promise<unknown> = Promise.resolve();
+  private readonly chain = new SerialQueue();
   private timer?: NodeJS.Timeout;
   private lastError?: string;
 
@@ -221,9 +222,7 @@ export class NftTable {
   }
 
   private serial<T>(fn: () => Promise<T>): Promise<T> {
-    const next = this.chain.then(fn, fn);
-    this.chain = next.catch(() => {});
-    return next;
+    return this.chain.run(fn);
   }
 
   private async write(text: string): Promise<void> {
@@ -300,7 +299,7 @@ export class NftTable {
   async stop(): Promise<void> {
     clearInterval(this.timer);
     this.timer = undefined;
-    await this.chain;
+    await this.chain.idle();
   }
 
   /** Stops checking and deletes the table (fine if it is already gone). */

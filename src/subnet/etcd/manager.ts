@@ -1,11 +1,11 @@
 // SubnetManager on etcd v3, flannel's key layout: <prefix>/config and
 // <prefix>/subnets/<ip>-<len>, each lease key attached to an etcd lease.
 import { randomBytes, randomInt } from 'node:crypto';
-import { setTimeout as sleep } from 'node:timers/promises';
 import { castGrpcError, type Etcd3, type IKeyValue, type IRequestOp, type ICompare } from 'etcd3';
 import type { Logger } from 'pino';
 import { parseNetConf } from '../../config/parse.js';
 import { ConfigError, type NetConf } from '../../config/netconf.js';
+import { sleep } from '../../core/backoff.js';
 import { WeftError } from '../../errors.js';
 import { Cidr, type IP } from '../cidr.js';
 import { sameLeaseAttrs, type Lease, type LeaseAttrs, type LeaseEvent } from '../lease.js';
@@ -90,7 +90,7 @@ export class EtcdSubnetManager implements SubnetManager {
         return lease;
       }
       // Someone changed the key between our read and our write: read again, after a short random pause.
-      await sleep(randomInt(10, 60), undefined, { signal: opts.signal });
+      if (!(await sleep(randomInt(10, 60), opts.signal))) opts.signal?.throwIfAborted();
     }
     throw new WeftError(
       `could not lease a subnet after ${MAX_ACQUIRE_ATTEMPTS} attempts: every pick collided with another writer`,

@@ -4,7 +4,8 @@
 import type { Etcd3, IEvent, IKeyValue } from 'etcd3';
 import type { Logger } from 'pino';
 import { sameLeaseAttrs, type Lease, type LeaseEvent } from '../lease.js';
-import { Backoff } from './backoff.js';
+import { Backoff } from '../../core/backoff.js';
+import { loggedSteps } from '../../core/retry-log.js';
 import { prefixRangeEnd } from './layout.js';
 import { followWatchStream } from './watch-stream.js';
 
@@ -42,7 +43,7 @@ class LeaseWatch {
   private readonly backoff: Backoff;
 
   constructor(private readonly src: LeaseKeySource, private readonly onEvents: OnEvents) {
-    this.backoff = new Backoff({ what: 'etcd lease watch', logger: src.logger });
+    this.backoff = new Backoff(loggedSteps('etcd lease watch', src.logger));
   }
 
   async run(signal: AbortSignal): Promise<void> {

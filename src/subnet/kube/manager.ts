@@ -2,13 +2,13 @@
 // is spec.podCIDR (allocated by kube-controller-manager), this node's lease
 // attributes are published as annotations, peers come from a node watch.
 import { hostname } from 'node:os';
-import { setTimeout as sleep } from 'node:timers/promises';
 import { KubeConfig } from '@kubernetes/client-node';
 import type { Logger } from 'pino';
 import type { NetConf } from '../../config/netconf.js';
 import { loadNetConfFile } from '../../config/parse.js';
 import { WeftError, oneLine } from '../../errors.js';
-import { Backoff } from '../etcd/backoff.js';
+import { Backoff, sleep } from '../../core/backoff.js';
+import { loggedSteps } from '../../core/retry-log.js';
 import { sameLeaseAttrs, type Lease, type LeaseAttrs, type LeaseEvent } from '../lease.js';
 import { LeaseGoneError, type SubnetManager } from '../manager.js';
 import { KubeApiError, NodeApi, type NodeWatchEvent } from './api.js';
@@ -78,7 +78,7 @@ export class KubeSubnetManager implements SubnetManager {
   async acquireLease(attrs: LeaseAttrs, opts: { signal?: AbortSignal } = {}): Promise<Lease> {
     const name = this.opts.nodeName;
     const net = this.netConf ?? (await this.getNetworkConfig());
-    const backoff = new Backoff({ what: `reading node ${name}`, logger: this.log, maxMs: 5000 });
+    const backoff = new Backoff({ maxMs: 5000, ...loggedSteps(`reading node ${name}`, this.log) });
     let waitLogged = false;
     for (;;) {
       opts.signal?.throwIfAborted();
@@ -97,7 +97,7 @@ export class KubeSubnetManager implements SubnetManager {
       if (!subnet) {
         if (!waitLogged) this.log.info({ node: name }, 'waiting for kube-controller-manager to assign spec.podCIDR (--allocate-node-cidrs)');
         waitLogged = true;
-        await sleep(1000, undefined, { signal: opts.signal });
+        if (!(await sleep(1000, opts.signal))) opts.signal?.throwIfAborted();
         continue;
       }
       if (!net.network.covers(subnet)) {
@@ -135,7 +135,7 @@ export class KubeSubnetManager implements SubnetManager {
   async watchLeases(onEvents: (events: LeaseEvent[], snapshot: boolean) => void, signal: AbortSignal): Promise<void> {
     const stop = anySignal(signal, this.closing.signal);
     const known = new Map<string, Lease>();
-    const backoff = new Backoff({ what: 'watching nodes', logger: this.log, maxMs: 5000 });
+    const backoff = new Backoff({ maxMs: 5000, ...loggedSteps('watching nodes', this.log) });
     let resourceVersion: string | undefined;
     let snapshotSent = false;
     while (!stop.aborted) {
@@ -189,7 +189,7 @@ export class KubeSubnetManager implements SubnetManager {
         if (failure) throw failure;
         backoff.reset();
         // A server that ends watches at once must not make this loop spin.
-        if (received === 0 && Date.now() - started < 1000) await sleep(1000, undefined, { signal: stop }).catch(() => {});
+        if (received === 0 && Date.now() - started < 1000) await sleep(1000, stop);
       } catch (err) {
         if (stop.aborted) break;
         if (err instanceof KubeApiError && err.status === 410) {
