@@ -79,7 +79,7 @@ const BACKENDS: { backend: BackendType; faults: Fault[] }[] = [
 
 for (const { backend, faults } of BACKENDS) {
   t.test(`${backend}: an established flow survives ${faults.join(', ')}`, async (t) => {
-    const lab = await freshLab(t, { name: `rs-${backend.replace('-', '')}`, nodes: 2, podsPerNode: 1, backend });
+    const lab = await freshLab(t, { name: `rs${backend.replace('-', '')}`, nodes: 2, podsPerNode: 1, backend });
     const reachable = await lab.pingMatrix();
     t.ok(reachable.ok, 'pods reach each other before any fault');
     for (const fault of faults) {
