@@ -103,8 +103,8 @@ export async function createBgpBackend(ctx: BackendContext, opts: BgpRuntimeOpti
       configured = cfg.sessions;
       ctx.logger.info({ sessions: cfg.sessions.length, topology: options.topology }, 'BIRD config applied');
     }
+    const first = !applied;
     applied = true;
-    const first = !poller;
     await poll();
     if (first) schedulePoll();
   };
@@ -122,9 +122,9 @@ export async function createBgpBackend(ctx: BackendContext, opts: BgpRuntimeOpti
     stop: async ({ teardown }) => {
       stopped = true;
       clearTimeout(poller);
-      // Without teardown BIRD leaves gracefully: the kernel keeps its routes
-      // (persist) and peers keep ours (graceful restart) until we are back.
-      await bird.stop({ graceful: !teardown });
+      // Without teardown BIRD runs on, sessions and kernel routes untouched,
+      // and the next agent adopts it: the data path never notices.
+      await bird.stop({ keepRunning: !teardown });
       if (teardown && bird.supervised) await flushBirdRoutes(routedPrefixes(ctx.config.network, options), opts.execPrefix ?? [], ctx);
     },
   };
