@@ -45,6 +45,8 @@ export interface BirdConfig {
 }
 
 const BGP = 'bgp';
+/** The kernel protocol's name (weft asks it to rescan when one of its routes was deleted). */
+export const KERNEL_PROTOCOL = 'weft_kernel';
 
 /** The lease attribute a node sets to act as a reflector without being listed. */
 function leaseSaysReflector(lease: Lease): boolean {
@@ -236,7 +238,7 @@ function render(input: BirdConfigInput, family: Family, selfReflector: boolean, 
     '  interface "*";',
     '}',
     '',
-    'protocol kernel weft_kernel {',
+    `protocol kernel ${KERNEL_PROTOCOL} {`,
     `  ${ch} {`,
     '    import filter weft_underlay_import;',
     '    export filter weft_kernel_export;',

@@ -9,8 +9,9 @@ import { oneLine } from '../../src/errors.js';
 import type { Cidr } from '../../src/subnet/cidr.js';
 import type { Lease } from '../../src/subnet/lease.js';
 import { Bird } from './bird.js';
-import { birdConfig, type BirdSession } from './config.js';
+import { KERNEL_PROTOCOL, birdConfig, type BirdSession } from './config.js';
 import { parseBgpOptions, type BgpOptions } from './options.js';
+import { DeletedRouteWatch } from './restore.js';
 import type { BgpSession } from './status.js';
 
 export interface BgpRuntimeOptions {
@@ -60,6 +61,12 @@ export async function createBgpBackend(ctx: BackendContext, opts: BgpRuntimeOpti
   let poller: NodeJS.Timeout | undefined;
   let stopped = false;
   let lastUnresolved = '';
+  const restorer = new DeletedRouteWatch({
+    prefixes: routedPrefixes(ctx.config.network, options),
+    execPrefix: opts.execPrefix ?? [],
+    rescan: () => bird.rescanKernel(KERNEL_PROTOCOL),
+    logger: ctx.logger,
+  });
 
   const poll = async (): Promise<void> => {
     try {
@@ -105,6 +112,7 @@ export async function createBgpBackend(ctx: BackendContext, opts: BgpRuntimeOpti
     }
     const first = !applied;
     applied = true;
+    if (first && !stopped) restorer.start();
     await poll();
     if (first) schedulePoll();
   };
@@ -122,6 +130,7 @@ export async function createBgpBackend(ctx: BackendContext, opts: BgpRuntimeOpti
     stop: async ({ teardown }) => {
       stopped = true;
       clearTimeout(poller);
+      restorer.stop();
       // Without teardown BIRD runs on, sessions and kernel routes untouched,
       // and the next agent adopts it: the data path never notices.
       await bird.stop({ keepRunning: !teardown });
