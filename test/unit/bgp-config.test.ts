@@ -1,15 +1,14 @@
 // BIRD config text for each topology: compared with golden files and parsed
 // by the real `bird -p` (Debian bird2), so a config BIRD would reject fails here.
 import t, { type Test } from 'tap';
-import { execFile } from 'node:child_process';
-import { mkdtemp, readFile, rm, writeFile } from 'node:fs/promises';
-import { tmpdir } from 'node:os';
+import { readFile, writeFile } from 'node:fs/promises';
 import { dirname, join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { birdConfig, protocolName, type BirdConfigInput } from '../../backends/bgp/config.js';
 import { parseBgpOptions } from '../../backends/bgp/options.js';
 import { Cidr, IP } from '../../src/subnet/cidr.js';
 import type { Lease } from '../../src/subnet/lease.js';
+import { birdParse } from './support/bird-parse.js';
 
 const GOLDEN = join(dirname(fileURLToPath(import.meta.url)), 'fixtures', 'bgp');
 const UPDATE = process.env.WEFT_UPDATE_GOLDEN === '1';
@@ -34,23 +33,6 @@ function input(ownN: number, peerNs: number[], raw: Record<string, unknown>, mor
     controlSocket: '/run/weft/bird/bird.ctl',
     ...more,
   };
-}
-
-function birdParse(text: string): Promise<{ ok: boolean; message: string }> {
-  return (async () => {
-    const dir = await mkdtemp(join(tmpdir(), 'wbg-unit-'));
-    try {
-      const file = join(dir, 'bird.conf');
-      await writeFile(file, text);
-      return await new Promise((resolve) => {
-        execFile('bird', ['-p', '-c', file], { timeout: 20_000 }, (err, stdout, stderr) =>
-          resolve({ ok: !err, message: `${stdout}${stderr}`.trim() }),
-        );
-      });
-    } finally {
-      await rm(dir, { recursive: true, force: true });
-    }
-  })();
 }
 
 async function golden(t: Test, name: string, text: string): Promise<void> {
