@@ -29,8 +29,8 @@ const START_TIMEOUT_MS = 15_000;
 const STOP_TIMEOUT_MS = 10_000;
 /** A BIRD that ran this long before dying restarts after the minimum delay again. */
 const STABLE_MS = 60_000;
-/** How often an adopted BIRD (not our child: no exit event) is checked for life. */
-const ADOPTED_WATCH_MS = 500;
+/** How often an adopted BIRD (not our child: no exit event) is checked for life: its pid, else its socket. */
+const ADOPTED_WATCH_MS = { pid: 500, socket: 2000 };
 /** sun_path is 108 bytes on Linux, including the terminating NUL. */
 const MAX_SOCKET_PATH = 107;
 
@@ -214,7 +214,7 @@ export class Bird {
         this.adopted = undefined;
         this.onExit(null, null, Date.now() - adopted.since);
       });
-    }, ADOPTED_WATCH_MS);
+    }, adopted.pid !== undefined ? ADOPTED_WATCH_MS.pid : ADOPTED_WATCH_MS.socket);
     this.watchTimer.unref();
   }
 

@@ -45,8 +45,9 @@ const BGP = 'bgp';
 export async function createBgpBackend(ctx: BackendContext, opts: BgpRuntimeOptions = {}): Promise<BgpBackend> {
   const options = parseBgpOptions(ctx.config.backend.raw);
   const externalSocket = opts.birdSocket ?? ctx.birdSocket;
+  const birdDir = join(ctx.runDir, 'bird');
   const bird = await Bird.open({
-    dir: join(ctx.runDir, 'bird'),
+    dir: birdDir,
     logger: ctx.logger,
     ...(externalSocket ? { externalSocket } : {}),
     ...(opts.execPrefix ? { execPrefix: opts.execPrefix } : {}),
@@ -97,6 +98,7 @@ export async function createBgpBackend(ctx: BackendContext, opts: BgpRuntimeOpti
       sourceIP: ctx.ext.ip,
       selfReflector: opts.routeReflector === true,
       controlSocket: bird.socket,
+      ...(bird.supervised ? { logFile: join(birdDir, 'bird.log') } : {}),
     });
     warnings.retain(peers);
     const skipped = new Set(cfg.skipped.map((s) => s.lease));
