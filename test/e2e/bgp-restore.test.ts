@@ -42,7 +42,7 @@ t.test('a BIRD route deleted by hand is restored by the event path; a foreign re
     }, { timeoutMs: 5000 });
     restoreTimes.push(seen.value !== undefined ? `${seen.value.toFixed(1)} ms` : `~${back.ms} ms (polled)`);
   }
-  t.comment(`bgp route deleted by hand -> back (ip monitor): ${restoreTimes.join(', ')} (BIRD's own kernel scan runs every 10 s)`);
+  t.comment(`bgp route deleted by hand -> back (ip monitor): ${restoreTimes.join(', ')} (BIRD's own kernel scan: every 60 s, its default)`);
   const matrix = await lab.pingMatrix();
   t.ok(matrix.ok, 'pods reach each other after the restores');
 
