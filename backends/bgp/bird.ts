@@ -1,8 +1,12 @@
 // BIRD as a supervised child process (or someone else's BIRD behind a control
 // socket): configs are written atomically, parse-checked with `bird -p`
-// before BIRD sees them, and applied with `birdc configure`.
+// before BIRD sees them, and applied with `birdc configure`. BIRD carries the
+// node's traffic, so it outlives the agent: a stopping agent leaves it
+// running and the next agent adopts it (reconfigures it, watches its pid)
+// instead of restarting it.
 import { spawn, execFile, type ChildProcess } from 'node:child_process';
-import { access, mkdir, rename, rm, writeFile } from 'node:fs/promises';
+import { readFileSync } from 'node:fs';
+import { access, mkdir, readFile, readdir, rename, rm, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import type { Logger } from 'pino';
 import { WeftError } from '../../src/errors.js';
@@ -25,6 +29,8 @@ const START_TIMEOUT_MS = 15_000;
 const STOP_TIMEOUT_MS = 10_000;
 /** A BIRD that ran this long before dying restarts after the minimum delay again. */
 const STABLE_MS = 60_000;
+/** How often an adopted BIRD (not our child: no exit event) is checked for life: its pid, else its socket. */
+const ADOPTED_WATCH_MS = { pid: 500, socket: 2000 };
 /** sun_path is 108 bytes on Linux, including the terminating NUL. */
 const MAX_SOCKET_PATH = 107;
 
@@ -33,10 +39,20 @@ export function birdSocketPath(dir: string): string {
   return join(dir, 'bird.ctl');
 }
 
+/** A BIRD an earlier agent started and this one took over: no child handle, so its pid is polled. */
+interface Adopted {
+  /** Undefined when no process could be matched to the socket: then `birdc show status` is polled. */
+  pid: number | undefined;
+  since: number;
+}
+
 export class Bird {
   readonly socket: string;
   readonly configPath: string;
+  readonly pidFile: string;
   private child: ChildProcess | undefined;
+  private adopted: Adopted | undefined;
+  private watchTimer: NodeJS.Timeout | undefined;
   private childExited: Promise<void> = Promise.resolve();
   private stopping = false;
   private restartTimer: NodeJS.Timeout | undefined;
@@ -57,6 +73,7 @@ export class Bird {
   private constructor(private readonly opts: BirdOptions) {
     this.socket = opts.externalSocket ?? birdSocketPath(opts.dir);
     this.configPath = join(opts.dir, 'bird.conf');
+    this.pidFile = join(opts.dir, 'bird.pid');
     this.restartDelay = opts.restartDelayMs?.min ?? 1000;
   }
 
@@ -75,13 +92,14 @@ export class Bird {
         throw new WeftError(`no BIRD answers on --bird-socket ${opts.externalSocket}`, 'start BIRD 2 with `-s` on that path, or drop --bird-socket to let weft run BIRD');
       }
     } else if (await bird.answers()) {
-      // A BIRD left behind by an earlier agent: let it go without withdrawing
-      // anything (graceful restart), then run our own child with -R.
-      opts.logger.info({ socket: bird.socket }, 'a BIRD from an earlier run answers on our socket; restarting it gracefully');
-      await bird.birdc(['graceful', 'restart']).catch(() => undefined);
-      if (!(await waitFor(async () => !(await bird.answers()), STOP_TIMEOUT_MS))) {
-        throw new WeftError(`a BIRD from an earlier run still answers on ${bird.socket}`, `stop it (birdc -s ${bird.socket} graceful restart) and start weft again`);
-      }
+      // A BIRD left running by an earlier agent (stopped or crashed) holds this
+      // node's sessions and kernel routes: keep it. Restarting it, even
+      // gracefully, would leave the data path to graceful-restart timers.
+      const pid = await findBirdOn(bird.socket, bird.pidFile);
+      bird.adopted = { pid, since: Date.now() };
+      bird.startedAt = Date.now();
+      opts.logger.info({ pid, socket: bird.socket }, 'a BIRD from an earlier run answers on our socket; adopting it');
+      bird.watchAdopted();
     }
     return bird;
   }
@@ -99,7 +117,7 @@ export class Bird {
     return this.serialised(async () => {
       if (this.stopping) return false;
       if (text === this.rejected) return false;
-      if (text === this.applied && (!this.supervised || this.child)) return false;
+      if (text === this.applied && (!this.supervised || this.running)) return false;
       const candidate = `${this.configPath}.new`;
       await writeFile(candidate, text, { mode: 0o600 });
       const check = await run('bird', ['-p', '-c', candidate]);
@@ -111,7 +129,7 @@ export class Bird {
         throw new WeftError(`BIRD rejected the generated config (${reason})`, `the running config stays in force; the rejected file is ${rejectedPath}`);
       }
       await rename(candidate, this.configPath);
-      if (this.supervised && !this.child) {
+      if (this.supervised && !this.running) {
         await this.start();
       } else {
         await this.configure();
@@ -129,33 +147,88 @@ export class Bird {
   }
 
   /**
-   * Stops our BIRD. Graceful: peers keep this node's routes and the kernel
-   * keeps BIRD's (BIRD's graceful restart); otherwise BIRD says goodbye and
-   * peers withdraw. A BIRD someone else runs is left alone.
+   * Kernel scan now, instead of at BIRD's next periodic one: the kernel
+   * protocol (with `learn`) re-installs a route of BIRD's that went missing,
+   * and leaves a foreign route that replaced it alone.
    */
-  stop(opts: { graceful: boolean }): Promise<void> {
+  async rescanKernel(protocol: string): Promise<void> {
+    await this.birdc(['reload', 'in', protocol]);
+  }
+
+  /**
+   * Stops supervising. `keepRunning` (the agent stops or restarts): BIRD runs
+   * on with its sessions and kernel routes, for the next agent to adopt.
+   * Otherwise (teardown) BIRD says goodbye and peers withdraw this node's
+   * routes. A BIRD someone else runs (--bird-socket) is left alone.
+   */
+  stop(opts: { keepRunning: boolean }): Promise<void> {
     this.stopping = true;
     clearTimeout(this.restartTimer);
     this.restartTimer = undefined;
+    clearTimeout(this.watchTimer);
+    this.watchTimer = undefined;
     return this.serialised(async () => {
+      if (!this.supervised) return;
       const child = this.child;
-      if (!this.supervised || !child) return;
+      if (opts.keepRunning) {
+        // Nothing of ours may keep the agent's process alive, nor BIRD tied to it.
+        child?.stderr?.destroy();
+        child?.unref();
+        return;
+      }
+      const pid = child?.pid ?? this.adopted?.pid;
+      if (!child && !this.adopted) return;
       // Peers withdraw our routes: the next BIRD here starts afresh, not as a restart.
-      if (!opts.graceful) await rm(this.configPath, { force: true });
-      await this.birdc(opts.graceful ? ['graceful', 'restart'] : ['down']).catch((err) =>
+      await rm(this.configPath, { force: true });
+      await this.birdc(['down']).catch((err) =>
         this.opts.logger.warn(`asking BIRD to stop failed (${firstLine(String(err))}); signalling it`),
       );
-      if (await exitsWithin(this.childExited, STOP_TIMEOUT_MS)) return;
-      child.kill('SIGTERM');
-      if (await exitsWithin(this.childExited, STOP_TIMEOUT_MS)) return;
-      child.kill('SIGKILL');
-      await this.childExited;
+      const gone = child ? () => exitsWithin(this.childExited, STOP_TIMEOUT_MS) : () => this.adoptedGone(STOP_TIMEOUT_MS);
+      if (await gone()) return;
+      if (pid !== undefined) sendSignal(pid, 'SIGTERM');
+      if (await gone()) return;
+      if (pid !== undefined) sendSignal(pid, 'SIGKILL');
+      await gone();
     });
   }
 
-  /** The child's pid, while it runs (tests kill it to check the restart). */
+  /** BIRD's pid, while it runs: our child's or the adopted one's. */
   get pid(): number | undefined {
-    return this.child?.pid;
+    return this.child?.pid ?? this.adopted?.pid;
+  }
+
+  /** A BIRD of ours runs: our child, or one adopted from an earlier agent. */
+  private get running(): boolean {
+    return this.child !== undefined || this.adopted !== undefined;
+  }
+
+  /** Polls the adopted BIRD; when it dies it is restarted like a child that exited. */
+  private watchAdopted(): void {
+    const adopted = this.adopted;
+    if (!adopted || this.stopping) return;
+    this.watchTimer = setTimeout(() => {
+      this.watchTimer = undefined;
+      void this.adoptedAlive(adopted).then((alive) => {
+        if (this.stopping || this.adopted !== adopted) return;
+        if (alive) return this.watchAdopted();
+        this.adopted = undefined;
+        this.onExit(null, null, Date.now() - adopted.since);
+      });
+    }, adopted.pid !== undefined ? ADOPTED_WATCH_MS.pid : ADOPTED_WATCH_MS.socket);
+    this.watchTimer.unref();
+  }
+
+  private async adoptedAlive(adopted: Adopted): Promise<boolean> {
+    return adopted.pid !== undefined ? processRuns(adopted.pid) : this.answers();
+  }
+
+  /** Waits up to `ms` for the adopted BIRD to be gone; true when it is. */
+  private async adoptedGone(ms: number): Promise<boolean> {
+    const adopted = this.adopted;
+    if (!adopted) return true;
+    const gone = await waitFor(async () => !(await this.adoptedAlive(adopted)), ms);
+    if (gone) this.adopted = undefined;
+    return gone;
   }
 
   private serialised<T>(fn: () => Promise<T>): Promise<T> {
@@ -206,10 +279,11 @@ export class Bird {
 
   private async start(): Promise<void> {
     const prefix = this.opts.execPrefix ?? [];
-    const [cmd, ...args] = [...prefix, 'bird', '-f', ...(this.recovering ? ['-R'] : []), '-c', this.configPath, '-s', this.socket];
+    const [cmd, ...args] = [...prefix, 'bird', '-f', ...(this.recovering ? ['-R'] : []), '-c', this.configPath, '-s', this.socket, '-P', this.pidFile];
     this.recovering = true; // every later start (after BIRD died) is a restart
     // Own process group: a Ctrl-C meant for the agent must not reach BIRD, whose
-    // shutdown would withdraw this node's routes from every peer.
+    // shutdown would withdraw this node's routes from every peer. It outlives
+    // the agent (BIRD ignores SIGPIPE, so the closed stderr pipe does not kill it).
     const child = spawn(cmd!, args, { stdio: ['ignore', 'ignore', 'pipe'], detached: true });
     this.child = child;
     const recent: string[] = [];
@@ -263,7 +337,7 @@ export class Bird {
     this.restartTimer = setTimeout(() => {
       this.restartTimer = undefined;
       void this.serialised(async () => {
-        if (this.stopping || this.child) return;
+        if (this.stopping || this.running) return;
         // A failed start ends in the child's exit, which schedules the next attempt.
         await this.start().catch((err: Error) => this.opts.logger.error(`restarting BIRD failed: ${firstLine(err.message)}`));
       });
@@ -303,7 +377,10 @@ export async function removeOwnBird(dir: string, network: string | undefined): P
   } catch {
     return false;
   }
-  await run('birdc', ['-s', birdSocketPath(dir), 'down'], 5000);
+  const socket = birdSocketPath(dir);
+  const down = await run('birdc', ['-s', socket, 'down'], 5000);
+  // The agent leaves BIRD running: flush only once it has gone, or it might re-add what was flushed.
+  if (down.code === 0) await waitFor(async () => (await run('birdc', ['-s', socket, 'show', 'status'], 3000)).code !== 0, STOP_TIMEOUT_MS);
   if (network) {
     const r = await run('ip', ['route', 'flush', 'root', network, 'proto', 'bird']);
     if (r.code !== 0) throw new WeftError(`cannot flush BIRD's routes in ${network}: ${firstLine(r.stderr)}`, 'remove them with ip route flush proto bird');
@@ -348,6 +425,44 @@ async function waitFor(check: () => Promise<boolean>, ms: number, abort?: Promis
     await new Promise((r) => setTimeout(r, 100));
   }
   return false;
+}
+
+/**
+ * The pid of the BIRD serving control socket `socket`: the one its pid file
+ * names, else any `bird` process whose command line names the socket (a BIRD
+ * started before weft wrote pid files). Undefined when none is found.
+ */
+async function findBirdOn(socket: string, pidFile: string): Promise<number | undefined> {
+  const recorded = Number((await readFile(pidFile, 'utf8').catch(() => '')).trim());
+  const all = (await readdir('/proc').catch(() => [] as string[])).filter((e) => /^\d+$/.test(e)).map(Number);
+  return [recorded, ...all].find((pid) => Number.isInteger(pid) && pid > 0 && isBirdOn(pid, socket));
+}
+
+function isBirdOn(pid: number, socket: string): boolean {
+  try {
+    const argv = readFileSync(`/proc/${pid}/cmdline`, 'utf8').split('\0');
+    return /(^|\/)bird$/.test(argv[0] ?? '') && argv.includes(socket) && processRuns(pid);
+  } catch {
+    return false;
+  }
+}
+
+/** True while `pid` exists and is not a zombie (an orphan's exit shows as a zombie until reaped). */
+function processRuns(pid: number): boolean {
+  try {
+    const stat = readFileSync(`/proc/${pid}/stat`, 'utf8');
+    return !/^[ZX]/.test(stat.slice(stat.lastIndexOf(')') + 2));
+  } catch {
+    return false;
+  }
+}
+
+function sendSignal(pid: number, sig: NodeJS.Signals): void {
+  try {
+    process.kill(pid, sig);
+  } catch {
+    // gone already
+  }
 }
 
 async function exitsWithin(exited: Promise<void>, ms: number): Promise<boolean> {

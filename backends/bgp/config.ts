@@ -21,6 +21,11 @@ export interface BirdConfigInput {
   selfReflector?: boolean;
   /** Named in the header so an operator knows how to reach this BIRD. */
   controlSocket: string;
+  /**
+   * BIRD also logs here (rotated at 1 MiB): a BIRD that outlived the agent
+   * that started it has no reader on its stderr. Only for weft's own BIRD.
+   */
+  logFile?: string;
 }
 
 export type BirdSessionRole = 'mesh' | 'reflector' | 'rr-client' | 'external';
@@ -45,6 +50,8 @@ export interface BirdConfig {
 }
 
 const BGP = 'bgp';
+/** The kernel protocol's name (weft asks it to rescan when one of its routes was deleted). */
+export const KERNEL_PROTOCOL = 'weft_kernel';
 
 /** The lease attribute a node sets to act as a reflector without being listed. */
 function leaseSaysReflector(lease: Lease): boolean {
@@ -175,6 +182,7 @@ function render(input: BirdConfigInput, family: Family, selfReflector: boolean, 
     `# Topology: ${options.topology}${options.topology === 'reflectors' ? (selfReflector ? ' (this node reflects)' : ' (this node is a client)') : ''}; AS ${options.asn}`,
     '',
     'log stderr { info, remote, warning, error, auth, fatal, bug };',
+    ...(input.logFile !== undefined ? [`log "${birdString(input.logFile)}" 1048576 "${birdString(input.logFile)}.old" { info, remote, warning, error, auth, fatal, bug };`] : []),
     `router id ${routerId};`,
     'timeformat protocol iso long;',
     '# After a restart (bird -R) BIRD keeps the kernel routes and holds back changes',
@@ -236,7 +244,7 @@ function render(input: BirdConfigInput, family: Family, selfReflector: boolean, 
     '  interface "*";',
     '}',
     '',
-    'protocol kernel weft_kernel {',
+    `protocol kernel ${KERNEL_PROTOCOL} {`,
     `  ${ch} {`,
     '    import filter weft_underlay_import;',
     '    export filter weft_kernel_export;',
@@ -313,6 +321,12 @@ function render(input: BirdConfigInput, family: Family, selfReflector: boolean, 
 function lowBitsAsId(ip: IP): string {
   const v = ip.value & 0xffffffffn;
   return [24n, 16n, 8n, 0n].map((s) => String((v >> s) & 0xffn)).join('.');
+}
+
+/** A path inside a BIRD string, which has no escapes. */
+function birdString(text: string): string {
+  if (/["\n\\]/.test(text)) throw new WeftError(`path ${JSON.stringify(text)} cannot be written in BIRD's config`, 'use a --run-dir without quotes, backslashes or newlines');
+  return text;
 }
 
 /** Text from leases or flags placed in a comment: no newline may end the comment early. */

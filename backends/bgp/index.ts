@@ -9,8 +9,9 @@ import { oneLine } from '../../src/errors.js';
 import type { Cidr } from '../../src/subnet/cidr.js';
 import type { Lease } from '../../src/subnet/lease.js';
 import { Bird } from './bird.js';
-import { birdConfig, type BirdSession } from './config.js';
+import { KERNEL_PROTOCOL, birdConfig, type BirdSession } from './config.js';
 import { parseBgpOptions, type BgpOptions } from './options.js';
+import { DeletedRouteWatch } from './restore.js';
 import type { BgpSession } from './status.js';
 
 export interface BgpRuntimeOptions {
@@ -44,8 +45,9 @@ const BGP = 'bgp';
 export async function createBgpBackend(ctx: BackendContext, opts: BgpRuntimeOptions = {}): Promise<BgpBackend> {
   const options = parseBgpOptions(ctx.config.backend.raw);
   const externalSocket = opts.birdSocket ?? ctx.birdSocket;
+  const birdDir = join(ctx.runDir, 'bird');
   const bird = await Bird.open({
-    dir: join(ctx.runDir, 'bird'),
+    dir: birdDir,
     logger: ctx.logger,
     ...(externalSocket ? { externalSocket } : {}),
     ...(opts.execPrefix ? { execPrefix: opts.execPrefix } : {}),
@@ -60,6 +62,12 @@ export async function createBgpBackend(ctx: BackendContext, opts: BgpRuntimeOpti
   let poller: NodeJS.Timeout | undefined;
   let stopped = false;
   let lastUnresolved = '';
+  const restorer = new DeletedRouteWatch({
+    prefixes: routedPrefixes(ctx.config.network, options),
+    execPrefix: opts.execPrefix ?? [],
+    rescan: () => bird.rescanKernel(KERNEL_PROTOCOL),
+    logger: ctx.logger,
+  });
 
   const poll = async (): Promise<void> => {
     try {
@@ -90,6 +98,7 @@ export async function createBgpBackend(ctx: BackendContext, opts: BgpRuntimeOpti
       sourceIP: ctx.ext.ip,
       selfReflector: opts.routeReflector === true,
       controlSocket: bird.socket,
+      ...(bird.supervised ? { logFile: join(birdDir, 'bird.log') } : {}),
     });
     warnings.retain(peers);
     const skipped = new Set(cfg.skipped.map((s) => s.lease));
@@ -103,8 +112,9 @@ export async function createBgpBackend(ctx: BackendContext, opts: BgpRuntimeOpti
       configured = cfg.sessions;
       ctx.logger.info({ sessions: cfg.sessions.length, topology: options.topology }, 'BIRD config applied');
     }
+    const first = !applied;
     applied = true;
-    const first = !poller;
+    if (first && !stopped) restorer.start();
     await poll();
     if (first) schedulePoll();
   };
@@ -122,9 +132,10 @@ export async function createBgpBackend(ctx: BackendContext, opts: BgpRuntimeOpti
     stop: async ({ teardown }) => {
       stopped = true;
       clearTimeout(poller);
-      // Without teardown BIRD leaves gracefully: the kernel keeps its routes
-      // (persist) and peers keep ours (graceful restart) until we are back.
-      await bird.stop({ graceful: !teardown });
+      restorer.stop();
+      // Without teardown BIRD runs on, sessions and kernel routes untouched,
+      // and the next agent adopts it: the data path never notices.
+      await bird.stop({ keepRunning: !teardown });
       if (teardown && bird.supervised) await flushBirdRoutes(routedPrefixes(ctx.config.network, options), opts.execPrefix ?? [], ctx);
     },
   };

@@ -110,7 +110,7 @@ const BACKENDS: { backend: BackendType; faults: Fault[] }[] = [
 ];
 
 for (const { backend, faults } of BACKENDS) {
-  t.test(`${backend}: an established flow survives ${faults.join(", ")}; a deleted route comes back`, async (t) => {
+  t.test(`${backend}: an established flow survives ${faults.join(', ')}; a deleted route comes back`, async (t) => {
     const lab = await freshLab(t, { name: `rs${backend.replace('-', '')}`, nodes: 2, podsPerNode: 1, backend });
     const reachable = await lab.pingMatrix();
     t.ok(reachable.ok, 'pods reach each other before any fault');

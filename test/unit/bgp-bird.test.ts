@@ -46,5 +46,5 @@ t.test('a config BIRD rejects is never used, and reported once', async (t) => {
   t.match(await readFile(`${bird.configPath}.rejected`, 'utf8'), /via "quote/);
   t.equal(await bird.apply(bad), false, 'the same rejected text is not retried or reported again');
   t.equal(bird.pid, undefined, 'no BIRD was started');
-  await bird.stop({ graceful: true });
+  await bird.stop({ keepRunning: false });
 });

@@ -1,7 +1,6 @@
 // BIRD config text for each topology: compared with golden files and parsed
 // by the real `bird -p` (Debian bird2), so a config BIRD would reject fails here.
 import t, { type Test } from 'tap';
-import { execFile } from 'node:child_process';
 import { mkdtemp, readFile, rm, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { dirname, join } from 'node:path';
@@ -10,6 +9,7 @@ import { birdConfig, protocolName, type BirdConfigInput } from '../../backends/b
 import { parseBgpOptions } from '../../backends/bgp/options.js';
 import { Cidr, IP } from '../../src/subnet/cidr.js';
 import type { Lease } from '../../src/subnet/lease.js';
+import { birdParse } from './support/bird-parse.js';
 
 const GOLDEN = join(dirname(fileURLToPath(import.meta.url)), 'fixtures', 'bgp');
 const UPDATE = process.env.WEFT_UPDATE_GOLDEN === '1';
@@ -34,23 +34,6 @@ function input(ownN: number, peerNs: number[], raw: Record<string, unknown>, mor
     controlSocket: '/run/weft/bird/bird.ctl',
     ...more,
   };
-}
-
-function birdParse(text: string): Promise<{ ok: boolean; message: string }> {
-  return (async () => {
-    const dir = await mkdtemp(join(tmpdir(), 'wbg-unit-'));
-    try {
-      const file = join(dir, 'bird.conf');
-      await writeFile(file, text);
-      return await new Promise((resolve) => {
-        execFile('bird', ['-p', '-c', file], { timeout: 20_000 }, (err, stdout, stderr) =>
-          resolve({ ok: !err, message: `${stdout}${stderr}`.trim() }),
-        );
-      });
-    } finally {
-      await rm(dir, { recursive: true, force: true });
-    }
-  })();
 }
 
 async function golden(t: Test, name: string, text: string): Promise<void> {
@@ -240,4 +223,16 @@ t.test('extreme but valid values parse in BIRD: 4-byte ASNs, short timers, every
   t.match(cfg.text, /local 198\.51\.100\.1 as 4294967295;/);
   const parsed = await birdParse(cfg.text);
   t.ok(parsed.ok, parsed.message || 'bird -p accepts it');
+});
+
+t.test("weft's own BIRD also logs to a rotated file (an adopted BIRD has no reader on its stderr)", async (t) => {
+  const dir = await mkdtemp(join(tmpdir(), 'wbg-unit-'));
+  t.teardown(() => rm(dir, { recursive: true, force: true }));
+  const logFile = join(dir, 'bird.log');
+  const cfg = birdConfig(input(1, [2], {}, { logFile }));
+  t.ok(cfg.text.includes(`log "${logFile}" 1048576 "${logFile}.old" {`), 'a log line with a 1 MiB limit and a backup file');
+  const parsed = await birdParse(cfg.text);
+  t.ok(parsed.ok, `bird -p accepts it${parsed.message ? `: ${parsed.message}` : ''}`);
+  t.throws(() => birdConfig(input(1, [2], {}, { logFile: '/run/we"ft/bird.log' })), { name: 'WeftError', message: /cannot be written in BIRD's config/ }, 'a path BIRD cannot quote is refused');
+  t.notOk(birdConfig(input(1, [2], {})).text.includes('log "'), 'no log file unless asked (a BIRD behind --bird-socket keeps its own logging)');
 });
