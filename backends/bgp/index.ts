@@ -9,6 +9,7 @@ import { oneLine } from '../../src/errors.js';
 import type { Cidr } from '../../src/subnet/cidr.js';
 import type { Lease } from '../../src/subnet/lease.js';
 import { Bird } from './bird.js';
+import { bgpMetrics } from './metrics.js';
 import { KERNEL_PROTOCOL, birdConfig, type BirdSession } from './config.js';
 import { parseBgpOptions, type BgpOptions } from './options.js';
 import { DeletedRouteWatch } from './restore.js';
@@ -127,6 +128,7 @@ export async function createBgpBackend(ctx: BackendContext, opts: BgpRuntimeOpti
     sync,
     sessions: () => bird.sessions(),
     configuredSessions: () => configured,
+    metrics: () => bgpMetrics(configured.length, live),
     notReadyReason: () =>
       !applied ? 'BIRD is not configured yet' : liveError ?? sessionReadiness({ configured, live, startedAt: bird.startedAt, graceMs, now: Date.now() }),
     stop: async ({ teardown }) => {
@@ -142,9 +144,10 @@ export async function createBgpBackend(ctx: BackendContext, opts: BgpRuntimeOpti
 }
 
 /**
- * Undefined when the sessions make this node ready: every configured session
- * Established, or, once `graceMs` have passed since BIRD started, at least one
- * (a dead peer must not keep a healthy node unready forever). Else why not.
+ * Undefined when every configured session is Established, else why not:
+ * while BIRD is younger than `graceMs` the sessions are still coming up;
+ * after that a session that is not Established is a failure, named with its
+ * state (as Calico's bird-ready check does).
  */
 export function sessionReadiness(input: {
   configured: readonly Pick<BirdSession, 'name' | 'peer'>[];
@@ -154,15 +157,14 @@ export function sessionReadiness(input: {
   now: number;
 }): string | undefined {
   const { configured } = input;
-  if (configured.length === 0) return undefined;
-  const up = new Set(input.live.filter((s) => s.state === 'Established').map((s) => s.name));
-  const waiting = configured.filter((s) => !up.has(s.name));
+  const state = new Map(input.live.map((s) => [s.name, s.state]));
+  const waiting = configured.filter((s) => state.get(s.name) !== 'Established');
   if (waiting.length === 0) return undefined;
-  const established = configured.length - waiting.length;
+  const list = (describe: (s: Pick<BirdSession, 'name' | 'peer'>) => string): string =>
+    waiting.slice(0, 5).map(describe).join(', ') + (waiting.length > 5 ? `, and ${waiting.length - 5} more` : '');
   const graceOver = input.startedAt !== undefined && input.now - input.startedAt >= input.graceMs;
-  if (graceOver && established > 0) return undefined;
-  const names = waiting.slice(0, 5).map((s) => `${s.peer}`).join(', ') + (waiting.length > 5 ? ', ...' : '');
-  return `${established}/${configured.length} BGP sessions established (waiting for ${names})`;
+  if (!graceOver) return `${configured.length - waiting.length}/${configured.length} BGP sessions established (waiting for ${list((s) => `${s.peer}`)})`;
+  return `BGP sessions not Established after ${Math.round(input.graceMs / 1000)} s: ${list((s) => `${s.peer} (${state.get(s.name) ?? 'not in BIRD'})`)}; check that peer and its BIRD`;
 }
 
 function routedPrefixes(network: Cidr, options: BgpOptions): Cidr[] {
