@@ -2,26 +2,25 @@
 // resync; a peer they cannot serve must be reported once, not on every pass.
 import type { Logger } from 'pino';
 import type { Lease } from '../src/subnet/lease.js';
+import { SaidOnce } from '../src/core/said-once.js';
 
 /** Warns once per peer and problem; again only when the peer's lease or the problem changes. */
 export class PeerWarnings {
   /** subnet key -> what was last said about that peer */
-  private readonly said = new Map<string, string>();
+  private readonly said = new SaidOnce();
 
   constructor(private readonly logger: Logger) {}
 
   /** Forget peers that are gone, so a returning peer is reported afresh. */
   retain(peers: readonly Lease[]): void {
-    const present = new Set(peers.map((p) => p.subnet.toKey()));
-    for (const key of this.said.keys()) if (!present.has(key)) this.said.delete(key);
+    this.said.retain(new Set(peers.map((p) => p.subnet.toKey())));
   }
 
   warn(peer: Lease, message: string): void {
     const key = peer.subnet.toKey();
     const { publicIP, backendType, backendData } = peer.attrs;
     const what = `${message}\0${publicIP}\0${backendType}\0${JSON.stringify(backendData ?? null)}`;
-    if (this.said.get(key) === what) return;
-    this.said.set(key, what);
+    if (!this.said.news(key, what)) return;
     this.logger.warn({ peer: peer.subnet.toString(), publicIP: publicIP.toString(), backendType }, message);
   }
 
@@ -36,6 +35,6 @@ export class PeerWarnings {
 
   /** The peer is served again: a later problem is news. */
   clear(peer: Lease): void {
-    this.said.delete(peer.subnet.toKey());
+    this.said.forget(peer.subnet.toKey());
   }
 }

@@ -3,6 +3,7 @@
 // desired-state change, on kernel events (a route deleted by hand comes back
 // at once) and on a slow timer as a backstop. Never two runs at once.
 import type { Logger } from 'pino';
+import { SaidOnce } from '../core/said-once.js';
 import { oneLine } from '../errors.js';
 import { normaliseDst, planChanges, toBatches, type Plan } from './diff.js';
 import { Iproute, type KernelAdapter } from './iproute.js';
@@ -69,7 +70,7 @@ export class Reconciler {
   private conflicts = new Set<string>();
   private failures: string[] = [];
   private missingLinks: string[] = [];
-  private noted = new Set<string>();
+  private readonly noted = new SaidOnce(1000);
 
   constructor(opts: ReconcilerOptions) {
     this.logger = opts.logger;
@@ -164,10 +165,7 @@ export class Reconciler {
   }
 
   private noteOnce(key: string, log: () => void): void {
-    if (this.noted.has(key)) return;
-    if (this.noted.size > 1000) this.noted.clear(); // bounded: a flapping peer set must not grow it forever
-    this.noted.add(key);
-    log();
+    if (this.noted.news(key, '')) log();
   }
 
   /** Starts event-driven and periodic reconciliation until `signal` aborts or stop() is called. */

@@ -6,6 +6,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { Backoff, sleep } from '../../src/core/backoff.js';
 import { SerialQueue } from '../../src/core/serial-queue.js';
+import { SaidOnce } from '../../src/core/said-once.js';
 import { writeFileAtomic, writeFileAtomicSync } from '../../src/core/atomic-write.js';
 import { formatSubnetEnv, parseSubnetEnv, readPreviousSubnetEnv, SubnetEnvError } from '../../src/subnet/subnet-env.js';
 import { Cidr } from '../../src/subnet/cidr.js';
@@ -79,4 +80,17 @@ t.test('SerialQueue: jobs run one at a time, in order, past a failure', async (t
   const results = await Promise.allSettled([job('a', 20), job('b', 1, true), job('c', 1)]);
   t.same(log, ['start a', 'end a', 'start b', 'end b', 'start c', 'end c'], 'no overlap, queue order');
   t.same(results.map((r) => r.status), ['fulfilled', 'rejected', 'fulfilled'], "a failed job rejects its own caller only");
+});
+
+t.test('SaidOnce: news once per key and text, again after a change or forget, bounded', async (t) => {
+  const said = new SaidOnce(3);
+  t.same([said.news('a', 'x'), said.news('a', 'x'), said.news('a', 'y'), said.news('a', 'y')], [true, false, true, false], 'a repeat is not news, a change is');
+  said.forget('a');
+  t.equal(said.news('a', 'y'), true, 'after forget the same text is news again');
+  said.news('b', 'x');
+  said.retain(new Set(['b']));
+  t.equal(said.news('a', 'y'), true, 'retain forgot what is gone');
+  said.news('c', 'x');
+  said.news('d', 'x');
+  t.equal(said.news('b', 'x'), true, 'past the limit the memory starts afresh instead of growing');
 });

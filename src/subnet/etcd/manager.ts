@@ -6,6 +6,7 @@ import type { Logger } from 'pino';
 import { parseNetConf } from '../../config/parse.js';
 import { ConfigError, type NetConf } from '../../config/netconf.js';
 import { sleep } from '../../core/backoff.js';
+import { SaidOnce } from '../../core/said-once.js';
 import { WeftError } from '../../errors.js';
 import { Cidr, type IP } from '../cidr.js';
 import { sameLeaseAttrs, type Lease, type LeaseAttrs, type LeaseEvent } from '../lease.js';
@@ -41,7 +42,7 @@ export class EtcdSubnetManager implements SubnetManager {
   private readonly logger: Logger;
   private netConf: NetConf | undefined;
   /** key -> mod revision already warned about, so a bad value is reported once, not on every resync. */
-  private readonly warned = new Map<string, string>();
+  private readonly warned = new SaidOnce();
   private readonly closing = new AbortController();
 
   constructor(opts: EtcdSubnetManagerOptions) {
@@ -204,22 +205,18 @@ export class EtcdSubnetManager implements SubnetManager {
     const key = kv.key.toString('utf8');
     const entry = parseLeaseEntry(key.slice(subnetsDir(this.prefix).length), kv.value, net);
     if (entry.ok) {
-      this.warned.delete(key);
+      this.warned.forget(key);
       return entry.lease;
     }
-    if (this.warned.get(key) !== kv.mod_revision) {
-      this.warned.set(key, kv.mod_revision);
+    if (this.warned.news(key, kv.mod_revision)) {
       this.logger.warn({ key: key.slice(0, 256), reason: entry.reason }, 'skipping invalid lease');
     }
     return undefined;
   }
 
   private forgetWarnings(keys: { has(key: string): boolean } | string): void {
-    if (typeof keys === 'string') {
-      this.warned.delete(keys);
-      return;
-    }
-    for (const k of this.warned.keys()) if (!keys.has(k)) this.warned.delete(k);
+    if (typeof keys === 'string') this.warned.forget(keys);
+    else this.warned.retain(keys);
   }
 
   /** The key already carrying this PublicIP: a reservation first, then `prefer`, then any. */

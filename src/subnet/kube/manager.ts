@@ -8,6 +8,7 @@ import type { NetConf } from '../../config/netconf.js';
 import { loadNetConfFile } from '../../config/parse.js';
 import { WeftError, oneLine } from '../../errors.js';
 import { Backoff, sleep } from '../../core/backoff.js';
+import { SaidOnce } from '../../core/said-once.js';
 import { loggedSteps } from '../../core/retry-log.js';
 import { sameLeaseAttrs, type Lease, type LeaseAttrs, type LeaseEvent } from '../lease.js';
 import { LeaseGoneError, type SubnetManager } from '../manager.js';
@@ -58,7 +59,7 @@ export class KubeSubnetManager implements SubnetManager {
   private readonly log: Logger;
   private netConf: NetConf | undefined;
   /** node name -> the warning already logged for it, so each bad node is reported once. */
-  private readonly warned = new Map<string, string>();
+  private readonly warned = new SaidOnce();
   private readonly closing = new AbortController();
 
   constructor(private readonly opts: KubeSubnetManagerOptions) {
@@ -227,7 +228,7 @@ export class KubeSubnetManager implements SubnetManager {
     const name = String(event.object?.metadata?.name ?? '');
     const before = known.get(name);
     let after: Lease | undefined;
-    if (event.type === 'DELETED') this.warned.delete(name);
+    if (event.type === 'DELETED') this.warned.forget(name);
     else after = this.leaseOf(event.object as NodeObject, net);
     if (after) known.set(name, after);
     else known.delete(name);
@@ -238,18 +239,17 @@ export class KubeSubnetManager implements SubnetManager {
     const name = node.metadata?.name ?? '';
     const result = nodeLease(node, net);
     if (result.kind === 'invalid') {
-      if (this.warned.get(name) !== result.reason) {
-        this.warned.set(name, result.reason);
+      if (this.warned.news(name, result.reason)) {
         this.log.warn({ node: name.slice(0, 253), reason: result.reason }, 'ignoring node with an invalid weft lease');
       }
       return undefined;
     }
-    this.warned.delete(name);
+    this.warned.forget(name);
     return result.kind === 'lease' ? result.lease : undefined;
   }
 
   private forgetWarnings(present: Set<string>): void {
-    for (const name of this.warned.keys()) if (!present.has(name)) this.warned.delete(name);
+    this.warned.retain(present);
   }
 
   private watchTimeout(): number {
