@@ -1,6 +1,7 @@
 #define _GNU_SOURCE
 #include "loop.h"
 #include "gso.h"
+#include "probe.h"
 #include <arpa/inet.h>
 #include <errno.h>
 #include <fcntl.h>
@@ -276,6 +277,26 @@ static bool icmp_token(struct worker *w) {
   return true;
 }
 
+/* Builds an ICMP error about `p` into w->icmp (after a zeroed virtio
+ * header); returns its length, 0 when none may be sent. */
+static size_t icmp_build(struct worker *w, const uint8_t *p, const struct pkt_info *pi,
+                         enum icmp_kind kind, uint32_t mtu, const uint8_t *src) {
+  memset(w->icmp, 0, VNET_HDR_LEN);
+  return icmp_build_error(w->icmp + VNET_HDR_LEN, sizeof w->icmp - VNET_HDR_LEN, p, pi, kind,
+                          mtu, src);
+}
+
+/* Writes the `n`-byte error built in w->icmp into the TUN device. */
+static void icmp_send(struct worker *w, size_t n, enum icmp_kind kind) {
+  const uint8_t *out = w->vnet ? w->icmp : w->icmp + VNET_HDR_LEN;
+  size_t len = w->vnet ? n + VNET_HDR_LEN : n;
+  if (write(w->tun, out, len) < 0) return;
+  CADD(w->k.c[kind == ICMP_KIND_UNREACH       ? C_ICMP_UNREACHABLE
+              : kind == ICMP_KIND_TIME_EXCEEDED ? C_ICMP_TIME_EXCEEDED
+                                                : C_ICMP_TOO_BIG],
+       1);
+}
+
 /* Sends an ICMP error about `p` back into the TUN device. `src` must not be a
  * local address of this node (the kernel drops such packets as martians). */
 static void icmp_reply(struct worker *w, const uint8_t *p, const struct pkt_info *pi,
@@ -285,17 +306,8 @@ static void icmp_reply(struct worker *w, const uint8_t *p, const struct pkt_info
     CADD(w->k.c[C_ICMP_RATE_LIMITED], 1);
     return;
   }
-  memset(w->icmp, 0, VNET_HDR_LEN);
-  size_t n = icmp_build_error(w->icmp + VNET_HDR_LEN, sizeof w->icmp - VNET_HDR_LEN, p, pi, kind,
-                              mtu, src);
-  if (!n) return;
-  const uint8_t *out = w->vnet ? w->icmp : w->icmp + VNET_HDR_LEN;
-  size_t len = w->vnet ? n + VNET_HDR_LEN : n;
-  if (write(w->tun, out, len) < 0) return;
-  CADD(w->k.c[kind == ICMP_KIND_UNREACH       ? C_ICMP_UNREACHABLE
-              : kind == ICMP_KIND_TIME_EXCEEDED ? C_ICMP_TIME_EXCEEDED
-                                                : C_ICMP_TOO_BIG],
-       1);
+  size_t n = icmp_build(w, p, pi, kind, mtu, src);
+  if (n) icmp_send(w, n, kind);
 }
 
 /* The path MTU towards a peer, as the kernel's route cache knows it. */
@@ -316,26 +328,35 @@ static uint32_t path_mtu(struct worker *w, const struct peer_entry *peer) {
   return mtu > (int)overhead ? (uint32_t)mtu - overhead : 0;
 }
 
-static void too_big(struct worker *w, const struct txmeta *m) {
-  uint32_t mtu = path_mtu(w, m->peer);
+/* Builds the frag-needed (packet-too-big) error about message `m` into
+ * w->icmp; returns its length, 0 when none may be sent. */
+static size_t too_big_build(struct worker *w, const struct txmeta *m, uint32_t mtu) {
   uint32_t floor = m->pi->family == 4 ? 68 : 1280;
   if (mtu < floor) mtu = floor;
   const struct superpacket *sp = m->sp;
-  if (!sp->gso) {
-    icmp_reply(w, sp->pkt, m->pi, ICMP_KIND_TOO_BIG, mtu, m->peer->subnet.addr);
-    return;
-  }
+  if (!sp->gso) return icmp_build(w, sp->pkt, m->pi, ICMP_KIND_TOO_BIG, mtu, m->peer->subnet.addr);
   /* Quote the first wire segment, not the superpacket. */
   uint8_t q[576];
   const struct iovec *iv = &w->iov[m->first_iov];
   size_t hl = iv[0].iov_len, pl = iv[1].iov_len;
-  if (hl > sizeof q) return;
+  if (hl > sizeof q) return 0;
   if (pl > sizeof q - hl) pl = sizeof q - hl;
   memcpy(q, iv[0].iov_base, hl);
   memcpy(q + hl, iv[1].iov_base, pl);
   struct pkt_info pi = *m->pi;
   pi.len = (uint32_t)(hl + pl);
-  icmp_reply(w, q, &pi, ICMP_KIND_TOO_BIG, mtu, m->peer->subnet.addr);
+  return icmp_build(w, q, &pi, ICMP_KIND_TOO_BIG, mtu, m->peer->subnet.addr);
+}
+
+static void too_big(struct worker *w, const struct txmeta *m) {
+  uint32_t mtu = path_mtu(w, m->peer);
+  if (!pkt_may_icmp_error(m->sp->pkt, m->pi)) return;
+  if (!icmp_token(w)) {
+    CADD(w->k.c[C_ICMP_RATE_LIMITED], 1);
+    return;
+  }
+  size_t n = too_big_build(w, m, mtu);
+  if (n) icmp_send(w, n, ICMP_KIND_TOO_BIG);
 }
 
 /* ---------- TUN -> UDP ---------- */
@@ -910,3 +931,84 @@ bool loop_device_lost(struct loop *l) {
 
 unsigned loop_underlay_family(struct loop *l) { return l->o.bind_family; }
 uint16_t loop_port(struct loop *l) { return l->o.port; }
+
+/* ---------- test and fuzz entry (probe.h) ---------- */
+
+struct probe {
+  struct loop l;
+  struct worker w;
+};
+
+struct probe *probe_new(const struct peer_table *t, uint8_t underlay_family) {
+  struct probe *p = calloc(1, sizeof *p);
+  if (!p) return NULL;
+  struct worker *w = &p->w;
+  p->l.o.bind_family = underlay_family;
+  p->l.wake = -1;
+  w->l = &p->l;
+  w->tun = w->rx = w->tx = -1;
+  w->vnet = w->udp_gso = true;
+  w->tokens = ICMP_BURST;
+  clock_gettime(CLOCK_MONOTONIC, &w->tlast);
+  w->t = t;
+  w->rbuf = malloc((size_t)TXB * RBUF_SIZE);
+  w->arena = malloc((size_t)TXB * ARENA_SEGS * SEG_HDR_MAX);
+  w->xbuf = malloc(XBUF_SIZE);
+  if (!w->rbuf || !w->arena || !w->xbuf) {
+    probe_free(p);
+    return NULL;
+  }
+  w->riov[0].iov_base = w->xbuf;
+  w->riov[0].iov_len = XBUF_SIZE;
+  return p;
+}
+
+void probe_free(struct probe *p) {
+  if (!p) return;
+  free(p->w.rbuf);
+  free(p->w.arena);
+  free(p->w.xbuf);
+  free(p);
+}
+
+unsigned probe_tx(struct probe *p, const uint8_t *const *reads, const size_t *lens, unsigned n,
+                  uint32_t mtu, probe_tx_fn each, void *ctx) {
+  struct worker *w = &p->w;
+  w->nmsgs = w->niov = 0;
+  for (unsigned slot = 0; slot < n && slot < TXB; slot++) {
+    size_t len = lens[slot] < RBUF_SIZE ? lens[slot] : RBUF_SIZE;
+    memcpy(w->rbuf + (size_t)slot * RBUF_SIZE, reads[slot], len);
+    tx_packet(w, slot, len);
+  }
+  unsigned msgs = w->nmsgs;
+  for (unsigned i = 0; i < msgs; i++) {
+    size_t k = too_big_build(w, &w->meta[i], mtu);
+    each(ctx, i, &w->msgs[i].msg_hdr, k ? w->icmp + VNET_HDR_LEN : NULL, k);
+  }
+  w->nmsgs = w->niov = 0;
+  return msgs;
+}
+
+void probe_rx(struct probe *p, int from_family, const uint8_t *from, const uint8_t *dgram,
+              size_t len, unsigned gro_size, co_emit_fn emit, void *ctx) {
+  struct worker *w = &p->w;
+  if (len > XBUF_SIZE) len = XBUF_SIZE;
+  memcpy(w->xbuf, dgram, len);
+  struct msghdr *h = &w->rmsgs[0].msg_hdr;
+  memset(h, 0, sizeof *h);
+  memset(&w->rcm[0], 0, sizeof w->rcm[0]);
+  if (gro_size) {
+    h->msg_control = w->rcm[0].buf;
+    h->msg_controllen = CMSG_SPACE(sizeof(int));
+    struct cmsghdr *c = CMSG_FIRSTHDR(h);
+    c->cmsg_level = SOL_UDP;
+    c->cmsg_type = UDP_GRO;
+    c->cmsg_len = CMSG_LEN(sizeof(int));
+    int v = (int)gro_size;
+    memcpy(CMSG_DATA(c), &v, sizeof v);
+  }
+  sock_addr(from_family == 4 ? 4 : 6, from, 8285, &w->rfrom[0], &(socklen_t){0});
+  co_init(&w->co, emit, ctx, true);
+  rx_datagram(w, 0, (unsigned)len);
+  co_flush(&w->co);
+}
