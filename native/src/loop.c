@@ -74,6 +74,8 @@ const char *const counter_names[C_COUNT] = {
 #define MAX_GSO_SEGS 64   /* kernels before 6.x cap UDP GSO at 64 segments */
 #define ICMP_BURST 50.0
 #define ICMP_RATE 200.0   /* per second per worker */
+#define PMTU_SLOTS 4      /* path MTUs remembered per worker */
+#define PMTU_TTL_NS 1000000000ull
 
 /* Single-writer counters: the worker stores, the JS thread loads; relaxed
  * atomics compile to plain moves, no locked instructions on the hot path. */
@@ -132,6 +134,12 @@ struct worker {
   uint8_t icmp[VNET_HDR_LEN + 1400];
   double tokens;
   struct timespec tlast;
+  struct {
+    uint8_t family, addr[16];
+    uint32_t mtu;
+    uint64_t until; /* CLOCK_MONOTONIC ns */
+  } pmtu[PMTU_SLOTS];
+  unsigned pmtu_next;
   struct wcounters k;
 };
 
@@ -310,9 +318,18 @@ static void icmp_reply(struct worker *w, const uint8_t *p, const struct pkt_info
   if (n) icmp_send(w, n, kind);
 }
 
-/* The path MTU towards a peer, as the kernel's route cache knows it. */
+/* The path MTU towards a peer, as the kernel's route cache knows it. Asking
+ * costs four system calls, so each worker remembers the answer for a second. */
 static uint32_t path_mtu(struct worker *w, const struct peer_entry *peer) {
   int fam = peer->pub_family == 4 ? AF_INET : AF_INET6;
+  size_t al = fam == AF_INET ? 4 : 16;
+  struct timespec ts;
+  clock_gettime(CLOCK_MONOTONIC, &ts);
+  uint64_t now = (uint64_t)ts.tv_sec * 1000000000ull + (uint64_t)ts.tv_nsec;
+  for (unsigned i = 0; i < PMTU_SLOTS; i++)
+    if (w->pmtu[i].until > now && w->pmtu[i].family == peer->pub_family &&
+        memcmp(w->pmtu[i].addr, peer->pub, al) == 0)
+      return w->pmtu[i].mtu;
   int s = socket(fam, SOCK_DGRAM | SOCK_CLOEXEC, 0);
   int mtu = 0;
   if (s >= 0) {
@@ -323,39 +340,55 @@ static uint32_t path_mtu(struct worker *w, const struct peer_entry *peer) {
     }
     close(s);
   }
-  (void)w;
   uint32_t overhead = fam == AF_INET ? 28 : 48;
-  return mtu > (int)overhead ? (uint32_t)mtu - overhead : 0;
+  uint32_t r = mtu > (int)overhead ? (uint32_t)mtu - overhead : 0;
+  unsigned i = w->pmtu_next++ % PMTU_SLOTS;
+  w->pmtu[i].family = peer->pub_family;
+  memcpy(w->pmtu[i].addr, peer->pub, al);
+  w->pmtu[i].mtu = r;
+  w->pmtu[i].until = now + PMTU_TTL_NS;
+  return r;
+}
+
+/* Frag-needed says "DF was set": a packet without DF would be fragmented or
+ * dropped by a router, never answered so. The loop drops it silently (the
+ * tooBig drop counter). IPv6 packets always count as DF. */
+static bool too_big_wanted(const struct txmeta *m) {
+  return m->pi->df && pkt_may_icmp_error(m->sp->pkt, m->pi);
 }
 
 /* Builds the frag-needed (packet-too-big) error about message `m` into
  * w->icmp; returns its length, 0 when none may be sent. */
 static size_t too_big_build(struct worker *w, const struct txmeta *m, uint32_t mtu) {
+  if (!too_big_wanted(m)) return 0;
   uint32_t floor = m->pi->family == 4 ? 68 : 1280;
   if (mtu < floor) mtu = floor;
   const struct superpacket *sp = m->sp;
   if (!sp->gso) return icmp_build(w, sp->pkt, m->pi, ICMP_KIND_TOO_BIG, mtu, m->peer->subnet.addr);
-  /* Quote the first wire segment, not the superpacket. */
+  /* Quote the message's first wire segment, not the superpacket: its header
+   * and, when the superpacket has any, its payload. A header-only
+   * superpacket's segment is one iovec; the next belongs to another message,
+   * perhaps another pod's. */
   uint8_t q[576];
   const struct iovec *iv = &w->iov[m->first_iov];
-  size_t hl = iv[0].iov_len, pl = iv[1].iov_len;
+  size_t hl = iv[0].iov_len, pl = sp->paylen ? iv[1].iov_len : 0;
   if (hl > sizeof q) return 0;
   if (pl > sizeof q - hl) pl = sizeof q - hl;
   memcpy(q, iv[0].iov_base, hl);
-  memcpy(q + hl, iv[1].iov_base, pl);
+  if (pl) memcpy(q + hl, iv[1].iov_base, pl);
   struct pkt_info pi = *m->pi;
   pi.len = (uint32_t)(hl + pl);
   return icmp_build(w, q, &pi, ICMP_KIND_TOO_BIG, mtu, m->peer->subnet.addr);
 }
 
 static void too_big(struct worker *w, const struct txmeta *m) {
-  uint32_t mtu = path_mtu(w, m->peer);
-  if (!pkt_may_icmp_error(m->sp->pkt, m->pi)) return;
+  if (!too_big_wanted(m)) return;
+  /* The rate limit first: a flood of oversized packets costs no path-MTU lookups. */
   if (!icmp_token(w)) {
     CADD(w->k.c[C_ICMP_RATE_LIMITED], 1);
     return;
   }
-  size_t n = too_big_build(w, m, mtu);
+  size_t n = too_big_build(w, m, path_mtu(w, m->peer));
   if (n) icmp_send(w, n, ICMP_KIND_TOO_BIG);
 }
 

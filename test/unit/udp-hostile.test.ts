@@ -25,6 +25,16 @@ function pattern(n: number, salt = 0): Buffer {
   return b;
 }
 
+t.test("frag-needed about a header-only superpacket quotes that packet only, not the next pod's", async (t) => {
+  const table = addon.peerTable(PEERS, OWN);
+  const headerOnly = tcpSuperpacket({ src: A, dst: B, sport: 40000, dport: 80, seq: 1, flags: TCP_ACK }, Buffer.alloc(0), 1400);
+  // Another pod's packet, queued right behind it in the same batch.
+  const other = concat([PLAIN, tcpPacket({ src: '10.244.1.9', dst: '10.244.3.4', sport: 1, dport: 2, seq: 7 }, Buffer.from('another pod\'s secret '.repeat(30)))]);
+  const msgs = addon.transmit(table, [headerOnly, other], 1400);
+  const quote = msgs[0]?.tooBig?.subarray(28).toString('hex');
+  t.equal(quote, msgs[0]?.datagram.toString('hex'), 'the error quotes exactly the segment it is about');
+});
+
 t.test('a segment with a bad TCP checksum is never merged into a packet the kernel trusts', async (t) => {
   const segs = [0, 1, 2].map((i) => tcpPacket({ src: B, dst: A, sport: 5201, dport: 40000, seq: i * 1000 }, pattern(1000, i)));
   segs[1]![40 + 500]! ^= 0x55; // corrupted on the wire, past the UDP checksum
@@ -45,6 +55,15 @@ t.test('coalescing keeps window updates and other TCP header changes', async (t)
   const flagsOf = (b: Buffer) => b[VNET_HDR_LEN + 20 + 13];
   t.same(addon.coalesce([seg(0, 1000), seg(1000, 3000)]).map(windowOf), [1000, 3000], 'a window update is delivered');
   t.same(addon.coalesce([seg(0, 1000), seg(1000, 1000, TCP_ACK | 0x40)]).map(flagsOf), [TCP_ACK, TCP_ACK | 0x40], 'an ECE change is delivered');
+});
+
+t.test('an oversized IPv4 packet without DF gets no error claiming DF was set', async (t) => {
+  const table = addon.peerTable(PEERS, OWN);
+  const noDf = concat([PLAIN, tcpPacket({ src: A, dst: B, sport: 40000, dport: 80, seq: 1, df: false }, pattern(1400))]);
+  const df = concat([PLAIN, tcpPacket({ src: A, dst: B, sport: 40000, dport: 80, seq: 1 }, pattern(1400))]);
+  t.equal(addon.transmit(table, [noDf], 1000)[0]?.tooBig ?? null, null, 'no frag-needed without DF');
+  const err = addon.transmit(table, [df], 1000)[0]?.tooBig;
+  t.same(err && [err[20], err[21], err.readUInt16BE(26)], [3, 4, 1000], 'with DF: frag-needed advertising the path MTU');
 });
 
 t.test('a partial checksum starting inside the IP header is refused', async (t) => {
