@@ -58,12 +58,15 @@ static bool get_prop(napi_env env, napi_value obj, const char *name, napi_value 
   return t != napi_undefined && t != napi_null;
 }
 
+/* Copies a JS string of at most size-1 bytes (UTF-8) into buf; false when
+ * it is not a string or does not fit. */
 static bool get_string(napi_env env, napi_value v, char *buf, size_t size) {
   size_t len = 0;
   napi_valuetype t;
   if (napi_typeof(env, v, &t) != napi_ok || t != napi_string) return false;
-  if (napi_get_value_string_utf8(env, v, buf, size, &len) != napi_ok) return false;
-  return len < size - 1;
+  /* The copy below truncates silently: measure first. */
+  if (napi_get_value_string_utf8(env, v, NULL, 0, &len) != napi_ok || len >= size) return false;
+  return napi_get_value_string_utf8(env, v, buf, size, &len) == napi_ok;
 }
 
 static void set_num(napi_env env, napi_value obj, const char *name, double v) {

@@ -71,3 +71,10 @@ t.test('a partial checksum starting inside the IP header is refused', async (t) 
   const vh = vnetHeader({ flags: VNET_F_NEEDS_CSUM, gsoType: 0, hdrLen: 0, gsoSize: 0, csumStart: 10, csumOffset: 6 });
   t.equal(addon.split(concat([vh, pkt])), 'badSuperpacket');
 });
+
+t.test('a 15-character interface name, valid on Linux, is accepted', async (t) => {
+  // An invalid bind address makes the constructor stop right after the name check.
+  const open = (device: string) => () => new addon.UdpLoop({ device, port: 8285, bindAddress: 'not-an-address' });
+  t.throws(open('weft-fifteen-ch'), /bindAddress must be an IP address/, '15 characters pass the name check');
+  t.throws(open('weft-sixteen-chr'), /device must be an interface name of at most 15 characters/, '16 do not');
+});
