@@ -265,7 +265,10 @@ void co_add(struct coalescer *c, uint8_t *pkt, uint32_t len, const struct pkt_in
   bool ok = thl >= 20 && pi->iphl + thl <= len && pi->iphl + thl <= SEG_HDR_MAX;
   uint32_t paylen = ok ? len - pi->iphl - thl : 0;
   ok = ok && paylen > 0 && !(t[13] & (TCP_SYN | TCP_FIN | TCP_RST | TCP_URG)) &&
-       (pi->family == 6 ? pi->iphl == 40 : pi->iphl == 20 && pi->df) && tcp_csum_ok(pkt, pi, len);
+       /* IPv4: DF and nothing else in the fragment field, as inet_gro_receive
+        * wants: a merged packet carries the first segment's field only. */
+       (pi->family == 6 ? pi->iphl == 40 : pi->iphl == 20 && get16(pkt + 6) == 0x4000) &&
+       tcp_csum_ok(pkt, pi, len);
   if (!ok) {
     /* Written alone and unchanged: the kernel verifies (and drops) it. */
     if (j >= 0) flush_at(c, (unsigned)j);

@@ -5,7 +5,7 @@ import t from 'tap';
 import { loadUdpAddon, type UdpPeer } from '../../backends/udp/native.js';
 import {
   PROTO_UDP, TCP_ACK, VNET_F_NEEDS_CSUM, VNET_HDR_LEN,
-  concat, ipPacket, readVnetHeader, tcpPacket, tcpSuperpacket, udpDatagram, vnetHeader,
+  concat, internetChecksum, ipPacket, readVnetHeader, tcpPacket, tcpSuperpacket, udpDatagram, vnetHeader,
 } from '../../backends/udp/packets.js';
 
 const addon = loadUdpAddon();
@@ -55,6 +55,12 @@ t.test('coalescing keeps window updates and other TCP header changes', async (t)
   const flagsOf = (b: Buffer) => b[VNET_HDR_LEN + 20 + 13];
   t.same(addon.coalesce([seg(0, 1000), seg(1000, 3000)]).map(windowOf), [1000, 3000], 'a window update is delivered');
   t.same(addon.coalesce([seg(0, 1000), seg(1000, 1000, TCP_ACK | 0x40)]).map(flagsOf), [TCP_ACK, TCP_ACK | 0x40], 'an ECE change is delivered');
+  // The reserved fragment bit beside DF: the merged packet would carry the first segment's field.
+  const evil = seg(1000, 1000);
+  evil[6]! |= 0x80;
+  evil.writeUInt16BE(0, 10);
+  evil.writeUInt16BE(internetChecksum(evil.subarray(0, 20)), 10);
+  t.same(addon.coalesce([seg(0, 1000), evil]).map((b) => b.readUInt16BE(VNET_HDR_LEN + 6)), [0x4000, 0xc000], 'a segment with another fragment field is delivered as sent');
 });
 
 t.test('an oversized IPv4 packet without DF gets no error claiming DF was set', async (t) => {
