@@ -68,6 +68,7 @@ t.test('an oversized IPv4 packet without DF gets no error claiming DF was set', 
   const noDf = concat([PLAIN, tcpPacket({ src: A, dst: B, sport: 40000, dport: 80, seq: 1, df: false }, pattern(1400))]);
   const df = concat([PLAIN, tcpPacket({ src: A, dst: B, sport: 40000, dport: 80, seq: 1 }, pattern(1400))]);
   t.equal(addon.transmit(table, [noDf], 1000)[0]?.tooBig ?? null, null, 'no frag-needed without DF');
+  t.equal(addon.icmpError(noDf.subarray(VNET_HDR_LEN), 'tooBig', 1000, '10.244.2.0'), null, 'nor from the ICMP builder itself');
   const err = addon.transmit(table, [df], 1000)[0]?.tooBig;
   t.same(err && [err[20], err[21], err.readUInt16BE(26)], [3, 4, 1000], 'with DF: frag-needed advertising the path MTU');
 });
