@@ -58,6 +58,38 @@ static inline struct peer_table *fz_table(int own_family) {
   return t;
 }
 
+/* The transmit-side probe both tx harnesses share (IPv4 underlay, own
+ * subnet 10.244.1.0/24), made once. */
+static inline struct probe *fz_tx_probe(void) {
+  static struct probe *p;
+  if (!p) {
+    p = probe_new(fz_table(4), 4);
+    CHECK(p);
+  }
+  return p;
+}
+
+/* TUN reads as the tx harnesses take them: a selector byte (bit 0: fix up
+ * IPv4 header checksums, see fz_fix), then up to 16 records, each a virtio
+ * header and a packet. Copies them to private buffers; returns how many. */
+static inline void fz_fix(uint8_t *p, size_t len, bool transport);
+static inline unsigned fz_reads(const uint8_t *d, size_t n, const uint8_t **reads, size_t *lens) {
+  static uint8_t bufs[16][VNET_HDR_LEN + 65536];
+  if (n < 1) return 0;
+  bool fix = d[0] & 1;
+  d++, n--;
+  unsigned k = 0;
+  const uint8_t *r;
+  while (k < 16 && (r = fz_take(&d, &n, &lens[k]))) {
+    if (lens[k] > sizeof bufs[k]) lens[k] = sizeof bufs[k];
+    memcpy(bufs[k], r, lens[k]);
+    if (fix && lens[k] > VNET_HDR_LEN) fz_fix(bufs[k] + VNET_HDR_LEN, lens[k] - VNET_HDR_LEN, false);
+    reads[k] = bufs[k];
+    k++;
+  }
+  return k;
+}
+
 /* The packet's own checksums hold: IPv4 header, and the transport checksum
  * over the pseudo-header (ICMP: without one). */
 static inline bool fz_ipv4_header_ok(const uint8_t *p) {

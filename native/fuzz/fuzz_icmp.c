@@ -39,31 +39,12 @@ static void each(void *ctx, unsigned msg, const struct msghdr *h, const uint8_t 
 }
 
 int LLVMFuzzerTestOneInput(const uint8_t *d, size_t n) {
-  static struct peer_table *t;
-  static struct probe *p;
-  if (!p) {
-    t = fz_table(4);
-    p = probe_new(t, 4);
-    CHECK(p);
-  }
+  struct probe *p = fz_tx_probe();
   if (n < 2) return 0;
   uint32_t mtu = fz_get16(d);
-  d += 2, n -= 2;
-  if (n < 1) return 0;
-  bool fix = d[0] & 1;
-  d++, n--;
   const uint8_t *reads[16];
   size_t lens[16];
-  unsigned k = 0;
-  static uint8_t bufs[16][VNET_HDR_LEN + 65536];
-  const uint8_t *r;
-  while (k < 16 && (r = fz_take(&d, &n, &lens[k]))) {
-    if (lens[k] > sizeof bufs[k]) lens[k] = sizeof bufs[k];
-    memcpy(bufs[k], r, lens[k]);
-    if (fix && lens[k] > VNET_HDR_LEN) fz_fix(bufs[k] + VNET_HDR_LEN, lens[k] - VNET_HDR_LEN, false);
-    reads[k] = bufs[k];
-    k++;
-  }
+  unsigned k = fz_reads(d + 2, n - 2, reads, lens);
   probe_tx(p, reads, lens, k, mtu, each, NULL);
   /* The builder on its own, about each read's packet as it arrived. */
   static const uint8_t src4[4] = {10, 244, 2, 0}, src6[16] = {0xfd, 0, 0, 2};

@@ -41,28 +41,10 @@ static void each(void *ctx, unsigned msg, const struct msghdr *h, const uint8_t 
 }
 
 int LLVMFuzzerTestOneInput(const uint8_t *d, size_t n) {
-  static struct peer_table *t;
-  static struct probe *p;
-  if (!p) {
-    t = fz_table(4);
-    p = probe_new(t, 4);
-    CHECK(p);
-  }
-  if (n < 1) return 0;
-  bool fix = d[0] & 1;
-  d++, n--;
+  struct probe *p = fz_tx_probe();
   const uint8_t *reads[16];
   size_t lens[16];
-  unsigned k = 0;
-  static uint8_t bufs[16][VNET_HDR_LEN + 65536];
-  const uint8_t *r;
-  while (k < 16 && (r = fz_take(&d, &n, &lens[k]))) {
-    if (lens[k] > sizeof bufs[k]) lens[k] = sizeof bufs[k];
-    memcpy(bufs[k], r, lens[k]);
-    if (fix && lens[k] > VNET_HDR_LEN) fz_fix(bufs[k] + VNET_HDR_LEN, lens[k] - VNET_HDR_LEN, false);
-    reads[k] = bufs[k];
-    k++;
-  }
+  unsigned k = fz_reads(d, n, reads, lens);
   /* Preparing a read (the partial-checksum completion) never writes into
    * the IP header. */
   static uint8_t copy[VNET_HDR_LEN + 65536];
