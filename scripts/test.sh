@@ -1,5 +1,6 @@
 #!/usr/bin/env bash
-# Runs every test: unit tests (no privileges) and the end-to-end suite
+# Runs every test: unit tests (no privileges), a bounded fuzzing run of the
+# udp loop's packet paths (scripts/fuzz.sh) and the end-to-end suite
 # (network namespaces, real etcd/BIRD, root). Installs what is missing first.
 # The e2e suite is never skipped silently: without root it fails, saying why.
 set -uo pipefail
@@ -12,6 +13,7 @@ fi
 node dist/src/cli/main.js lab down --all >/dev/null 2>&1 || true
 rc=0
 npx tap test/unit || rc=1
+bash scripts/fuzz.sh || rc=1
 npx tap --jobs=1 test/e2e || rc=1
 node dist/src/cli/main.js lab down --all >/dev/null 2>&1 || true
 exit $rc

@@ -119,6 +119,12 @@ export interface UdpAddon {
   /** Coalesces packets as the receive path does; each result is virtio header + packet. */
   coalesce(packets: readonly Buffer[], opts?: { refuseGso?: boolean }): Buffer[];
   icmpError(packet: Buffer, kind: IcmpKind, mtu: number, sourceIP: string): Buffer | null;
+  /**
+   * Runs TUN reads (virtio header + packet, at most 16) through the transmit
+   * path with no sockets: each queued UDP message, and the frag-needed error
+   * the loop would send if the kernel refused it as too big (`mtu` advertised).
+   */
+  transmit(table: unknown, reads: readonly Buffer[], mtu: number): { datagram: Buffer; tooBig: Buffer | null }[];
   /** Deletes a persistent TUN device. */
   deleteDevice(name: string): void;
 }

@@ -13,6 +13,7 @@
 #include "loop.h"
 #include "packet.h"
 #include "peers.h"
+#include "probe.h"
 
 #define RBUF_LIMIT (VNET_HDR_LEN + 65535)
 #define ARENA_LIMIT 2048 /* segments: a 64 KiB superpacket with a tiny MSS */
@@ -57,12 +58,15 @@ static bool get_prop(napi_env env, napi_value obj, const char *name, napi_value 
   return t != napi_undefined && t != napi_null;
 }
 
+/* Copies a JS string of at most size-1 bytes (UTF-8) into buf; false when
+ * it is not a string or does not fit. */
 static bool get_string(napi_env env, napi_value v, char *buf, size_t size) {
   size_t len = 0;
   napi_valuetype t;
   if (napi_typeof(env, v, &t) != napi_ok || t != napi_string) return false;
-  if (napi_get_value_string_utf8(env, v, buf, size, &len) != napi_ok) return false;
-  return len < size - 1;
+  /* The copy below truncates silently: measure first. */
+  if (napi_get_value_string_utf8(env, v, NULL, 0, &len) != napi_ok || len >= size) return false;
+  return napi_get_value_string_utf8(env, v, buf, size, &len) == napi_ok;
 }
 
 static void set_num(napi_env env, napi_value obj, const char *name, double v) {
@@ -580,6 +584,71 @@ static napi_value fn_icmpError(napi_env env, napi_callback_info info) {
   return r;
 }
 
+struct transmit_out {
+  napi_env env;
+  napi_value arr;
+};
+
+static void transmit_each(void *ctx, unsigned msg, const struct msghdr *h, const uint8_t *icmp,
+                          size_t icmp_len) {
+  struct transmit_out *o = ctx;
+  napi_env env = o->env;
+  size_t total = 0;
+  for (size_t i = 0; i < h->msg_iovlen; i++) total += h->msg_iov[i].iov_len;
+  napi_value item, dgram, err;
+  void *data;
+  napi_create_object(env, &item);
+  napi_create_buffer(env, total, &data, &dgram);
+  size_t off = 0;
+  for (size_t i = 0; i < h->msg_iovlen; i++) {
+    memcpy((uint8_t *)data + off, h->msg_iov[i].iov_base, h->msg_iov[i].iov_len);
+    off += h->msg_iov[i].iov_len;
+  }
+  if (icmp) napi_create_buffer_copy(env, icmp_len, icmp, &data, &err);
+  else napi_get_null(env, &err);
+  napi_set_named_property(env, item, "datagram", dgram);
+  napi_set_named_property(env, item, "tooBig", err);
+  napi_set_element(env, o->arr, msg, item);
+}
+
+static napi_value fn_transmit(napi_env env, napi_callback_info info) {
+  size_t argc = 3;
+  napi_value argv[3];
+  this_arg(env, info, &argc, argv);
+  struct peer_table *t = NULL;
+  bool isarr = false;
+  uint32_t n = 0, mtu = 0;
+  if (argc >= 2) napi_is_array(env, argv[1], &isarr);
+  if (argc < 3 || napi_get_value_external(env, argv[0], (void **)&t) != napi_ok || !isarr ||
+      napi_get_array_length(env, argv[1], &n) != napi_ok || n > 16 ||
+      napi_get_value_uint32(env, argv[2], &mtu) != napi_ok) {
+    napi_throw_type_error(env, NULL, "transmit(table, reads: Buffer[] (at most 16), mtu)");
+    return NULL;
+  }
+  const uint8_t *reads[16];
+  size_t lens[16];
+  for (uint32_t i = 0; i < n; i++) {
+    napi_value item;
+    uint8_t *d;
+    napi_get_element(env, argv[1], i, &item);
+    if (!get_buffer(env, item, &d, &lens[i])) {
+      napi_throw_type_error(env, NULL, "transmit: every read must be a Buffer");
+      return NULL;
+    }
+    reads[i] = d;
+  }
+  struct probe *p = probe_new(t, 4);
+  if (!p) {
+    napi_throw_error(env, "ENOMEM", "out of memory");
+    return NULL;
+  }
+  struct transmit_out o = {env, NULL};
+  napi_create_array(env, &o.arr);
+  probe_tx(p, reads, lens, n, mtu, transmit_each, &o);
+  probe_free(p);
+  return o.arr;
+}
+
 static napi_value fn_deleteDevice(napi_env env, napi_callback_info info) {
   size_t argc = 1;
   napi_value argv[1];
@@ -753,6 +822,7 @@ static napi_value init(napi_env env, napi_value exports) {
       {"split", NULL, fn_split, NULL, NULL, NULL, napi_enumerable, NULL},
       {"coalesce", NULL, fn_coalesce, NULL, NULL, NULL, napi_enumerable, NULL},
       {"icmpError", NULL, fn_icmpError, NULL, NULL, NULL, napi_enumerable, NULL},
+      {"transmit", NULL, fn_transmit, NULL, NULL, NULL, napi_enumerable, NULL},
       {"deleteDevice", NULL, fn_deleteDevice, NULL, NULL, NULL, napi_enumerable, NULL},
   };
   NAPI_OK(napi_define_properties(env, exports, sizeof fns / sizeof fns[0], fns));

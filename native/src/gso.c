@@ -41,7 +41,9 @@ enum drop_reason sp_prepare(const struct vnet_hdr *vh, uint8_t *pkt, uint32_t le
     if (vh->flags & VNET_F_NEEDS_CSUM) {
       /* The kernel left the transport checksum to us (TUN_F_CSUM). */
       uint32_t start = vh->csum_start, off = vh->csum_offset;
-      if ((start & 1) || start + off + 2 > len || start >= len) return DROP_GSO;
+      /* The sum covers the transport header onwards: a start inside the IP
+       * header would checksum (and overwrite) IP fields. */
+      if ((start & 1) || start < pi->iphl || start + off + 2 > len || start >= len) return DROP_GSO;
       uint16_t v = (uint16_t)~csum_fold(csum_add(0, pkt + start, len - start));
       if (v == 0 && pi->proto == 17) v = 0xffff; /* UDP sends zero as all ones */
       memcpy(pkt + start + off, &v, 2);
@@ -227,11 +229,24 @@ static bool can_append(const struct co_flow *f, const uint8_t *pkt, const struct
   if (get32(t + 4) != f->next_seq) return false;
   if (f->thl + f->total + paylen + (f->family == 4 ? f->iphl : 0) > 0xffff) return false;
   if (memcmp(t + 8, ft + 8, 4) != 0) return false;                      /* ack */
-  if ((t[13] & (uint8_t)~TCP_PSH) != (ft[13] & (uint8_t)~TCP_PSH)) return false;
+  /* As Linux tcp_gro_receive: the whole word at offset 12 (data offset,
+   * reserved bits, flags, window) must match but for CWR, FIN and PSH, so a
+   * window update or an ECE/AE change is never folded into an older header. */
+  if (t[12] != ft[12] || memcmp(t + 14, ft + 14, 2) != 0) return false; /* offset, reserved; window */
+  if ((t[13] ^ ft[13]) & (uint8_t)~(TCP_CWR | TCP_FIN | TCP_PSH)) return false;
   if (t[13] & TCP_CWR) return false;
   if (memcmp(t + 20, ft + 20, thl - 20) != 0) return false;            /* options */
   if (pi->family == 4) return pkt[1] == f->hdr[1] && pkt[8] == f->hdr[8]; /* tos, ttl */
   return memcmp(pkt, f->hdr, 4) == 0 && pkt[7] == f->hdr[7]; /* class, flow label, hops */
+}
+
+/* Is the segment's TCP checksum right? A merged packet goes to the kernel as
+ * CHECKSUM_PARTIAL, which it never verifies, so a segment must be checked
+ * before it joins one. */
+static bool tcp_csum_ok(const uint8_t *pkt, const struct pkt_info *pi, uint32_t len) {
+  uint32_t l4 = len - pi->iphl;
+  uint64_t acc = csum_pseudo(pi->src, pi->dst, alen(pi->family), 6, l4);
+  return csum_fold(csum_add(acc, pkt + pi->iphl, l4)) == 0xffff;
 }
 
 void co_add(struct coalescer *c, uint8_t *pkt, uint32_t len, const struct pkt_info *pi) {
@@ -250,8 +265,12 @@ void co_add(struct coalescer *c, uint8_t *pkt, uint32_t len, const struct pkt_in
   bool ok = thl >= 20 && pi->iphl + thl <= len && pi->iphl + thl <= SEG_HDR_MAX;
   uint32_t paylen = ok ? len - pi->iphl - thl : 0;
   ok = ok && paylen > 0 && !(t[13] & (TCP_SYN | TCP_FIN | TCP_RST | TCP_URG)) &&
-       (pi->family == 6 ? pi->iphl == 40 : pi->iphl == 20 && pi->df);
+       /* IPv4: DF and nothing else in the fragment field, as inet_gro_receive
+        * wants: a merged packet carries the first segment's field only. */
+       (pi->family == 6 ? pi->iphl == 40 : pi->iphl == 20 && get16(pkt + 6) == 0x4000) &&
+       tcp_csum_ok(pkt, pi, len);
   if (!ok) {
+    /* Written alone and unchanged: the kernel verifies (and drops) it. */
     if (j >= 0) flush_at(c, (unsigned)j);
     emit_single(c, pkt, len);
     return;

@@ -1,6 +1,7 @@
 #define _GNU_SOURCE
 #include "loop.h"
 #include "gso.h"
+#include "probe.h"
 #include <arpa/inet.h>
 #include <errno.h>
 #include <fcntl.h>
@@ -73,6 +74,8 @@ const char *const counter_names[C_COUNT] = {
 #define MAX_GSO_SEGS 64   /* kernels before 6.x cap UDP GSO at 64 segments */
 #define ICMP_BURST 50.0
 #define ICMP_RATE 200.0   /* per second per worker */
+#define PMTU_SLOTS 4      /* path MTUs remembered per worker */
+#define PMTU_TTL_NS 1000000000ull
 
 /* Single-writer counters: the worker stores, the JS thread loads; relaxed
  * atomics compile to plain moves, no locked instructions on the hot path. */
@@ -131,6 +134,12 @@ struct worker {
   uint8_t icmp[VNET_HDR_LEN + 1400];
   double tokens;
   struct timespec tlast;
+  struct {
+    uint8_t family, addr[16];
+    uint32_t mtu;
+    uint64_t until; /* CLOCK_MONOTONIC ns */
+  } pmtu[PMTU_SLOTS];
+  unsigned pmtu_next;
   struct wcounters k;
 };
 
@@ -276,19 +285,17 @@ static bool icmp_token(struct worker *w) {
   return true;
 }
 
-/* Sends an ICMP error about `p` back into the TUN device. `src` must not be a
- * local address of this node (the kernel drops such packets as martians). */
-static void icmp_reply(struct worker *w, const uint8_t *p, const struct pkt_info *pi,
-                       enum icmp_kind kind, uint32_t mtu, const uint8_t *src) {
-  if (!pkt_may_icmp_error(p, pi)) return;
-  if (!icmp_token(w)) {
-    CADD(w->k.c[C_ICMP_RATE_LIMITED], 1);
-    return;
-  }
+/* Builds an ICMP error about `p` into w->icmp (after a zeroed virtio
+ * header); returns its length, 0 when none may be sent. */
+static size_t icmp_build(struct worker *w, const uint8_t *p, const struct pkt_info *pi,
+                         enum icmp_kind kind, uint32_t mtu, const uint8_t *src) {
   memset(w->icmp, 0, VNET_HDR_LEN);
-  size_t n = icmp_build_error(w->icmp + VNET_HDR_LEN, sizeof w->icmp - VNET_HDR_LEN, p, pi, kind,
-                              mtu, src);
-  if (!n) return;
+  return icmp_build_error(w->icmp + VNET_HDR_LEN, sizeof w->icmp - VNET_HDR_LEN, p, pi, kind,
+                          mtu, src);
+}
+
+/* Writes the `n`-byte error built in w->icmp into the TUN device. */
+static void icmp_send(struct worker *w, size_t n, enum icmp_kind kind) {
   const uint8_t *out = w->vnet ? w->icmp : w->icmp + VNET_HDR_LEN;
   size_t len = w->vnet ? n + VNET_HDR_LEN : n;
   if (write(w->tun, out, len) < 0) return;
@@ -298,9 +305,31 @@ static void icmp_reply(struct worker *w, const uint8_t *p, const struct pkt_info
        1);
 }
 
-/* The path MTU towards a peer, as the kernel's route cache knows it. */
+/* Sends an ICMP error about `p` back into the TUN device. `src` must not be a
+ * local address of this node (the kernel drops such packets as martians). */
+static void icmp_reply(struct worker *w, const uint8_t *p, const struct pkt_info *pi,
+                       enum icmp_kind kind, uint32_t mtu, const uint8_t *src) {
+  if (!pkt_may_icmp_error(p, pi)) return;
+  if (!icmp_token(w)) {
+    CADD(w->k.c[C_ICMP_RATE_LIMITED], 1);
+    return;
+  }
+  size_t n = icmp_build(w, p, pi, kind, mtu, src);
+  if (n) icmp_send(w, n, kind);
+}
+
+/* The path MTU towards a peer, as the kernel's route cache knows it. Asking
+ * costs four system calls, so each worker remembers the answer for a second. */
 static uint32_t path_mtu(struct worker *w, const struct peer_entry *peer) {
   int fam = peer->pub_family == 4 ? AF_INET : AF_INET6;
+  size_t al = fam == AF_INET ? 4 : 16;
+  struct timespec ts;
+  clock_gettime(CLOCK_MONOTONIC, &ts);
+  uint64_t now = (uint64_t)ts.tv_sec * 1000000000ull + (uint64_t)ts.tv_nsec;
+  for (unsigned i = 0; i < PMTU_SLOTS; i++)
+    if (w->pmtu[i].until > now && w->pmtu[i].family == peer->pub_family &&
+        memcmp(w->pmtu[i].addr, peer->pub, al) == 0)
+      return w->pmtu[i].mtu;
   int s = socket(fam, SOCK_DGRAM | SOCK_CLOEXEC, 0);
   int mtu = 0;
   if (s >= 0) {
@@ -311,31 +340,56 @@ static uint32_t path_mtu(struct worker *w, const struct peer_entry *peer) {
     }
     close(s);
   }
-  (void)w;
   uint32_t overhead = fam == AF_INET ? 28 : 48;
-  return mtu > (int)overhead ? (uint32_t)mtu - overhead : 0;
+  uint32_t r = mtu > (int)overhead ? (uint32_t)mtu - overhead : 0;
+  unsigned i = w->pmtu_next++ % PMTU_SLOTS;
+  w->pmtu[i].family = peer->pub_family;
+  memcpy(w->pmtu[i].addr, peer->pub, al);
+  w->pmtu[i].mtu = r;
+  w->pmtu[i].until = now + PMTU_TTL_NS;
+  return r;
 }
 
-static void too_big(struct worker *w, const struct txmeta *m) {
-  uint32_t mtu = path_mtu(w, m->peer);
+/* Frag-needed says "DF was set": a packet without DF would be fragmented or
+ * dropped by a router, never answered so. The loop drops it silently (the
+ * tooBig drop counter). IPv6 packets always count as DF. */
+static bool too_big_wanted(const struct txmeta *m) {
+  return m->pi->df && pkt_may_icmp_error(m->sp->pkt, m->pi);
+}
+
+/* Builds the frag-needed (packet-too-big) error about message `m` into
+ * w->icmp; returns its length, 0 when none may be sent. */
+static size_t too_big_build(struct worker *w, const struct txmeta *m, uint32_t mtu) {
+  if (!too_big_wanted(m)) return 0;
   uint32_t floor = m->pi->family == 4 ? 68 : 1280;
   if (mtu < floor) mtu = floor;
   const struct superpacket *sp = m->sp;
-  if (!sp->gso) {
-    icmp_reply(w, sp->pkt, m->pi, ICMP_KIND_TOO_BIG, mtu, m->peer->subnet.addr);
-    return;
-  }
-  /* Quote the first wire segment, not the superpacket. */
+  if (!sp->gso) return icmp_build(w, sp->pkt, m->pi, ICMP_KIND_TOO_BIG, mtu, m->peer->subnet.addr);
+  /* Quote the message's first wire segment, not the superpacket: its header
+   * and, when the superpacket has any, its payload. A header-only
+   * superpacket's segment is one iovec; the next belongs to another message,
+   * perhaps another pod's. */
   uint8_t q[576];
   const struct iovec *iv = &w->iov[m->first_iov];
-  size_t hl = iv[0].iov_len, pl = iv[1].iov_len;
-  if (hl > sizeof q) return;
+  size_t hl = iv[0].iov_len, pl = sp->paylen ? iv[1].iov_len : 0;
+  if (hl > sizeof q) return 0;
   if (pl > sizeof q - hl) pl = sizeof q - hl;
   memcpy(q, iv[0].iov_base, hl);
-  memcpy(q + hl, iv[1].iov_base, pl);
+  if (pl) memcpy(q + hl, iv[1].iov_base, pl);
   struct pkt_info pi = *m->pi;
   pi.len = (uint32_t)(hl + pl);
-  icmp_reply(w, q, &pi, ICMP_KIND_TOO_BIG, mtu, m->peer->subnet.addr);
+  return icmp_build(w, q, &pi, ICMP_KIND_TOO_BIG, mtu, m->peer->subnet.addr);
+}
+
+static void too_big(struct worker *w, const struct txmeta *m) {
+  if (!too_big_wanted(m)) return;
+  /* The rate limit first: a flood of oversized packets costs no path-MTU lookups. */
+  if (!icmp_token(w)) {
+    CADD(w->k.c[C_ICMP_RATE_LIMITED], 1);
+    return;
+  }
+  size_t n = too_big_build(w, m, path_mtu(w, m->peer));
+  if (n) icmp_send(w, n, ICMP_KIND_TOO_BIG);
 }
 
 /* ---------- TUN -> UDP ---------- */
@@ -910,3 +964,84 @@ bool loop_device_lost(struct loop *l) {
 
 unsigned loop_underlay_family(struct loop *l) { return l->o.bind_family; }
 uint16_t loop_port(struct loop *l) { return l->o.port; }
+
+/* ---------- test and fuzz entry (probe.h) ---------- */
+
+struct probe {
+  struct loop l;
+  struct worker w;
+};
+
+struct probe *probe_new(const struct peer_table *t, uint8_t underlay_family) {
+  struct probe *p = calloc(1, sizeof *p);
+  if (!p) return NULL;
+  struct worker *w = &p->w;
+  p->l.o.bind_family = underlay_family;
+  p->l.wake = -1;
+  w->l = &p->l;
+  w->tun = w->rx = w->tx = -1;
+  w->vnet = w->udp_gso = true;
+  w->tokens = ICMP_BURST;
+  clock_gettime(CLOCK_MONOTONIC, &w->tlast);
+  w->t = t;
+  w->rbuf = malloc((size_t)TXB * RBUF_SIZE);
+  w->arena = malloc((size_t)TXB * ARENA_SEGS * SEG_HDR_MAX);
+  w->xbuf = malloc(XBUF_SIZE);
+  if (!w->rbuf || !w->arena || !w->xbuf) {
+    probe_free(p);
+    return NULL;
+  }
+  w->riov[0].iov_base = w->xbuf;
+  w->riov[0].iov_len = XBUF_SIZE;
+  return p;
+}
+
+void probe_free(struct probe *p) {
+  if (!p) return;
+  free(p->w.rbuf);
+  free(p->w.arena);
+  free(p->w.xbuf);
+  free(p);
+}
+
+unsigned probe_tx(struct probe *p, const uint8_t *const *reads, const size_t *lens, unsigned n,
+                  uint32_t mtu, probe_tx_fn each, void *ctx) {
+  struct worker *w = &p->w;
+  w->nmsgs = w->niov = 0;
+  for (unsigned slot = 0; slot < n && slot < TXB; slot++) {
+    size_t len = lens[slot] < RBUF_SIZE ? lens[slot] : RBUF_SIZE;
+    memcpy(w->rbuf + (size_t)slot * RBUF_SIZE, reads[slot], len);
+    tx_packet(w, slot, len);
+  }
+  unsigned msgs = w->nmsgs;
+  for (unsigned i = 0; i < msgs; i++) {
+    size_t k = too_big_build(w, &w->meta[i], mtu);
+    each(ctx, i, &w->msgs[i].msg_hdr, k ? w->icmp + VNET_HDR_LEN : NULL, k);
+  }
+  w->nmsgs = w->niov = 0;
+  return msgs;
+}
+
+void probe_rx(struct probe *p, int from_family, const uint8_t *from, const uint8_t *dgram,
+              size_t len, unsigned gro_size, co_emit_fn emit, void *ctx) {
+  struct worker *w = &p->w;
+  if (len > XBUF_SIZE) len = XBUF_SIZE;
+  memcpy(w->xbuf, dgram, len);
+  struct msghdr *h = &w->rmsgs[0].msg_hdr;
+  memset(h, 0, sizeof *h);
+  memset(&w->rcm[0], 0, sizeof w->rcm[0]);
+  if (gro_size) {
+    h->msg_control = w->rcm[0].buf;
+    h->msg_controllen = CMSG_SPACE(sizeof(int));
+    struct cmsghdr *c = CMSG_FIRSTHDR(h);
+    c->cmsg_level = SOL_UDP;
+    c->cmsg_type = UDP_GRO;
+    c->cmsg_len = CMSG_LEN(sizeof(int));
+    int v = (int)gro_size;
+    memcpy(CMSG_DATA(c), &v, sizeof v);
+  }
+  sock_addr(from_family == 4 ? 4 : 6, from, 8285, &w->rfrom[0], &(socklen_t){0});
+  co_init(&w->co, emit, ctx, true);
+  rx_datagram(w, 0, (unsigned)len);
+  co_flush(&w->co);
+}

@@ -173,6 +173,8 @@ bool pkt_may_icmp_error(const uint8_t *p, const struct pkt_info *pi) {
 size_t icmp_build_error(uint8_t *out, size_t cap, const uint8_t *p, const struct pkt_info *pi,
                         enum icmp_kind kind, uint32_t mtu, const uint8_t *src_addr) {
   if (!pkt_may_icmp_error(p, pi)) return 0;
+  /* "Fragmentation needed and DF set" about a packet without DF is a lie. */
+  if (kind == ICMP_KIND_TOO_BIG && !pi->df) return 0;
   if (pi->family == 4) {
     size_t quote = pi->len < 576 - 28 ? pi->len : 576 - 28; /* RFC 1812 §4.3.2.3 */
     size_t total = 28 + quote;

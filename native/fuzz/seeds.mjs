@@ -1,0 +1,92 @@
+// Writes the fuzz harnesses' hand-made seed corpus (native/fuzz/corpus/) and
+// the inputs that reproduce the defects fuzzing found (native/fuzz/regressions/),
+// from the packet builders the unit tests use. The files are committed; rerun
+// after `npm run build` when a framing changes: node native/fuzz/seeds.mjs
+import { mkdirSync, rmSync, writeFileSync } from 'node:fs';
+import { dirname, join } from 'node:path';
+import { fileURLToPath } from 'node:url';
+import {
+  PROTO_ICMP, PROTO_UDP, TCP_ACK, TCP_PSH, VNET_F_NEEDS_CSUM, VNET_GSO_TCPV4,
+  concat, icmpEcho, internetChecksum, ipPacket, pseudoHeader, tcpPacket, tcpSuperpacket, udpDatagram, vnetHeader,
+} from '../../dist/backends/udp/packets.js';
+
+const here = dirname(fileURLToPath(import.meta.url));
+const A = '10.244.1.5', B = '10.244.2.7', C = '10.244.3.4';
+const A6 = 'fd00:1::5', B6 = 'fd00:2::7';
+const PLAIN = vnetHeader({ flags: 0, gsoType: 0, hdrLen: 0, gsoSize: 0, csumStart: 0, csumOffset: 0 });
+const u16 = (n) => { const b = Buffer.alloc(2); b.writeUInt16BE(n); return b; };
+const records = (bufs) => concat(bufs.flatMap((b) => [u16(b.length), b]));
+// tun and icmp inputs: a selector byte (1: fix up IPv4 header checksums), then reads.
+const reads = (bufs) => concat([Buffer.from([1]), records(bufs)]);
+const pattern = (n, salt = 0) => Buffer.from(Array.from({ length: n }, (_, i) => (i * 7 + salt * 13) & 0xff));
+const plain = (pkt) => concat([PLAIN, pkt]);
+const seg = (o, n) => tcpPacket({ src: B, dst: A, sport: 5201, dport: 40000, flags: TCP_ACK, ...o }, pattern(n, o.seq));
+
+function partialUdp() {
+  const udp = udpDatagram(A, B, 53, 5353, pattern(100));
+  const pkt = ipPacket({ src: A, dst: B, proto: PROTO_UDP }, udp);
+  pkt.writeUInt16BE(~internetChecksum(pseudoHeader(A, B, PROTO_UDP, udp.length)) & 0xffff, 26);
+  return (csumStart) => concat([vnetHeader({ flags: VNET_F_NEEDS_CSUM, gsoType: 0, hdrLen: 0, gsoSize: 0, csumStart, csumOffset: 6 }), pkt]);
+}
+const udpPartial = partialUdp();
+const headerOnly = tcpSuperpacket({ src: A, dst: B, sport: 40000, dport: 80, seq: 1 }, Buffer.alloc(0), 1400);
+const otherPod = plain(tcpPacket({ src: '10.244.1.9', dst: C, sport: 1, dport: 2, seq: 7 }, pattern(600)));
+const badSum = seg({ seq: 1000 }, 1000);
+badSum[540] ^= 0x55;
+const evil = seg({ seq: 1000 }, 1000); // the reserved fragment bit (RFC 3514) besides DF
+evil[6] |= 0x80;
+evil.writeUInt16BE(0, 10);
+evil.writeUInt16BE(internetChecksum(evil.subarray(0, 20)), 10);
+
+const seeds = {
+  decap: {
+    tcp: concat([Buffer.from([0]), u16(0), seg({ seq: 0, src: '10.244.2.9' }, 100)]),
+    gro: concat([Buffer.from([4]), u16(1040), seg({ seq: 0 }, 1000), seg({ seq: 1000 }, 1000), seg({ seq: 2000 }, 300)]),
+    v6: concat([Buffer.from([5]), u16(0), tcpPacket({ src: B6, dst: A6, sport: 1, dport: 2, seq: 0 }, pattern(200))]),
+    echo: concat([Buffer.from([0]), u16(0), ipPacket({ src: B, dst: A, proto: PROTO_ICMP }, icmpEcho(B, A, 1, 1, pattern(56)))]),
+    stranger: concat([Buffer.from([2]), u16(0), seg({ seq: 0 }, 100)]),
+  },
+  tun: {
+    tso4: reads([tcpSuperpacket({ src: A, dst: B, sport: 40000, dport: 80, seq: 9, flags: TCP_ACK | TCP_PSH }, pattern(5000), 1000), otherPod]),
+    tso6: reads([tcpSuperpacket({ src: A6, dst: B6, sport: 40000, dport: 80, seq: 9 }, pattern(3001), 1000)]),
+    partial: reads([udpPartial(20)]),
+    unreach: reads([plain(tcpPacket({ src: A, dst: '10.9.9.9', sport: 1, dport: 2, seq: 0 }, pattern(10)))]),
+    ttl: reads([plain(tcpPacket({ src: A, dst: B, sport: 1, dport: 2, seq: 0, ttl: 1 }, pattern(10)))]),
+  },
+  coalesce: {
+    train: concat([Buffer.from([6]), records([seg({ seq: 0 }, 1000), seg({ seq: 1000 }, 1000), seg({ seq: 2000, flags: TCP_ACK | TCP_PSH }, 1000)])]),
+    interleaved: concat([Buffer.from([6]), records([seg({ seq: 0 }, 800), seg({ seq: 0, sport: 6000 }, 800), seg({ seq: 800 }, 800), seg({ seq: 800, sport: 6000 }, 300)])]),
+    v6: concat([Buffer.from([6]), records([0, 1, 2].map((i) => tcpPacket({ src: B6, dst: A6, sport: 1, dport: 2, seq: i * 900 }, pattern(900, i))))]),
+    refused: concat([Buffer.from([7]), records([seg({ seq: 0 }, 1000), seg({ seq: 1000 }, 1000)])]),
+  },
+  icmp: {
+    tso: concat([u16(1400), reads([tcpSuperpacket({ src: A, dst: B, sport: 40000, dport: 80, seq: 9 }, pattern(5000), 1400), otherPod])]),
+    v6: concat([u16(1280), reads([tcpSuperpacket({ src: A6, dst: B6, sport: 4, dport: 80, seq: 9 }, pattern(3000), 1400)])]),
+    echo: concat([u16(1000), reads([plain(ipPacket({ src: A, dst: B, proto: PROTO_ICMP }, icmpEcho(A, B, 1, 1, pattern(1200))))])]),
+  },
+};
+
+// Each reproduces one defect; the harness's oracle failed on it before the fix.
+const regressions = {
+  icmp: {
+    'header-only-superpacket-quotes-next-pod': concat([u16(1400), reads([headerOnly, otherPod])]),
+    'non-df-gets-frag-needed': concat([u16(1000), reads([plain(tcpPacket({ src: A, dst: B, sport: 1, dport: 2, seq: 0, df: false }, pattern(1400)))])]),
+  },
+  coalesce: {
+    'bad-checksum-merged': concat([Buffer.from([0]), records([seg({ seq: 0 }, 1000), badSum, seg({ seq: 2000 }, 1000)])]),
+    'reserved-fragment-bit-merged': concat([Buffer.from([0]), records([seg({ seq: 0 }, 1000), evil])]),
+    'window-update-lost': concat([Buffer.from([0]), records([seg({ seq: 0, window: 1000 }, 1000), seg({ seq: 1000, window: 3000 }, 1000)])]),
+  },
+  tun: {
+    'csum-start-in-ip-header': reads([udpPartial(10)]),
+  },
+};
+
+for (const [kind, sets] of [['corpus', seeds], ['regressions', regressions]]) {
+  for (const [harness, files] of Object.entries(sets)) {
+    const dir = join(here, kind, harness);
+    if (kind === 'corpus') rmSync(dir, { recursive: true, force: true });
+    mkdirSync(dir, { recursive: true });
+    for (const [name, data] of Object.entries(files)) writeFileSync(join(dir, name), data);
+  }
+}
