@@ -4,11 +4,12 @@
 // node's traffic, so it outlives the agent: a stopping agent leaves it
 // running and the next agent adopts it (reconfigures it, watches its pid)
 // instead of restarting it.
-import { spawn, execFile, type ChildProcess } from 'node:child_process';
+import { spawn, type ChildProcess } from 'node:child_process';
 import { readFileSync } from 'node:fs';
 import { access, mkdir, readFile, readdir, rename, rm, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import type { Logger } from 'pino';
+import { runCommand } from '../../src/core/command.js';
 import { WeftError } from '../../src/errors.js';
 import { parseBgpSessions, type BgpSession } from './status.js';
 
@@ -397,18 +398,13 @@ interface RunResult {
   missing: boolean;
 }
 
-function run(cmd: string, args: string[], timeout = BIRDC_TIMEOUT_MS): Promise<RunResult> {
-  return new Promise((resolve) => {
-    execFile(cmd, args, { timeout, maxBuffer: 16 * 1024 * 1024 }, (err, stdout, stderr) => {
-      const e = err as (NodeJS.ErrnoException & { code?: number | string }) | null;
-      resolve({
-        code: e ? (typeof e.code === 'number' ? e.code : 1) : 0,
-        stdout: String(stdout),
-        stderr: String(stderr) || (e && typeof e.code !== 'number' ? e.message : ''),
-        missing: e?.code === 'ENOENT',
-      });
-    });
-  });
+async function run(cmd: string, args: string[], timeout = BIRDC_TIMEOUT_MS): Promise<RunResult> {
+  try {
+    return { ...(await runCommand([cmd, ...args], { timeoutMs: timeout, check: false })), missing: false };
+  } catch (err) {
+    if (!(err instanceof WeftError)) throw err;
+    return { code: 127, stdout: '', stderr: err.message, missing: true };
+  }
 }
 
 function firstLine(text: string): string {

@@ -1,26 +1,16 @@
 // Finds the node's underlay interface the way flannel does: --iface (name or
 // address, first match wins), else --iface-regex, else the default route's.
-import { execFile } from 'node:child_process';
-import { promisify } from 'node:util';
 import type { ExternalInterface } from '../../backends/backend.js';
+import { runCommand } from '../core/command.js';
 import { WeftError } from '../errors.js';
 import { Cidr, IP, type Family } from '../subnet/cidr.js';
-
-const run = promisify(execFile);
 
 interface IpAddrInfo { family: string; local: string; prefixlen: number; scope: string }
 interface IpLink { ifname: string; mtu: number; address?: string; addr_info?: IpAddrInfo[] }
 
 async function ipJson<T>(args: string[]): Promise<T> {
-  try {
-    const { stdout } = await run('ip', ['-json', ...args], { maxBuffer: 16 << 20 });
-    return JSON.parse(stdout || '[]') as T;
-  } catch (err) {
-    if ((err as NodeJS.ErrnoException).code === 'ENOENT') {
-      throw new WeftError('the "ip" command is missing', 'install iproute2');
-    }
-    throw err;
-  }
+  const { stdout } = await runCommand(['ip', '-json', ...args]);
+  return JSON.parse(stdout || '[]') as T;
 }
 
 export interface IfaceSelector {

@@ -30,7 +30,7 @@ const PACKAGE: Record<string, string> = {
   conntrack: 'conntrack', curl: 'curl', ethtool: 'ethtool', tcpdump: 'tcpdump',
 };
 
-export const FIX_CAPABILITY = 'run weft as root or grant it CAP_NET_ADMIN';
+export const FIX_CAPABILITY = 'run weft as root or grant it CAP_NET_ADMIN (DaemonSet: securityContext.capabilities.add: [NET_ADMIN], hostNetwork: true)';
 
 /** The one-line error for a program that is not installed. */
 export function missingProgram(program: string): WeftError {

@@ -3,7 +3,7 @@
 // entries) process, never one process per route.
 import { spawn, type ChildProcessByStdio } from 'node:child_process';
 import type { Readable } from 'node:stream';
-import { WeftError } from '../errors.js';
+import { runCommand, userCause } from '../core/command.js';
 import { WEFT_LINK_PREFIX } from './state.js';
 import {
   normaliseAddr, normaliseDst, normaliseIP, normaliseMac,
@@ -34,19 +34,8 @@ interface RunResult {
   stderr: string;
 }
 
-const FIX_CAP = 'run weft as root or grant it CAP_NET_ADMIN (DaemonSet: securityContext.capabilities.add: [NET_ADMIN], hostNetwork: true)';
 
 /** A user-fixable cause behind an iproute2 failure, if there is one. */
-function classify(tool: Tool, text: string, netns?: string): WeftError | undefined {
-  if (/Operation not permitted/i.test(text)) {
-    return new WeftError(`${tool}: Operation not permitted — weft lacks CAP_NET_ADMIN`, FIX_CAP);
-  }
-  if (netns && /Cannot open network namespace/i.test(text)) {
-    return new WeftError(`network namespace "${netns}" does not exist`, 'create it (ip netns add) or drop the netns option');
-  }
-  return undefined;
-}
-
 /** Splits output made of several JSON documents back to back (`ip -json -batch` prints one per command). */
 export function parseJsonSequence(text: string): unknown[] {
   const out: unknown[] = [];
@@ -227,33 +216,14 @@ export class Iproute implements KernelAdapter {
   private run(tool: Tool, purpose: 'read' | 'write', args: string[], input: string): Promise<RunResult> {
     const full = this.toolArgs(tool, args);
     this.onSpawn?.({ tool, purpose, args: full });
-    return new Promise((resolve, reject) => {
-      const child = spawn(tool, full, { stdio: ['pipe', 'pipe', 'pipe'] });
-      let out = '';
-      let err = '';
-      const timer = setTimeout(() => child.kill('SIGKILL'), this.timeoutMs);
-      child.stdout.setEncoding('utf8').on('data', (s: string) => (out += s));
-      child.stderr.setEncoding('utf8').on('data', (s: string) => (err += s));
-      child.on('error', (e: NodeJS.ErrnoException) => {
-        clearTimeout(timer);
-        reject(e.code === 'ENOENT'
-          ? new WeftError(`the "${tool}" command was not found`, 'install iproute2 (apt-get install iproute2)')
-          : e);
-      });
-      child.on('close', (code) => {
-        clearTimeout(timer);
-        resolve({ code, stdout: out, stderr: err });
-      });
-      child.stdin.on('error', () => {}); // a child that exits early closes its stdin; the exit code tells
-      child.stdin.end(input);
-    });
+    return runCommand([tool, ...full], { input, timeoutMs: this.timeoutMs, check: false });
   }
 
   private async read(tool: Tool, args: string[], lines: string[], force = false): Promise<{ docs: unknown[]; stderr: string }> {
     const res = await this.run(tool, 'read', [...args, ...(force ? ['-force'] : []), '-batch', '-'], lines.join('\n') + '\n');
     if (res.code !== 0 && !force) {
       const text = res.stderr.trim() || `exit code ${res.code}`;
-      throw classify(tool, text, this.netns) ?? new Error(`${tool} ${args.join(' ')}: ${text.split('\n')[0]}`);
+      throw userCause(tool, text, this.netns) ?? new Error(`${tool} ${args.join(' ')}: ${text.split('\n')[0]}`);
     }
     return { docs: parseJsonSequence(res.stdout), stderr: res.stderr };
   }
@@ -287,7 +257,7 @@ export class Iproute implements KernelAdapter {
       const res = await this.read('bridge', ['-json'], vxlans.map((n) => `fdb show dev ${n}`), true);
       const failed = parseBatchErrors(res.stderr);
       for (const [, text] of failed) {
-        if (!ALREADY_GONE.test(text)) throw classify('bridge', text, this.netns) ?? new Error(`bridge fdb show: ${text}`);
+        if (!ALREADY_GONE.test(text)) throw userCause('bridge', text, this.netns) ?? new Error(`bridge fdb show: ${text}`);
       }
       const shown = vxlans.filter((_, i) => !failed.has(i + 1));
       snap.fdb = shown.flatMap((dev, i) => parseFdb(res.docs[i], dev));
@@ -304,15 +274,15 @@ export class Iproute implements KernelAdapter {
       const errors = parseBatchErrors(res.stderr);
       if (res.code !== 0 && errors.size === 0) {
         const text = res.stderr.trim() || `exit code ${res.code}`;
-        throw classify(batch.tool, text, this.netns) ?? new Error(`${batch.tool} -batch: ${text.split('\n')[0]}`);
+        throw userCause(batch.tool, text, this.netns) ?? new Error(`${batch.tool} -batch: ${text.split('\n')[0]}`);
       }
       batch.ops.forEach((op, i) => {
         const error = errors.get(i + 1);
         if (error === undefined || (op.action === 'del' && ALREADY_GONE.test(error))) result.applied++;
         else result.failures.push({ op, error });
       });
-      const denied = result.failures.find((f) => classify(batch.tool, f.error));
-      if (denied) throw classify(batch.tool, denied.error, this.netns);
+      const denied = result.failures.find((f) => userCause(batch.tool, f.error));
+      if (denied) throw userCause(batch.tool, denied.error, this.netns);
     }
     return result;
   }

@@ -2,10 +2,10 @@
 // forwarding of the cluster Network. The whole table is generated as text by
 // a pure function and swapped atomically (declare, delete, define in one
 // `nft -f -` transaction), and rewritten if someone deletes or edits it.
-import { spawn } from 'node:child_process';
 import type { Logger } from 'pino';
+import { runCommand, userCause } from '../core/command.js';
 import { SerialQueue } from '../core/serial-queue.js';
-import { WeftError, oneLine } from '../errors.js';
+import { oneLine } from '../errors.js';
 import { Cidr, IP } from '../subnet/cidr.js';
 
 export const WEFT_NFT_TABLE = 'inet weft';
@@ -186,39 +186,13 @@ export class NftTable {
   }
 
   private nft(args: string[], input?: string): Promise<NftRun> {
-    const [cmd, full] = this.netns ? ['ip', ['netns', 'exec', this.netns, 'nft', ...args]] : ['nft', args];
-    this.onSpawn?.(full);
-    return new Promise((resolve, reject) => {
-      const child = spawn(cmd, full, { stdio: ['pipe', 'pipe', 'pipe'] });
-      let stdout = '';
-      let stderr = '';
-      child.stdout.setEncoding('utf8').on('data', (s: string) => (stdout += s));
-      child.stderr.setEncoding('utf8').on('data', (s: string) => (stderr += s));
-      child.on('error', (e: NodeJS.ErrnoException) => reject(e.code === 'ENOENT'
-        ? new WeftError(`the "${cmd}" command was not found`, cmd === 'nft' ? 'install nftables (apt-get install nftables)' : 'install iproute2')
-        : e));
-      child.on('close', (code) => {
-        // `ip netns exec` reports a missing nft as exit 255 with execvp's message.
-        if (this.netns && /exec of "nft" failed: No such file/.test(stderr)) {
-          reject(new WeftError('the "nft" command was not found', 'install nftables (apt-get install nftables)'));
-          return;
-        }
-        resolve({ code, stdout, stderr });
-      });
-      child.stdin.on('error', () => {});
-      child.stdin.end(input ?? '');
-    });
+    this.onSpawn?.(this.netns ? ['netns', 'exec', this.netns, 'nft', ...args] : args);
+    return runCommand(['nft', ...args], { ...(this.netns !== undefined ? { netns: this.netns } : {}), input: input ?? '', check: false });
   }
 
   private failure(what: string, res: NftRun): Error {
     const text = res.stderr.trim().split('\n')[0] || `exit code ${res.code}`;
-    if (/Operation not permitted/i.test(res.stderr)) {
-      return new WeftError(`nft: Operation not permitted — weft lacks CAP_NET_ADMIN`, 'run weft as root or grant it CAP_NET_ADMIN');
-    }
-    if (this.netns && /Cannot open network namespace/i.test(res.stderr)) {
-      return new WeftError(`network namespace "${this.netns}" does not exist`, 'create it (ip netns add) or drop the netns option');
-    }
-    return new Error(`nft ${what}: ${text}`);
+    return userCause('nft', res.stderr, this.netns) ?? new Error(`nft ${what}: ${text}`);
   }
 
   private serial<T>(fn: () => Promise<T>): Promise<T> {
