@@ -3,26 +3,12 @@
 // interface; other peers are refused (with a warning) and need vxlan.
 import type { BackendFactory, ExternalInterface } from '../backend.js';
 import { PeerWarnings } from '../peer-warnings.js';
-import { emptyState, type DesiredState, type Route } from '../../src/dataplane/state.js';
+import { directRoute, isOnLink, isSelf } from '../peers.js';
+import { emptyState, type DesiredState } from '../../src/dataplane/state.js';
 import type { Lease } from '../../src/subnet/lease.js';
 import { backendOptions } from '../../src/config/backend-options.js';
 
 const HOST_GW = 'host-gw';
-
-/** True when the peer's PublicIP is on a directly connected network of `ext`. */
-export function isOnLink(peer: Lease, ext: ExternalInterface): boolean {
-  return ext.connected.some((net) => net.contains(peer.attrs.publicIP));
-}
-
-/** The route that reaches a peer's pods directly over the underlay. */
-export function directRoute(peer: Lease, ext: ExternalInterface): Route {
-  return { dst: peer.subnet.toString(), via: peer.attrs.publicIP.toString(), dev: ext.name };
-}
-
-/** A peer is this node itself when it holds our subnet or our address. */
-export function isSelf(own: Lease, peer: Lease): boolean {
-  return peer.subnet.equals(own.subnet) || peer.attrs.publicIP.equals(own.attrs.publicIP);
-}
 
 export function hostGwDesired(own: Lease, peers: readonly Lease[], ext: ExternalInterface, warnings: PeerWarnings): DesiredState {
   const state = emptyState();

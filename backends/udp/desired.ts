@@ -2,7 +2,7 @@
 // address, and one route for the whole Network through it. Peers are not
 // kernel state here: their table lives in the native loop (see udpPeers).
 import type { ExternalInterface } from '../backend.js';
-import { isSelf } from '../hostgw/index.js';
+import { isSelf } from '../peers.js';
 import type { PeerWarnings } from '../peer-warnings.js';
 import { emptyState, WEFT_LINK_PREFIX, type DesiredState } from '../../src/dataplane/state.js';
 import type { Cidr } from '../../src/subnet/cidr.js';

@@ -3,7 +3,7 @@
 // PublicIP) and an onlink route through the gateway. Static entries only:
 // learning is off, so the kernel never floods or ARPs across the tunnel.
 import type { ExternalInterface } from '../backend.js';
-import { directRoute, isOnLink, isSelf } from '../hostgw/index.js';
+import { directRoute, isOnLink, isSelf } from '../peers.js';
 import type { PeerWarnings } from '../peer-warnings.js';
 import { isJsonObject, jsonType } from '../../src/config/fields.js';
 import { emptyState, WEFT_LINK_PREFIX, type DesiredState } from '../../src/dataplane/state.js';
