@@ -4,6 +4,7 @@ import t from 'tap';
 import { spawn } from 'node:child_process';
 import { randomBytes } from 'node:crypto';
 import { UdpTestbed, inNs } from '../../backends/udp/testbed.js';
+import { stopUdpLoop } from '../../backends/udp/loop-client.js';
 import type { UdpCounters } from '../../backends/udp/native.js';
 import { PROTO_ICMP, PROTO_TCP, PROTO_UDP, icmpEcho, ipPacket, tcpSegment, udpDatagram } from '../../backends/udp/packets.js';
 
@@ -197,7 +198,9 @@ if (process.getuid?.() !== 0) {
 
   t.test('a tiny MSS without UDP GSO: superpackets of over 100 segments split in chunks', async (t) => {
     // Node 3 switches from simple mode to a fast loop on the same device, GSO off.
+    // The backend's loop process outlives it: stop that too, keeping the device.
     await c.stop(false);
+    await stopUdpLoop(n3.runDir, { teardown: false });
     c = await tb.startNode(n3, { kind: 'loop', loop: { offload: { gso: false } } });
     await c.sync(tb.peersOf(n3));
     const r = await iperf(n3.podNs, n1.podNs, n1.pod, ['-t', '2', '-M', '500']);
