@@ -51,7 +51,7 @@ export const createUdpBackend: BackendFactory = async (ctx): Promise<UdpBackend>
   };
   const loop = await LoopSupervisor.open({ runDir: ctx.runDir, options: loopOptions, logger, explain: (err) => explainLoopError(err, options.port, address) });
   logger.info(
-    { pid: loop.pid, features: loop.last.features },
+    { loopPid: loop.pid, features: loop.last.features },
     `udp backend: ${loop.adopted ? 'adopted the running loop process' : 'started the loop process'}; ${UDP_DEVICE} up, listening on ${address}:${options.port}`,
   );
 

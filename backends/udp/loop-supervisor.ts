@@ -128,7 +128,7 @@ export class LoopSupervisor {
     let status = conn && (await this.statusOf(conn));
     this.adopted = status !== undefined && sameOptions(status.options, this.o.options);
     if (conn && status && !this.adopted) {
-      this.o.logger.info({ pid: status.pid, was: status.options, now: this.o.options }, 'the running udp loop process has other options; replacing it');
+      this.o.logger.info({ loopPid: status.pid, was: status.options, now: this.o.options }, 'the running udp loop process has other options; replacing it');
       await conn.stopProcess(status.pid, false);
     }
     if (!this.adopted) {
@@ -173,7 +173,7 @@ export class LoopSupervisor {
     this.conn = undefined;
     if (Date.now() - this.connectedAt >= STABLE_MS) this.backoff.reset();
     const delay = this.backoff.step();
-    this.o.logger.warn({ pid: this.status.pid, restartInMs: delay }, 'the udp loop process exited; restarting it (the device stays, traffic resumes with the restart)');
+    this.o.logger.warn({ loopPid: this.status.pid, restartInMs: delay }, 'the udp loop process exited; restarting it (the device stays, traffic resumes with the restart)');
     this.scheduleRestart(delay);
   }
 
