@@ -178,9 +178,11 @@ export class LoopSupervisor {
   }
 
   private scheduleRestart(delay: number): void {
+    // A failed attach and the close of the connection it made both get here: one restart is enough.
+    if (this.restartTimer) return;
     this.restartTimer = setTimeout(() => {
       this.restartTimer = undefined;
-      if (this.stopping) return;
+      if (this.stopping || this.conn) return;
       this.attach().catch((err: unknown) => {
         const next = this.backoff.step();
         this.o.logger.error({ restartInMs: next }, `restarting the udp loop process failed: ${oneLine(this.o.explain(err))}`);
