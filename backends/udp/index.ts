@@ -1,24 +1,31 @@
 // udp backend: flannel's wire format (the inner IP packet as the payload of a
-// UDP datagram to port 8285), carried by the native loop in native/. The
+// UDP datagram to port 8285), carried by the native loop in native/. The loop
+// runs in a process of its own (loop-process.ts) that outlives the agent; the
 // kernel side is one TUN device and one route; the peer table is pushed to
-// the loop after every reconcile.
+// the loop process after every reconcile.
 import { availableParallelism } from 'node:os';
 import type { Backend, BackendFactory } from '../backend.js';
 import { PeerWarnings } from '../peer-warnings.js';
 import { backendOptions } from '../../src/config/backend-options.js';
 import { WeftError } from '../../src/errors.js';
 import { UDP, UDP_DEVICE, udpDesired, udpMtu, udpOverhead, udpPeers } from './desired.js';
-import { loadUdpAddon, type DropReason, type UdpCounters, type UdpFeatures, type UdpLoop } from './native.js';
+import type { LoopStatus } from './loop-client.js';
+import { LoopSupervisor } from './loop-supervisor.js';
+import type { DropReason, UdpCounters, UdpFeatures, UdpLoopOptions } from './native.js';
 
 /** Smallest MTU the kernel allows on an IPv4 device. */
 const MIN_MTU = 68;
 /** How often drop counters are checked for the (rate-limited) warning. */
 const DROP_REPORT_MS = 30_000;
 
-/** The udp backend also answers for its loop's counters and probed features. */
+/** The udp backend also answers for its loop's counters and probed features (as last polled, every second). */
 export interface UdpBackend extends Backend {
   counters(): UdpCounters;
   features(): UdpFeatures;
+  /** Why the loop process cannot carry traffic now (not running, not answering). */
+  notReadyReason(): string | undefined;
+  /** Polls the loop process now, for counters() and features() fresher than a second. */
+  poll(): Promise<void>;
 }
 
 export const createUdpBackend: BackendFactory = async (ctx): Promise<UdpBackend> => {
@@ -34,88 +41,75 @@ export const createUdpBackend: BackendFactory = async (ctx): Promise<UdpBackend>
       `Backend.MTU ${mtu} plus ${udpOverhead(ext)} bytes of headers exceeds ${ext.name}'s MTU ${ext.mtu}; oversized packets will be refused with ICMP fragmentation-needed`,
     );
   }
-  const addon = loadUdpAddon();
-  const open = (): UdpLoop => {
-    const loop = openLoop(() =>
-      new addon.UdpLoop({
-        device: UDP_DEVICE,
-        port: options.port,
-        bindAddress: ext.ip.toString(),
-        mode: options.mode,
-        queues: options.mode === 'simple' ? 1 : options.queues ?? Math.min(availableParallelism(), 4),
-      }), options.port, ext.ip.toString());
-    loop.start();
-    return loop;
+  const address = ext.ip.toString();
+  const loopOptions: UdpLoopOptions = {
+    device: UDP_DEVICE,
+    port: options.port,
+    bindAddress: address,
+    mode: options.mode,
+    queues: options.mode === 'simple' ? 1 : options.queues ?? Math.min(availableParallelism(), 4),
   };
-  let loop = open();
-  logger.info({ features: loop.features() }, `udp backend: ${UDP_DEVICE} up, listening on ${ext.ip}:${options.port}`);
+  const loop = await LoopSupervisor.open({ runDir: ctx.runDir, options: loopOptions, logger, explain: (err) => explainLoopError(err, options.port, address) });
+  logger.info(
+    { loopPid: loop.pid, features: loop.last.features },
+    `udp backend: ${loop.adopted ? 'adopted the running loop process' : 'started the loop process'}; ${UDP_DEVICE} up, listening on ${address}:${options.port}`,
+  );
 
   const warnings = new PeerWarnings(logger);
-  const dropReport = reportDrops(() => loop, logger);
-  let stopped = false;
+  const dropReport = reportDrops(() => loop.last, logger);
   return {
     type: UDP,
     mtu,
     backendData: null,
     desired: (own) => udpDesired(own, ctx.config.network, mtu),
     sync: async (own, peers) => {
-      if (stopped) return;
-      if (loop.deviceLost()) {
-        // Someone deleted weft0: only the loop can create a TUN device, so
-        // reopen it; the next reconcile gives it its address and route back.
-        logger.warn(`${UDP_DEVICE} was deleted under the udp loop; recreating it`);
-        loop.stop(false);
-        loop = open();
-      }
-      loop.setPeers(udpPeers(own, peers, ext, warnings), own.subnet.toString());
+      const reopened = await loop.setPeers({ peers: udpPeers(own, peers, ext, warnings), ownSubnet: own.subnet.toString() });
+      // The next reconcile gives the recreated device its address and route back.
+      if (reopened) logger.warn(`${UDP_DEVICE} was deleted under the udp loop; the loop process recreated it`);
     },
     stop: async ({ teardown }) => {
       clearInterval(dropReport);
-      stopped = true;
-      loop.stop(teardown);
+      await loop.stop({ teardown });
     },
-    counters: () => loop.counters(),
-    features: () => loop.features(),
+    notReadyReason: () => loop.notReadyReason(),
+    poll: () => loop.poll(),
+    counters: () => loop.last.counters,
+    features: () => loop.last.features,
   };
 };
 
-/** Opens the loop, turning the addon's errno codes into a cause and a fix. */
-function openLoop(open: () => UdpLoop, port: number, address: string): UdpLoop {
-  try {
-    return open();
-  } catch (err) {
-    const code = (err as { code?: string }).code;
-    const msg = (err as Error).message;
-    switch (code) {
-      case 'EPERM':
-      case 'EACCES':
-        throw new WeftError(`udp backend: ${msg}`, 'run weft as root or with CAP_NET_ADMIN');
-      case 'ENOENT':
-      case 'ENODEV':
-        throw new WeftError(`udp backend: ${msg}`, 'load the tun module (modprobe tun) or give the container /dev/net/tun');
-      case 'EADDRINUSE':
-        throw new WeftError(`udp backend: ${msg}`, `stop the other process using UDP port ${port} (flanneld?) or set Backend.Port`);
-      case 'EADDRNOTAVAIL':
-        throw new WeftError(`udp backend: ${msg}`, `${address} is not an address of this node; check --iface/--public-ip`);
-      case 'EINVAL':
-      case 'EBUSY':
-        throw new WeftError(`udp backend: ${msg}`, `delete it (ip link del ${UDP_DEVICE}) and start weft again`);
-      default:
-        throw err;
-    }
+/** The loop process's startup error (the addon's errno code and message) as a cause and a fix. */
+function explainLoopError(err: unknown, port: number, address: string): unknown {
+  const code = (err as { code?: string }).code;
+  const msg = (err as Error).message;
+  switch (code) {
+    case 'EPERM':
+    case 'EACCES':
+      return new WeftError(`udp backend: ${msg}`, 'run weft as root or with CAP_NET_ADMIN');
+    case 'ENOENT':
+    case 'ENODEV':
+      return new WeftError(`udp backend: ${msg}`, 'load the tun module (modprobe tun) or give the container /dev/net/tun');
+    case 'EADDRINUSE':
+      return new WeftError(`udp backend: ${msg}`, `stop the other process using UDP port ${port} (flanneld?) or set Backend.Port`);
+    case 'EADDRNOTAVAIL':
+      return new WeftError(`udp backend: ${msg}`, `${address} is not an address of this node; check --iface/--public-ip`);
+    case 'EINVAL':
+    case 'EBUSY':
+      return new WeftError(`udp backend: ${msg}`, `delete it (ip link del ${UDP_DEVICE}) and start weft again`);
+    default:
+      return err;
   }
 }
 
 /** Logs inbound/outbound drops at most once per interval, as deltas by reason. */
-function reportDrops(current: () => UdpLoop, logger: { warn(obj: object, msg: string): void }): NodeJS.Timeout {
+function reportDrops(current: () => LoopStatus, logger: { warn(obj: object, msg: string): void }): NodeJS.Timeout {
   let last: UdpCounters | undefined;
-  let lastLoop: UdpLoop | undefined;
+  let lastPid: number | undefined;
   const timer = setInterval(() => {
-    const loop = current();
-    // A reopened loop starts its counters from zero.
-    if (loop !== lastLoop) last = undefined;
-    lastLoop = loop;
-    const now = loop.counters();
+    const { pid, counters: now } = current();
+    // A restarted loop process starts its counters from zero.
+    if (pid !== lastPid) last = undefined;
+    lastPid = pid;
     if (last) {
       const delta = (a: Record<DropReason, number>, b: Record<DropReason, number>) =>
         Object.fromEntries(Object.entries(a).filter(([k, v]) => v > b[k as DropReason]).map(([k, v]) => [k, v - b[k as DropReason]]));

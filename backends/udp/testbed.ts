@@ -3,11 +3,12 @@
 // backend (or the bare loop) running in a child process per node. Used by
 // the e2e tests and to measure the loop against a hand-built kernel VXLAN.
 import { spawn, execFile, type ChildProcess } from 'node:child_process';
-import { mkdtemp, rm, writeFile } from 'node:fs/promises';
+import { mkdir, mkdtemp, rm, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { dirname, join } from 'node:path';
 import { createInterface } from 'node:readline';
 import { fileURLToPath, pathToFileURL } from 'node:url';
+import { listNetns, removeNamespaces } from '../../src/lab/teardown.js';
 import type { UdpCounters } from './native.js';
 
 const HERE = dirname(fileURLToPath(import.meta.url));
@@ -27,6 +28,8 @@ export interface TestbedNode {
   subnet: string;
   /** The pod's address; the node side of its link is .1. */
   pod: string;
+  /** The backend's run dir: its loop process listens on a socket there. */
+  runDir: string;
 }
 
 export interface RunResult {
@@ -56,13 +59,15 @@ export function inNs(ns: string, cmd: string, args: readonly string[], timeoutMs
   return run('ip', ['netns', 'exec', ns, cmd, ...args], timeoutMs);
 }
 
-/** Removes every namespace whose name starts with `${prefix}-`. */
+/** Where the nodes of testbed `prefix` keep their run dirs. */
+function runDirs(prefix: string): string {
+  return join(tmpdir(), `weft-testbed-${prefix}`);
+}
+
+/** Removes every namespace whose name starts with `${prefix}-`, with the processes in it (udp loop processes), and the run dirs. */
 export async function removeLeftovers(prefix: string): Promise<void> {
-  const list = await run('ip', ['netns', 'list']);
-  for (const line of list.stdout.split('\n')) {
-    const name = line.split(' ')[0];
-    if (name && name.startsWith(`${prefix}-`)) await run('ip', ['netns', 'del', name]);
-  }
+  await removeNamespaces((await listNetns()).filter((ns) => ns.startsWith(`${prefix}-`)));
+  await rm(runDirs(prefix), { recursive: true, force: true });
 }
 
 export interface NodeConfig {
@@ -137,10 +142,10 @@ export class NodeProcess {
     await this.exited;
   }
 
-  /** SIGTERM, as the agent would get it; SIGKILL if it does not go. */
-  async kill(): Promise<number> {
+  /** SIGTERM (or `signal`), as the agent would get it; SIGKILL if it does not go. */
+  async kill(signal: NodeJS.Signals = 'SIGTERM'): Promise<number> {
     if (this.child.exitCode !== null) return this.child.exitCode;
-    this.child.kill('SIGTERM');
+    this.child.kill(signal);
     const timer = setTimeout(() => this.child.kill('SIGKILL'), 5000);
     const code = await this.exited;
     clearTimeout(timer);
@@ -166,7 +171,7 @@ if (cfg.kind === 'backend') {
   const logger = pino({ level: 'warn' }, process.stderr);
   const config = { network, subnetLen: own.subnet.prefixLen, subnetMin: own.subnet, subnetMax: own.subnet, backend: { type: 'udp', raw: cfg.backend ?? {} } };
   const ext = { name: cfg.node.dev, ip: IP.parse(cfg.node.underlay), publicIP: IP.parse(cfg.node.underlay), mtu: cfg.underlayMtu, connected: [] };
-  const backend = await createUdpBackend({ config, ext, logger, nodeName: cfg.node.ns, runDir: '/tmp' });
+  const backend = await createUdpBackend({ config, ext, logger, nodeName: cfg.node.ns, runDir: cfg.node.runDir });
   // Stands in for the reconciler: applies the desired state with ip(8).
   const reconcile = () => {
     const state = backend.desired(own, []);
@@ -181,8 +186,8 @@ if (cfg.kind === 'backend') {
       reconcile();
       return { ok: true };
     },
-    counters: () => backend.counters(),
-    features: () => backend.features(),
+    counters: async () => (await backend.poll(), backend.counters()),
+    features: async () => (await backend.poll(), backend.features()),
     stop: (teardown) => backend.stop({ teardown }),
   };
 } else {
@@ -279,6 +284,7 @@ export class UdpTestbed {
         underlay: `192.0.2.${i}`,
         subnet: `10.250.${i}.0/24`,
         pod: `10.250.${i}.5`,
+        runDir: join(runDirs(o.prefix), `n${i}`),
       };
     });
   }
@@ -304,6 +310,7 @@ export class UdpTestbed {
     await must('ip', ['-n', sw, 'link', 'set', 'br0', 'mtu', String(underlayMtu), 'up']);
     await must('ip', ['-n', sw, 'addr', 'add', `${this.outsider}/24`, 'dev', 'br0']);
     for (const n of this.nodes) {
+      await mkdir(n.runDir, { recursive: true });
       const port = `${prefix}-s${n.index}`;
       for (const ns of [n.ns, n.podNs]) {
         await must('ip', ['netns', 'add', ns]);
@@ -387,7 +394,7 @@ export class UdpTestbed {
     }
   }
 
-  /** Kills every child and removes every namespace. */
+  /** Kills every child, every loop process and removes every namespace. */
   async destroy(): Promise<void> {
     await Promise.all([...this.children].map((c) => c.kill()));
     await removeLeftovers(this.o.prefix);

@@ -5,6 +5,7 @@ import { readFile, rm } from 'node:fs/promises';
 import { join } from 'node:path';
 import type { Logger } from 'pino';
 import { removeOwnBird } from '../../backends/bgp/bird.js';
+import { stopUdpLoop } from '../../backends/udp/loop-client.js';
 import { NftTable } from '../dataplane/nft.js';
 import { Reconciler } from '../dataplane/reconciler.js';
 import { oneLine } from '../errors.js';
@@ -28,12 +29,13 @@ export async function teardownNode(opts: NodeTeardownOptions): Promise<void> {
   };
   const network = await readNetwork(opts.subnetFile);
   await step('stopping BIRD and removing its routes', () => removeOwnBird(join(opts.runDir, 'bird'), network));
+  await step('stopping the udp loop process', () => stopUdpLoop(opts.runDir, { teardown: true }));
   await step('removing routes and devices', () => new Reconciler({ logger: opts.logger }).teardown());
   await step('removing the nftables table', () => new NftTable({ logger: opts.logger }).remove());
   await step('removing subnet.env', () => rm(opts.subnetFile, { force: true }));
   await step('removing status.json', () => rm(join(opts.runDir, 'status.json'), { force: true }));
   if (failures.length) throw failures[0];
-  opts.logger.info('weft removed from this node: routes, devices, nftables table and subnet.env');
+  opts.logger.info('weft removed from this node: routes, devices, the udp loop process, nftables table and subnet.env');
 }
 
 /** The cluster Network from subnet.env, if the file is still there. */

@@ -30,8 +30,8 @@ const HELP = `usage: weft agent [flags]
   --lease-ttl DURATION    subnet lease TTL, e.g. 24h, 90m, 30s (default 24h)
   --resync DURATION       periodic full data-plane resync (default 10s)
   --log-format text|json  plain log lines or JSON (default: text on a terminal, else json)
-  --teardown              remove weft from this node (its routes, devices, nftables table,
-                          subnet.env) and exit; the lease in etcd is left to expire
+  --teardown              remove weft from this node (its routes, devices, udp loop process,
+                          nftables table, subnet.env) and exit; the lease in etcd is left to expire
 
 The agent follows net-conf after start (the --net-conf file; with --kube-subnet-mgr and no
 --net-conf, /etc/weft/net-conf.json; else <etcd-prefix>/config): a change of Backend switches

@@ -38,7 +38,7 @@ async function deleteNamespaces(names: readonly string[]): Promise<void> {
 }
 
 /** Kills every process in `namespaces`, then deletes them (a namespace with a process in it outlives its name). */
-async function removeNamespaces(namespaces: readonly string[], extraPids: readonly number[] = []): Promise<void> {
+export async function removeNamespaces(namespaces: readonly string[], extraPids: readonly number[] = []): Promise<void> {
   const pids = (await mapLimited(namespaces, 8, pidsInNetns)).flat();
   await terminate([...pids, ...extraPids]);
   await deleteNamespaces(namespaces);
