@@ -11,6 +11,7 @@ import { WeftError } from '../../src/errors.js';
 import { UDP, UDP_DEVICE, udpDesired, udpMtu, udpOverhead, udpPeers } from './desired.js';
 import type { LoopStatus } from './loop-client.js';
 import { LoopSupervisor } from './loop-supervisor.js';
+import { udpMetrics } from './metrics.js';
 import type { DropReason, UdpCounters, UdpFeatures, UdpLoopOptions } from './native.js';
 
 /** Smallest MTU the kernel allows on an IPv4 device. */
@@ -74,6 +75,7 @@ export const createUdpBackend: BackendFactory = async (ctx): Promise<UdpBackend>
     notReadyReason: () => loop.notReadyReason(),
     poll: () => loop.poll(),
     counters: () => loop.last.counters,
+    metrics: () => udpMetrics(loop.last.counters),
     features: () => loop.last.features,
   };
 };
