@@ -4,7 +4,7 @@
 import type { Logger } from 'pino';
 import type { NetConf } from '../src/config/netconf.js';
 import type { DesiredState } from '../src/dataplane/state.js';
-import type { Cidr, IP } from '../src/subnet/cidr.js';
+import type { Cidr, IP } from '../src/core/cidr.js';
 import type { Lease } from '../src/subnet/lease.js';
 import type { MetricFamily } from '../src/agent/metrics.js';
 

@@ -1,7 +1,7 @@
 // Pure: (own lease, peer leases, options) -> the complete BIRD 2 config text.
 // Nothing here touches the system, so every topology is unit-tested as text
 // and parse-checked with `bird -p`.
-import { IP, type Cidr, type Family } from '../../src/subnet/cidr.js';
+import { IP, type Cidr, type Family } from '../../src/core/cidr.js';
 import type { Lease } from '../../src/subnet/lease.js';
 import { WeftError } from '../../src/errors.js';
 import type { BgpOptions } from './options.js';

@@ -6,7 +6,7 @@ import type { Backend, BackendContext } from '../backend.js';
 import { PeerWarnings } from '../peer-warnings.js';
 import { emptyState } from '../../src/dataplane/state.js';
 import { oneLine } from '../../src/errors.js';
-import type { Cidr } from '../../src/subnet/cidr.js';
+import type { Cidr } from '../../src/core/cidr.js';
 import type { Lease } from '../../src/subnet/lease.js';
 import { Bird } from './bird.js';
 import { bgpMetrics } from './metrics.js';

@@ -3,7 +3,7 @@
 // misread (a quote in a password) is refused here, never escaped by hope.
 import { ConfigError } from '../../src/config/netconf.js';
 import { isJsonObject, jsonType, optionalInteger, optionalString, rejectUnknownKeys, type JsonObject } from '../../src/config/fields.js';
-import { Cidr, IP } from '../../src/subnet/cidr.js';
+import { Cidr, IP } from '../../src/core/cidr.js';
 
 export type BgpTopology = 'mesh' | 'reflectors';
 

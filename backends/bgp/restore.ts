@@ -10,7 +10,7 @@ import type { Logger } from 'pino';
 import { normaliseDst } from '../../src/dataplane/diff.js';
 import { KernelMonitor } from '../../src/dataplane/monitor.js';
 import { oneLine } from '../../src/errors.js';
-import { Cidr } from '../../src/subnet/cidr.js';
+import { Cidr } from '../../src/core/cidr.js';
 
 export interface DeletedRouteWatchOptions {
   /** The prefixes whose BIRD routes are restored (the Network, AllowedPrefixes). */

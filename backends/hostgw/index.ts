@@ -6,7 +6,7 @@ import { PeerWarnings } from '../peer-warnings.js';
 import { directRoute, isOnLink, isSelf } from '../peers.js';
 import { emptyState, type DesiredState } from '../../src/dataplane/state.js';
 import type { Lease } from '../../src/subnet/lease.js';
-import { backendOptions } from '../../src/config/backend-options.js';
+import { parseHostGwOptions } from './options.js';
 
 const HOST_GW = 'host-gw';
 
@@ -31,7 +31,7 @@ export function hostGwDesired(own: Lease, peers: readonly Lease[], ext: External
 }
 
 export const createHostGwBackend: BackendFactory = async (ctx) => {
-  backendOptions(ctx.config, HOST_GW); // rejects keys host-gw does not take
+  parseHostGwOptions(ctx.config.backend.raw); // rejects keys host-gw does not take
   const warnings = new PeerWarnings(ctx.logger);
   return {
     type: HOST_GW,

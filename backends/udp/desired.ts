@@ -5,7 +5,7 @@ import type { ExternalInterface } from '../backend.js';
 import { isSelf } from '../peers.js';
 import type { PeerWarnings } from '../peer-warnings.js';
 import { emptyState, WEFT_LINK_PREFIX, type DesiredState } from '../../src/dataplane/state.js';
-import type { Cidr } from '../../src/subnet/cidr.js';
+import type { Cidr } from '../../src/core/cidr.js';
 import type { Lease } from '../../src/subnet/lease.js';
 import type { UdpPeer } from './native.js';
 import type { UdpOptions } from './options.js';

@@ -6,7 +6,7 @@
 import { availableParallelism } from 'node:os';
 import type { Backend, BackendFactory } from '../backend.js';
 import { PeerWarnings } from '../peer-warnings.js';
-import { backendOptions } from '../../src/config/backend-options.js';
+import { parseUdpOptions } from './options.js';
 import { WeftError } from '../../src/errors.js';
 import { UDP, UDP_DEVICE, udpDesired, udpMtu, udpOverhead, udpPeers } from './desired.js';
 import type { LoopStatus } from './loop-client.js';
@@ -30,7 +30,7 @@ export interface UdpBackend extends Backend {
 }
 
 export const createUdpBackend: BackendFactory = async (ctx): Promise<UdpBackend> => {
-  const options = backendOptions(ctx.config, UDP);
+  const options = parseUdpOptions(ctx.config.backend.raw);
   const { ext, logger } = ctx;
   const mtu = udpMtu(options, ext);
   if (mtu < MIN_MTU) {

@@ -1,7 +1,7 @@
 // IP/TCP/UDP/ICMP packets built in plain JS, independent of the native code:
 // the tests and the fuzzer check the addon against these.
 import { endianness } from 'node:os';
-import { IP } from '../../src/subnet/cidr.js';
+import { IP } from '../../src/core/cidr.js';
 
 export const PROTO_ICMP = 1;
 export const PROTO_TCP = 6;

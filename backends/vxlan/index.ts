@@ -2,7 +2,7 @@
 // The pure part (desired state) lives in desired.ts.
 import type { BackendFactory } from '../backend.js';
 import { PeerWarnings } from '../peer-warnings.js';
-import { backendOptions } from '../../src/config/backend-options.js';
+import { parseVxlanOptions } from './options.js';
 import { WeftError } from '../../src/errors.js';
 import { VXLAN, vxlanDesired, vxlanMtu, vxlanOverhead, type VxlanBackendData, type VxlanSetup } from './desired.js';
 import { vtepMac } from './mac.js';
@@ -11,7 +11,7 @@ import { vtepMac } from './mac.js';
 const MIN_MTU = 68;
 
 export const createVxlanBackend: BackendFactory = async (ctx) => {
-  const options = backendOptions(ctx.config, VXLAN);
+  const options = parseVxlanOptions(ctx.config.backend.raw);
   const { ext } = ctx;
   const mtu = vxlanMtu(options, ext);
   if (mtu < MIN_MTU) {

@@ -7,13 +7,13 @@ import { SerialQueue } from '../core/serial-queue.js';
 import { join } from 'node:path';
 import type { Logger } from 'pino';
 import type { Backend, ExternalInterface } from '../../backends/backend.js';
-import { AVAILABLE_BACKENDS, backendFactory } from '../../backends/registry.js';
+import { AVAILABLE_BACKENDS, backendFactory, checkBackendOptions } from '../../backends/registry.js';
 import type { NetConf } from '../config/netconf.js';
 import { loadNetConfFile } from '../config/parse.js';
 import { Reconciler } from '../dataplane/reconciler.js';
 import type { DesiredState } from '../dataplane/state.js';
 import { WeftError, oneLine } from '../errors.js';
-import type { Cidr } from '../subnet/cidr.js';
+import type { Cidr } from '../core/cidr.js';
 import { sameLeaseAttrs, type Lease, type LeaseAttrs, type LeaseEvent } from '../subnet/lease.js';
 import { LeaseGoneError, type SubnetManager } from '../subnet/manager.js';
 import { Backoff, sleep } from '../core/backoff.js';
@@ -158,8 +158,7 @@ export class Agent {
   }
 
   private async loadConfig(signal: AbortSignal): Promise<NetConf> {
-    if (this.opts.netConfFile) return loadNetConfFile(this.opts.netConfFile);
-    return this.opts.subnetManager.getNetworkConfig(signal);
+    return checkBackendOptions(this.opts.netConfFile ? loadNetConfFile(this.opts.netConfFile) : await this.opts.subnetManager.getNetworkConfig(signal));
   }
 
   private async createBackend(conf: NetConf): Promise<Backend> {

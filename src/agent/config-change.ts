@@ -1,5 +1,6 @@
 // What a new net-conf text means for a running agent: nothing, a backend
 // switch, or a refusal (invalid, or a change only a cluster rebuild can make).
+import { checkBackendOptions } from '../../backends/registry.js';
 import { parseNetConf } from '../config/parse.js';
 import type { BackendConf, NetConf } from '../config/netconf.js';
 import { oneLine } from '../errors.js';
@@ -15,7 +16,7 @@ export type ConfigChange =
 export function classifyConfigChange(current: NetConf, text: string): ConfigChange {
   let next: NetConf;
   try {
-    next = parseNetConf(text);
+    next = checkBackendOptions(parseNetConf(text));
   } catch (err) {
     return { kind: 'invalid', reason: oneLine(err) };
   }

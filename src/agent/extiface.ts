@@ -3,7 +3,7 @@
 import type { ExternalInterface } from '../../backends/backend.js';
 import { runCommand } from '../core/command.js';
 import { WeftError } from '../errors.js';
-import { Cidr, IP, type Family } from '../subnet/cidr.js';
+import { Cidr, IP, type Family } from '../core/cidr.js';
 
 interface IpAddrInfo { family: string; local: string; prefixlen: number; scope: string }
 interface IpLink { ifname: string; mtu: number; address?: string; addr_info?: IpAddrInfo[] }

@@ -4,7 +4,7 @@
 import type { Logger } from 'pino';
 import { NftTable, type NftRules } from '../dataplane/nft.js';
 import { oneLine } from '../errors.js';
-import type { Cidr } from '../subnet/cidr.js';
+import type { Cidr } from '../core/cidr.js';
 import type { Lease } from '../subnet/lease.js';
 
 export interface FirewallInput {

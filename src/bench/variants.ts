@@ -6,7 +6,7 @@ import { WeftError } from '../errors.js';
 import { ipBatch, runCommand } from '../lab/command.js';
 import { DEFAULT_NETWORK, Lab } from '../lab/lab.js';
 import type { Topology } from '../lab/topology.js';
-import { Cidr } from '../subnet/cidr.js';
+import { Cidr } from '../core/cidr.js';
 
 export interface BenchVariant {
   /** Names the variant in reports, e.g. "weft host-gw", "hand-built routes". */

@@ -1,4 +1,5 @@
 // `weft bench`: a backend against its hand-built equal, in one run.
+import { checkBackendOptions } from '../../backends/registry.js';
 import { resolve } from 'node:path';
 import { parseArgs } from 'node:util';
 import { formatMarkdown, writeReport } from '../bench/report.js';
@@ -53,7 +54,7 @@ export async function run(argv: string[]): Promise<number> {
   let netConf: Record<string, unknown> | undefined;
   if (values['net-conf']) {
     const text = readNetConfFile(values['net-conf']);
-    const parsed = parseNetConf(text);
+    const parsed = checkBackendOptions(parseNetConf(text));
     if (parsed.backend.type !== backend) {
       throw new WeftError(`--net-conf has backend ${parsed.backend.type} but --backend is ${backend}`, 'make them agree');
     }

@@ -1,4 +1,5 @@
 // weft config validate FILE | weft config put [etcd flags] FILE
+import { checkBackendOptions } from '../../backends/registry.js';
 import { parseArgs, type ParseArgsConfig } from 'node:util';
 import { readNetConfFile, parseNetConf } from '../config/parse.js';
 import type { NetConf } from '../config/netconf.js';
@@ -67,7 +68,7 @@ function parseFlags(args: string[], options: NonNullable<ParseArgsConfig['option
 async function validate(args: string[]): Promise<number> {
   const flags = parseFlags(args, helpFlag, USAGE.validate);
   if (typeof flags === 'number') return flags;
-  const conf = parseNetConf(readNetConfFile(flags.file));
+  const conf = checkBackendOptions(parseNetConf(readNetConfFile(flags.file)));
   process.stdout.write(`${flags.file}: ok: ${summary(conf)}\n`);
   return 0;
 }
@@ -76,7 +77,7 @@ async function put(args: string[]): Promise<number> {
   const flags = parseFlags(args, { ...helpFlag, ...etcdFlags }, USAGE.put);
   if (typeof flags === 'number') return flags;
   const text = readNetConfFile(flags.file);
-  const conf = parseNetConf(text);
+  const conf = checkBackendOptions(parseNetConf(text));
   const opts = etcdOptionsFrom(flags.values);
   const key = `${opts.prefix}/config`;
   const client = createEtcdClient(opts);

@@ -1,4 +1,5 @@
 // `weft lab`: namespace clusters on this machine.
+import { checkBackendOptions } from '../../backends/registry.js';
 import { spawn } from 'node:child_process';
 import { parseArgs } from 'node:util';
 import { BACKEND_TYPES, type BackendType } from '../config/netconf.js';
@@ -35,7 +36,7 @@ function positiveInt(text: string | undefined, flag: string, min: number): numbe
 function netConfFrom(file: string | undefined, backend: string): Record<string, unknown> {
   if (file) {
     const text = readNetConfFile(file);
-    parseNetConf(text); // validates; the lab writes the operator's text as they wrote it
+    checkBackendOptions(parseNetConf(text)); // validates; the lab writes the operator's text as they wrote it
     return JSON.parse(text) as Record<string, unknown>;
   }
   if (!(BACKEND_TYPES as readonly string[]).includes(backend)) {

@@ -2,9 +2,8 @@ import { readFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import { parseArgs } from 'node:util';
 import type { AgentStatus } from '../agent/agent.js';
-import { WeftError, oneLine } from '../errors.js';
-import { birdSocketPath, showBgpSessions } from '../../backends/bgp/bird.js';
-import type { BgpSession } from '../../backends/bgp/status.js';
+import { WeftError } from '../errors.js';
+import { backendRegistration } from '../../backends/registry.js';
 
 const HELP = `usage: weft status [--run-dir DIR] [--bird-socket PATH] [--json]
 
@@ -36,9 +35,10 @@ export async function run(argv: string[]): Promise<number> {
       'is the agent running on this node? pass its --run-dir',
     );
   }
-  const bgp = status.backend === 'bgp' ? await bgpSessions(values['bird-socket'] ?? birdSocketPath(join(values['run-dir'] ?? '/run/weft', 'bird'))) : undefined;
+  const node = { runDir: values['run-dir'] ?? '/run/weft', ...(values['bird-socket'] ? { birdSocket: values['bird-socket'] } : {}) };
+  const extra = await backendRegistration(status.backend)?.status?.(node);
   if (values.json) {
-    process.stdout.write(JSON.stringify(bgp ? { ...status, bgp } : status, null, 2) + '\n');
+    process.stdout.write(JSON.stringify(extra ? { ...status, [status.backend]: extra.json } : status, null, 2) + '\n');
     return 0;
   }
   const out = [
@@ -48,37 +48,8 @@ export async function run(argv: string[]): Promise<number> {
     `ready    ${status.ready ? 'yes' : 'no'}   (updated ${status.updatedAt})`,
     `peers    ${status.peers.length}`,
     ...status.peers.map((p) => `  ${p.subnet.padEnd(18)} ${p.publicIP.padEnd(15)} ${p.backend}${p.node ? `  ${p.node}` : ''}`),
-    ...(bgp ? formatBgpSessions(bgp) : []),
+    ...(extra?.lines ?? []),
   ];
   process.stdout.write(out.join('\n') + '\n');
   return 0;
-}
-
-interface BgpStatus {
-  socket: string;
-  sessions?: BgpSession[];
-  /** Why BIRD could not be asked. */
-  error?: string;
-}
-
-async function bgpSessions(socket: string): Promise<BgpStatus> {
-  try {
-    return { socket, sessions: await showBgpSessions(socket) };
-  } catch (err) {
-    return { socket, error: oneLine(err) };
-  }
-}
-
-function formatBgpSessions(bgp: BgpStatus): string[] {
-  if (!bgp.sessions) return [`bgp      ${bgp.error}`];
-  const up = bgp.sessions.filter((s) => s.state === 'Established').length;
-  const rows = [
-    ['PEER', 'AS', 'STATE', 'SINCE', 'IMPORTED', 'EXPORTED', 'INFO'],
-    ...bgp.sessions.map((s) => [s.peer || s.name, String(s.asn ?? '-'), s.state, s.since, String(s.importedRoutes), String(s.exportedRoutes), s.info]),
-  ];
-  const widths = rows[0]!.map((_, i) => Math.max(...rows.map((r) => r[i]!.length)));
-  return [
-    `bgp      ${bgp.sessions.length} sessions, ${up} established (birdc -s ${bgp.socket})`,
-    ...rows.map((r) => `  ${r.map((c, i) => c.padEnd(widths[i]! + 2)).join('').trimEnd()}`),
-  ];
 }

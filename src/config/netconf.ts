@@ -1,5 +1,5 @@
 // The parsed, validated net-conf.json. Field names on the wire are flannel's.
-import type { Cidr } from '../subnet/cidr.js';
+import type { Cidr } from '../core/cidr.js';
 
 export const BACKEND_TYPES = ['host-gw', 'vxlan', 'udp', 'bgp'] as const;
 export type BackendType = (typeof BACKEND_TYPES)[number];

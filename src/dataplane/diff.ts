@@ -1,7 +1,7 @@
 // The pure half of the reconciler: kernel snapshot + desired state -> the
 // smallest ordered list of iproute2 batch commands. No I/O, so every rule
 // (ownership, ordering, no-flap, idempotence) is unit-tested without root.
-import { Cidr, IP, type Family } from '../subnet/cidr.js';
+import { Cidr, IP, type Family } from '../core/cidr.js';
 import { WEFT_LINK_PREFIX, WEFT_ROUTE_PROTO, type Addr, type DesiredState, type Fdb, type Neigh } from './state.js';
 
 /** A link as the kernel reports it (only the fields the diff compares). */

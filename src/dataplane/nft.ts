@@ -6,7 +6,7 @@ import type { Logger } from 'pino';
 import { runCommand, userCause } from '../core/command.js';
 import { SerialQueue } from '../core/serial-queue.js';
 import { oneLine } from '../errors.js';
-import { Cidr, IP } from '../subnet/cidr.js';
+import { Cidr, IP } from '../core/cidr.js';
 
 export const WEFT_NFT_TABLE = 'inet weft';
 

@@ -10,7 +10,7 @@ import { setTimeout as sleep } from 'node:timers/promises';
 import { WeftError } from '../errors.js';
 import { packageRoot } from '../core/package-root.js';
 import type { BackendType } from '../config/netconf.js';
-import { Cidr } from '../subnet/cidr.js';
+import { Cidr } from '../core/cidr.js';
 import { parseNodeSubnet, type NodeSubnet } from '../cni/subnet-env.js';
 import { writeSubnetEnv } from '../subnet/subnet-env.js';
 import { ipBatch, runCommand, type CommandOptions, type CommandResult } from './command.js';

@@ -6,7 +6,7 @@
 // the "outside" segment (203.0.113.0/24, for hosts outside the cluster) is
 // created on first use. Nodes use .11, .12, ... of their segment; other
 // underlay hosts use .100 upwards.
-import { Cidr, IP } from '../subnet/cidr.js';
+import { Cidr, IP } from '../core/cidr.js';
 import { WeftError } from '../errors.js';
 
 export const TOPOLOGIES = ['flat', 'routed'] as const;

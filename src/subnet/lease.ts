@@ -1,4 +1,4 @@
-import type { Cidr, IP } from './cidr.js';
+import type { Cidr, IP } from '../core/cidr.js';
 
 /** What a node publishes about itself: flannel's lease value, parsed. */
 export interface LeaseAttrs {

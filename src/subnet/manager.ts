@@ -1,5 +1,5 @@
 import type { NetConf } from '../config/netconf.js';
-import type { Cidr } from './cidr.js';
+import type { Cidr } from '../core/cidr.js';
 import type { Lease, LeaseAttrs, LeaseEvent } from './lease.js';
 
 /**

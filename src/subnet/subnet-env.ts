@@ -4,7 +4,7 @@
 // unchanged. One format and one parser, for the agent, the CNI plugin and the lab.
 import { readFile } from 'node:fs/promises';
 import { writeFileAtomic } from '../core/atomic-write.js';
-import { Cidr, IP } from './cidr.js';
+import { Cidr, IP } from '../core/cidr.js';
 
 export interface SubnetEnv {
   /** The whole cluster network (FLANNEL_NETWORK). */

@@ -12,7 +12,7 @@ import { pino } from 'pino';
 import { Bird } from '../../backends/bgp/bird.js';
 import { createBgpBackend, type BgpBackend, type BgpRuntimeOptions } from '../../backends/bgp/index.js';
 import type { BackendContext } from '../../backends/backend.js';
-import { Cidr, IP } from '../../src/subnet/cidr.js';
+import { Cidr, IP } from '../../src/core/cidr.js';
 import type { Lease } from '../../src/subnet/lease.js';
 
 const NS = 'wbg-';

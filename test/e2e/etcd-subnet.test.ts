@@ -7,7 +7,7 @@ import { pino, type Logger } from 'pino';
 import t from 'tap';
 import { WeftError } from '../../src/errors.js';
 import { EtcdServer, removeEtcdLeftovers } from '../../src/lab/etcd.js';
-import { Cidr, IP } from '../../src/subnet/cidr.js';
+import { Cidr, IP } from '../../src/core/cidr.js';
 import { createEtcdClient, EtcdUnreachableError } from '../../src/subnet/etcd/client.js';
 import { EtcdSubnetManager, listLeases } from '../../src/subnet/etcd/manager.js';
 import type { Lease, LeaseAttrs, LeaseEvent } from '../../src/subnet/lease.js';

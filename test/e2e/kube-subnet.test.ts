@@ -8,7 +8,7 @@ import { setTimeout as sleep } from 'node:timers/promises';
 import { KubeConfig } from '@kubernetes/client-node';
 import { pino } from 'pino';
 import t from 'tap';
-import { IP } from '../../src/subnet/cidr.js';
+import { IP } from '../../src/core/cidr.js';
 import { KUBE_API_CALLS } from '../../src/subnet/kube/api.js';
 import { KubeSubnetManager, kubeNodeName } from '../../src/subnet/kube/manager.js';
 import type { Lease, LeaseAttrs, LeaseEvent } from '../../src/subnet/lease.js';

@@ -3,7 +3,7 @@ import t from 'tap';
 import { classifyConfigChange, describeBackend } from '../../src/agent/config-change.js';
 import { formatSubnetEnv } from '../../src/subnet/subnet-env.js';
 import { parseNetConf } from '../../src/config/parse.js';
-import { Cidr } from '../../src/subnet/cidr.js';
+import { Cidr } from '../../src/core/cidr.js';
 
 const conf = (doc: Record<string, unknown>) => JSON.stringify({ Network: '10.5.0.0/16', Backend: { Type: 'host-gw' }, ...doc });
 const current = parseNetConf(conf({}));

@@ -2,7 +2,7 @@
 import t from 'tap';
 import { firewallRules } from '../../src/agent/firewall.js';
 import { nftRuleset } from '../../src/dataplane/nft.js';
-import { Cidr, IP } from '../../src/subnet/cidr.js';
+import { Cidr, IP } from '../../src/core/cidr.js';
 import type { Lease } from '../../src/subnet/lease.js';
 
 const lease = (subnet: string, publicIP: string, backendType = 'vxlan'): Lease => ({

@@ -7,7 +7,7 @@ import { dirname, join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { birdConfig, protocolName, type BirdConfigInput } from '../../backends/bgp/config.js';
 import { parseBgpOptions } from '../../backends/bgp/options.js';
-import { Cidr, IP } from '../../src/subnet/cidr.js';
+import { Cidr, IP } from '../../src/core/cidr.js';
 import type { Lease } from '../../src/subnet/lease.js';
 import { birdParse } from './support/bird-parse.js';
 

@@ -2,13 +2,14 @@
 // section passes weft's net-conf validator, and the BIRD config rendered from
 // it for a sample lease set passes the real `bird -p`.
 import t from 'tap';
+import { checkBackendOptions } from '../../backends/registry.js';
 import { readFile } from 'node:fs/promises';
 import { dirname, join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { birdConfig } from '../../backends/bgp/config.js';
 import { parseBgpOptions } from '../../backends/bgp/options.js';
 import { parseNetConf } from '../../src/config/parse.js';
-import { Cidr, IP } from '../../src/subnet/cidr.js';
+import { Cidr, IP } from '../../src/core/cidr.js';
 import type { Lease } from '../../src/subnet/lease.js';
 import { birdParse } from './support/bird-parse.js';
 
@@ -34,7 +35,7 @@ function sampleLeases(network: Cidr): Lease[] {
 
 /** Validates one example and renders node-c's BIRD config (a client where reflectors are used); an error is the reason it fails. */
 function renderExample(json: string): string {
-  const conf = parseNetConf(json);
+  const conf = checkBackendOptions(parseNetConf(json));
   const [own, ...peers] = sampleLeases(conf.network).reverse();
   return birdConfig({
     nodeName: own!.attrs.nodeName!,

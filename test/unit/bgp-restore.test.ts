@@ -2,7 +2,7 @@
 // route deleted inside the prefixes BIRD owns, and nothing else.
 import t from 'tap';
 import { isDeletedRouteInside } from '../../backends/bgp/restore.js';
-import { Cidr } from '../../src/subnet/cidr.js';
+import { Cidr } from '../../src/core/cidr.js';
 
 const owned = [Cidr.parse('10.244.0.0/16'), Cidr.parse('203.0.113.0/24'), Cidr.parse('fd00:10::/56')];
 

@@ -56,7 +56,7 @@ t.test('other time formats and odd input', async (t) => {
 
 t.test('readiness: every session Established; after the grace period a down session is named as a failure', async (t) => {
   const { sessionReadiness } = await import('../../backends/bgp/index.js');
-  const { IP } = await import('../../src/subnet/cidr.js');
+  const { IP } = await import('../../src/core/cidr.js');
   const configured = ['a', 'b', 'c'].map((name, i) => ({ name, peer: IP.parse(`198.51.100.${i + 1}`) }));
   const live = (states: string[]) => states.map((state, i) => ({ name: configured[i]!.name, state }));
   const at = (now: number, states: string[]) => sessionReadiness({ configured, live: live(states), startedAt: 1000, graceMs: 60_000, now });

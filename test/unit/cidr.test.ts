@@ -1,5 +1,5 @@
 import t from 'tap';
-import { Cidr, IP } from '../../src/subnet/cidr.js';
+import { Cidr, IP } from '../../src/core/cidr.js';
 
 t.test('parse and print', async (t) => {
   t.equal(Cidr.parse('10.5.0.0/16').toString(), '10.5.0.0/16');

@@ -2,7 +2,7 @@ import { chmodSync, mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import t, { type Test } from 'tap';
-import { backendOptions } from '../../src/config/backend-options.js';
+import { checkBackendOptions } from '../../backends/registry.js';
 import { ConfigError } from '../../src/config/netconf.js';
 import { loadNetConfFile, parseNetConf } from '../../src/config/parse.js';
 import { WeftError } from '../../src/errors.js';
@@ -14,7 +14,7 @@ const hostGw = { Type: 'host-gw' };
 /** Asserts a ConfigError whose one-line message matches `pattern`. */
 function rejects(t: Test, text: string, pattern: RegExp, what?: string): void {
   try {
-    parseNetConf(text);
+    checkBackendOptions(parseNetConf(text));
     t.fail(`accepted: ${what ?? text.slice(0, 80)}`);
   } catch (err) {
     t.type(err, ConfigError, what ?? 'a ConfigError');
@@ -185,12 +185,13 @@ t.test('Backend', async (t) => {
   rejectsDoc(t, { ...net, Backend: { Type: 'host-gw', DirectRouting: true } }, /unknown key "Backend\.DirectRouting": host-gw takes no options besides Type/);
 });
 
-t.test('backendOptions', async (t) => {
+t.test('backend keys are checked by the backend\'s own parser, through the registry', async (t) => {
+  const text = JSON.stringify({ Network: '10.5.0.0/16', Backend: { Type: 'host-gw', Port: 1 } });
+  const parsed = parseNetConf(text);
+  t.same(parsed.backend.raw, { Port: 1 }, 'the core parser keeps the Backend section for the backend');
+  t.throws(() => checkBackendOptions(parsed), { name: 'ConfigError', message: /Backend\.Port/ }, 'the registry runs host-gw\'s parser on it');
   const gw = conf({ Network: '10.5.0.0/16', Backend: hostGw });
-  t.same(backendOptions(gw, 'host-gw'), {});
-  t.throws(() => backendOptions(gw, 'vxlan'), /asked of a host-gw configuration/);
-  const hand = { ...gw, backend: { type: 'host-gw' as const, raw: { Port: 1 } } };
-  t.throws(() => backendOptions(hand, 'host-gw'), ConfigError, 'a hand-built NetConf is checked too');
+  t.equal(checkBackendOptions(gw), gw, 'a valid config passes through unchanged');
 });
 
 t.test('loadNetConfFile', async (t) => {

@@ -9,7 +9,7 @@ import { SerialQueue } from '../../src/core/serial-queue.js';
 import { SaidOnce } from '../../src/core/said-once.js';
 import { writeFileAtomic, writeFileAtomicSync } from '../../src/core/atomic-write.js';
 import { formatSubnetEnv, parseSubnetEnv, readPreviousSubnetEnv, SubnetEnvError } from '../../src/subnet/subnet-env.js';
-import { Cidr } from '../../src/subnet/cidr.js';
+import { Cidr } from '../../src/core/cidr.js';
 
 t.test('sleep: true after the time, false at once when aborted', async (t) => {
   t.equal(await sleep(1), true);

@@ -15,6 +15,7 @@ import { ConfigMap } from 'kubernetes-models/v1/ConfigMap';
 import { Namespace } from 'kubernetes-models/v1/Namespace';
 import { ServiceAccount } from 'kubernetes-models/v1/ServiceAccount';
 import t from 'tap';
+import { checkBackendOptions } from '../../backends/registry.js';
 import { parseWeftNetConf, SUPPORTED_VERSIONS } from '../../src/cni/plugin.js';
 import { parseNetConf } from '../../src/config/parse.js';
 import { KUBE_API_CALLS } from '../../src/subnet/kube/api.js';
@@ -137,7 +138,7 @@ t.test('the ConfigMap: net-conf.json passes weft\'s validator, the CNI conflist 
   const networks = new Set<string>();
   for (const dir of KUBE_DIRS) {
     const cm = find(rendered.get(dir)!, 'ConfigMap', 'weft-config')!;
-    const conf = parseNetConf(cm.data['net-conf.json']);
+    const conf = checkBackendOptions(parseNetConf(cm.data['net-conf.json']));
     networks.add(conf.network.toString());
     const expected = dir === 'base' ? 'vxlan' : dir.split('/')[1];
     t.equal(conf.backend.type, expected, `${dir}: backend ${expected}`);

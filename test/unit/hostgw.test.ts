@@ -4,7 +4,7 @@ import type { BackendContext, ExternalInterface } from '../../backends/backend.j
 import { createHostGwBackend } from '../../backends/hostgw/index.js';
 import { ConfigError } from '../../src/config/netconf.js';
 import { parseNetConf } from '../../src/config/parse.js';
-import { Cidr, IP } from '../../src/subnet/cidr.js';
+import { Cidr, IP } from '../../src/core/cidr.js';
 import type { Lease } from '../../src/subnet/lease.js';
 
 const ext: ExternalInterface = {

@@ -1,7 +1,7 @@
 import t from 'tap';
 import { parseNetConf } from '../../src/config/parse.js';
 import type { NetConf } from '../../src/config/netconf.js';
-import { Cidr, IP } from '../../src/subnet/cidr.js';
+import { Cidr, IP } from '../../src/core/cidr.js';
 import { formatLeaseValue, MAX_LEASE_VALUE_BYTES, parseLeaseEntry } from '../../src/subnet/etcd/lease-value.js';
 
 const v4 = parseNetConf(JSON.stringify({ Network: '10.5.0.0/16', Backend: { Type: 'host-gw' } }));

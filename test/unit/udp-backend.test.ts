@@ -4,7 +4,7 @@ import type { ExternalInterface } from '../../backends/backend.js';
 import { PeerWarnings } from '../../backends/peer-warnings.js';
 import { UDP_DEVICE, udpDesired, udpMtu, udpPeers } from '../../backends/udp/desired.js';
 import { parseUdpOptions } from '../../backends/udp/options.js';
-import { Cidr, IP } from '../../src/subnet/cidr.js';
+import { Cidr, IP } from '../../src/core/cidr.js';
 import type { Lease } from '../../src/subnet/lease.js';
 
 const ext: ExternalInterface = {

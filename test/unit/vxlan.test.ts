@@ -6,10 +6,10 @@ import { createVxlanBackend } from '../../backends/vxlan/index.js';
 import { parseUnicastMac, vtepMac } from '../../backends/vxlan/mac.js';
 import { parseVxlanOptions, type VxlanOptions } from '../../backends/vxlan/options.js';
 import { PeerWarnings } from '../../backends/peer-warnings.js';
-import { backendOptions } from '../../src/config/backend-options.js';
+import { checkBackendOptions } from '../../backends/registry.js';
 import { ConfigError } from '../../src/config/netconf.js';
 import { parseNetConf } from '../../src/config/parse.js';
-import { Cidr, IP } from '../../src/subnet/cidr.js';
+import { Cidr, IP } from '../../src/core/cidr.js';
 import type { Lease } from '../../src/subnet/lease.js';
 
 const ext: ExternalInterface = {
@@ -44,7 +44,7 @@ function setup(options: Partial<VxlanOptions> = {}) {
 
 function rejectsOptions(t: Test, backend: Record<string, unknown>, pattern: RegExp): void {
   t.throws(
-    () => parseNetConf(JSON.stringify({ Network: '10.5.0.0/16', Backend: { Type: 'vxlan', ...backend } })),
+    () => checkBackendOptions(parseNetConf(JSON.stringify({ Network: '10.5.0.0/16', Backend: { Type: 'vxlan', ...backend } }))),
     { name: 'ConfigError', message: pattern },
     JSON.stringify(backend),
   );
@@ -59,7 +59,7 @@ t.test('options: defaults and flannel configs', async (t) => {
     directRouting: true,
   });
   const conf = parseNetConf('{"Network": "10.244.0.0/16", "Backend": {"Type": "vxlan", "VNI": 4096, "Port": 4789, "DirectRouting": true}}');
-  t.same(backendOptions(conf, 'vxlan'), { vni: 4096, port: 4789, directRouting: true });
+  t.same(parseVxlanOptions(conf.backend.raw), { vni: 4096, port: 4789, directRouting: true });
 });
 
 t.test('options: bad values', async (t) => {

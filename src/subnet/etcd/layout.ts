@@ -1,5 +1,5 @@
 // Where things live in etcd (flannel's layout, so a flannel cluster reads unchanged).
-import type { Cidr } from '../cidr.js';
+import type { Cidr } from '../../core/cidr.js';
 
 export function configKey(prefix: string): string {
   return `${prefix}/config`;

@@ -4,7 +4,7 @@
 import { isUtf8 } from 'node:buffer';
 import ipaddr from 'ipaddr.js';
 import { BACKEND_TYPES, type NetConf } from '../../config/netconf.js';
-import { Cidr, IP } from '../cidr.js';
+import { Cidr, IP } from '../../core/cidr.js';
 import type { Lease, LeaseAttrs, LeaseValue } from '../lease.js';
 
 /** Larger values are refused unread: a lease is a few hundred bytes. */

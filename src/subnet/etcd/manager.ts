@@ -8,7 +8,7 @@ import { ConfigError, type NetConf } from '../../config/netconf.js';
 import { sleep } from '../../core/backoff.js';
 import { SaidOnce } from '../../core/said-once.js';
 import { WeftError } from '../../errors.js';
-import { Cidr, type IP } from '../cidr.js';
+import { Cidr, type IP } from '../../core/cidr.js';
 import { sameLeaseAttrs, type Lease, type LeaseAttrs, type LeaseEvent } from '../lease.js';
 import { LeaseGoneError, type SubnetManager } from '../manager.js';
 import { createEtcdClient, etcdFailure, type EtcdOptions } from './client.js';

@@ -2,7 +2,7 @@
 // in annotations. Everything on a node object is untrusted (anyone who may
 // patch nodes can write it), so it goes through the etcd manager's validator.
 import type { NetConf } from '../../config/netconf.js';
-import { Cidr } from '../cidr.js';
+import { Cidr } from '../../core/cidr.js';
 import { parseLeaseEntry } from '../etcd/lease-value.js';
 import type { Lease, LeaseAttrs, LeaseValue } from '../lease.js';
 

@@ -7,7 +7,7 @@ import { performance } from 'node:perf_hooks';
 import { setTimeout as sleep } from 'node:timers/promises';
 import { Lab, agentEntry, type LabOptions } from '../../../src/lab/lab.js';
 import { runCommand, type CommandOptions, type CommandResult } from '../../../src/lab/command.js';
-import { Cidr } from '../../../src/subnet/cidr.js';
+import { Cidr } from '../../../src/core/cidr.js';
 
 /**
  * Removes leftovers of lab `opts.name` (an earlier crashed run), registers
