@@ -45,8 +45,15 @@ async function routesComplete(lab: Lab, node: LabNode, members: readonly LabNode
   return members.filter((m) => m !== node).every((m) => routes.get(m.subnet!) === m.underlayIP);
 }
 
-async function waitRoutes(lab: Lab, members: readonly LabNode[], ms = 30_000): Promise<void> {
-  await until(`routes among ${members.map((m) => m.name).join(',')}`, async () => (await Promise.all(members.map((n) => routesComplete(lab, n, members)))).every(Boolean), ms);
+/** Waits until every member holds every other member's subnet (proto bird, next hop the owner); true then, throws on timeout. */
+async function waitRoutes(lab: Lab, members: readonly LabNode[], ms = 30_000): Promise<boolean> {
+  return until(`routes among ${members.map((m) => m.name).join(',')}`, async () => (await Promise.all(members.map((n) => routesComplete(lab, n, members)))).every(Boolean), ms);
+}
+
+/** The members that still hold a BIRD route to `subnet`. */
+async function withRoute(lab: Lab, members: readonly LabNode[], subnet: string): Promise<string[]> {
+  const holding = await Promise.all(members.map(async (n) => ((await birdRoutes(lab, n)).has(subnet) ? n.name : undefined)));
+  return holding.filter((n): n is string => n !== undefined);
 }
 
 /** Samples the members' routes for `ms`; returns "node:prefix" for each expected route that was ever missing. */
@@ -224,18 +231,16 @@ t.test('full mesh through the agent (lab bg1)', async (t) => {
   await t.test('a node joins, then leaves (SIGTERM + lease deleted)', async (t) => {
     const { node: n5, leaseToRoutesMs } = await timeJoin(lab, () => lab.addNode());
     t.comment(`mesh: ${n5.name}'s lease in etcd -> its route in all 4 peers' kernels: ${leaseToRoutesMs} ms`);
-    await waitRoutes(lab, lab.nodes);
-    t.pass(`${n5.name}'s subnet on every node, and every subnet on ${n5.name}`);
+    t.ok(await waitRoutes(lab, lab.nodes), `${n5.name}'s subnet on every node, and every subnet on ${n5.name}`);
     await matrixOk(t, lab, lab.pods, 'mesh of 5');
     t.notOk((await birdArgs(lab, n5)).includes('-R'), `${n5.name}'s first BIRD starts without graceful-restart recovery (which would hold its routes back)`);
     for (const node of lab.nodes) t.ok(await allEstablished(lab, node, 4), `${node.name}: 4 sessions Established`);
 
     const { deleteToWithdrawnMs } = await leave(lab, n5);
     t.comment(`mesh: ${n5.name}'s lease deleted -> its route gone from every peer: ${deleteToWithdrawnMs} ms`);
-    t.pass(`${n5.name}'s subnet withdrawn from every peer`);
     const rest = lab.nodes.filter((n) => n !== n5);
-    await until('3 sessions again', async () => (await Promise.all(rest.map((n) => allEstablished(lab, n, 3)))).every(Boolean));
-    t.pass('every remaining node is back to 3 sessions');
+    t.same(await withRoute(lab, rest, n5.subnet!), [], `${n5.name}'s subnet withdrawn from every peer`);
+    t.ok(await until('3 sessions again', async () => (await Promise.all(rest.map((n) => allEstablished(lab, n, 3)))).every(Boolean)), 'every remaining node is back to 3 sessions');
     await matrixOk(t, lab, lab.pods.filter((p) => p.node !== n5.name), 'mesh of 4 after the leave');
   });
 
@@ -282,10 +287,10 @@ t.test('full mesh through the agent (lab bg1)', async (t) => {
     const good = (await lab.etcdGet(configKey))!;
     const members = lab.nodes.filter((n) => lab.agentRunning(n));
     await lab.etcdPut(configKey, JSON.stringify({ Network: DEFAULT_NETWORK, Backend: { Type: 'bgp', ASN: 0 } }));
-    await until('every agent refused ASN 0', async () =>
+    const refused = await until('every agent refused ASN 0', async () =>
       (await Promise.all(members.map(async (n) => /refused: (net-conf: )?Backend\.ASN 0 is reserved/.test(await readFile(lab.agentLogFile(n), 'utf8'))))).every(Boolean),
     );
-    t.pass('every agent logged the refusal');
+    t.ok(refused, 'every agent logged the refusal');
     await lab.etcdPut(configKey, good);
     t.same(await watchRoutes(lab, members, 1000), [], 'no route changed');
 
@@ -341,8 +346,7 @@ t.test('5 nodes with 2 route reflectors (lab bg2)', async (t) => {
     const want = reflector(node) ? 4 : 2;
     t.ok(await allEstablished(lab, node, want), `${node.name}: ${want} sessions Established (${reflector(node) ? 'the other reflector + 3 clients' : '2 reflectors'})`);
   }
-  await waitRoutes(lab, lab.nodes);
-  t.pass('every subnet in every kernel (proto bird, next hop the owner)');
+  t.ok(await waitRoutes(lab, lab.nodes), 'every subnet in every kernel (proto bird, next hop the owner)');
 
   const { node: n6, leaseToRoutesMs } = await timeJoin(lab, () => lab.addNode());
   t.comment(`reflectors: ${n6.name}'s lease in etcd -> its route in all 5 peers' kernels: ${leaseToRoutesMs} ms`);
@@ -372,7 +376,7 @@ t.test('5 nodes with 2 route reflectors (lab bg2)', async (t) => {
 
   const { deleteToWithdrawnMs } = await leave(lab, n6);
   t.comment(`reflectors: ${n6.name}'s lease deleted -> its route gone from every peer: ${deleteToWithdrawnMs} ms`);
-  t.pass(`${n6.name} left: its subnet withdrawn everywhere`);
+  t.same(await withRoute(lab, lab.nodes.filter((n) => n !== n6 && lab.agentRunning(n)), n6.subnet!), [], `${n6.name} left: its subnet withdrawn everywhere`);
   await lab.down();
 });
 
@@ -432,8 +436,7 @@ t.test('gobgpd as ToR (external peer) and as the route reflector (lab bg3)', asy
   t.comment(`3 agents ready (sessions to gobgpd RR and ToR Established) ${Date.now() - up} ms after start`);
   for (const n of lab.nodes) await lab.addPod(n);
 
-  await waitRoutes(lab, lab.nodes);
-  t.pass('every node subnet in every kernel, reflected by gobgpd');
+  t.ok(await waitRoutes(lab, lab.nodes), 'every node subnet in every kernel, reflected by gobgpd');
   await matrixOk(t, lab, lab.pods, 'gobgpd as route reflector');
   for (const n of lab.nodes) t.ok(await allEstablished(lab, n, 2), `${n.name}: 2 sessions (gobgpd reflector, gobgpd ToR), Established`);
 
@@ -448,8 +451,8 @@ t.test('gobgpd as ToR (external peer) and as the route reflector (lab bg3)', asy
   for (const prefix of [inside, ...outside]) {
     t.equal((await gobgp(lab, tor, ['global', 'rib', 'add', '-a', 'ipv4', prefix, 'nexthop', tor.ip])).code, 0, `ToR announces ${prefix}`);
   }
-  await until(`${inside} in every kernel`, async () => (await Promise.all(lab.nodes.map(async (n) => (await birdRoutes(lab, n)).get(inside) === tor.ip))).every(Boolean));
-  t.pass(`${inside} (inside AllowedPrefixes) reached every node's kernel via the ToR`);
+  t.ok(await until(`${inside} in every kernel`, async () => (await Promise.all(lab.nodes.map(async (n) => (await birdRoutes(lab, n)).get(inside) === tor.ip))).every(Boolean)),
+    `${inside} (inside AllowedPrefixes) reached every node's kernel via the ToR`);
   await sleep(1000);
   for (const n of lab.nodes) {
     const routes = await birdRoutes(lab, n);

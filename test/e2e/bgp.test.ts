@@ -245,7 +245,7 @@ t.test('full mesh of 4: every node learns every subnet into the kernel (proto bi
     t.ok(sessions.every((s) => s.state === 'Established' && s.importedRoutes === 1 && s.exportedRoutes === 1), `n${node.n}: all Established, 1 route each way`);
   }
   await until('every node ready', async () => nodes.every((n) => n.backend.notReadyReason() === undefined));
-  t.pass('readiness: every configured session Established');
+  t.same(nodes.map((n) => n.backend.notReadyReason()).filter(Boolean), [], 'readiness: every configured session Established');
   // the own subnet stays on the CNI bridge, never a BIRD route
   const own = await sh(['ip', '-n', nodeNs(1), '-4', 'route', 'show', '10.5.1.0/24']);
   t.match(own.out, /dev wbg-cni proto kernel/);
@@ -281,8 +281,8 @@ t.test('a node joins, then leaves: routes appear and are withdrawn everywhere', 
   nodes.splice(nodes.indexOf(leaver), 1);
   await leaver.backend.stop({ teardown: true });
   await syncAll(nodes, members);
-  await until('n5 withdrawn everywhere', async () => (await Promise.all(members.map(async (n) => !(await birdRoutes(nodeNs(n))).has('10.5.5.0/24')))).every(Boolean));
-  t.pass("n5's subnet withdrawn from every peer");
+  const withdrawn = await until('n5 withdrawn everywhere', async () => (await Promise.all(members.map(async (n) => !(await birdRoutes(nodeNs(n))).has('10.5.5.0/24')))).every(Boolean));
+  t.ok(withdrawn, "n5's subnet withdrawn from every peer");
   t.equal((await birdRoutes(nodeNs(5))).size, 0, 'teardown removed the routes BIRD persisted on n5');
   await waitConverged(members);
   await pingMatrix(t, members);
@@ -297,11 +297,11 @@ t.test("BIRD killed: kernel keeps routes, peers keep this node's routes, the sup
   process.kill(pid!, 'SIGKILL');
   const missing = await watchRoutes(members, (n) => members.filter((m) => m !== n).map((m) => `10.5.${m}.0/24`), 3000);
   t.same(missing, [], 'no route vanished anywhere while n1 had no BIRD (persist + graceful restart)');
-  await until('n1 BIRD restarted with all sessions', async () => {
+  const back = await until('n1 BIRD restarted with all sessions', async () => {
     const s = await victim.backend.sessions();
     return s.length === sessionsBefore && s.every((x) => x.state === 'Established');
   });
-  t.pass('the supervisor restarted BIRD and every session is Established again');
+  t.ok(back, 'the supervisor restarted BIRD and every session is Established again');
   await waitConverged(members);
 });
 
@@ -437,8 +437,8 @@ t.test('gobgpd as external ToR peer (eBGP): sees every subnet; only allowed pref
     const r = await gobgp(['global', 'rib', 'add', '-a', 'ipv4', prefix, 'nexthop', `198.51.100.${TOR}`]);
     t.equal(r.code, 0, `ToR announces ${prefix}`);
   }
-  await until('allowed prefix in every kernel', async () => (await Promise.all(members.map(async (n) => (await birdRoutes(nodeNs(n))).get('203.0.113.0/25') === `198.51.100.${TOR}`))).every(Boolean));
-  t.pass('203.0.113.0/25 (inside AllowedPrefixes) reached every node via the ToR');
+  const reached = await until('allowed prefix in every kernel', async () => (await Promise.all(members.map(async (n) => (await birdRoutes(nodeNs(n))).get('203.0.113.0/25') === `198.51.100.${TOR}`))).every(Boolean));
+  t.ok(reached, '203.0.113.0/25 (inside AllowedPrefixes) reached every node via the ToR');
   await sleep(1500);
   for (const n of members) {
     const routes = await birdRoutes(nodeNs(n));
