@@ -3,7 +3,7 @@
 import t from 'tap';
 import { spawn } from 'node:child_process';
 import { randomBytes } from 'node:crypto';
-import { UdpTestbed, inNs } from '../../backends/udp/testbed.js';
+import { UdpTestbed, inNs } from '../support/udp-testbed.js';
 import { stopUdpLoop } from '../../backends/udp/loop-client.js';
 import type { UdpCounters } from '../../backends/udp/native.js';
 import { PROTO_ICMP, PROTO_TCP, PROTO_UDP, icmpEcho, ipPacket, tcpSegment, udpDatagram } from '../../backends/udp/packets.js';

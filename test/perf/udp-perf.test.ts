@@ -6,7 +6,7 @@
 import t from 'tap';
 import { spawn } from 'node:child_process';
 import { mkdir, readFile, writeFile } from 'node:fs/promises';
-import { UdpTestbed, inNs, type NodeConfig, type NodeProcess, type TestbedNode } from '../../backends/udp/testbed.js';
+import { UdpTestbed, inNs, type NodeConfig, type NodeProcess, type TestbedNode } from '../support/udp-testbed.js';
 
 const PREFIX = 'wud';
 const SECONDS = Number(process.env.WEFT_UDP_PERF_SECONDS ?? 5);

@@ -2,6 +2,7 @@
 // namespaces on one bridge, a pod namespace behind each node, and the udp
 // backend (or the bare loop) running in a child process per node. Used by
 // the e2e tests and to measure the loop against a hand-built kernel VXLAN.
+// Each node's child runs udp-testbed-node.ts; the fuzzer runs udp-testbed-fuzzer.ts.
 import { spawn, execFile, type ChildProcess } from 'node:child_process';
 import { mkdir, mkdtemp, rm, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
@@ -9,10 +10,13 @@ import { dirname, join } from 'node:path';
 import { createInterface } from 'node:readline';
 import { fileURLToPath, pathToFileURL } from 'node:url';
 import { listNetns, removeNamespaces } from '../../src/lab/teardown.js';
-import type { UdpCounters } from './native.js';
+import type { UdpCounters } from '../../backends/udp/native.js';
 
 const HERE = dirname(fileURLToPath(import.meta.url));
 const ROOT = join(HERE, '..', '..');
+/** The child scripts, real TypeScript run through the same loader. */
+const NODE_CHILD = join(HERE, 'udp-testbed-node.ts');
+const FUZZ_CHILD = join(HERE, 'udp-testbed-fuzzer.ts');
 /** TypeScript loader for children running the backend from source. */
 const TS_IMPORT = join(ROOT, 'node_modules', '@tapjs', 'typescript', 'dist', 'esm', 'import.mjs');
 
@@ -153,107 +157,6 @@ export class NodeProcess {
   }
 }
 
-/** The child: loads the backend (TypeScript source) or the addon, applies desired state with ip(8). */
-const NODE_SCRIPT = String.raw`
-import { execFileSync } from 'node:child_process';
-import { createInterface } from 'node:readline';
-const cfg = JSON.parse(process.argv[1]);
-const { Cidr, IP } = await import(cfg.modules.cidr);
-const out = (o) => process.stdout.write(JSON.stringify(o) + '\n');
-const ip = (...args) => execFileSync('ip', args, { stdio: ['ignore', 'ignore', 'pipe'] });
-const network = Cidr.parse(cfg.network);
-const own = { subnet: Cidr.parse(cfg.node.subnet), attrs: { publicIP: IP.parse(cfg.node.underlay), backendType: 'udp', backendData: null } };
-const lease = (p) => ({ subnet: Cidr.parse(p.subnet), attrs: { publicIP: IP.parse(p.publicIP), backendType: p.backendType ?? 'udp', backendData: null } });
-let api;
-if (cfg.kind === 'backend') {
-  const { createUdpBackend } = await import(cfg.modules.backend);
-  const { pino } = await import('pino');
-  const logger = pino({ level: 'warn' }, process.stderr);
-  const config = { network, subnetLen: own.subnet.prefixLen, subnetMin: own.subnet, subnetMax: own.subnet, backend: { type: 'udp', raw: cfg.backend ?? {} } };
-  const ext = { name: cfg.node.dev, ip: IP.parse(cfg.node.underlay), publicIP: IP.parse(cfg.node.underlay), mtu: cfg.underlayMtu, connected: [] };
-  const backend = await createUdpBackend({ config, ext, logger, nodeName: cfg.node.ns, runDir: cfg.node.runDir });
-  // Stands in for the reconciler: applies the desired state with ip(8).
-  const reconcile = () => {
-    const state = backend.desired(own, []);
-    for (const l of state.links) ip('link', 'set', l.name, 'mtu', String(l.mtu), 'up');
-    for (const a of state.addrs) ip('addr', 'replace', a.cidr, 'dev', a.dev);
-    for (const r of state.routes) ip('route', 'replace', r.dst, 'dev', r.dev, 'proto', '147');
-  };
-  reconcile();
-  api = {
-    sync: async (peers) => {
-      await backend.sync(own, peers.map(lease));
-      reconcile();
-      return { ok: true };
-    },
-    counters: async () => (await backend.poll(), backend.counters()),
-    features: async () => (await backend.poll(), backend.features()),
-    stop: (teardown) => backend.stop({ teardown }),
-  };
-} else {
-  const { loadUdpAddon } = await import(cfg.modules.native);
-  const addon = loadUdpAddon();
-  const loop = new addon.UdpLoop({ device: 'weft0', port: 8285, bindAddress: cfg.node.underlay, ...cfg.loop });
-  loop.start();
-  ip('link', 'set', 'weft0', 'mtu', String(cfg.loop.mtu ?? cfg.underlayMtu - 28), 'up');
-  ip('addr', 'replace', own.subnet.ip.toString() + '/32', 'dev', 'weft0');
-  ip('route', 'replace', network.toString(), 'dev', 'weft0', 'proto', '147');
-  api = {
-    sync: async (peers) => ({ entries: loop.setPeers(peers.filter((p) => (p.backendType ?? 'udp') === 'udp').map(({ subnet, publicIP }) => ({ subnet, publicIP })), cfg.node.subnet) }),
-    counters: () => loop.counters(),
-    features: () => loop.features(),
-    stop: async (teardown) => loop.stop(teardown),
-  };
-}
-let stopping = false;
-const stop = async (teardown) => {
-  if (stopping) return;
-  stopping = true;
-  await api.stop(teardown);
-};
-process.on('SIGTERM', () => stop(false).then(() => process.exit(0)));
-const rl = createInterface({ input: process.stdin });
-rl.on('close', () => stop(false).then(() => process.exit(0)));
-rl.on('line', async (line) => {
-  const cmd = JSON.parse(line);
-  try {
-    if (cmd.op === 'sync') out(await api.sync(cmd.peers));
-    else if (cmd.op === 'counters') out(await api.counters());
-    else if (cmd.op === 'features') out(await api.features());
-    else if (cmd.op === 'stop') {
-      await stop(!!cmd.teardown);
-      out({ stopped: true });
-      process.exit(0);
-    } else out({ error: 'unknown op ' + cmd.op });
-  } catch (e) {
-    out({ error: String(e && e.message || e) });
-  }
-});
-out({ ready: true, pid: process.pid });
-`;
-
-/** The fuzzer child: sends length-prefixed datagrams from a file, paced, and reports the count. */
-const FUZZ_SCRIPT = String.raw`
-const dgram = require('node:dgram');
-const fs = require('node:fs');
-const [file, bind, target, port] = process.argv.slice(1);
-const data = fs.readFileSync(file);
-const sock = dgram.createSocket('udp4');
-sock.bind({ address: bind, port: 0 }, async () => {
-  let off = 0, sent = 0, failed = 0;
-  while (off < data.length) {
-    const len = data.readUInt16BE(off);
-    const payload = data.subarray(off + 2, off + 2 + len);
-    off += 2 + len;
-    await new Promise((res) => sock.send(payload, Number(port), target, (err) => { if (err) failed++; else sent++; res(); }));
-    // Pace the burst so the receiver's socket buffer, not the fuzzer, decides.
-    if ((sent + failed) % 200 === 0) await new Promise((res) => setTimeout(res, 2));
-  }
-  process.stdout.write(JSON.stringify({ sent, failed }) + '\n');
-  sock.close();
-});
-`;
-
 export interface TestbedOptions {
   /** Namespace/device prefix, e.g. "wud". */
   prefix: string;
@@ -343,16 +246,11 @@ export class UdpTestbed {
       node,
       network: this.network,
       underlayMtu: this.o.underlayMtu,
-      modules: {
-        cidr: join(ROOT, 'src', 'subnet', 'cidr.ts'),
-        backend: join(HERE, 'index.ts'),
-        native: join(HERE, 'native.ts'),
-      },
     };
     const stderr: string[] = [];
     const child = spawn(
       'ip',
-      ['netns', 'exec', node.ns, process.execPath, `--import=${pathToFileURL(TS_IMPORT).href}`, '--input-type=module', '-e', NODE_SCRIPT, JSON.stringify(cfg)],
+      ['netns', 'exec', node.ns, process.execPath, `--import=${pathToFileURL(TS_IMPORT).href}`, NODE_CHILD, JSON.stringify(cfg)],
       { cwd: ROOT, stdio: ['pipe', 'pipe', 'pipe'], env: { ...process.env, TS_NODE_TRANSPILE_ONLY: '1' } },
     );
     child.stderr!.on('data', (d: Buffer) => {
@@ -386,7 +284,7 @@ export class UdpTestbed {
         off += 2 + d.length;
       }
       await writeFile(file, new DataView(blob.buffer, blob.byteOffset, blob.length));
-      const r = await inNs(ns, process.execPath, ['-e', FUZZ_SCRIPT, file, bind, target, '8285'], 300_000);
+      const r = await inNs(ns, process.execPath, [`--import=${pathToFileURL(TS_IMPORT).href}`, FUZZ_CHILD, file, bind, target, '8285'], 300_000);
       if (r.code !== 0) throw new Error(`fuzzer failed: ${r.stderr.slice(-500)}`);
       return JSON.parse(r.stdout.trim().split('\n').pop()!);
     } finally {
