@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
-# Runs every test: a type check of the tests, unit tests (no privileges), a bounded fuzzing run of the
-# udp loop's packet paths (scripts/fuzz.sh) and the end-to-end suite
-# (network namespaces, real etcd/BIRD, root). Installs what is missing first.
+# Runs every test: a type check of the tests, unit tests (no privileges), a
+# bounded fuzzing run of the udp loop's packet paths (scripts/fuzz.sh) and the
+# end-to-end suite (network namespaces, real etcd/BIRD, root). Installs what
+# is missing first.
 # The e2e suite is never skipped silently: without root it fails, saying why.
 set -uo pipefail
 cd "$(dirname "$0")/.."
