@@ -94,7 +94,8 @@ export class Reconciler {
     this.resyncMs = opts.resyncMs ?? 10_000;
     this.debounceMs = opts.debounceMs ?? 10;
     this.eventsOption = opts.events ?? 'netlink';
-    if (opts.netns !== undefined) this.netns = opts.netns;
+    const netns = opts.netns ?? opts.kernel?.netns;
+    if (netns !== undefined) this.netns = netns;
   }
 
   /** Replaces the desired state; the kernel follows shortly (bursts coalesce into one run). */
