@@ -22,78 +22,102 @@ struct nlm_wrap {
 
 /* ---------- events to JS ---------- */
 
-static void put(napi_env env, napi_value o, const char *k, napi_value v) {
-  napi_set_named_property(env, o, k, v);
+/* Property names, made once per batch: a C string key per property per
+ * event would cost a string creation each time. */
+enum key { K_KIND, K_OP, K_FAMILY, K_IFINDEX, K_IFNAME, K_UP, K_DST, K_PREFIXLEN, K_TABLE, K_PROTOCOL, K_TYPE,
+           K_GATEWAY, K_LLADDR, K_STATE, K_FLAGS, K_COUNT };
+static const char *KEY_NAMES[K_COUNT] = {"kind", "op", "family", "ifindex", "ifname", "up", "dst", "prefixLen",
+                                         "table", "protocol", "type", "gateway", "lladdr", "state", "flags"};
+enum value { V_LINK, V_ROUTE, V_NEIGH, V_FDB, V_NEW, V_DEL, V_BRIDGE, V_COUNT };
+static const char *VALUE_NAMES[V_COUNT] = {"link", "route", "neigh", "fdb", "new", "del", "bridge"};
+
+struct names {
+  napi_value key[K_COUNT];
+  napi_value val[V_COUNT];
+};
+
+static void names_init(napi_env env, struct names *n) {
+  for (int i = 0; i < K_COUNT; i++) napi_create_string_utf8(env, KEY_NAMES[i], NAPI_AUTO_LENGTH, &n->key[i]);
+  for (int i = 0; i < V_COUNT; i++) napi_create_string_utf8(env, VALUE_NAMES[i], NAPI_AUTO_LENGTH, &n->val[i]);
 }
 
-static void put_u32(napi_env env, napi_value o, const char *k, uint32_t n) {
+static void put(napi_env env, napi_value o, const struct names *n, enum key k, napi_value v) {
+  napi_set_property(env, o, n->key[k], v);
+}
+
+static void put_u32(napi_env env, napi_value o, const struct names *n, enum key k, uint32_t x) {
   napi_value v;
-  napi_create_uint32(env, n, &v);
-  put(env, o, k, v);
+  napi_create_uint32(env, x, &v);
+  put(env, o, n, k, v);
 }
 
-static void put_text(napi_env env, napi_value o, const char *k, const char *s) {
+static void put_text(napi_env env, napi_value o, const struct names *n, enum key k, const char *s) {
   napi_value v;
   napi_create_string_utf8(env, s, NAPI_AUTO_LENGTH, &v);
-  put(env, o, k, v);
+  put(env, o, n, k, v);
 }
 
-static void put_ip(napi_env env, napi_value o, const char *k, uint8_t fam, const uint8_t *a) {
+static void put_ip(napi_env env, napi_value o, const struct names *n, enum key k, uint8_t fam, const uint8_t *a) {
   char text[INET6_ADDRSTRLEN];
-  if (inet_ntop(fam == 4 ? AF_INET : AF_INET6, a, text, sizeof text)) put_text(env, o, k, text);
+  if (inet_ntop(fam == 4 ? AF_INET : AF_INET6, a, text, sizeof text)) put_text(env, o, n, k, text);
 }
 
-static void put_mac(napi_env env, napi_value o, const struct nl_event *e) {
+static void put_mac(napi_env env, napi_value o, const struct names *n, const struct nl_event *e) {
   if (!e->lladdr_len) return;
+  static const char hex[] = "0123456789abcdef";
   char text[3 * sizeof e->lladdr];
-  for (unsigned i = 0; i < e->lladdr_len; i++) sprintf(text + 3 * i, "%02x:", e->lladdr[i]);
+  for (unsigned i = 0; i < e->lladdr_len; i++) {
+    text[3 * i] = hex[e->lladdr[i] >> 4];
+    text[3 * i + 1] = hex[e->lladdr[i] & 15];
+    text[3 * i + 2] = ':';
+  }
   text[3 * e->lladdr_len - 1] = 0;
-  put_text(env, o, "lladdr", text);
+  put_text(env, o, n, K_LLADDR, text);
 }
 
-static const char *KINDS[] = {"", "link", "route", "neigh", "fdb"};
-
-static napi_value event_object(napi_env env, const struct nl_event *e) {
+static napi_value event_object(napi_env env, const struct names *n, const struct nl_event *e) {
   napi_value o;
   napi_create_object(env, &o);
-  put_text(env, o, "kind", KINDS[e->kind]);
-  put_text(env, o, "op", e->added ? "new" : "del");
-  if (e->family == 7) put_text(env, o, "family", "bridge");
-  else if (e->family) put_u32(env, o, "family", e->family);
+  put(env, o, n, K_KIND, n->val[V_LINK + e->kind - NLE_LINK]);
+  put(env, o, n, K_OP, n->val[e->added ? V_NEW : V_DEL]);
+  if (e->family == 7) put(env, o, n, K_FAMILY, n->val[V_BRIDGE]);
+  else if (e->family) put_u32(env, o, n, K_FAMILY, e->family);
   napi_value idx;
   napi_create_int32(env, e->ifindex, &idx);
-  put(env, o, "ifindex", idx);
+  put(env, o, n, K_IFINDEX, idx);
   switch (e->kind) {
   case NLE_LINK: {
-    put_text(env, o, "ifname", e->ifname);
+    put_text(env, o, n, K_IFNAME, e->ifname);
     napi_value up;
     napi_get_boolean(env, e->up, &up);
-    put(env, o, "up", up);
+    put(env, o, n, K_UP, up);
     break;
   }
   case NLE_ROUTE:
-    put_ip(env, o, "dst", e->family, e->dst);
-    put_u32(env, o, "prefixLen", e->prefix_len);
-    put_u32(env, o, "table", e->table);
-    put_u32(env, o, "protocol", e->protocol);
-    put_u32(env, o, "type", e->type);
-    if (e->has_gateway) put_ip(env, o, "gateway", e->family, e->gateway);
+    put_ip(env, o, n, K_DST, e->family, e->dst);
+    put_u32(env, o, n, K_PREFIXLEN, e->prefix_len);
+    put_u32(env, o, n, K_TABLE, e->table);
+    put_u32(env, o, n, K_PROTOCOL, e->protocol);
+    put_u32(env, o, n, K_TYPE, e->type);
+    if (e->has_gateway) put_ip(env, o, n, K_GATEWAY, e->family, e->gateway);
     break;
   case NLE_NEIGH:
   case NLE_FDB:
-    if (e->has_dst) put_ip(env, o, "dst", e->dst_family, e->dst);
-    put_mac(env, o, e);
-    put_u32(env, o, "state", e->state);
-    put_u32(env, o, "flags", e->ndm_flags);
+    if (e->has_dst) put_ip(env, o, n, K_DST, e->dst_family, e->dst);
+    put_mac(env, o, n, e);
+    put_u32(env, o, n, K_STATE, e->state);
+    put_u32(env, o, n, K_FLAGS, e->ndm_flags);
     break;
   }
   return o;
 }
 
-static napi_value event_array(napi_env env, const struct nl_event *ev, size_t n) {
+static napi_value event_array(napi_env env, const struct nl_event *ev, size_t count) {
+  struct names n;
+  names_init(env, &n);
   napi_value arr;
-  napi_create_array_with_length(env, n, &arr);
-  for (size_t i = 0; i < n; i++) napi_set_element(env, arr, (uint32_t)i, event_object(env, &ev[i]));
+  napi_create_array_with_length(env, count, &arr);
+  for (size_t i = 0; i < count; i++) napi_set_element(env, arr, (uint32_t)i, event_object(env, &n, &ev[i]));
   return arr;
 }
 
@@ -102,14 +126,16 @@ static void call_js(napi_env env, napi_value cb, void *context, void *data) {
   (void)context;
   struct nl_batch *b = data;
   if (env && cb) {
-    napi_value info, argv[2], undef;
+    napi_value info, argv[2], undef, t;
     napi_create_object(env, &info);
-    napi_value t;
     napi_get_boolean(env, b->dump, &t);
-    put(env, info, "dump", t);
+    napi_set_named_property(env, info, "dump", t);
     napi_get_boolean(env, b->lost, &t);
-    put(env, info, "lost", t);
-    if (b->error) put_text(env, info, "error", b->message);
+    napi_set_named_property(env, info, "lost", t);
+    if (b->error) {
+      napi_create_string_utf8(env, b->message, NAPI_AUTO_LENGTH, &t);
+      napi_set_named_property(env, info, "error", t);
+    }
     argv[0] = event_array(env, b->ev, b->n);
     argv[1] = info;
     napi_get_undefined(env, &undef);
