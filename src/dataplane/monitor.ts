@@ -1,5 +1,7 @@
-// Kernel change events from `ip monitor route link neigh` (this iproute2
-// prints them as text even with -json). The reconciler only needs to know
+// The fallback source of kernel change events, used only when the native
+// addon (and so the netlink socket, netlink.ts) cannot be loaded:
+// `ip monitor route link neigh` (this iproute2 prints them as text even
+// with -json). The reconciler only needs to know
 // that something it cares about changed, so lines are sorted into relevant
 // or not, never fully parsed.
 import type { ChildProcessByStdio } from 'node:child_process';
