@@ -75,16 +75,25 @@ static uint32_t u32_of(const uint8_t *d) {
   return v;
 }
 
+/* Copies the fixed header at the start of a message body into hdr; returns
+ * where the attributes start and sets *alen to their length (NULL: too short). */
+static const uint8_t *fixed_header(const uint8_t *p, size_t len, void *hdr, size_t hdrlen, size_t *alen) {
+  if (len < hdrlen) return NULL;
+  memcpy(hdr, p, hdrlen);
+  size_t start = NLMSG_ALIGN(hdrlen);
+  *alen = len > start ? len - start : 0;
+  return p + (len > start ? start : len);
+}
+
 static bool parse_link(const uint8_t *p, size_t len, struct nl_event *e) {
-  if (len < sizeof(struct ifinfomsg)) return false;
   struct ifinfomsg ifi;
-  memcpy(&ifi, p, sizeof ifi);
+  size_t alen_all;
+  const uint8_t *attrs = fixed_header(p, len, &ifi, sizeof ifi, &alen_all);
+  if (!attrs) return false;
   e->kind = NLE_LINK;
   e->family = ifi.ifi_family == AF_BRIDGE ? 7 : 0;
   e->ifindex = ifi.ifi_index;
   e->up = (ifi.ifi_flags & IFF_UP) != 0;
-  const uint8_t *attrs = p + NLMSG_ALIGN(sizeof ifi);
-  size_t alen_all = len > NLMSG_ALIGN(sizeof ifi) ? len - NLMSG_ALIGN(sizeof ifi) : 0;
   FOR_EACH_ATTR(attrs, alen_all, type, data, alen, {
     if (type == IFLA_IFNAME && alen > 0) {
       size_t n = strnlen((const char *)data, alen);
@@ -100,9 +109,10 @@ static bool parse_link(const uint8_t *p, size_t len, struct nl_event *e) {
 }
 
 static bool parse_route(const uint8_t *p, size_t len, struct nl_event *e) {
-  if (len < sizeof(struct rtmsg)) return false;
   struct rtmsg rtm;
-  memcpy(&rtm, p, sizeof rtm);
+  size_t alen_all;
+  const uint8_t *attrs = fixed_header(p, len, &rtm, sizeof rtm, &alen_all);
+  if (!attrs) return false;
   uint8_t fam = family_of(rtm.rtm_family);
   if (fam != 4 && fam != 6) return false;
   if (rtm.rtm_dst_len > (fam == 4 ? 32 : 128)) return false;
@@ -115,8 +125,6 @@ static bool parse_route(const uint8_t *p, size_t len, struct nl_event *e) {
   e->table = rtm.rtm_table;
   /* A default route has no RTA_DST: its destination is all zeros. */
   e->has_dst = true;
-  const uint8_t *attrs = p + NLMSG_ALIGN(sizeof rtm);
-  size_t alen_all = len > NLMSG_ALIGN(sizeof rtm) ? len - NLMSG_ALIGN(sizeof rtm) : 0;
   FOR_EACH_ATTR(attrs, alen_all, type, data, alen, {
     switch (type) {
     case RTA_DST:
@@ -137,9 +145,10 @@ static bool parse_route(const uint8_t *p, size_t len, struct nl_event *e) {
 }
 
 static bool parse_neigh(const uint8_t *p, size_t len, struct nl_event *e) {
-  if (len < sizeof(struct ndmsg)) return false;
   struct ndmsg ndm;
-  memcpy(&ndm, p, sizeof ndm);
+  size_t alen_all;
+  const uint8_t *attrs = fixed_header(p, len, &ndm, sizeof ndm, &alen_all);
+  if (!attrs) return false;
   uint8_t fam = family_of(ndm.ndm_family);
   if (fam == 0) return false;
   e->kind = fam == 7 ? NLE_FDB : NLE_NEIGH;
@@ -147,8 +156,6 @@ static bool parse_neigh(const uint8_t *p, size_t len, struct nl_event *e) {
   e->ifindex = ndm.ndm_ifindex;
   e->state = ndm.ndm_state;
   e->ndm_flags = ndm.ndm_flags;
-  const uint8_t *attrs = p + NLMSG_ALIGN(sizeof ndm);
-  size_t alen_all = len > NLMSG_ALIGN(sizeof ndm) ? len - NLMSG_ALIGN(sizeof ndm) : 0;
   FOR_EACH_ATTR(attrs, alen_all, type, data, alen, {
     if (type == NDA_DST) {
       /* An FDB remote (vxlan) is an IPv4 or IPv6 address whatever the family. */
