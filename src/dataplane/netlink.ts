@@ -8,7 +8,7 @@ import { loadNativeAddon } from '../core/native-addon.js';
 import { oneLine } from '../errors.js';
 import { normaliseDst } from './diff.js';
 import { WEFT_ROUTE_PROTO } from './state.js';
-import type { MonitorInterest } from './monitor.js';
+import { Relauncher, type MonitorInterest } from './monitor.js';
 
 export type EventOp = 'new' | 'del';
 
@@ -125,13 +125,20 @@ export class NetlinkMonitor {
   private readonly names = new Map<number, string>();
   private running = false;
   private generation = 0;
-  private restartTimer?: NodeJS.Timeout;
-  private backoffMs = 0;
-  private lastError?: string;
+  private readonly relauncher: Relauncher;
   private readonly addon: NetlinkAddon;
 
   constructor(private readonly opts: NetlinkMonitorOptions) {
     this.addon = opts.addon ?? loadNetlinkAddon();
+    this.relauncher = new Relauncher({
+      logger: opts.logger,
+      message: 'kernel event socket failed; reopening it',
+      relaunch: () => {
+        if (!this.running) return;
+        this.open();
+        this.opts.onLost();
+      },
+    });
   }
 
   start(): void {
@@ -169,9 +176,7 @@ export class NetlinkMonitor {
     if (info.dump) {
       this.names.clear();
       for (const ev of events) this.names.set(ev.ifindex, ev.ifname ?? '');
-      if (this.lastError) this.opts.logger.info('kernel events flow again');
-      this.lastError = undefined;
-      this.backoffMs = 0;
+      if (this.relauncher.healthy()) this.opts.logger.info('kernel events flow again');
       if (info.lost) this.opts.onLost();
       return;
     }
@@ -188,22 +193,12 @@ export class NetlinkMonitor {
   }
 
   private died(why: string): void {
-    if (!this.running) return;
-    if (why !== this.lastError) this.opts.logger.warn({ err: why }, 'kernel event socket failed; reopening it');
-    this.lastError = why;
-    this.backoffMs = Math.min(Math.max(this.backoffMs * 2, 250), 5_000);
-    this.restartTimer = setTimeout(() => {
-      this.restartTimer = undefined;
-      if (!this.running) return;
-      this.open();
-      this.opts.onLost();
-    }, this.backoffMs);
+    if (this.running) this.relauncher.failed(why);
   }
 
   stop(): void {
     this.running = false;
-    clearTimeout(this.restartTimer);
-    this.restartTimer = undefined;
+    this.relauncher.cancel();
     this.close();
   }
 }
