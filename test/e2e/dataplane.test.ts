@@ -6,6 +6,7 @@ import t from 'tap';
 import { pino } from 'pino';
 import { Iproute, type Tool } from '../../src/dataplane/iproute.js';
 import { Reconciler } from '../../src/dataplane/reconciler.js';
+import { createScratchNamespace, removeNamespaces, sh } from './support/scratch-ns.js';
 import type { DesiredState } from '../../src/dataplane/state.js';
 
 const NS = 'wdp-rc-node';
@@ -15,20 +16,11 @@ const PEERS = [
   { subnet: '10.100.3.0/24', gw: '10.100.3.0', mac: '0e:57:00:00:00:03', underlay: '10.99.0.3' },
 ];
 
-function sh(cmd: string, args: string[], check = true): string {
-  const r = spawnSync(cmd, args, { encoding: 'utf8' });
-  if (check && r.status !== 0) throw new Error(`${cmd} ${args.join(' ')}: ${r.stderr}`);
-  return r.stdout;
-}
 const ip = (...args: string[]) => sh('ip', ['-n', NS, ...args]);
 const ipJson = (...args: string[]): any[] => JSON.parse(sh('ip', ['-n', NS, '-json', ...args]) || '[]');
 const fdbJson = (dev: string): any[] => JSON.parse(sh('bridge', ['-n', NS, '-json', 'fdb', 'show', 'dev', dev]) || '[]');
 
-function cleanup(): void {
-  for (const ns of sh('ip', ['netns', 'list']).split('\n').map((l) => l.split(' ')[0] ?? '')) {
-    if (ns.startsWith('wdp-rc-')) spawnSync('ip', ['netns', 'del', ns]);
-  }
-}
+const cleanup = () => removeNamespaces('wdp-rc-');
 
 function hostgw(): DesiredState {
   return {
@@ -62,13 +54,8 @@ const weftRoutes = () => ipJson('route', 'show', 'proto', '147').map((r) => `${r
 if (process.getuid?.() !== 0) {
   t.fail('this test needs root (network namespaces); run it as root');
 } else {
-  cleanup();
+  createScratchNamespace(NS, 'wdp-rc-');
   t.teardown(cleanup);
-  sh('ip', ['netns', 'add', NS]);
-  ip('link', 'add', 'eth0', 'type', 'veth', 'peer', 'name', 'eth1');
-  ip('link', 'set', 'eth0', 'up');
-  ip('link', 'set', 'eth1', 'up');
-  ip('addr', 'add', '10.99.0.1/24', 'dev', 'eth0');
 
   const spawned: { tool: Tool; purpose: string }[] = [];
   const kernel = new Iproute({ netns: NS, onSpawn: (i) => spawned.push({ tool: i.tool, purpose: i.purpose }) });

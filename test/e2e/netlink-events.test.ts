@@ -2,24 +2,16 @@
 // a link, a route (proto 147), a neighbour and an FDB entry are each seen
 // added and deleted as typed events; an overrun is reported as lost events
 // and the socket keeps delivering afterwards. Needs root.
-import { spawnSync } from 'node:child_process';
 import t, { type Test } from 'tap';
 import { pino } from 'pino';
 import { NetlinkMonitor, type KernelEvent } from '../../src/dataplane/netlink.js';
+import { createScratchNamespace, removeNamespaces, sh } from './support/scratch-ns.js';
 
 const NS = 'wnl-ev';
 
-function sh(cmd: string, args: string[], input?: string): void {
-  const r = spawnSync(cmd, args, { encoding: 'utf8', ...(input !== undefined ? { input } : {}) });
-  if (r.status !== 0) throw new Error(`${cmd} ${args.join(' ')}: ${r.stderr}`);
-}
-const ip = (...args: string[]) => sh('ip', ['-n', NS, ...args]);
-const bridge = (...args: string[]) => sh('bridge', ['-n', NS, ...args]);
+const ip = (...args: string[]) => void sh('ip', ['-n', NS, ...args]);
+const bridge = (...args: string[]) => void sh('bridge', ['-n', NS, ...args]);
 
-function cleanup(): void {
-  const list = spawnSync('ip', ['netns', 'list'], { encoding: 'utf8' }).stdout;
-  for (const ns of list.split('\n').map((l) => l.split(' ')[0] ?? '')) if (ns.startsWith('wnl-')) spawnSync('ip', ['netns', 'del', ns]);
-}
 
 /** Collects events; `next` waits for the first one after `from` that matches. */
 class Recorder {
@@ -53,13 +45,8 @@ function watch(t: Test, more: { rcvbuf?: number } = {}): Recorder {
 if (process.getuid?.() !== 0) {
   t.fail('this test needs root (network namespaces); run it as root');
 } else {
-  cleanup();
-  t.teardown(cleanup);
-  sh('ip', ['netns', 'add', NS]);
-  ip('link', 'add', 'eth0', 'type', 'veth', 'peer', 'name', 'eth1');
-  ip('link', 'set', 'eth0', 'up');
-  ip('link', 'set', 'eth1', 'up');
-  ip('addr', 'add', '10.99.0.1/24', 'dev', 'eth0');
+  createScratchNamespace(NS, 'wnl-');
+  t.teardown(() => removeNamespaces('wnl-'));
 
   t.test('a link, a route, a neighbour and an FDB entry: added and deleted, each typed', async (t) => {
     const rec = watch(t);
@@ -96,7 +83,7 @@ if (process.getuid?.() !== 0) {
     await new Promise((r) => setTimeout(r, 100));
     // 3000 routes in one batch: with a tiny socket buffer the kernel drops some.
     const lines = Array.from({ length: 3000 }, (_, i) => `route add 10.8.${i >> 8}.${i & 255}/32 dev eth0 proto 147`);
-    sh('ip', ['-n', NS, '-batch', '-'], lines.join('\n') + '\n');
+    sh('ip', ['-n', NS, '-batch', '-'], { input: lines.join('\n') + '\n' });
     const end = Date.now() + 5000;
     while (rec.lost === 0 && Date.now() < end) await new Promise((r) => setTimeout(r, 10));
     t.ok(rec.lost > 0, `the overrun was reported (${rec.events.length} of 3000 events delivered)`);
