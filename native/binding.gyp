@@ -7,6 +7,8 @@
         "src/csum.c",
         "src/gso.c",
         "src/loop.c",
+        "src/netlink.c",
+        "src/netlink_napi.c",
         "src/packet.c",
         "src/peers.c"
       ],

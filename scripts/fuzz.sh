@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# Fuzzes the udp backend's packet paths (native/fuzz/): builds each libFuzzer
+# Fuzzes the udp backend's packet paths and the netlink parser (native/fuzz/): builds each libFuzzer
 # harness with clang, ASan and UBSan against the addon's own C sources,
 # replays its corpus (hand-made seeds and every past finding), then fuzzes
 # it for a bounded time. Prints executions per harness; exits non-zero on
@@ -13,7 +13,7 @@ if [ -z "$cc" ]; then
   echo "weft fuzz: clang is missing (scripts/setup.sh installs it)" >&2
   exit 1
 fi
-harnesses=(decap tun coalesce icmp)
+harnesses=(decap tun coalesce icmp netlink)
 out=native/build/fuzz
 mkdir -p "$out/obj" "$out/artifacts"
 work=$(mktemp -d)
@@ -22,7 +22,7 @@ trap 'rm -rf "$work"' EXIT
 common=(-g -O1 -std=gnu11 -fno-strict-aliasing -fsanitize=address,undefined -fno-sanitize-recover=all
   -Wall -Wextra -Wno-unused-parameter -Inative/src)
 objs=()
-for src in native/src/csum.c native/src/gso.c native/src/loop.c native/src/packet.c native/src/peers.c; do
+for src in native/src/csum.c native/src/gso.c native/src/loop.c native/src/netlink.c native/src/packet.c native/src/peers.c; do
   obj="$out/obj/$(basename "$src" .c).o"
   "$cc" "${common[@]}" -fsanitize=fuzzer-no-link -c "$src" -o "$obj" || exit 1
   objs+=("$obj")

@@ -1,5 +1,5 @@
 // A route BIRD put into the kernel and someone deleted comes back at once,
-// as on the other backends: a kernel event (ip monitor) of a deleted route
+// as on the other backends: a kernel event (netlink) of a deleted route
 // inside the prefixes BIRD owns makes BIRD scan the kernel now rather than at
 // its next periodic scan. The scan only adds what is missing, so a route an
 // operator replaced with a foreign one stays (and BIRD's returns as soon as
@@ -9,13 +9,18 @@ import { spawn } from 'node:child_process';
 import type { Logger } from 'pino';
 import { normaliseDst } from '../../src/dataplane/diff.js';
 import { KernelMonitor } from '../../src/dataplane/monitor.js';
+import { NetlinkMonitor, RT_TABLE_MAIN, routeDst, type KernelEvent } from '../../src/dataplane/netlink.js';
 import { oneLine } from '../../src/errors.js';
 import { Cidr } from '../../src/core/cidr.js';
 
 export interface DeletedRouteWatchOptions {
   /** The prefixes whose BIRD routes are restored (the Network, AllowedPrefixes). */
   prefixes: readonly Cidr[];
-  /** Prefix for commands that must run in the node's network namespace. */
+  /**
+   * Prefix for commands that must run in the node's network namespace
+   * (tests); when set, events come from `ip monitor` run through it. Empty:
+   * the netlink socket of the agent's own namespace.
+   */
   execPrefix: readonly string[];
   /** Makes BIRD scan the kernel (and so re-install what is missing). */
   rescan: () => Promise<void>;
@@ -48,8 +53,17 @@ export function isDeletedRouteInside(line: string, prefixes: readonly Cidr[]): b
   return prefixes.some((p) => p.covers(cidr));
 }
 
+/** True for a main-table route deleted inside `prefixes`: BIRD's own, or a foreign one that may have stood in for BIRD's. */
+export function isDeletedRouteEventInside(ev: KernelEvent, prefixes: readonly Cidr[]): boolean {
+  if (ev.kind !== 'route' || ev.op !== 'del' || ev.table !== RT_TABLE_MAIN) return false;
+  const dst = normaliseDst(routeDst(ev));
+  if (dst === undefined) return false;
+  const cidr = Cidr.parse(dst);
+  return prefixes.some((p) => p.covers(cidr));
+}
+
 export class DeletedRouteWatch {
-  private readonly monitor: KernelMonitor;
+  private readonly monitor: KernelMonitor | NetlinkMonitor;
   private timer: NodeJS.Timeout | undefined;
   private scanning: Promise<void> | undefined;
   private again = false;
@@ -57,14 +71,29 @@ export class DeletedRouteWatch {
   private lastError: string | undefined;
 
   constructor(private readonly opts: DeletedRouteWatchOptions) {
+    // Deletions may have been missed while events were lost.
+    const onLost = (): void => this.schedule();
+    if (opts.execPrefix.length === 0) {
+      try {
+        this.monitor = new NetlinkMonitor({
+          onEvents: (events) => {
+            if (events.some((ev) => isDeletedRouteEventInside(ev, opts.prefixes))) this.schedule();
+          },
+          onLost,
+          logger: opts.logger,
+        });
+        return;
+      } catch (err) {
+        opts.logger.warn(`deleted BIRD routes are watched with \`ip monitor\` instead of the netlink socket: ${oneLine(err)}`);
+      }
+    }
     const [cmd, ...args] = [...opts.execPrefix, 'ip', 'monitor', 'route'];
     this.monitor = new KernelMonitor({
       spawn: () => spawn(cmd!, args, { stdio: ['ignore', 'pipe', 'pipe'] }),
       onLine: (line) => {
         if (isDeletedRouteInside(line, opts.prefixes)) this.schedule();
       },
-      // Deletions may have been missed while the monitor was down.
-      onRestart: () => this.schedule(),
+      onRestart: onLost,
       logger: opts.logger,
     });
   }

@@ -1,10 +1,6 @@
 // Typed access to the udp backend's Node-API addon (native/), built by
 // node-gyp at `npm ci`. The hot loop runs on the addon's own threads.
-import { existsSync } from 'node:fs';
-import { createRequire } from 'node:module';
-import { dirname, join } from 'node:path';
-import { fileURLToPath } from 'node:url';
-import { WeftError } from '../../src/errors.js';
+import { loadNativeAddon } from '../../src/core/native-addon.js';
 
 export interface UdpLoopOptions {
   /** TUN device name; created when missing, reused when present. */
@@ -129,27 +125,7 @@ export interface UdpAddon {
   deleteDevice(name: string): void;
 }
 
-const ADDON_FILE = join('native', 'build', 'Release', 'weft_udp.node');
-
-function findAddon(): string | undefined {
-  // backends/udp in the source tree, dist/backends/udp when compiled.
-  let dir = dirname(fileURLToPath(import.meta.url));
-  for (let i = 0; i < 5; i++) {
-    const candidate = join(dir, ADDON_FILE);
-    if (existsSync(candidate)) return candidate;
-    dir = dirname(dir);
-  }
-  return undefined;
-}
-
 /** Loads the addon (Node caches it), or says how to build it. */
 export function loadUdpAddon(): UdpAddon {
-  const path = findAddon();
-  if (!path) {
-    throw new WeftError(
-      `the udp backend's native addon (${ADDON_FILE}) is not built`,
-      'run `npm ci` (or `npx node-gyp rebuild -C native`) on a machine with a C compiler and make',
-    );
-  }
-  return createRequire(import.meta.url)(path) as UdpAddon;
+  return loadNativeAddon<UdpAddon>('the udp backend');
 }

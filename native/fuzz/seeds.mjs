@@ -38,6 +38,28 @@ evil[6] |= 0x80;
 evil.writeUInt16BE(0, 10);
 evil.writeUInt16BE(internetChecksum(evil.subarray(0, 20)), 10);
 
+// rtnetlink messages, little-endian as on the machines weft runs on.
+const nlAttr = (type, payload) => {
+  const b = Buffer.alloc((4 + payload.length + 3) & ~3);
+  b.writeUInt16LE(4 + payload.length, 0);
+  b.writeUInt16LE(type, 2);
+  payload.copy(b, 4);
+  return b;
+};
+const nlMsg = (type, body) => {
+  const h = Buffer.alloc(16);
+  h.writeUInt32LE(16 + body.length, 0);
+  h.writeUInt16LE(type, 4);
+  return concat([h, body]);
+};
+const le32 = (n) => { const b = Buffer.alloc(4); b.writeUInt32LE(n); return b; };
+const MAC = Buffer.from([14, 87, 0, 0, 0, 9]);
+// RTM_NEWLINK weft.7, RTM_NEWROUTE 10.5.2.0/24 via 192.0.2.2 proto 147, RTM_NEWNEIGH permanent, FDB entry with a remote.
+const nlLink = nlMsg(16, concat([Buffer.from([0, 0, 0, 0, 7, 0, 0, 0, 1, 0, 0, 0, 0, 0, 0, 0]), nlAttr(3, Buffer.from('weft.7\0')), nlAttr(1, MAC)]));
+const nlRoute = nlMsg(24, concat([Buffer.from([2, 24, 0, 0, 254, 147, 0, 1, 0, 0, 0, 0]), nlAttr(1, Buffer.from([10, 5, 2, 0])), nlAttr(5, Buffer.from([192, 0, 2, 2])), nlAttr(4, le32(3))]));
+const nlNeigh = nlMsg(28, concat([Buffer.from([2, 0, 0, 0, 7, 0, 0, 0, 0x80, 0, 0, 0]), nlAttr(1, Buffer.from([10, 7, 1, 0])), nlAttr(2, MAC)]));
+const nlFdb = nlMsg(28, concat([Buffer.from([7, 0, 0, 0, 7, 0, 0, 0, 0xc0, 0, 2, 0]), nlAttr(2, MAC), nlAttr(1, Buffer.from([10, 99, 0, 2]))]));
+
 const seeds = {
   decap: {
     tcp: concat([Buffer.from([0]), u16(0), seg({ seq: 0, src: '10.244.2.9' }, 100)]),
@@ -64,6 +86,8 @@ const seeds = {
     v6: concat([u16(1280), reads([tcpSuperpacket({ src: A6, dst: B6, sport: 4, dport: 80, seq: 9 }, pattern(3000), 1400)])]),
     echo: concat([u16(1000), reads([plain(ipPacket({ src: A, dst: B, proto: PROTO_ICMP }, icmpEcho(A, B, 1, 1, pattern(1200))))])]),
   },
+  // netlink inputs: one datagram as the socket returns it (message header, fixed header, attributes).
+  netlink: { link: nlLink, route: nlRoute, neigh: nlNeigh, fdb: nlFdb, batch: concat([nlLink, nlRoute, nlNeigh, nlFdb]) },
 };
 
 // Each reproduces one defect; the harness's oracle failed on it before the fix.

@@ -11,6 +11,7 @@
 #include "csum.h"
 #include "gso.h"
 #include "loop.h"
+#include "netlink_napi.h"
 #include "packet.h"
 #include "peers.h"
 #include "probe.h"
@@ -826,6 +827,7 @@ static napi_value init(napi_env env, napi_value exports) {
       {"deleteDevice", NULL, fn_deleteDevice, NULL, NULL, NULL, napi_enumerable, NULL},
   };
   NAPI_OK(napi_define_properties(env, exports, sizeof fns / sizeof fns[0], fns));
+  NAPI_OK(netlink_register(env, exports));
   return exports;
 }
 

@@ -193,13 +193,15 @@ const ALREADY_GONE = /No such process|No such file or directory|Cannot find devi
 
 /** What the reconciler needs from the kernel; `Iproute` is the real one. */
 export interface KernelAdapter {
+  /** The network namespace it programs (undefined: the current one); kernel events are watched there too. */
+  readonly netns?: string;
   snapshot(): Promise<KernelSnapshot>;
   apply(batches: readonly Batch[]): Promise<ApplyResult>;
   spawnMonitor(): ChildProcessByStdio<null, Readable, Readable>;
 }
 
 export class Iproute implements KernelAdapter {
-  private readonly netns?: string;
+  readonly netns?: string;
   private readonly onSpawn?: IprouteOptions['onSpawn'];
   private readonly timeoutMs: number;
 

@@ -1,5 +1,7 @@
-// Kernel change events from `ip monitor route link neigh` (this iproute2
-// prints them as text even with -json). The reconciler only needs to know
+// The fallback source of kernel change events, used only when the native
+// addon (and so the netlink socket, netlink.ts) cannot be loaded:
+// `ip monitor route link neigh` (this iproute2 prints them as text even
+// with -json). The reconciler only needs to know
 // that something it cares about changed, so lines are sorted into relevant
 // or not, never fully parsed.
 import type { ChildProcessByStdio } from 'node:child_process';
@@ -52,6 +54,42 @@ export function isRelevantEvent(line: string, want: MonitorInterest): boolean {
   return dst !== undefined && want.dsts.has(dst);
 }
 
+/**
+ * Relaunches a failed event source after a backoff (250 ms doubling to 5 s),
+ * warning once per distinct reason.
+ */
+export class Relauncher {
+  private timer?: NodeJS.Timeout;
+  private backoffMs = 0;
+  private lastError?: string;
+
+  constructor(private readonly opts: { logger: Logger; message: string; relaunch: () => void }) {}
+
+  failed(why: string): void {
+    if (why !== this.lastError) this.opts.logger.warn({ err: why }, this.opts.message);
+    this.lastError = why;
+    this.backoffMs = Math.min(Math.max(this.backoffMs * 2, 250), 5_000);
+    clearTimeout(this.timer);
+    this.timer = setTimeout(() => {
+      this.timer = undefined;
+      this.opts.relaunch();
+    }, this.backoffMs);
+  }
+
+  /** The source runs well again: the next failure is retried quickly. True if it had failed. */
+  healthy(): boolean {
+    this.backoffMs = 0;
+    const had = this.lastError !== undefined;
+    this.lastError = undefined;
+    return had;
+  }
+
+  cancel(): void {
+    clearTimeout(this.timer);
+    this.timer = undefined;
+  }
+}
+
 export interface KernelMonitorOptions {
   spawn: () => ChildProcessByStdio<null, Readable, Readable>;
   onLine: (line: string) => void;
@@ -63,12 +101,20 @@ export interface KernelMonitorOptions {
 /** Keeps one monitor process running, restarting it with backoff if it dies. */
 export class KernelMonitor {
   private child?: ChildProcessByStdio<null, Readable, Readable>;
-  private restartTimer?: NodeJS.Timeout;
-  private backoffMs = 0;
   private running = false;
-  private lastError?: string;
+  private readonly relauncher: Relauncher;
 
-  constructor(private readonly opts: KernelMonitorOptions) {}
+  constructor(private readonly opts: KernelMonitorOptions) {
+    this.relauncher = new Relauncher({
+      logger: opts.logger,
+      message: 'kernel monitor stopped; restarting it',
+      relaunch: () => {
+        if (!this.running) return;
+        this.launch();
+        this.opts.onRestart();
+      },
+    });
+  }
 
   start(): void {
     if (this.running) return;
@@ -98,7 +144,7 @@ export class KernelMonitor {
       if (this.child === child) this.child = undefined;
       if (!this.running) return;
       // A monitor that ran a while is healthy again: restart quickly.
-      if (Date.now() - startedAt > 10_000) this.backoffMs = 0;
+      if (Date.now() - startedAt > 10_000) this.relauncher.healthy();
       this.died(stderr.trim().split('\n')[0] || why);
     };
     child.on('error', (err) => end(err.message));
@@ -106,16 +152,7 @@ export class KernelMonitor {
   }
 
   private died(why: string): void {
-    if (!this.running) return;
-    if (why !== this.lastError) this.opts.logger.warn({ err: why }, 'kernel monitor stopped; restarting it');
-    this.lastError = why;
-    this.backoffMs = Math.min(Math.max(this.backoffMs * 2, 250), 5_000);
-    this.restartTimer = setTimeout(() => {
-      this.restartTimer = undefined;
-      if (!this.running) return;
-      this.launch();
-      this.opts.onRestart();
-    }, this.backoffMs);
+    if (this.running) this.relauncher.failed(why);
   }
 
   /** The running monitor's process id (tests kill it to prove the restart). */
@@ -125,8 +162,7 @@ export class KernelMonitor {
 
   stop(): void {
     this.running = false;
-    clearTimeout(this.restartTimer);
-    this.restartTimer = undefined;
+    this.relauncher.cancel();
     this.child?.kill('SIGTERM');
     this.child = undefined;
   }

@@ -8,6 +8,7 @@ import { oneLine } from '../errors.js';
 import { normaliseDst, planChanges, toBatches, type Plan } from './diff.js';
 import { Iproute, type KernelAdapter } from './iproute.js';
 import { KernelMonitor, isRelevantEvent, type MonitorInterest } from './monitor.js';
+import { NetlinkMonitor, isRelevantKernelEvent, loadNetlinkAddon, type KernelEvent, type NetlinkAddon } from './netlink.js';
 import { WEFT_LINK_PREFIX, emptyState, type DesiredState } from './state.js';
 
 export interface ReconcilerOptions {
@@ -20,7 +21,19 @@ export interface ReconcilerOptions {
   debounceMs?: number;
   /** Kernel adapter (default: iproute2 in `netns`); tests inject one to count processes. */
   kernel?: KernelAdapter;
+  /**
+   * Where kernel change events come from: the native addon's netlink socket
+   * (default; `ip monitor` when the addon cannot be loaded), `ip monitor`
+   * through the kernel adapter, or a source a test injects.
+   */
+  events?: 'netlink' | 'ip-monitor' | KernelEventSourceFactory;
 }
+
+/** A source of typed kernel events; `onLost` means some may have been missed. */
+export type KernelEventSourceFactory = (handlers: {
+  onEvents: (events: readonly KernelEvent[]) => void;
+  onLost: () => void;
+}) => { start(): void; stop(): void };
 
 export interface ReconcileResult {
   /** Kernel changes made (0 when the kernel already matched). */
@@ -58,6 +71,9 @@ export class Reconciler {
   private queued?: Promise<ReconcileResult>;
   private started = false;
   private monitor?: KernelMonitor;
+  private events?: { start(): void; stop(): void };
+  private readonly eventsOption: NonNullable<ReconcilerOptions['events']>;
+  private readonly netns?: string;
   private resyncTimer?: NodeJS.Timeout;
   private timer?: NodeJS.Timeout;
   private timerAt = Infinity;
@@ -77,6 +93,9 @@ export class Reconciler {
     this.kernel = opts.kernel ?? new Iproute(opts.netns !== undefined ? { netns: opts.netns } : {});
     this.resyncMs = opts.resyncMs ?? 10_000;
     this.debounceMs = opts.debounceMs ?? 10;
+    this.eventsOption = opts.events ?? 'netlink';
+    const netns = opts.netns ?? opts.kernel?.netns;
+    if (netns !== undefined) this.netns = netns;
   }
 
   /** Replaces the desired state; the kernel follows shortly (bursts coalesce into one run). */
@@ -172,21 +191,49 @@ export class Reconciler {
   start(signal?: AbortSignal): void {
     if (this.started || signal?.aborted) return;
     this.started = true;
-    this.monitor = new KernelMonitor({
-      spawn: () => this.kernel.spawnMonitor(),
-      onLine: (line) => {
-        if (isRelevantEvent(line, this.interest)) this.schedule(this.debounceMs);
-      },
-      onRestart: () => this.schedule(this.debounceMs),
-      logger: this.logger,
-    });
-    this.monitor.start();
+    this.events = this.openEvents();
+    this.events.start();
     this.resyncTimer = setInterval(() => this.schedule(0), this.resyncMs);
     signal?.addEventListener('abort', () => void this.stop(), { once: true });
     if (this.desired) this.schedule(0);
   }
 
-  /** Process id of the kernel monitor, while running. */
+  private openEvents(): { start(): void; stop(): void } {
+    const onEvents = (events: readonly KernelEvent[]): void => {
+      if (events.some((ev) => isRelevantKernelEvent(ev, this.interest))) this.schedule(this.debounceMs);
+    };
+    const onLost = (): void => this.schedule(this.debounceMs);
+    const option = this.eventsOption;
+    if (typeof option === 'function') return option({ onEvents, onLost });
+    let addon: NetlinkAddon | undefined;
+    if (option === 'netlink') {
+      try {
+        addon = loadNetlinkAddon();
+      } catch (err) {
+        this.logger.warn(`kernel events come from \`ip monitor\` instead of the netlink socket: ${oneLine(err)}`);
+      }
+    }
+    if (addon) {
+      return new NetlinkMonitor({ addon, onEvents, onLost, logger: this.logger, ...(this.netns !== undefined ? { netns: this.netns } : {}) });
+    }
+    this.monitor = new KernelMonitor({
+      spawn: () => this.kernel.spawnMonitor(),
+      onLine: (line) => {
+        if (isRelevantEvent(line, this.interest)) this.schedule(this.debounceMs);
+      },
+      onRestart: onLost,
+      logger: this.logger,
+    });
+    return this.monitor;
+  }
+
+  /** Which event source runs: 'netlink', 'ip-monitor', 'injected', or undefined when stopped. */
+  get eventSource(): 'netlink' | 'ip-monitor' | 'injected' | undefined {
+    if (!this.events) return undefined;
+    return this.events instanceof NetlinkMonitor ? 'netlink' : this.events === this.monitor ? 'ip-monitor' : 'injected';
+  }
+
+  /** Process id of `ip monitor`, while that is the event source. */
   get monitorPid(): number | undefined {
     return this.monitor?.pid;
   }
@@ -235,7 +282,8 @@ export class Reconciler {
   /** Stops events and timers and waits for a run in progress; the kernel keeps its state. */
   async stop(): Promise<void> {
     this.started = false;
-    this.monitor?.stop();
+    this.events?.stop();
+    this.events = undefined;
     this.monitor = undefined;
     clearInterval(this.resyncTimer);
     clearTimeout(this.timer);

@@ -7,7 +7,8 @@ import t from 'tap';
 import { pino } from 'pino';
 import type { Batch, KernelSnapshot } from '../../src/dataplane/diff.js';
 import type { ApplyResult, KernelAdapter } from '../../src/dataplane/iproute.js';
-import { Reconciler } from '../../src/dataplane/reconciler.js';
+import type { KernelEvent } from '../../src/dataplane/netlink.js';
+import { Reconciler, type KernelEventSourceFactory } from '../../src/dataplane/reconciler.js';
 import { emptyState, type DesiredState } from '../../src/dataplane/state.js';
 
 function memoryLogger() {
@@ -77,6 +78,18 @@ class FakeKernel implements KernelAdapter {
   }
 }
 
+/** An injected event source: the test hands it typed events, as the netlink socket would. */
+class FakeEvents {
+  emit: (events: readonly KernelEvent[]) => void = () => undefined;
+  lose: () => void = () => undefined;
+  running = false;
+  readonly factory: KernelEventSourceFactory = (h) => {
+    this.emit = h.onEvents;
+    this.lose = h.onLost;
+    return { start: () => void (this.running = true), stop: () => void (this.running = false) };
+  };
+}
+
 const routes = (...dsts: string[]): DesiredState => ({ ...emptyState(), routes: dsts.map((dst) => ({ dst, via: '192.0.2.2', dev: 'eth0' })) });
 
 async function until(cond: () => boolean, what: string, deadlineMs = 5000): Promise<void> {
@@ -123,33 +136,60 @@ t.test('one run at a time; concurrent callers share the queued run', async (t) =
 
 t.test('events: a relevant kernel change triggers a run, churn does not; resync backstops', async (t) => {
   const kernel = new FakeKernel();
-  const r = new Reconciler({ logger: memoryLogger().logger, kernel, resyncMs: 60_000, debounceMs: 5 });
+  const events = new FakeEvents();
+  const r = new Reconciler({ logger: memoryLogger().logger, kernel, resyncMs: 60_000, debounceMs: 5, events: events.factory });
   const ac = new AbortController();
   t.teardown(() => ac.abort());
   r.setDesired(routes('10.5.2.0/24'));
   r.start(ac.signal);
+  t.equal(r.eventSource, 'injected');
   await until(() => kernel.batches.length === 1, 'the first apply');
   const runs = kernel.snapshots;
-  // Someone deletes the route; the monitor reports it.
+  // Someone deletes the route; the event source reports it.
   kernel.snap.routes = [];
-  kernel.monitors[0]!.emitLine('192.0.2.9 dev eth0 lladdr 02:00:00:00:00:09 REACHABLE ');
+  events.emit([{ kind: 'neigh', op: 'new', family: 4, ifindex: 2, ifname: 'eth0', dst: '192.0.2.9', lladdr: '02:00:00:00:00:09', state: 0x02, flags: 0 }]);
   await new Promise((res) => setTimeout(res, 100));
   t.equal(kernel.snapshots, runs, 'neighbour churn on the underlay is ignored');
-  kernel.monitors[0]!.emitLine('Deleted 10.5.2.0/24 via 192.0.2.2 dev eth0 proto 147 ');
+  const deleted: KernelEvent = { kind: 'route', op: 'del', family: 4, ifindex: 2, ifname: 'eth0', dst: '10.5.2.0', prefixLen: 24, table: 254, protocol: 147, type: 1, gateway: '192.0.2.2' };
+  events.emit([deleted]);
   await until(() => kernel.batches.length === 2, 'the route put back');
   t.same(kernel.snap.routes.map((x) => x.dst), ['10.5.2.0/24']);
   // A burst of events coalesces into few runs.
   const before = kernel.snapshots;
-  for (let i = 0; i < 50; i++) kernel.monitors[0]!.emitLine('Deleted 10.5.2.0/24 via 192.0.2.2 dev eth0 proto 147 ');
+  for (let i = 0; i < 50; i++) events.emit([deleted]);
   await until(() => kernel.snapshots > before, 'a run after the burst');
   await new Promise((res) => setTimeout(res, 100));
   t.ok(kernel.snapshots - before <= 3, `50 events, ${kernel.snapshots - before} run(s)`);
 });
 
-t.test('the monitor is restarted when it dies, and a run follows', async (t) => {
+t.test('events lost (a socket overrun): a run follows', async (t) => {
+  const kernel = new FakeKernel();
+  const events = new FakeEvents();
+  const r = new Reconciler({ logger: memoryLogger().logger, kernel, resyncMs: 60_000, debounceMs: 5, events: events.factory });
+  r.setDesired(routes('10.5.2.0/24'));
+  r.start();
+  t.teardown(() => r.stop());
+  await until(() => kernel.batches.length === 1, 'the first apply');
+  const runs = kernel.snapshots;
+  events.lose();
+  await until(() => kernel.snapshots > runs, 'a run after the loss');
+  await r.stop();
+  t.notOk(events.running, 'stop() stops the event source');
+  t.equal(r.eventSource, undefined);
+});
+
+t.test('the netlink socket is the default event source', async (t) => {
+  const r = new Reconciler({ logger: memoryLogger().logger, kernel: new FakeKernel(), resyncMs: 60_000 });
+  r.start();
+  t.teardown(() => r.stop());
+  t.equal(r.eventSource, 'netlink');
+  t.equal(r.monitorPid, undefined, 'no ip monitor process');
+});
+
+t.test('the ip monitor fallback: restarted when it dies, and a run follows', async (t) => {
   const { logger, lines } = memoryLogger();
   const kernel = new FakeKernel();
-  const r = new Reconciler({ logger, kernel, resyncMs: 60_000, debounceMs: 5 });
+  const r = new Reconciler({ logger, kernel, resyncMs: 60_000, debounceMs: 5, events: 'ip-monitor' });
   r.setDesired(routes('10.5.2.0/24'));
   r.start();
   t.teardown(() => r.stop());
