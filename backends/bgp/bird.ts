@@ -9,9 +9,10 @@ import { readFileSync } from 'node:fs';
 import { access, mkdir, readFile, readdir, rename, rm, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import type { Logger } from 'pino';
-import { runCommand } from '../../src/core/command.js';
+import { isAlive, sendSignal } from '../../src/core/process.js';
 import { WeftError } from '../../src/errors.js';
-import { parseBgpSessions, type BgpSession } from './status.js';
+import { birdAnswers, birdc, birdSocketPath, firstLine, run, showBgpSessions, waitFor } from './birdc.js';
+import type { BgpSession } from './status.js';
 
 export interface BirdOptions {
   /** Directory for bird.conf and the control socket (created if missing). */
@@ -25,7 +26,6 @@ export interface BirdOptions {
   restartDelayMs?: { min: number; max: number };
 }
 
-const BIRDC_TIMEOUT_MS = 10_000;
 const START_TIMEOUT_MS = 15_000;
 const STOP_TIMEOUT_MS = 10_000;
 /** A BIRD that ran this long before dying restarts after the minimum delay again. */
@@ -35,12 +35,6 @@ const ADOPTED_WATCH_MS = { pid: 500, socket: 2000 };
 /** sun_path is 108 bytes on Linux, including the terminating NUL. */
 const MAX_SOCKET_PATH = 107;
 
-/** Where weft's own BIRD listens, below the agent's run directory. */
-export function birdSocketPath(dir: string): string {
-  return join(dir, 'bird.ctl');
-}
-
-/** A BIRD an earlier agent started and this one took over: no child handle, so its pid is polled. */
 interface Adopted {
   /** Undefined when no process could be matched to the socket: then `birdc show status` is polled. */
   pid: number | undefined;
@@ -153,7 +147,7 @@ export class Bird {
    * and leaves a foreign route that replaced it alone.
    */
   async rescanKernel(protocol: string): Promise<void> {
-    await this.birdc(['reload', 'in', protocol]);
+    await this.command(['reload', 'in', protocol]);
   }
 
   /**
@@ -181,7 +175,7 @@ export class Bird {
       if (!child && !this.adopted) return;
       // Peers withdraw our routes: the next BIRD here starts afresh, not as a restart.
       await rm(this.configPath, { force: true });
-      await this.birdc(['down']).catch((err) =>
+      await this.command(['down']).catch((err) =>
         this.opts.logger.warn(`asking BIRD to stop failed (${firstLine(String(err))}); signalling it`),
       );
       const gone = child ? () => exitsWithin(this.childExited, STOP_TIMEOUT_MS) : () => this.adoptedGone(STOP_TIMEOUT_MS);
@@ -220,7 +214,7 @@ export class Bird {
   }
 
   private async adoptedAlive(adopted: Adopted): Promise<boolean> {
-    return adopted.pid !== undefined ? processRuns(adopted.pid) : this.answers();
+    return adopted.pid !== undefined ? isAlive(adopted.pid) : this.answers();
   }
 
   /** Waits up to `ms` for the adopted BIRD to be gone; true when it is. */
@@ -248,29 +242,23 @@ export class Bird {
     if (version && version[1] !== '2') {
       throw new WeftError(`BIRD ${version[0].replace('BIRD version ', '')} found; weft's bgp backend needs BIRD 2`, 'install BIRD 2 (Debian: apt-get install bird2)');
     }
-    const birdc = await run('birdc', ['-s', this.socket, 'show', 'status']);
-    if (birdc.missing) {
+    const client = await run('birdc', ['-s', this.socket, 'show', 'status']);
+    if (client.missing) {
       throw new WeftError('birdc is not installed (no `birdc` in PATH)', 'install BIRD 2 with its client (Debian: apt-get install bird2)');
     }
   }
 
-  private async answers(): Promise<boolean> {
-    const r = await run('birdc', ['-s', this.socket, 'show', 'status'], 3000);
-    return r.code === 0 && /Daemon is up and running/.test(r.stdout);
+  private answers(): Promise<boolean> {
+    return birdAnswers(this.socket);
   }
 
-  private async birdc(args: string[]): Promise<string> {
-    const r = await run('birdc', ['-v', '-s', this.socket, ...args]);
-    if (r.code !== 0) {
-      const why = firstLine(r.stderr || r.stdout.split('\n').find((l) => /^[89]\d{3}/.test(l)) || r.stdout) || `exit code ${r.code}`;
-      throw new WeftError(`birdc ${args.join(' ')} failed: ${why}`, `is BIRD running with control socket ${this.socket}?`);
-    }
-    return r.stdout;
+  private command(args: string[]): Promise<string> {
+    return birdc(this.socket, args);
   }
 
   private async configure(): Promise<void> {
     if (this.configPath.includes('"')) throw new WeftError(`config path ${this.configPath} contains a double quote`, 'use a --run-dir without quotes');
-    const out = await this.birdc(['configure', `"${this.configPath}"`]);
+    const out = await this.command(['configure', `"${this.configPath}"`]);
     // 0003 Reconfigured, 0004 in progress, 0005 queued: BIRD has the new config.
     if (!/^000[345][ -]/m.test(out)) {
       const why = out.split('\n').find((l) => /^[89]\d{3}/.test(l))?.slice(5) ?? firstLine(out);
@@ -356,73 +344,6 @@ export class Bird {
   }
 }
 
-/** The BGP sessions of the BIRD behind `socket` (for `weft status` and readiness). */
-export async function showBgpSessions(socket: string): Promise<BgpSession[]> {
-  const r = await run('birdc', ['-s', socket, 'show', 'protocols', 'all']);
-  if (r.missing) throw new WeftError('birdc is not installed (no `birdc` in PATH)', 'install BIRD 2 (Debian: apt-get install bird2)');
-  if (r.code !== 0) {
-    throw new WeftError(`cannot reach BIRD at ${socket}: ${firstLine(r.stderr || r.stdout)}`, 'is the agent (or the BIRD given by --bird-socket) running?');
-  }
-  return parseBgpSessions(r.stdout);
-}
-
-/**
- * For `weft agent --teardown`: stops the node's own BIRD (the one under
- * `dir`, never one given by --bird-socket) so peers withdraw this node, and
- * flushes the routes it kept in the kernel (`persist`) inside `network`.
- * Does nothing where weft never ran BIRD.
- */
-export async function removeOwnBird(dir: string, network: string | undefined): Promise<boolean> {
-  try {
-    await access(join(dir, 'bird.conf'));
-  } catch {
-    return false;
-  }
-  const socket = birdSocketPath(dir);
-  const down = await run('birdc', ['-s', socket, 'down'], 5000);
-  // The agent leaves BIRD running: flush only once it has gone, or it might re-add what was flushed.
-  if (down.code === 0) await waitFor(async () => (await run('birdc', ['-s', socket, 'show', 'status'], 3000)).code !== 0, STOP_TIMEOUT_MS);
-  if (network) {
-    const r = await run('ip', ['route', 'flush', 'root', network, 'proto', 'bird']);
-    if (r.code !== 0) throw new WeftError(`cannot flush BIRD's routes in ${network}: ${firstLine(r.stderr)}`, 'remove them with ip route flush proto bird');
-  }
-  await rm(join(dir, 'bird.conf'), { force: true });
-  return true;
-}
-
-interface RunResult {
-  code: number;
-  stdout: string;
-  stderr: string;
-  /** The program itself was not found. */
-  missing: boolean;
-}
-
-async function run(cmd: string, args: string[], timeout = BIRDC_TIMEOUT_MS): Promise<RunResult> {
-  try {
-    return { ...(await runCommand([cmd, ...args], { timeoutMs: timeout, check: false })), missing: false };
-  } catch (err) {
-    if (!(err instanceof WeftError)) throw err;
-    return { code: 127, stdout: '', stderr: err.message, missing: true };
-  }
-}
-
-function firstLine(text: string): string {
-  return text.split('\n').map((l) => l.trim()).find((l) => l !== '') ?? '';
-}
-
-/** Polls `check` until true or the deadline (or `abort` settles); true when it became true. */
-async function waitFor(check: () => Promise<boolean>, ms: number, abort?: Promise<void>): Promise<boolean> {
-  let aborted = false;
-  void abort?.then(() => (aborted = true));
-  const deadline = Date.now() + ms;
-  while (Date.now() < deadline && !aborted) {
-    if (await check()) return true;
-    await new Promise((r) => setTimeout(r, 100));
-  }
-  return false;
-}
-
 /**
  * The pid of the BIRD serving control socket `socket`: the one its pid file
  * names, else any `bird` process whose command line names the socket (a BIRD
@@ -437,27 +358,9 @@ async function findBirdOn(socket: string, pidFile: string): Promise<number | und
 function isBirdOn(pid: number, socket: string): boolean {
   try {
     const argv = readFileSync(`/proc/${pid}/cmdline`, 'utf8').split('\0');
-    return /(^|\/)bird$/.test(argv[0] ?? '') && argv.includes(socket) && processRuns(pid);
+    return /(^|\/)bird$/.test(argv[0] ?? '') && argv.includes(socket) && isAlive(pid);
   } catch {
     return false;
-  }
-}
-
-/** True while `pid` exists and is not a zombie (an orphan's exit shows as a zombie until reaped). */
-function processRuns(pid: number): boolean {
-  try {
-    const stat = readFileSync(`/proc/${pid}/stat`, 'utf8');
-    return !/^[ZX]/.test(stat.slice(stat.lastIndexOf(')') + 2));
-  } catch {
-    return false;
-  }
-}
-
-function sendSignal(pid: number, sig: NodeJS.Signals): void {
-  try {
-    process.kill(pid, sig);
-  } catch {
-    // gone already
   }
 }
 

@@ -3,7 +3,7 @@
 import { join } from 'node:path';
 import { oneLine } from '../../src/errors.js';
 import type { NodeContext } from '../registry.js';
-import { birdSocketPath, removeOwnBird, showBgpSessions } from './bird.js';
+import { birdSocketPath, removeOwnBird, showBgpSessions } from './birdc.js';
 import type { BgpSession } from './status.js';
 
 /** Stops the node's own BIRD (never one behind --bird-socket) and flushes the routes it kept. */

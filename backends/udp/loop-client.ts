@@ -4,7 +4,7 @@
 import { connect, type Socket } from 'node:net';
 import { join } from 'node:path';
 import { createInterface } from 'node:readline';
-import { terminate, waitForExit } from '../../src/lab/process.js';
+import { terminate, waitForExit } from '../../src/core/process.js';
 import type { UdpCounters, UdpFeatures, UdpLoopOptions, UdpPeer } from './native.js';
 
 const REQUEST_TIMEOUT_MS = 5000;

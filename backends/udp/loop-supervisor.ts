@@ -9,7 +9,7 @@ import { fileURLToPath } from 'node:url';
 import type { Logger } from 'pino';
 import { Backoff } from '../../src/core/backoff.js';
 import { WeftError, oneLine } from '../../src/errors.js';
-import { isAlive, spawnDetached } from '../../src/lab/process.js';
+import { isAlive, spawnDetached } from '../../src/core/process.js';
 import { LoopConnection, udpLoopSocket, type LoopStatus, type LoopTable } from './loop-client.js';
 import type { UdpLoopOptions } from './native.js';
 

@@ -3,7 +3,7 @@
 import { join } from 'node:path';
 import { setTimeout as sleep } from 'node:timers/promises';
 import { runCommand } from '../lab/command.js';
-import { spawnDetached } from '../lab/process.js';
+import { spawnDetached } from '../core/process.js';
 
 export const IPERF_PORT = 5201;
 

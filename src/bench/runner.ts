@@ -7,7 +7,7 @@ import { WeftError } from '../errors.js';
 import { Lab, agentEntry } from '../lab/lab.js';
 import { pingOnce } from '../lab/ping.js';
 import { checkLabPrerequisites } from '../lab/prereqs.js';
-import { processCpuTicks } from '../lab/process.js';
+import { processCpuTicks } from '../core/process.js';
 import type { Topology } from '../lab/topology.js';
 import { CLOCK_TICKS_PER_SECOND, cpuSecondsBetween, readCpuTimes } from './cpu.js';
 import { runIperfClient, startIperfServer } from './iperf.js';

@@ -9,7 +9,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { setTimeout as sleep } from 'node:timers/promises';
 import { WeftError } from '../errors.js';
-import { isAlive } from './process.js';
+import { isAlive } from '../core/process.js';
 
 export interface EtcdServerOptions {
   /** Run inside this network namespace (`ip netns exec NS etcd ...`). */

@@ -18,7 +18,7 @@ import { labCniBinDir, runCni, weftConf, writeCniLauncher } from './cni.js';
 import { EtcdServer } from './etcd.js';
 import { pingMatrix, type PingMatrix, type PingOptions } from './ping.js';
 import { checkLabPrerequisites, findProgram } from './prereqs.js';
-import { commandLine, isAlive, sendSignal, spawnDetached, waitForExit } from './process.js';
+import { commandLine, isAlive, sendSignal, spawnDetached, waitForExit } from '../core/process.js';
 import { readLabState, writeLabState, type LabHost, type LabNode, type LabPod, type LabState } from './state.js';
 import { destroyAllLabs, destroyLab, labDirPrefix, listNetns } from './teardown.js';
 import {

@@ -7,7 +7,7 @@ import { tmpdir } from 'node:os';
 import { basename, join } from 'node:path';
 import { mapLimited, runCommand } from './command.js';
 import { runCni } from './cni.js';
-import { commandLine, isAlive, terminate } from './process.js';
+import { commandLine, isAlive, terminate } from '../core/process.js';
 import { readLabState, recordedLabNames, stateDir } from './state.js';
 import { labNsPrefix, labOfNs } from './topology.js';
 

@@ -11,7 +11,7 @@ import { createInterface } from 'node:readline';
 import { setTimeout as sleep } from 'node:timers/promises';
 import { runCommand, type CommandResult } from '../../src/lab/command.js';
 import { DEFAULT_NETWORK, Lab, agentEntry, type LabNode, type LabPod } from '../../src/lab/lab.js';
-import { isAlive, waitForExit } from '../../src/lab/process.js';
+import { isAlive, waitForExit } from '../../src/core/process.js';
 
 const LABS = ['bg1', 'bg2', 'bg3'];
 

@@ -9,7 +9,7 @@ import { performance } from 'node:perf_hooks';
 import { setTimeout as sleep } from 'node:timers/promises';
 import { dirname, join } from 'node:path';
 import { Lab, agentEntry, type LabNode } from '../../src/lab/lab.js';
-import { commandLine } from '../../src/lab/process.js';
+import { commandLine } from '../../src/core/process.js';
 import { WEFT_ROUTE_PROTO } from '../../src/dataplane/state.js';
 import { freshLab, routesOf, rssKiB, runUnhooked, unusedSubnets, waitUntil, weftCli } from './support/lab-fixture.js';
 import { PingFlow, startEtcdWatch, startRouteMonitor, type LineRecorder } from './support/watched-process.js';

@@ -11,7 +11,7 @@ import { createInterface } from 'node:readline';
 import { fileURLToPath } from 'node:url';
 import { runCommand } from '../../src/lab/command.js';
 import { Lab, agentEntry } from '../../src/lab/lab.js';
-import { isAlive } from '../../src/lab/process.js';
+import { isAlive } from '../../src/core/process.js';
 import { readLabState } from '../../src/lab/state.js';
 
 const root = join(fileURLToPath(import.meta.url), '..', '..', '..');
@@ -122,7 +122,7 @@ t.test('down after a crash removes processes, namespaces and dirs', async (t) =>
   // A separate process builds the lab, starts a long-lived process in a node, then dies without cleaning up.
   const script = `
     const { Lab } = await import(${JSON.stringify(join(root, 'dist/src/lab/lab.js'))});
-    const { spawnDetached } = await import(${JSON.stringify(join(root, 'dist/src/lab/process.js'))});
+    const { spawnDetached } = await import(${JSON.stringify(join(root, 'dist/src/core/process.js'))});
     const lab = await Lab.up({ name: 't2', nodes: 2, startAgents: false });
     await lab.writeSubnetEnv('n1', '10.244.1.0/24');
     await lab.addPod('n1');

@@ -10,7 +10,7 @@ import { readdirSync, readFileSync } from 'node:fs';
 import { performance } from 'node:perf_hooks';
 import type { BackendType } from '../../src/config/netconf.js';
 import type { Lab, LabNode } from '../../src/lab/lab.js';
-import { isAlive, sendSignal, waitForExit } from '../../src/lab/process.js';
+import { isAlive, sendSignal, waitForExit } from '../../src/core/process.js';
 import { freshLab, waitUntil } from './support/lab-fixture.js';
 import { PingFlow, startRouteMonitor } from './support/watched-process.js';
 

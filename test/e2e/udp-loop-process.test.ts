@@ -6,7 +6,7 @@ import t from 'tap';
 import { spawn } from 'node:child_process';
 import { LoopConnection, udpLoopSocket, type LoopStatus, type LoopTable } from '../../backends/udp/loop-client.js';
 import { UdpTestbed, inNs, type TestbedNode } from '../support/udp-testbed.js';
-import { isAlive } from '../../src/lab/process.js';
+import { isAlive } from '../../src/core/process.js';
 import { until } from './support/lab-fixture.js';
 
 /** What the loop process of `node` says about itself, asked on its socket. */

@@ -1,5 +1,6 @@
-// Long-running lab processes (agents, iperf3 servers): started detached so
-// they outlive a `weft lab up`, found again by pid, stopped with a deadline.
+// Long-running processes (lab agents and iperf3 servers, the udp loop
+// process, BIRD): started detached so they outlive whoever started them,
+// found again by pid, stopped with a deadline.
 import { spawn } from 'node:child_process';
 import { closeSync, openSync, readFileSync } from 'node:fs';
 import { setTimeout as sleep } from 'node:timers/promises';
