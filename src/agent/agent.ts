@@ -2,22 +2,21 @@
 // net-conf's Backend changes, a switch to the new backend without a restart.
 import type { Server } from 'node:http';
 import { mkdir } from 'node:fs/promises';
-import { writeFileAtomic } from '../core/atomic-write.js';
 import { SerialQueue } from '../core/serial-queue.js';
-import { join } from 'node:path';
 import type { Logger } from 'pino';
 import type { Backend, ExternalInterface } from '../../backends/backend.js';
 import { AVAILABLE_BACKENDS, backendFactory, checkBackendOptions } from '../../backends/registry.js';
 import type { NetConf } from '../config/netconf.js';
 import { loadNetConfFile } from '../config/parse.js';
 import { Reconciler } from '../dataplane/reconciler.js';
-import type { DesiredState } from '../dataplane/state.js';
 import { WeftError, oneLine } from '../errors.js';
-import type { Cidr } from '../core/cidr.js';
-import { sameLeaseAttrs, type Lease, type LeaseAttrs, type LeaseEvent } from '../subnet/lease.js';
-import { LeaseGoneError, type SubnetManager } from '../subnet/manager.js';
+import type { Lease, LeaseAttrs, LeaseEvent } from '../subnet/lease.js';
+import type { SubnetManager } from '../subnet/manager.js';
 import { Backoff, sleep } from '../core/backoff.js';
+import { BackendDrain, DEFAULT_DRAIN_MS, mergeInto } from './backend-drain.js';
 import { classifyConfigChange } from './config-change.js';
+import { LeaseKeeper } from './lease-keeper.js';
+import { failingParts, peerStatus, writeAgentStatus } from './node-status.js';
 import type { NetConfSource, NetConfUpdate } from './config-source.js';
 import { findExternalInterface, type IfaceSelector } from './extiface.js';
 import { NodeFirewall, firewallRules } from './firewall.js';
@@ -50,40 +49,12 @@ export interface AgentOptions {
   logger: Logger;
 }
 
-/** The backend switched away from, still serving the peers that have not switched yet. */
-interface Draining {
-  backend: Backend;
-  until: number;
-  deadline: NodeJS.Timeout;
-  /** Since when no peer's lease names the old backend. */
-  emptySince?: number;
-  grace?: NodeJS.Timeout;
-}
-
-const DEFAULT_DRAIN_MS = 120_000;
-/**
- * The old backend's device outlives its last peer by this much: peers still
- * tunnel to us until they have processed our republished lease.
- */
-const DRAIN_GRACE_MS = 5000;
-
-export interface AgentStatus {
-  node: string;
-  publicIP: string;
-  iface: string;
-  backend: string;
-  subnet: string;
-  ready: boolean;
-  peers: { subnet: string; publicIP: string; backend: string; node?: string }[];
-  updatedAt: string;
-}
 
 export class Agent {
   private readonly log: Logger;
   private readonly peers = new Map<string, Lease>();
-  private own?: Lease;
   private backend?: Backend;
-  private draining?: Draining;
+  private draining?: BackendDrain;
   private reconciler?: Reconciler;
   private firewall?: NodeFirewall;
   private ext?: ExternalInterface;
@@ -97,9 +68,7 @@ export class Agent {
   private health?: Server;
   /** Data-plane work (programming, backend switches) runs one at a time, in order. */
   private readonly work = new SerialQueue();
-  /** Writes of our own lease (renew, republish, re-acquire) run one at a time. */
-  private readonly leaseWrites = new SerialQueue();
-  private reacquiring = false;
+  private readonly lease: LeaseKeeper;
   /** Why each part of the last programming pass failed (routes, nftables, backend, subnet.env). */
   private readonly partErrors = new Map<string, string>();
   private readonly counters: AgentCounters = {
@@ -113,6 +82,22 @@ export class Agent {
 
   constructor(private readonly opts: AgentOptions) {
     this.log = opts.logger;
+    this.lease = new LeaseKeeper({
+      subnetManager: opts.subnetManager,
+      logger: opts.logger,
+      attrs: () => this.attrs(),
+      retry: (what, signal, fn) => this.retry(what, signal, fn),
+      counters: this.counters,
+      onReacquired: async (lease) => {
+        this.peers.delete(lease.subnet.toKey());
+        await this.program();
+      },
+    });
+  }
+
+  /** This node's lease, once taken. */
+  private get own(): Lease | undefined {
+    return this.lease.own;
   }
 
   /** Runs until `signal` aborts; leaves the data plane in place on exit. */
@@ -130,16 +115,16 @@ export class Agent {
       if (signal.aborted) return;
 
       const prefer = (await readPreviousSubnetEnv(this.opts.subnetFile)).subnet;
-      this.own = await this.retry('acquire a subnet lease', signal, () => this.acquire(prefer, signal));
+      const own = await this.lease.acquire(prefer, signal);
       if (signal.aborted) return;
-      this.log.info({ subnet: String(this.own.subnet), expiresAt: this.own.expiresAt }, 'subnet lease acquired');
+      this.log.info({ subnet: String(own.subnet), expiresAt: own.expiresAt }, 'subnet lease acquired');
 
       this.reconciler = new Reconciler({ logger: this.log.child({ component: 'dataplane' }), resyncMs: this.opts.resyncMs });
       this.reconciler.start(signal);
       this.firewall = new NodeFirewall({ logger: this.log.child({ component: 'nftables' }), resyncMs: this.opts.resyncMs, signal });
 
       const watching = this.opts.subnetManager.watchLeases((events, snapshot) => this.onLeaseEvents(events, snapshot, signal), signal);
-      const renewing = this.renewLoop(signal);
+      const renewing = this.lease.renewLoop(signal);
       const following = this.opts.configSource?.watch((update) => this.onConfigUpdate(update, signal), signal);
       const heartbeat = setInterval(() => (this.lastLoop = Date.now()), 1000);
       try {
@@ -188,15 +173,6 @@ export class Agent {
     return { publicIP: this.ext!.publicIP, backendType: backend.type, backendData: backend.backendData, nodeName: this.opts.nodeName };
   }
 
-  private async acquire(prefer: Cidr | undefined, signal: AbortSignal): Promise<Lease> {
-    return this.opts.subnetManager.acquireLease(this.attrs(), { prefer, signal });
-  }
-
-  /** Runs `fn` after every earlier write of our lease has finished. */
-  private leaseWrite<T>(fn: () => Promise<T>): Promise<T> {
-    return this.leaseWrites.run(fn);
-  }
-
   /** Queues data-plane work behind what is already queued; errors are the caller's to log inside `fn`. */
   private serial(fn: () => Promise<void>): Promise<void> {
     return this.work.run(fn);
@@ -219,7 +195,7 @@ export class Agent {
       }
     }
     if (snapshot && this.own && !events.some((e) => e.type === 'added' && e.lease.subnet.equals(this.own!.subnet))) ownLost = true;
-    if (ownLost) void this.reacquire(signal);
+    if (ownLost) void this.lease.reacquire(signal);
     void this.program();
   }
 
@@ -249,8 +225,7 @@ export class Agent {
     // While draining, each backend serves the peers whose leases name it; the new one never sees
     // (and never warns about) peers that simply have not switched yet.
     const drain = this.draining;
-    const oldPeers = drain ? peers.filter((p) => p.attrs.backendType === drain.backend.type) : [];
-    const newPeers = drain ? peers.filter((p) => p.attrs.backendType !== drain.backend.type) : peers;
+    const { oldPeers, newPeers } = drain ? drain.split(peers) : { oldPeers: [], newPeers: peers };
     const desired = backend.desired(own, newPeers);
     if (drain) mergeInto(desired, drain.backend.desired(own, oldPeers));
     this.reconciler.setDesired(desired);
@@ -384,8 +359,7 @@ export class Agent {
     }
     if (this.draining) await this.endDrain('another switch began');
     if (!sameType) {
-      const drainMs = this.opts.drainMs ?? DEFAULT_DRAIN_MS;
-      this.draining = { backend: old, until: Date.now() + drainMs, deadline: setTimeout(() => void this.program(), drainMs + 10) };
+      this.draining = new BackendDrain(old, this.opts.drainMs ?? DEFAULT_DRAIN_MS, () => void this.program());
     }
     this.backend = created;
     this.config = next;
@@ -395,7 +369,7 @@ export class Agent {
       this.counters.program_errors_total++;
       this.log.error(`programming the data plane for the ${created.type} backend failed: ${oneLine(err)}; retrying with the next change or resync`);
     }
-    await this.republish(signal);
+    await this.lease.republish(signal);
     this.counters.backend_switches_total++;
     this.log.info({ backend: created.type, ms: Date.now() - started }, `switched to the ${created.type} backend; lease republished`);
     return true;
@@ -403,27 +377,8 @@ export class Agent {
 
   /** Ends the drain once no peer's lease names the old backend, or at its deadline. */
   private async endDrainIfDone(peers: readonly Lease[]): Promise<void> {
-    const drain = this.draining;
-    if (!drain) return;
-    const left = peers.filter((p) => p.attrs.backendType === drain.backend.type).length;
-    const now = Date.now();
-    if (left > 0) {
-      drain.emptySince = undefined;
-      clearTimeout(drain.grace);
-      drain.grace = undefined;
-      if (now >= drain.until) await this.endDrain(`${left} peer(s) still on it after ${Math.round((this.opts.drainMs ?? DEFAULT_DRAIN_MS) / 1000)} s; they are no longer served`);
-      return;
-    }
-    drain.emptySince ??= now;
-    const wait = drain.emptySince + DRAIN_GRACE_MS - now;
-    if (wait <= 0) {
-      await this.endDrain('every peer has switched');
-    } else if (!drain.grace) {
-      drain.grace = setTimeout(() => {
-        drain.grace = undefined;
-        void this.program();
-      }, wait + 10);
-    }
+    const why = this.draining?.over(peers);
+    if (why) await this.endDrain(why);
   }
 
   /** Stops the drained backend with teardown; the next reconcile removes its routes and devices. */
@@ -431,88 +386,13 @@ export class Agent {
     const drain = this.draining;
     if (!drain) return;
     this.draining = undefined;
-    clearTimeout(drain.deadline);
-    clearTimeout(drain.grace);
+    drain.cancel();
     await this.stopBackend(drain.backend, true);
     this.log.info({ backend: drain.backend.type }, `${drain.backend.type} backend removed: ${why}`);
   }
 
   private async stopBackend(backend: Backend, teardown: boolean): Promise<void> {
     await backend.stop({ teardown }).catch((err) => this.log.warn(`stopping the ${backend.type} backend: ${oneLine(err)}`));
-  }
-
-  /** Publishes the current backend's attributes on our lease (same subnet). */
-  private async republish(signal: AbortSignal): Promise<void> {
-    try {
-      await this.leaseWrite(async () => {
-        const own = this.own!;
-        const attrs = this.attrs();
-        if (sameLeaseAttrs(own.attrs, attrs)) return;
-        const lease = await this.retry('republish the lease', signal, () => this.opts.subnetManager.renewLease({ ...own, attrs }, signal));
-        if (this.own === own) this.own = lease;
-      });
-    } catch (err) {
-      if (signal.aborted) return;
-      // Not awaited: re-acquiring reprograms through the work queue this switch is running in.
-      if (err instanceof LeaseGoneError) void this.reacquire(signal);
-      else this.log.error(`republishing the lease failed: ${oneLine(err)}`);
-    }
-  }
-
-  // --- the lease ------------------------------------------------------------
-
-  private async reacquire(signal: AbortSignal): Promise<void> {
-    if (this.reacquiring || signal.aborted || !this.own) return;
-    this.reacquiring = true;
-    const previous = this.own.subnet;
-    this.log.warn({ subnet: String(previous) }, 'own lease vanished; re-acquiring (same subnet preferred)');
-    try {
-      const lease = await this.leaseWrite(() => this.retry('re-acquire the subnet lease', signal, () => this.acquire(previous, signal)));
-      this.counters.lease_reacquisitions_total++;
-      if (!lease.subnet.equals(previous)) {
-        this.log.warn({ old: String(previous), new: String(lease.subnet) }, 'subnet changed; pods on the old subnet need restarting');
-      }
-      this.own = lease;
-      this.peers.delete(lease.subnet.toKey());
-      await this.program();
-    } catch (err) {
-      if (!signal.aborted) this.log.error(`re-acquiring the lease failed: ${oneLine(err)}`);
-    } finally {
-      this.reacquiring = false;
-    }
-  }
-
-  private async renewLoop(signal: AbortSignal): Promise<void> {
-    const backoff = new Backoff({ reportNewReasons: true, onStep: (err, ms) => this.log.warn({ retryInMs: ms }, `lease renewal failed: ${oneLine(err)}`) });
-    while (!signal.aborted) {
-      const own = this.own!;
-      if (own.expiresAt === undefined) {
-        // A reservation never expires; check back now and then in case it becomes a lease.
-        await sleep(60_000, signal);
-        continue;
-      }
-      const left = own.expiresAt - Date.now();
-      // Renew an hour before expiry, or at two thirds of a short TTL.
-      await sleep(Math.max(0, left > 3 * 3600_000 ? left - 3600_000 : (left * 2) / 3), signal);
-      if (signal.aborted) return;
-      if (this.reacquiring || this.own !== own) continue;
-      try {
-        // Inside the lease lock, and only if no switch republished meanwhile: never publish stale attrs.
-        await this.leaseWrite(async () => {
-          if (this.own !== own) return;
-          this.own = await this.opts.subnetManager.renewLease(own, signal);
-        });
-        this.counters.lease_renewals_total++;
-        backoff.reset();
-      } catch (err) {
-        if (signal.aborted) return;
-        if (err instanceof LeaseGoneError) {
-          await this.reacquire(signal);
-        } else {
-          await backoff.wait(err, signal);
-        }
-      }
-    }
   }
 
   // --- status -----------------------------------------------------------------
@@ -522,42 +402,29 @@ export class Agent {
   }
 
   private async writeStatus(): Promise<void> {
-    const own = this.own!;
-    const status: AgentStatus = {
+    await writeAgentStatus(this.opts.runDir, {
       node: this.opts.nodeName,
       publicIP: String(this.ext!.publicIP),
       iface: this.ext!.name,
       backend: this.backend!.type,
-      subnet: String(own.subnet),
+      subnet: String(this.own!.subnet),
       ready: this.ready,
-      peers: [...this.peers.values()].map((l) => ({ subnet: String(l.subnet), publicIP: String(l.attrs.publicIP), backend: l.attrs.backendType, node: l.attrs.nodeName })),
+      peers: [...this.peers.values()].map(peerStatus),
       updatedAt: new Date().toISOString(),
-    };
-    await writeFileAtomic(join(this.opts.runDir, 'status.json'), JSON.stringify(status, null, 2));
+    });
   }
 
   /** Every part of the node's desired state that is not applied now, and why; empty when ready. */
   private notReady(): FailingPart[] {
-    if (!this.own) return [{ part: 'lease', reason: 'no subnet lease yet' }];
-    if (!this.ready) return [{ part: 'dataplane', reason: 'data plane not programmed yet' }];
-    const failing: FailingPart[] = [];
-    const dataplane = this.reconciler?.status();
-    for (const dst of dataplane?.conflicts ?? []) {
-      failing.push({ part: 'routes', reason: `a route to ${dst} exists that weft does not own (no proto 147); weft will not replace it — remove it or change that subnet` });
-    }
-    for (const link of dataplane?.missingLinks ?? []) failing.push({ part: 'links', reason: `device ${link} does not exist; its routes wait for it` });
-    for (const f of dataplane?.failures ?? []) failing.push({ part: 'routes', reason: `the kernel refused ${f}` });
-    if (dataplane?.lastError) failing.push({ part: 'routes', reason: dataplane.lastError });
-    const nft = this.firewall?.error;
-    if (nft) failing.push({ part: 'nftables', reason: nft });
-    for (const [part, reason] of this.partErrors) {
-      // The reconciler's live status above is newer than the pass's outcome, and so is the table's.
-      if (part === 'routes' || (part === 'nftables' && nft)) continue;
-      failing.push({ part, reason });
-    }
-    const backend = this.backend?.notReadyReason?.();
-    if (backend) failing.push({ part: 'backend', reason: `${this.backend!.type}: ${backend}` });
-    return failing;
+    return failingParts({
+      own: this.own,
+      programmed: this.ready,
+      dataplane: this.reconciler?.status(),
+      nftError: this.firewall?.error,
+      partErrors: this.partErrors,
+      backendType: this.backend?.type,
+      backendReason: this.backend?.notReadyReason?.(),
+    });
   }
 
   private metrics(): MetricFamily[] {
@@ -584,23 +451,13 @@ export class Agent {
     await this.reconciler?.stop();
     await this.firewall?.stop().catch(() => undefined);
     if (this.draining) {
-      clearTimeout(this.draining.deadline);
-      clearTimeout(this.draining.grace);
+      this.draining.cancel();
       await this.stopBackend(this.draining.backend, false);
     }
     if (this.backend) await this.stopBackend(this.backend, false);
     await this.opts.subnetManager.close().catch(() => undefined);
     await new Promise<void>((resolve) => (this.health ? this.health.close(() => resolve()) : resolve()));
   }
-}
-
-/** Adds `extra`'s entries to `state` (the two backends of a drain own disjoint peers). */
-function mergeInto(state: DesiredState, extra: DesiredState): void {
-  state.links.push(...extra.links);
-  state.addrs.push(...extra.addrs);
-  state.routes.push(...extra.routes);
-  state.neighs.push(...extra.neighs);
-  state.fdb.push(...extra.fdb);
 }
 
 /** Network-level failures worth retrying (etcd down, connection reset). */

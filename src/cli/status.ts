@@ -1,7 +1,7 @@
 import { readFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import { parseArgs } from 'node:util';
-import type { AgentStatus } from '../agent/agent.js';
+import type { AgentStatus } from '../agent/node-status.js';
 import { WeftError } from '../errors.js';
 import { backendRegistration } from '../../backends/registry.js';
 
