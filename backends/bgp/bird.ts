@@ -35,6 +35,7 @@ const ADOPTED_WATCH_MS = { pid: 500, socket: 2000 };
 /** sun_path is 108 bytes on Linux, including the terminating NUL. */
 const MAX_SOCKET_PATH = 107;
 
+/** A BIRD an earlier agent started and this one took over: no child handle, so its pid is polled. */
 interface Adopted {
   /** Undefined when no process could be matched to the socket: then `birdc show status` is polled. */
   pid: number | undefined;

@@ -16,7 +16,7 @@ export function birdSocketPath(dir: string): string {
   return join(dir, 'bird.ctl');
 }
 
-/** A BIRD an earlier agent started and this one took over: no child handle, so its pid is polled. */
+/** A program's exit code and output, through the one subprocess runner. */
 export interface RunResult {
   code: number;
   stdout: string;
@@ -25,6 +25,7 @@ export interface RunResult {
   missing: boolean;
 }
 
+/** Runs a BIRD tool; a missing program is reported as `missing`, not thrown (the callers name the package). */
 export async function run(cmd: string, args: string[], timeout = BIRDC_TIMEOUT_MS): Promise<RunResult> {
   try {
     return { ...(await runCommand([cmd, ...args], { timeoutMs: timeout, check: false })), missing: false };

@@ -60,7 +60,7 @@ export class Agent {
   private ext?: ExternalInterface;
   private config?: NetConf;
   private ready = false;
-  /** The subnet.env text last written; rewritten when the subnet or the MTU changes. */
+  /** What subnet.env last said; rewritten when the subnet, MTU or masquerading changes. */
   private subnetEnv?: SubnetEnv;
   /** Why the latest config update was refused, until a good one arrives. */
   private configRefused?: string;
