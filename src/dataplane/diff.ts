@@ -48,7 +48,13 @@ export interface Op {
 }
 
 export interface Plan {
-  /** In strict dependency order: route, fdb, neigh, addr, link removals, then link, addr, neigh, fdb, route additions. */
+  /**
+   * Make before break, in dependency order: links recreated with another spec
+   * are removed first; then link, addr, neigh, fdb and route additions (a
+   * route is replaced in place); then route, neigh, addr and link removals,
+   * and FDB removals last. A peer whose route moves (say from a VXLAN device
+   * to the underlay) never has a moment with neither way to reach it.
+   */
   ops: Op[];
   /** Desired route destinations held by a route weft does not own; left alone. */
   conflicts: string[];
@@ -249,6 +255,7 @@ export function planChanges(kernel: KernelSnapshot, desired: DesiredState, opts:
   const missingLinks: string[] = [];
   const conflicts: string[] = [];
 
+  const relinkDel: Op[] = [];
   const linkDel: Op[] = [];
   const linkAdd: Op[] = [];
   const linkSet: Op[] = [];
@@ -274,7 +281,7 @@ export function planChanges(kernel: KernelSnapshot, desired: DesiredState, opts:
       continue;
     }
     if (k) {
-      linkDel.push({ tool: 'ip', target: 'link', action: 'del', dev: v.name, line: `link del dev ${v.name}` });
+      relinkDel.push({ tool: 'ip', target: 'link', action: 'del', dev: v.name, line: `link del dev ${v.name}` });
       gone.add(v.name);
     }
     fresh.add(v.name);
@@ -326,6 +333,8 @@ export function planChanges(kernel: KernelSnapshot, desired: DesiredState, opts:
     neighAdd.push({ tool: 'ip', target: 'neigh', action: 'add', dev: n.dev, line: `neigh replace ${n.ip} lladdr ${n.mac} dev ${n.dev} nud permanent` });
   }
 
+  /** Other remotes of a MAC that stays: removed before `replace` rewrites the entry. */
+  const fdbMoveDel: Op[] = [];
   const fdbDel: Op[] = [];
   const fdbAdd: Op[] = [];
   const kFdb = new Map<string, Fdb>();
@@ -343,7 +352,7 @@ export function planChanges(kernel: KernelSnapshot, desired: DesiredState, opts:
     const moved = want && !match && list.length === 1;
     for (const f of list) {
       if (f === match || moved) continue;
-      fdbDel.push({ tool: 'bridge', target: 'fdb', action: 'del', dev: f.dev, line: `fdb del ${f.mac} dev ${f.dev} dst ${f.dst} self` });
+      (want ? fdbMoveDel : fdbDel).push({ tool: 'bridge', target: 'fdb', action: 'del', dev: f.dev, line: `fdb del ${f.mac} dev ${f.dev} dst ${f.dst} self` });
     }
   }
   for (const [key, f] of w.fdb) {
@@ -384,33 +393,33 @@ export function planChanges(kernel: KernelSnapshot, desired: DesiredState, opts:
   }
 
   const ops = [
-    ...routeDel, ...fdbDel, ...neighDel, ...addrDel, ...linkDel,
-    ...linkAdd, ...linkSet, ...addrAdd, ...neighAdd, ...fdbAdd, ...routeAdd,
+    ...relinkDel, ...linkAdd, ...linkSet, ...addrAdd, ...neighAdd, ...fdbMoveDel, ...fdbAdd,
+    ...routeAdd, ...routeDel, ...neighDel, ...addrDel, ...linkDel, ...fdbDel,
   ];
   return { ops, conflicts, missingLinks, rejected };
 }
 
 /**
- * Groups ops into processes: one `ip` and one `bridge` per batch, except
- * when FDB entries go on a link this batch creates. Then the order is `ip`
- * (links, addresses, neighbours), `bridge` (FDB), `ip` (routes), so no route
- * ever exists before its neighbour and FDB entries. When the links already
- * exist the FDB batch simply goes first: an entry removed a few ms before a
- * departing peer's route only drops that peer's packets, it never ARPs.
+ * Groups ops into processes, keeping their order: consecutive ops of one
+ * tool share a process. The FDB additions (and the removals of a moving
+ * MAC's other remotes) go first when they need no link this batch creates,
+ * so a peer joining an existing device costs one `bridge` and one `ip` run;
+ * FDB removals of departing peers come last, after their routes are gone.
  */
 export function toBatches(ops: readonly Op[]): Batch[] {
-  const ipOps = ops.filter((o) => o.tool === 'ip');
-  const bridgeOps = ops.filter((o) => o.tool === 'bridge');
-  if (bridgeOps.length === 0) return ipOps.length ? [{ tool: 'ip', ops: ipOps }] : [];
-  if (ipOps.length === 0) return [{ tool: 'bridge', ops: bridgeOps }];
-  const created = new Set(ipOps.filter((o) => o.target === 'link' && o.action === 'add').map((o) => o.dev));
-  const bridge: Batch = { tool: 'bridge', ops: bridgeOps };
-  if (bridgeOps.some((o) => o.action === 'add' && created.has(o.dev))) {
-    const isRouteAdd = (o: Op): boolean => o.target === 'route' && o.action === 'add';
-    const routes = ipOps.filter(isRouteAdd);
-    const before: Batch = { tool: 'ip', ops: ipOps.filter((o) => !isRouteAdd(o)) };
-    return routes.length ? [before, bridge, { tool: 'ip', ops: routes }] : [before, bridge];
+  const created = new Set(ops.filter((o) => o.target === 'link' && o.action === 'add').map((o) => o.dev));
+  // The first run of bridge ops holds the FDB additions, if any (planChanges puts the departing peers' removals last).
+  const start = ops.findIndex((o) => o.tool === 'bridge');
+  let end = start;
+  while (end >= 0 && end < ops.length && ops[end]!.tool === 'bridge') end++;
+  const early = start < 0 ? [] : ops.slice(start, end);
+  const hoist = start > 0 && early.some((o) => o.action === 'add') && !early.some((o) => created.has(o.dev));
+  const ordered = hoist ? [...early, ...ops.slice(0, start), ...ops.slice(end)] : ops;
+  const batches: Batch[] = [];
+  for (const op of ordered) {
+    const last = batches.at(-1);
+    if (last?.tool === op.tool) last.ops.push(op);
+    else batches.push({ tool: op.tool, ops: [op] });
   }
-  const ip: Batch = { tool: 'ip', ops: ipOps };
-  return bridgeOps.some((o) => o.action === 'add') ? [bridge, ip] : [ip, bridge];
+  return batches;
 }

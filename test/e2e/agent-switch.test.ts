@@ -4,7 +4,7 @@
 // node-side pod addresses after each step, nothing of the old backend left,
 // the nftables table matching the running backend, an invalid config and a
 // Network change refused while the backend keeps running, and ping loss
-// during each switch measured (reported, not asserted). Needs root.
+// during each switch measured and asserted to be zero. Needs root.
 import { spawn, spawnSync, type ChildProcess } from 'node:child_process';
 import { closeSync, existsSync, mkdirSync, openSync, readFileSync, readdirSync, renameSync, rmSync, symlinkSync, writeFileSync } from 'node:fs';
 import { mkdtempSync } from 'node:fs';

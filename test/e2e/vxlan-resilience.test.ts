@@ -113,8 +113,8 @@ t.test('vxlan resilience on a 3-node lab', async (t) => {
     }
     // A route whose gateway has no neighbour entry would make the kernel ARP across the tunnel.
     t.same(order, [], 'for every peer the kernel reported the neighbour before the route');
-    // The dataplane batches FDB changes after the routes when it has just created the device
-    // (diff.ts toBatches): packets are dropped either way until the entry exists, never ARPed.
+    // On a device the dataplane has just created, FDB entries go in between the neighbours
+    // and the routes (diff.ts toBatches); the comment reports what the kernel announced.
     t.comment(`order on re-creation: ${fdbOrder.join('; ')}`);
     t.comment(`device deleted -> device and every peer's entries back after ${w.ms} ms (polled every 20 ms)`);
 

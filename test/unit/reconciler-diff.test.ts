@@ -79,13 +79,25 @@ t.test('idempotent: the state applied once needs no further op', async (t) => {
   t.same(planChanges(k, hostgw).ops, []);
 });
 
-t.test('a peer leaves: its route, FDB entry and neighbour go, route first', async (t) => {
+t.test('a peer leaves: its route, neighbour and FDB entry go, route first', async (t) => {
   const plan = planChanges(applied(vxlanState(['A', 'B'])), vxlanState(['A']));
   t.same(lines(plan.ops), [
     'route del 10.5.3.0/24 table main proto 147',
-    'fdb del 0e:00:00:00:00:0b dev weft.1 dst 192.0.2.3 self',
     'neigh del 10.5.3.0 dev weft.1',
+    'fdb del 0e:00:00:00:00:0b dev weft.1 dst 192.0.2.3 self',
   ]);
+});
+
+t.test('a peer moves from the tunnel to a direct route: the route is replaced before its neighbour and FDB entry go', async (t) => {
+  const after = vxlanState(['A']);
+  after.routes.push({ dst: '10.5.3.0/24', via: '192.0.2.3', dev: 'eth0' });
+  const ops = planChanges(applied(vxlanState(['A', 'B'])), after).ops;
+  t.same(lines(ops), [
+    'route replace 10.5.3.0/24 via 192.0.2.3 dev eth0 table main proto 147',
+    'neigh del 10.5.3.0 dev weft.1',
+    'fdb del 0e:00:00:00:00:0b dev weft.1 dst 192.0.2.3 self',
+  ]);
+  t.same(toBatches(ops).map((b) => b.tool), ['ip', 'bridge'], 'the FDB entry goes in a later process');
 });
 
 t.test('a peer moves: neighbour and FDB replaced, route kept', async (t) => {
@@ -144,11 +156,11 @@ t.test('stale weft routes are removed, with their metric; foreign routes never',
   });
   const want: DesiredState = { ...emptyState(), routes: [{ dst: '10.5.2.0/24', via: '192.0.2.2', dev: 'eth0' }] };
   t.same(lines(planChanges(k, want).ops), [
+    'route replace 10.5.2.0/24 via 192.0.2.2 dev eth0 table main proto 147',
     'route del 10.5.9.0/24 table main proto 147',
     'route del fd00:9::/64 metric 1024 table main proto 147',
     // Only the default-metric route counts as the desired one; the extra goes.
     'route del 10.5.2.0/24 metric 50 table main proto 147',
-    'route replace 10.5.2.0/24 via 192.0.2.2 dev eth0 table main proto 147',
   ]);
   t.notOk(planChanges(k, want).ops.some((o) => o.line.includes('10.77.') || o.line.includes('0.0.0.0/0')), 'foreign routes untouched');
 });
@@ -221,9 +233,9 @@ t.test('addresses, neighbours and FDB entries only on weft links', async (t) => 
   k.neighs.push({ dev: 'weft.1', ip: '10.5.99.0', mac: MAC_B }, { dev: 'eth0', ip: '192.0.2.50', mac: MAC_B });
   k.fdb.push({ dev: 'weft.1', mac: MAC_B, dst: '192.0.2.99' }, { dev: 'eth0', mac: MAC_B, dst: '192.0.2.99' });
   t.same(lines(planChanges(k, state).ops), [
-    'fdb del 0e:00:00:00:00:0b dev weft.1 dst 192.0.2.99 self',
     'neigh del 10.5.99.0 dev weft.1',
     'addr del 10.5.99.0/32 dev weft.1',
+    'fdb del 0e:00:00:00:00:0b dev weft.1 dst 192.0.2.99 self',
   ]);
   const bad: DesiredState = { ...emptyState(), addrs: [{ dev: 'eth0', cidr: '192.0.2.5/24' }], neighs: [{ dev: 'eth0', ip: '192.0.2.5', mac: MAC_A }], fdb: [{ dev: 'eth0', mac: MAC_A, dst: '192.0.2.5' }] };
   const plan = planChanges(kernel(), bad);
