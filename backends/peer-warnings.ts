@@ -24,13 +24,16 @@ export class PeerWarnings {
     this.logger.warn({ peer: peer.subnet.toString(), publicIP: publicIP.toString(), backendType }, message);
   }
 
-  /** A lease of another backend type: this node cannot serve it and must not program garbage for it. */
-  otherBackend(peer: Lease, ownType: string): void {
+  /**
+   * A lease of another backend type: this node cannot serve it its own way.
+   * `directDev` names the device of the direct route that reaches it meanwhile, if any.
+   */
+  otherBackend(peer: Lease, ownType: string, directDev?: string): void {
     const theirs = JSON.stringify(peer.attrs.backendType.slice(0, 32));
-    this.warn(
-      peer,
-      `ignoring peer ${peer.subnet} at ${peer.attrs.publicIP}: its lease is for the ${theirs} backend and this node runs ${ownType}; all nodes must use one backend`,
-    );
+    const what = directDev
+      ? `reaching peer ${peer.subnet} at ${peer.attrs.publicIP} by a direct route on ${directDev}`
+      : `ignoring peer ${peer.subnet} at ${peer.attrs.publicIP}`;
+    this.warn(peer, `${what}: its lease is for the ${theirs} backend and this node runs ${ownType}; all nodes must use one backend`);
   }
 
   /** The peer is served again: a later problem is news. */

@@ -3,7 +3,7 @@
 // interface; other peers are refused (with a warning) and need vxlan.
 import type { BackendFactory, ExternalInterface } from '../backend.js';
 import { PeerWarnings } from '../peer-warnings.js';
-import { directRoute, isOnLink, isSelf } from '../peers.js';
+import { directRoute, isOnLink, isSelf, otherBackendRoute } from '../peers.js';
 import { emptyState, type DesiredState } from '../../src/dataplane/state.js';
 import type { Lease } from '../../src/subnet/lease.js';
 import { parseHostGwOptions } from './options.js';
@@ -16,7 +16,8 @@ export function hostGwDesired(own: Lease, peers: readonly Lease[], ext: External
   for (const peer of peers) {
     if (isSelf(own, peer)) continue;
     if (peer.attrs.backendType !== HOST_GW) {
-      warnings.otherBackend(peer, HOST_GW);
+      const route = otherBackendRoute(peer, HOST_GW, ext, warnings);
+      if (route) state.routes.push(route);
       continue;
     }
     if (!isOnLink(peer, ext)) {

@@ -62,7 +62,7 @@ export const createUdpBackend: BackendFactory = async (ctx): Promise<UdpBackend>
     type: UDP,
     mtu,
     backendData: null,
-    desired: (own) => udpDesired(own, ctx.config.network, mtu),
+    desired: (own, peers) => udpDesired(own, ctx.config.network, mtu, { peers, ext, warnings }),
     sync: async (own, peers) => {
       const reopened = await loop.setPeers({ peers: udpPeers(own, peers, ext, warnings), ownSubnet: own.subnet.toString() });
       // The next reconcile gives the recreated device its address and route back.

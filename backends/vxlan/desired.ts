@@ -3,7 +3,7 @@
 // PublicIP) and an onlink route through the gateway. Static entries only:
 // learning is off, so the kernel never floods or ARPs across the tunnel.
 import type { ExternalInterface } from '../backend.js';
-import { directRoute, isOnLink, isSelf } from '../peers.js';
+import { directRoute, isOnLink, isSelf, otherBackendRoute } from '../peers.js';
 import type { PeerWarnings } from '../peer-warnings.js';
 import { isJsonObject, jsonType } from '../../src/config/fields.js';
 import { emptyState, WEFT_LINK_PREFIX, type DesiredState } from '../../src/dataplane/state.js';
@@ -59,7 +59,8 @@ export function vxlanDesired(own: Lease, peers: readonly Lease[], setup: VxlanSe
   for (const peer of [...peers].sort(bySubnet)) {
     if (isSelf(own, peer)) continue;
     if (peer.attrs.backendType !== VXLAN) {
-      warnings.otherBackend(peer, VXLAN);
+      const route = otherBackendRoute(peer, VXLAN, ext, warnings);
+      if (route) state.routes.push(route);
       continue;
     }
     const vtep = peerVtepMac(peer, setup);

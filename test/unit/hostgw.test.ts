@@ -69,14 +69,17 @@ t.test('an off-link peer is refused with one warning; the others keep working', 
   t.match(w.msg, /host-gw cannot reach peer 10\.5\.4\.0\/24 at 198\.51\.100\.200: not on a network directly connected to eth0 \(192\.0\.2\.0\/24, 198\.51\.100\.0\/25\); use the vxlan backend/);
 });
 
-t.test('a peer of another backend type is ignored with one warning', async (t) => {
+t.test('a peer of another backend type: reached directly when on-link, else ignored; one warning each', async (t) => {
   const { backend, warnings } = await hostGw();
   const vx = lease('10.5.5.0/24', '192.0.2.5', 'vxlan', { VNI: 1, VtepMAC: '0a:00:00:00:00:05' });
-  const peers = [vx, lease('10.5.2.0/24', '192.0.2.2')];
+  const far = lease('10.5.6.0/24', '203.0.113.6', 'udp');
+  const peers = [vx, far, lease('10.5.2.0/24', '192.0.2.2')];
   backend.desired(own, peers);
-  t.same(backend.desired(own, peers).routes.map((r) => r.dst), ['10.5.2.0/24'], 'on-link but not host-gw: no route');
-  t.equal(warnings.length, 1);
-  t.match(warnings[0]!.msg, /ignoring peer 10\.5\.5\.0\/24 at 192\.0\.2\.5: its lease is for the "vxlan" backend and this node runs host-gw/);
+  t.same(backend.desired(own, peers).routes.map((r) => r.dst), ['10.5.5.0/24', '10.5.2.0/24'], 'the on-link vxlan peer routed as host-gw would');
+  t.same(warnings.map((w) => w.msg), [
+    'reaching peer 10.5.5.0/24 at 192.0.2.5 by a direct route on eth0: its lease is for the "vxlan" backend and this node runs host-gw; all nodes must use one backend',
+    'ignoring peer 10.5.6.0/24 at 203.0.113.6: its lease is for the "udp" backend and this node runs host-gw; all nodes must use one backend',
+  ], 'one warning each over two passes');
 });
 
 t.test('warned again only when the peer changes, leaves and returns, or recovers and fails again', async (t) => {

@@ -164,16 +164,21 @@ t.test('desired: DirectRouting routes on-link peers directly, tunnels the rest; 
   t.same(off.routes, [{ dst: '10.5.2.0/24', via: '10.5.2.0', dev: 'weft.1', onlink: true }], 'without DirectRouting on-link peers are tunnelled');
 });
 
-t.test('desired: own lease skipped; other backends ignored with one warning', async (t) => {
+t.test('desired: own lease skipped; an on-link peer of another backend reached directly, one warning', async (t) => {
   const { desired, lines } = setup();
   const gw = lease('10.5.7.0/24', '192.0.2.7', null, 'host-gw');
-  const peers = [own, lease('10.5.9.0/24', '192.0.2.1', { VNI: 1, VtepMAC: '0a:00:00:00:00:09' }), gw, peer(2, '192.0.2.2')];
+  const far = lease('10.5.8.0/24', '203.0.113.8', null, 'host-gw');
+  const peers = [own, lease('10.5.9.0/24', '192.0.2.1', { VNI: 1, VtepMAC: '0a:00:00:00:00:09' }), gw, far, peer(2, '192.0.2.2')];
   desired(peers);
   const state = desired(peers);
-  t.same(state.routes.map((r) => r.dst), ['10.5.2.0/24']);
-  t.equal(lines.length, 1);
-  t.equal(lines[0]!.peer, '10.5.7.0/24');
-  t.match(lines[0]!.msg, /ignoring peer 10\.5\.7\.0\/24 at 192\.0\.2\.7: its lease is for the "host-gw" backend and this node runs vxlan/);
+  t.same(state.routes, [
+    { dst: '10.5.2.0/24', via: '10.5.2.0', dev: 'weft.1', onlink: true },
+    { dst: '10.5.7.0/24', via: '192.0.2.7', dev: 'eth0' },
+  ], 'the host-gw peer mid-switch by a direct route; the off-link one not at all');
+  t.same(lines.map((l) => l.msg), [
+    'reaching peer 10.5.7.0/24 at 192.0.2.7 by a direct route on eth0: its lease is for the "host-gw" backend and this node runs vxlan; all nodes must use one backend',
+    'ignoring peer 10.5.8.0/24 at 203.0.113.8: its lease is for the "host-gw" backend and this node runs vxlan; all nodes must use one backend',
+  ], 'one warning each over two passes');
 });
 
 t.test('desired: hostile or mismatched BackendData is skipped with one warning each; others kept', async (t) => {
