@@ -9,6 +9,23 @@ export class WeftError extends Error {
   }
 }
 
+/** A failure that may pass by itself (the other end unreachable, slow or overloaded). */
+export class TransientError extends WeftError {
+  constructor(cause: string, fix?: string) {
+    super(cause, fix);
+    this.name = 'TransientError';
+  }
+}
+
+/**
+ * Whether a retry loop should try again: failures a user can fix while weft
+ * waits, transient ones, and errors that say so (`retryable`); never a
+ * programming error.
+ */
+export function isRetryable(err: unknown): boolean {
+  return err instanceof WeftError || (err instanceof Error && (err as { retryable?: unknown }).retryable === true);
+}
+
 /** One line for any error: user errors as they are, others with their message only. */
 export function oneLine(err: unknown): string {
   if (err instanceof Error) return err.message.split('\n')[0] ?? String(err);

@@ -1,5 +1,6 @@
-// The node agent: lease -> backend -> watch peers -> reconcile; and, when the
-// net-conf's Backend changes, a switch to the new backend without a restart.
+// The node agent: lease -> backend -> watch peers -> one desired data plane
+// (kernel, nftables, backend parts, subnet.env) handed to the Dataplane; and,
+// when the net-conf's Backend changes, a switch without a restart.
 import type { Server } from 'node:http';
 import { mkdir } from 'node:fs/promises';
 import { SerialQueue } from '../core/serial-queue.js';
@@ -8,21 +9,22 @@ import type { Backend, ExternalInterface } from '../../backends/backend.js';
 import { AVAILABLE_BACKENDS, backendFactory, checkBackendOptions } from '../../backends/registry.js';
 import type { NetConf } from '../config/netconf.js';
 import { loadNetConfFile } from '../config/parse.js';
-import { Reconciler } from '../dataplane/reconciler.js';
+import { Dataplane } from '../dataplane/dataplane.js';
 import { WeftError, oneLine } from '../errors.js';
 import type { Lease, LeaseAttrs, LeaseEvent } from '../subnet/lease.js';
 import type { SubnetManager } from '../subnet/manager.js';
-import { Backoff, sleep } from '../core/backoff.js';
+import { sleep } from '../core/backoff.js';
+import { retryUntilDone } from '../core/retry-log.js';
 import { BackendDrain, DEFAULT_DRAIN_MS, mergeInto } from './backend-drain.js';
-import { classifyConfigChange } from './config-change.js';
+import { classifyConfigChange, refusalLine } from './config-change.js';
 import { LeaseKeeper } from './lease-keeper.js';
-import { failingParts, peerStatus, writeAgentStatus } from './node-status.js';
+import { nodeHealthSource, peerStatus, writeAgentStatus, type NodeView } from './node-status.js';
 import type { NetConfSource, NetConfUpdate } from './config-source.js';
 import { findExternalInterface, type IfaceSelector } from './extiface.js';
-import { NodeFirewall, firewallRules } from './firewall.js';
-import { serveHealth, type FailingPart, type HealthSource } from './health.js';
-import { nodeMetrics, type AgentCounters, type MetricFamily } from './metrics.js';
-import { formatSubnetEnv, readPreviousSubnetEnv, writeSubnetEnv, type SubnetEnv } from '../subnet/subnet-env.js';
+import { firewallRules } from './firewall.js';
+import { serveHealth } from './health.js';
+import type { AgentCounters } from './metrics.js';
+import { SubnetEnvFile, readPreviousSubnetEnv } from '../subnet/subnet-env.js';
 
 export interface AgentOptions {
   subnetManager: SubnetManager;
@@ -55,13 +57,12 @@ export class Agent {
   private readonly peers = new Map<string, Lease>();
   private backend?: Backend;
   private draining?: BackendDrain;
-  private reconciler?: Reconciler;
-  private firewall?: NodeFirewall;
+  private dataplane?: Dataplane;
   private ext?: ExternalInterface;
   private config?: NetConf;
   private ready = false;
-  /** What subnet.env last said; rewritten when the subnet, MTU or masquerading changes. */
-  private subnetEnv?: SubnetEnv;
+  /** Rewritten when the subnet, MTU or masquerading changes. */
+  private readonly subnetEnv: SubnetEnvFile;
   /** Why the latest config update was refused, until a good one arrives. */
   private configRefused?: string;
   private lastLoop = Date.now();
@@ -69,8 +70,6 @@ export class Agent {
   /** Data-plane work (programming, backend switches) runs one at a time, in order. */
   private readonly work = new SerialQueue();
   private readonly lease: LeaseKeeper;
-  /** Why each part of the last programming pass failed (routes, nftables, backend, subnet.env). */
-  private readonly partErrors = new Map<string, string>();
   private readonly counters: AgentCounters = {
     lease_renewals_total: 0,
     lease_reacquisitions_total: 0,
@@ -82,6 +81,7 @@ export class Agent {
 
   constructor(private readonly opts: AgentOptions) {
     this.log = opts.logger;
+    this.subnetEnv = new SubnetEnvFile(opts.subnetFile, opts.logger);
     this.lease = new LeaseKeeper({
       subnetManager: opts.subnetManager,
       logger: opts.logger,
@@ -103,7 +103,7 @@ export class Agent {
   /** Runs until `signal` aborts; leaves the data plane in place on exit. */
   async run(signal: AbortSignal): Promise<void> {
     const started = Date.now();
-    if (this.opts.healthzAddr) this.health = await serveHealth(this.opts.healthzAddr, this.healthSource());
+    if (this.opts.healthzAddr) this.health = await serveHealth(this.opts.healthzAddr, nodeHealthSource(() => this.view()));
     try {
       this.ext = await findExternalInterface(this.opts.iface);
       this.log.info({ iface: this.ext.name, ip: String(this.ext.ip), publicIP: String(this.ext.publicIP), mtu: this.ext.mtu }, 'using external interface');
@@ -119,9 +119,8 @@ export class Agent {
       if (signal.aborted) return;
       this.log.info({ subnet: String(own.subnet), expiresAt: own.expiresAt }, 'subnet lease acquired');
 
-      this.reconciler = new Reconciler({ logger: this.log.child({ component: 'dataplane' }), resyncMs: this.opts.resyncMs });
-      this.reconciler.start(signal);
-      this.firewall = new NodeFirewall({ logger: this.log.child({ component: 'nftables' }), resyncMs: this.opts.resyncMs, signal });
+      this.dataplane = new Dataplane({ logger: this.log, resyncMs: this.opts.resyncMs, requestPass: () => void this.program() });
+      this.dataplane.start(signal);
 
       const watching = this.opts.subnetManager.watchLeases((events, snapshot) => this.onLeaseEvents(events, snapshot, signal), signal);
       const renewing = this.lease.renewLoop(signal);
@@ -153,18 +152,9 @@ export class Agent {
     return factory({ config: conf, ext: this.ext!, logger: this.log.child({ backend: type }), nodeName: this.opts.nodeName, runDir: this.opts.runDir, birdSocket: this.opts.birdSocket });
   }
 
-  /** Retries `fn` with backoff until it succeeds or the signal aborts; logs once per step, and again when the reason changes. */
-  private async retry<T>(what: string, signal: AbortSignal, fn: () => Promise<T>): Promise<T> {
-    const backoff = new Backoff({ reportNewReasons: true, onStep: (err, ms) => this.log.warn({ retryInMs: ms }, `cannot ${what}: ${oneLine(err)}`) });
-    for (;;) {
-      try {
-        return await fn();
-      } catch (err) {
-        if (signal.aborted) throw new WeftError('stopped', 'none');
-        if (!(err instanceof WeftError) && !isTransient(err)) throw err;
-        if (!(await backoff.wait(err, signal))) throw new WeftError('stopped', 'none');
-      }
-    }
+  /** Retries `fn` with backoff until it succeeds or the signal aborts (core/retry-log.ts). */
+  private retry<T>(what: string, signal: AbortSignal, fn: () => Promise<T>): Promise<T> {
+    return retryUntilDone(what, signal, this.log, fn);
   }
 
   /** What this node publishes with the backend it runs now. */
@@ -212,66 +202,42 @@ export class Agent {
   }
 
   /**
-   * One programming pass: routes and devices, nftables, backend side effects,
-   * subnet.env. Each part is applied even when an earlier one fails, and its
-   * outcome is kept for /readyz. Call only from serial work.
+   * One programming pass: the backends' desired state, weft's nftables rules,
+   * the backends' own parts and subnet.env, handed to the Dataplane as one
+   * value. Call only from serial work.
    */
   private async programNow(): Promise<void> {
     const own = this.own;
     const backend = this.backend;
-    if (!own || !backend || !this.reconciler || !this.firewall) return;
+    const dataplane = this.dataplane;
+    if (!own || !backend || !dataplane) return;
     const peers = [...this.peers.values()];
     await this.endDrainIfDone(peers);
     // While draining, each backend serves the peers whose leases name it; the new one never sees
     // (and never warns about) peers that simply have not switched yet.
     const drain = this.draining;
     const { oldPeers, newPeers } = drain ? drain.split(peers) : { oldPeers: [], newPeers: peers };
-    const desired = backend.desired(own, newPeers);
-    if (drain) mergeInto(desired, drain.backend.desired(own, oldPeers));
-    this.reconciler.setDesired(desired);
-    const failed = [
-      await this.part('routes', () => this.reconciler!.reconcileNow()),
-      await this.part('nftables', () => {
-        const tunnelPort = backend.tunnelPort ?? drain?.backend.tunnelPort;
-        return this.firewall!.apply(firewallRules({ tunnelPort, own, peers, network: this.config!.network, ipMasq: this.opts.ipMasq }));
-      }),
-      await this.part('backend', async () => {
-        await backend.sync?.(own, newPeers);
-        if (drain) await drain.backend.sync?.(own, oldPeers);
-      }),
-      await this.part('subnet.env', () => this.updateSubnetEnv(own, backend)),
-    ].filter((e): e is string => e !== undefined);
+    const kernel = backend.desired(own, newPeers);
+    if (drain) mergeInto(kernel, drain.backend.desired(own, oldPeers));
+    const tunnelPort = backend.tunnelPort ?? drain?.backend.tunnelPort;
+    const failed = await dataplane.apply({
+      kernel,
+      nft: firewallRules({ tunnelPort, own, peers, network: this.config!.network, ipMasq: this.opts.ipMasq }),
+      extras: [
+        {
+          name: 'backend',
+          apply: async () => {
+            await backend.sync?.(own, newPeers);
+            if (drain) await drain.backend.sync?.(own, oldPeers);
+          },
+        },
+        { name: 'subnet.env', apply: () => this.subnetEnv.write({ network: this.config!.network, subnet: own.subnet, mtu: backend.mtu, ipMasq: this.opts.ipMasq }) },
+      ],
+    });
     this.ready = true;
     this.counters.program_total++;
     await this.writeStatus();
     if (failed.length) throw new Error(failed.join('; '));
-  }
-
-  /** Runs one part of a programming pass; returns (and keeps, for /readyz) why it failed. */
-  private async part(name: string, fn: () => Promise<unknown>): Promise<string | undefined> {
-    try {
-      await fn();
-      this.partErrors.delete(name);
-      return undefined;
-    } catch (err) {
-      const why = oneLine(err);
-      this.partErrors.set(name, why);
-      return `${name}: ${why}`;
-    }
-  }
-
-  private async updateSubnetEnv(own: Lease, backend: Backend): Promise<void> {
-    const env: SubnetEnv = { network: this.config!.network, subnet: own.subnet, mtu: backend.mtu, ipMasq: this.opts.ipMasq };
-    const previous = this.subnetEnv;
-    if (previous && formatSubnetEnv(previous) === formatSubnetEnv(env)) return;
-    await writeSubnetEnv(this.opts.subnetFile, env);
-    this.subnetEnv = env;
-    if (previous && previous.mtu !== env.mtu) {
-      this.log.warn({ file: this.opts.subnetFile, oldMtu: previous.mtu, mtu: env.mtu },
-        `subnet.env rewritten: pod MTU is now ${env.mtu}; running pods keep MTU ${previous.mtu} until they are recreated`);
-    } else {
-      this.log.info({ file: this.opts.subnetFile }, 'subnet.env written');
-    }
   }
 
   // --- live config changes ------------------------------------------------
@@ -291,30 +257,19 @@ export class Agent {
     if (signal.aborted || !this.config || !this.backend) return;
     const where = this.opts.configSource?.where ?? 'the network config';
     const running = this.backend.type;
-    if ('unreadable' in update) {
-      this.refuse(`cannot read the network config (${update.unreadable}); backend ${running} keeps running`);
+    const change = 'unreadable' in update ? undefined : classifyConfigChange(this.config, update.text);
+    const refusal = refusalLine(update, change, where, running);
+    if (refusal) return this.refuse(refusal);
+    if (change?.kind === 'same') {
+      if (this.configRefused) this.log.info({ backend: running }, `network config in ${where} is acceptable again; backend ${running} unchanged`);
+      this.config = change.conf;
+    } else if (change?.kind !== 'backend-changed' || !(await this.switchBackend(change.conf, change.from, change.to, signal))) {
       return;
-    }
-    const change = classifyConfigChange(this.config, update.text);
-    switch (change.kind) {
-      case 'invalid':
-        this.refuse(`new network config in ${where} refused: ${change.reason}; backend ${running} keeps running`);
-        return;
-      case 'network-changed':
-        this.refuse(`new network config in ${where} refused: ${change.reason}, which needs a cluster rebuild (every lease and pod address moves); backend ${running} keeps running`);
-        return;
-      case 'same':
-        if (this.configRefused) this.log.info({ backend: running }, `network config in ${where} is acceptable again; backend ${running} unchanged`);
-        break;
-      case 'backend-changed':
-        if (!(await this.switchBackend(change.conf, change.from, change.to, signal))) return;
-        break;
     }
     this.configRefused = undefined;
     if (change.rangeChanged) {
       this.log.info('SubnetMin/SubnetMax changed; they apply to leases taken from now on, this node keeps its subnet');
     }
-    if (change.kind === 'same') this.config = change.conf;
   }
 
   private refuse(line: string): void {
@@ -414,42 +369,15 @@ export class Agent {
     });
   }
 
-  /** Every part of the node's desired state that is not applied now, and why; empty when ready. */
-  private notReady(): FailingPart[] {
-    return failingParts({
-      own: this.own,
-      programmed: this.ready,
-      dataplane: this.reconciler?.status(),
-      nftError: this.firewall?.error,
-      partErrors: this.partErrors,
-      backendType: this.backend?.type,
-      backendReason: this.backend?.notReadyReason?.(),
-    });
-  }
-
-  private metrics(): MetricFamily[] {
-    return nodeMetrics({
-      failing: this.notReady(),
-      peers: this.peers.size,
-      backend: this.backend?.type,
-      dataplane: this.reconciler?.status(),
-      counters: this.counters,
-      backendFamilies: this.backend?.metrics?.() ?? [],
-    });
-  }
-
-  private healthSource(): HealthSource {
-    return {
-      notReady: () => this.notReady(),
-      unhealthyReason: (): string | undefined => (Date.now() - this.lastLoop > 30_000 ? 'event loop stalled' : undefined),
-      metrics: () => this.metrics(),
-    };
+  /** What the probes read, at the moment they read it. */
+  private view(): NodeView {
+    const { own, dataplane, backend, counters, lastLoop } = this;
+    return { own, dataplane, backend, counters, lastLoop, peers: this.peers.size };
   }
 
   private async shutdown(): Promise<void> {
     // Leave routes, devices and the nftables table in place: pods keep working while the agent restarts.
-    await this.reconciler?.stop();
-    await this.firewall?.stop().catch(() => undefined);
+    await this.dataplane?.stop();
     if (this.draining) {
       this.draining.cancel();
       await this.stopBackend(this.draining.backend, false);
@@ -458,10 +386,4 @@ export class Agent {
     await this.opts.subnetManager.close().catch(() => undefined);
     await new Promise<void>((resolve) => (this.health ? this.health.close(() => resolve()) : resolve()));
   }
-}
-
-/** Network-level failures worth retrying (etcd down, connection reset). */
-function isTransient(err: unknown): boolean {
-  const text = String((err as Error)?.message ?? err);
-  return /unavailable|ECONNREFUSED|ETIMEDOUT|EHOSTUNREACH|deadline|connect|timed out/i.test(text);
 }

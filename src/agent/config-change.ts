@@ -1,9 +1,11 @@
 // What a new net-conf text means for a running agent: nothing, a backend
-// switch, or a refusal (invalid, or a change only a cluster rebuild can make).
+// switch, or a refusal (invalid, or a change only a cluster rebuild can make),
+// and the one line that says so.
 import { checkBackendOptions } from '../../backends/registry.js';
 import { parseNetConf } from '../config/parse.js';
 import type { BackendConf, NetConf } from '../config/netconf.js';
 import { oneLine } from '../errors.js';
+import type { NetConfUpdate } from './config-source.js';
 
 export type ConfigChange =
   /** Same Network and backend (SubnetMin/SubnetMax may differ: they only matter for new leases). */
@@ -31,6 +33,20 @@ export function classifyConfigChange(current: NetConf, text: string): ConfigChan
   const to = describeBackend(next.backend);
   if (from === to) return { kind: 'same', conf: next, rangeChanged };
   return { kind: 'backend-changed', conf: next, from, to, rangeChanged };
+}
+
+/**
+ * The one log line for an update the running agent refuses (unreadable,
+ * invalid, or a change only a cluster rebuild can make), or undefined.
+ */
+export function refusalLine(update: NetConfUpdate, change: ConfigChange | undefined, where: string, running: string): string | undefined {
+  const keeps = `backend ${running} keeps running`;
+  if ('unreadable' in update) return `cannot read the network config (${update.unreadable}); ${keeps}`;
+  if (change?.kind === 'invalid') return `new network config in ${where} refused: ${change.reason}; ${keeps}`;
+  if (change?.kind === 'network-changed') {
+    return `new network config in ${where} refused: ${change.reason}, which needs a cluster rebuild (every lease and pod address moves); ${keeps}`;
+  }
+  return undefined;
 }
 
 /** The Backend section as one canonical line: `vxlan {"Port":4789,"VNI":2}`; equal sections give equal lines. */

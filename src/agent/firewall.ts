@@ -1,9 +1,8 @@
 // The node's nftables rules, derived from the lease set: the tunnel port
 // open only to peers, and (with --ip-masq) pod masquerade and forwarding of
-// the cluster Network. One weft-owned table; no table when no rule is wanted.
-import type { Logger } from 'pino';
-import { NftTable, type NftRules } from '../dataplane/nft.js';
-import { oneLine } from '../errors.js';
+// the cluster Network. One weft-owned table, kept by the Dataplane; no table
+// when no rule is wanted.
+import type { NftRules } from '../dataplane/nft.js';
 import type { Cidr } from '../core/cidr.js';
 import type { Lease } from '../subnet/lease.js';
 
@@ -30,55 +29,4 @@ export function firewallRules(input: FirewallInput): NftRules | undefined {
     rules.forwardNetwork = network.toString();
   }
   return rules.vxlanPort === undefined && !rules.masquerade ? undefined : rules;
-}
-
-/** Keeps weft's table equal to the wanted rules, and absent when none are wanted. */
-export class NodeFirewall {
-  private readonly table: NftTable;
-  private present: boolean | undefined; // undefined: not known yet (a previous run may have left a table)
-
-  constructor(private readonly opts: { logger: Logger; resyncMs?: number; signal: AbortSignal }) {
-    this.table = new NftTable({ logger: opts.logger, ...(opts.resyncMs !== undefined ? { resyncMs: opts.resyncMs } : {}) });
-  }
-
-  /** Rejects when a wanted table cannot be written (e.g. nft missing): the agent is then not ready. */
-  async apply(rules: NftRules | undefined): Promise<void> {
-    if (rules) {
-      const { written } = await this.table.apply(rules);
-      if (this.present !== true) {
-        this.table.start(this.opts.signal); // restore it if someone deletes it
-        this.opts.logger.info('nftables table weft in place');
-      } else if (written) {
-        this.opts.logger.debug('nftables table weft updated');
-      }
-      this.present = true;
-      return;
-    }
-    if (this.present === false) return;
-    try {
-      await this.table.remove();
-      if (this.present) this.opts.logger.info('nftables table weft removed: no rule is needed');
-    } catch (err) {
-      // Nothing wanted and nothing known to exist: a node without nft needs no table.
-      if (this.present) throw err;
-      this.opts.logger.debug(`no leftover nftables table removed: ${oneLine(err)}`);
-    }
-    this.present = false;
-  }
-
-  /** Why weft's table is not as wanted, undefined when it is. */
-  get error(): string | undefined {
-    return this.table.error;
-  }
-
-  /** Stops checking; the table stays (SIGTERM keeps the data plane). */
-  stop(): Promise<void> {
-    return this.table.stop();
-  }
-
-  /** Deletes the table (removing weft from the node). */
-  remove(): Promise<void> {
-    this.present = false;
-    return this.table.remove();
-  }
 }

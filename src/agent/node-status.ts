@@ -1,11 +1,14 @@
 // What the node tells about itself: the parts of its desired state that are
-// not applied (for /readyz and /metrics), and the status file `weft status`
-// reads. Pure functions of a view of the agent's state.
+// not applied (for /readyz and /metrics: the lease, each data-plane part, the
+// backend's own health), and the status file `weft status` reads. Pure
+// functions of a view of the agent's state.
 import { join } from 'node:path';
 import { writeFileAtomic } from '../core/atomic-write.js';
-import type { ReconcilerStatus } from '../dataplane/reconciler.js';
+import type { Backend } from '../../backends/backend.js';
+import type { Dataplane, PartStatus } from '../dataplane/dataplane.js';
 import type { Lease } from '../subnet/lease.js';
-import type { FailingPart } from './health.js';
+import type { FailingPart, HealthSource } from './health.js';
+import { nodeMetrics, type AgentCounters } from './metrics.js';
 
 /** status.json, as `weft status` reads it. */
 export interface AgentStatus {
@@ -21,13 +24,8 @@ export interface AgentStatus {
 
 export interface ReadinessView {
   own: Lease | undefined;
-  /** The first programming pass has run. */
-  programmed: boolean;
-  dataplane: ReconcilerStatus | undefined;
-  /** Why weft's nftables table is not as wanted. */
-  nftError: string | undefined;
-  /** Why each part of the last programming pass failed. */
-  partErrors: ReadonlyMap<string, string>;
+  /** Each part of the data plane (undefined before the data plane exists). */
+  dataplane: readonly PartStatus[] | undefined;
   backendType: string | undefined;
   /** The backend's own reason (BGP sessions, the udp loop). */
   backendReason: string | undefined;
@@ -36,23 +34,47 @@ export interface ReadinessView {
 /** Every part of the node's desired state that is not applied now, and why; empty when ready. */
 export function failingParts(v: ReadinessView): FailingPart[] {
   if (!v.own) return [{ part: 'lease', reason: 'no subnet lease yet' }];
-  if (!v.programmed) return [{ part: 'dataplane', reason: 'data plane not programmed yet' }];
-  const failing: FailingPart[] = [];
-  const dp = v.dataplane;
-  for (const dst of dp?.conflicts ?? []) {
-    failing.push({ part: 'routes', reason: `a route to ${dst} exists that weft does not own (no proto 147); weft will not replace it — remove it or change that subnet` });
-  }
-  for (const link of dp?.missingLinks ?? []) failing.push({ part: 'links', reason: `device ${link} does not exist; its routes wait for it` });
-  for (const f of dp?.failures ?? []) failing.push({ part: 'routes', reason: `the kernel refused ${f}` });
-  if (dp?.lastError) failing.push({ part: 'routes', reason: dp.lastError });
-  if (v.nftError) failing.push({ part: 'nftables', reason: v.nftError });
-  for (const [part, reason] of v.partErrors) {
-    // The reconciler's live status above is newer than the pass's outcome, and so is the table's.
-    if (part === 'routes' || (part === 'nftables' && v.nftError)) continue;
-    failing.push({ part, reason });
-  }
+  if (!v.dataplane) return [{ part: 'dataplane', reason: 'data plane not programmed yet' }];
+  const failing: FailingPart[] = v.dataplane
+    .filter((p) => p.state === 'failed' || p.part === 'dataplane')
+    .map((p) => ({ part: p.part, reason: p.reason ?? p.state }));
   if (v.backendReason) failing.push({ part: 'backend', reason: `${v.backendType}: ${v.backendReason}` });
   return failing;
+}
+
+/** The agent's state the probes read. */
+export interface NodeView {
+  own: Lease | undefined;
+  dataplane: Pick<Dataplane, 'status' | 'kernelStatus'> | undefined;
+  backend: Backend | undefined;
+  peers: number;
+  counters: AgentCounters;
+  /** When the agent's loops last turned (ms since the epoch). */
+  lastLoop: number;
+}
+
+/** A loop silent this long makes /healthz fail. */
+const STALL_MS = 30_000;
+
+/** /readyz, /healthz and /metrics over a live view of the agent. */
+export function nodeHealthSource(view: () => NodeView): HealthSource {
+  const failing = (v: NodeView): FailingPart[] =>
+    failingParts({ own: v.own, dataplane: v.dataplane?.status(), backendType: v.backend?.type, backendReason: v.backend?.notReadyReason?.() });
+  return {
+    notReady: () => failing(view()),
+    unhealthyReason: () => (Date.now() - view().lastLoop > STALL_MS ? 'event loop stalled' : undefined),
+    metrics: () => {
+      const v = view();
+      return nodeMetrics({
+        failing: failing(v),
+        peers: v.peers,
+        backend: v.backend?.type,
+        dataplane: v.dataplane?.kernelStatus(),
+        counters: v.counters,
+        backendFamilies: v.backend?.metrics?.() ?? [],
+      });
+    },
+  };
 }
 
 /** Writes status.json into the run dir, atomically. */

@@ -46,8 +46,8 @@ export class Backoff {
     return ms;
   }
 
-  /** Reports the failure (once per step), waits the current delay; false when `signal` aborted. */
-  wait(err: unknown, signal?: AbortSignal): Promise<boolean> {
+  /** Reports the failure (once per step) and returns the delay to wait, for callers that keep their own timer. */
+  next(err: unknown): number {
     const ms = this.step();
     const reason = this.opts.reportNewReasons ? String((err as Error)?.message ?? err) : undefined;
     if (ms !== this.reportedMs || reason !== this.reportedReason) {
@@ -55,7 +55,12 @@ export class Backoff {
       this.reportedMs = ms;
       this.reportedReason = reason;
     }
-    return sleep(ms, signal);
+    return ms;
+  }
+
+  /** Reports the failure (once per step), waits the current delay; false when `signal` aborted. */
+  wait(err: unknown, signal?: AbortSignal): Promise<boolean> {
+    return sleep(this.next(err), signal);
   }
 
   /** Back to the first step after a success. */

@@ -3,6 +3,7 @@
 // standard bridge + host-local plugins and flannel's own plugin read it
 // unchanged. One format and one parser, for the agent, the CNI plugin and the lab.
 import { readFile } from 'node:fs/promises';
+import type { Logger } from 'pino';
 import { writeFileAtomic } from '../core/atomic-write.js';
 import { Cidr, IP } from '../core/cidr.js';
 
@@ -94,6 +95,26 @@ function subnetOf(text: string): { subnet: Cidr; gateway: IP } {
 
 export async function writeSubnetEnv(path: string, env: SubnetEnv): Promise<void> {
   await writeFileAtomic(path, formatSubnetEnv(env), { mode: 0o644 });
+}
+
+/** The agent's subnet.env: rewritten only when its text changes, with a warning when the pod MTU does. */
+export class SubnetEnvFile {
+  private last?: SubnetEnv;
+
+  constructor(readonly path: string, private readonly logger: Logger) {}
+
+  async write(env: SubnetEnv): Promise<void> {
+    const previous = this.last;
+    if (previous && formatSubnetEnv(previous) === formatSubnetEnv(env)) return;
+    await writeSubnetEnv(this.path, env);
+    this.last = env;
+    if (previous && previous.mtu !== env.mtu) {
+      this.logger.warn({ file: this.path, oldMtu: previous.mtu, mtu: env.mtu },
+        `subnet.env rewritten: pod MTU is now ${env.mtu}; running pods keep MTU ${previous.mtu} until they are recreated`);
+    } else {
+      this.logger.info({ file: this.path }, 'subnet.env written');
+    }
+  }
 }
 
 /**

@@ -10,6 +10,9 @@ import { SaidOnce } from '../../src/core/said-once.js';
 import { writeFileAtomic, writeFileAtomicSync } from '../../src/core/atomic-write.js';
 import { formatSubnetEnv, parseSubnetEnv, readPreviousSubnetEnv, SubnetEnvError } from '../../src/subnet/subnet-env.js';
 import { Cidr } from '../../src/core/cidr.js';
+import { TransientError, WeftError, isRetryable } from '../../src/errors.js';
+import { EtcdUnreachableError } from '../../src/subnet/etcd/client.js';
+import { KubeApiError } from '../../src/subnet/kube/api.js';
 
 t.test('sleep: true after the time, false at once when aborted', async (t) => {
   t.equal(await sleep(1), true);
@@ -93,4 +96,21 @@ t.test('SaidOnce: news once per key and text, again after a change or forget, bo
   said.news('c', 'x');
   said.news('d', 'x');
   t.equal(said.news('b', 'x'), true, 'past the limit the memory starts afresh instead of growing');
+});
+
+t.test('retry decisions come from error types, not message text', async (t) => {
+  const retried = (errs: unknown[]) => errs.map(isRetryable);
+  t.same(retried([
+    new WeftError('BIRD is not installed', 'apt-get install bird2'),
+    new TransientError('list nodes: no answer from the API server in 30 s'),
+    new EtcdUnreachableError('etcd at http://192.0.2.1:2379 is unreachable'),
+    new KubeApiError(503, 'list nodes: HTTP 503'),
+    new KubeApiError(429, 'list nodes: HTTP 429'),
+  ]), [true, true, true, true, true], 'user-fixable, transient, unreachable etcd, API server trouble and throttling: retried');
+  t.same(retried([
+    new KubeApiError(404, 'get node n1: HTTP 404'),
+    new TypeError('cannot read properties of undefined (connect)'),
+    new Error('ECONNREFUSED, but raw'),
+    'ETIMEDOUT',
+  ]), [false, false, false, false], 'a client error, a programming error and untyped failures: not retried, whatever their text');
 });

@@ -6,7 +6,7 @@ import {
   isRecoverableError,
   type IOptions,
 } from 'etcd3';
-import { WeftError } from '../../errors.js';
+import { TransientError, WeftError } from '../../errors.js';
 
 export const DEFAULT_ETCD_PREFIX = '/weft/network';
 
@@ -96,7 +96,7 @@ export function isEtcdUnreachable(err: unknown): boolean {
 }
 
 /** etcd could not be reached (refused, timed out): worth retrying with backoff, unlike a refusal. */
-export class EtcdUnreachableError extends WeftError {
+export class EtcdUnreachableError extends TransientError {
   constructor(cause: string, fix?: string) {
     super(cause, fix);
     this.name = 'EtcdUnreachableError';

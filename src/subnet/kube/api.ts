@@ -12,7 +12,7 @@ import {
   type ResponseContext,
   type V1Node,
 } from '@kubernetes/client-node';
-import { WeftError } from '../../errors.js';
+import { TransientError, WeftError, oneLine } from '../../errors.js';
 
 export interface KubeApiCall {
   /** "" is the core group. */
@@ -38,9 +38,13 @@ export interface NodeWatchEvent {
 
 /** An API server answer with an HTTP status (404, 410 Gone, 403, ...). */
 export class KubeApiError extends Error {
+  /** Server-side trouble or throttling: worth asking again. */
+  readonly retryable: boolean;
+
   constructor(readonly status: number, message: string) {
     super(message);
     this.name = 'KubeApiError';
+    this.retryable = status >= 500 || status === 429;
   }
 }
 
@@ -158,15 +162,20 @@ export class NodeApi {
     try {
       return await send({ middleware: [middleware], middlewareMergeStrategy: 'append' });
     } catch (err) {
-      if (deadline.aborted && !signal?.aborted) throw new Error(`${what}: no answer from the API server in ${this.requestTimeoutMs / 1000} s`);
+      if (deadline.aborted && !signal?.aborted) {
+        throw new TransientError(`${what}: no answer from the API server in ${this.requestTimeoutMs / 1000} s`, UNREACHABLE_FIX);
+      }
       throw asApiError(what, err);
     }
   }
 }
 
+const UNREACHABLE_FIX = 'check that the Kubernetes API server is up and reachable from this node';
+
 function asApiError(what: string, err: unknown): unknown {
   const status = err instanceof ApiException ? err.code : (err as { statusCode?: unknown })?.statusCode;
-  if (typeof status !== 'number') return err;
+  // No HTTP answer at all: refused, reset, unresolvable.
+  if (typeof status !== 'number') return new TransientError(`${what}: ${oneLine(err)}`, UNREACHABLE_FIX);
   const body = err instanceof ApiException ? (err.body as { message?: unknown } | string | undefined) : undefined;
   const detail = typeof body === 'string' ? safeMessage(body) : typeof body?.message === 'string' ? body.message : '';
   const message = `${what}: HTTP ${status}${detail ? ` (${detail.slice(0, 200)})` : ''}`;
