@@ -1,7 +1,7 @@
 // The pure half of the reconciler: kernel snapshot + desired state -> the
 // smallest ordered list of iproute2 batch commands. No I/O, so every rule
 // (ownership, ordering, no-flap, idempotence) is unit-tested without root.
-import { Cidr, IP, type Family } from '../core/cidr.js';
+import { familyOf, normaliseDesired, type DesiredRoute, type WantedVxlan } from './desired-check.js';
 import { WEFT_LINK_PREFIX, WEFT_ROUTE_PROTO, type Addr, type DesiredState, type Fdb, type Neigh } from './state.js';
 
 /** A link as the kernel reports it (only the fields the diff compares). */
@@ -76,161 +76,15 @@ export interface PlanOptions {
   linkPrefix?: string;
 }
 
-const MAC_RE = /^[0-9a-f]{2}(?::[0-9a-f]{2}){5}$/;
-// Kernel rule (dev_valid_name) plus a conservative charset: names go into batch lines verbatim.
-const DEV_RE = /^[A-Za-z0-9_.-]{1,15}$/;
-
-function isDevName(name: unknown): name is string {
-  return typeof name === 'string' && DEV_RE.test(name) && name !== '.' && name !== '..';
-}
-
-export function normaliseMac(text: unknown): string | undefined {
-  if (typeof text !== 'string') return undefined;
-  const mac = text.toLowerCase();
-  return MAC_RE.test(mac) ? mac : undefined;
-}
-
-export function normaliseIP(text: unknown): string | undefined {
-  if (typeof text !== 'string') return undefined;
-  try {
-    return IP.parse(text).toString();
-  } catch {
-    return undefined;
-  }
-}
-
-/**
- * A route destination as one canonical CIDR: "default" becomes 0.0.0.0/0 or
- * ::/0 (the family must then be given), a bare host address gets /32 or /128.
- */
-export function normaliseDst(text: unknown, family?: Family): string | undefined {
-  if (typeof text !== 'string') return undefined;
-  if (text === 'default') return family === 6 ? '::/0' : family === 4 ? '0.0.0.0/0' : undefined;
-  try {
-    if (!text.includes('/')) {
-      const ip = IP.parse(text);
-      return `${ip}/${ip.bits}`;
-    }
-    return Cidr.parse(text).toString();
-  } catch {
-    return undefined;
-  }
-}
-
-/** An interface address "ip/len" (host bits allowed), canonical. */
-export function normaliseAddr(text: unknown): string | undefined {
-  if (typeof text !== 'string') return undefined;
-  const slash = text.indexOf('/');
-  if (slash < 0) return undefined;
-  const ip = normaliseIP(text.slice(0, slash));
-  const lenText = text.slice(slash + 1);
-  if (!ip || !/^\d{1,3}$/.test(lenText)) return undefined;
-  const len = Number(lenText);
-  return len <= (ip.includes(':') ? 128 : 32) ? `${ip}/${len}` : undefined;
-}
-
-/** A value from desired state, safe to put in a log line (quoted, bounded). */
-function quote(v: unknown): string {
-  return JSON.stringify(String(v).slice(0, 48));
-}
-
-function familyOf(cidrOrIp: string): Family {
-  return cidrOrIp.includes(':') ? 6 : 4;
-}
-
 /** The metric a route gets when none is given: 0 for IPv4, 1024 for IPv6. */
 function defaultMetric(dst: string): number {
   return familyOf(dst) === 6 ? 1024 : 0;
 }
 
-interface DesiredRoute {
-  dst: string;
-  via?: string;
-  dev?: string;
-  onlink: boolean;
-}
-
-interface Wanted {
-  vxlan: Map<string, { name: string; mtu: number; mac?: string; vni: number; port: number; local: string; dev: string }>;
-  tun: Map<string, { name: string; mtu: number }>;
-  addrs: Map<string, Addr>;
-  neighs: Map<string, Neigh>;
-  fdb: Map<string, Fdb>;
-  routes: Map<string, DesiredRoute>;
-}
-
-/** Validates and normalises desired state; anything malformed or not weft's to manage is rejected by name. */
-function normaliseDesired(desired: DesiredState, prefix: string, rejected: string[]): Wanted {
-  const w: Wanted = { vxlan: new Map(), tun: new Map(), addrs: new Map(), neighs: new Map(), fdb: new Map(), routes: new Map() };
-  for (const link of desired.links) {
-    const name = link.name;
-    if (!isDevName(name) || !name.startsWith(prefix)) {
-      rejected.push(`link ${quote(name)}: not a valid device name starting with "${prefix}"`);
-      continue;
-    }
-    const mtu = Number.isInteger(link.mtu) && link.mtu >= 68 && link.mtu <= 65535 ? link.mtu : 0;
-    if (link.spec.kind === 'tun') {
-      w.tun.set(name, { name, mtu });
-      continue;
-    }
-    const s = link.spec;
-    const local = normaliseIP(s.local);
-    const mac = link.mac === undefined ? undefined : normaliseMac(link.mac);
-    if (!Number.isInteger(s.vni) || s.vni < 0 || s.vni > 0xffffff || !Number.isInteger(s.port) || s.port < 1 || s.port > 65535
-      || !local || !isDevName(s.dev) || (link.mac !== undefined && !mac)) {
-      rejected.push(`link ${name}: bad vxlan spec (vni, port, local, dev or mac)`);
-      continue;
-    }
-    w.vxlan.set(name, { name, mtu, ...(mac ? { mac } : {}), vni: s.vni, port: s.port, local, dev: s.dev });
-  }
-  const managed = (dev: string): boolean => w.vxlan.has(dev) || w.tun.has(dev);
-  for (const a of desired.addrs) {
-    const cidr = normaliseAddr(a.cidr);
-    if (!cidr || !managed(a.dev)) {
-      rejected.push(`address ${quote(a.cidr)} on ${quote(a.dev)}: ${cidr ? 'device is not a desired weft link' : 'not ip/len'}`);
-      continue;
-    }
-    w.addrs.set(`${a.dev}|${cidr}`, { dev: a.dev, cidr });
-  }
-  for (const n of desired.neighs) {
-    const ip = normaliseIP(n.ip);
-    const mac = normaliseMac(n.mac);
-    if (!ip || !mac || !managed(n.dev)) {
-      rejected.push(`neighbour ${quote(n.ip)} on ${quote(n.dev)}: ${ip && mac ? 'device is not a desired weft link' : 'bad ip or mac'}`);
-      continue;
-    }
-    w.neighs.set(`${n.dev}|${ip}`, { dev: n.dev, ip, mac });
-  }
-  for (const f of desired.fdb) {
-    const mac = normaliseMac(f.mac);
-    const dst = normaliseIP(f.dst);
-    if (!mac || !dst || !w.vxlan.has(f.dev)) {
-      rejected.push(`fdb ${quote(f.mac)} on ${quote(f.dev)}: ${mac && dst ? 'device is not a desired weft vxlan link' : 'bad mac or dst'}`);
-      continue;
-    }
-    w.fdb.set(`${f.dev}|${mac}`, { dev: f.dev, mac, dst });
-  }
-  for (const r of desired.routes) {
-    const dst = normaliseDst(r.dst);
-    const via = r.via === undefined ? undefined : normaliseIP(r.via);
-    const devOk = r.dev === undefined || (isDevName(r.dev) && (!r.dev.startsWith(prefix) || managed(r.dev)));
-    const why = !dst ? 'destination is not a CIDR'
-      : r.via !== undefined && (!via || familyOf(via) !== familyOf(dst)) ? 'gateway is not an address of the same family'
-      : !devOk ? 'device is not valid or not a desired weft link'
-      : !via && r.dev === undefined ? 'needs a gateway or a device'
-      : undefined;
-    if (why || !dst) {
-      rejected.push(`route ${quote(r.dst)}: ${why}`);
-      continue;
-    }
-    w.routes.set(dst, { dst, ...(via ? { via } : {}), ...(r.dev !== undefined ? { dev: r.dev } : {}), onlink: r.onlink === true });
-  }
-  return w;
-}
-
-function vxlanLine(v: { name: string; mtu: number; mac?: string; vni: number; port: number; local: string; dev: string }): string {
+function vxlanLine(v: WantedVxlan): string {
   const opts = `${v.mac ? ` address ${v.mac}` : ''}${v.mtu ? ` mtu ${v.mtu}` : ''}`;
-  return `link add name ${v.name}${opts} type vxlan id ${v.vni} dstport ${v.port} local ${v.local} dev ${v.dev} nolearning`;
+  const t = v.tunnel;
+  return `link add name ${v.name}${opts} type vxlan id ${t.vni} dstport ${t.port} local ${t.local} dev ${t.dev} nolearning`;
 }
 
 function routeLine(r: DesiredRoute): string {
@@ -274,8 +128,9 @@ export function planChanges(kernel: KernelSnapshot, desired: DesiredState, opts:
 
   for (const v of w.vxlan.values()) {
     const k = kLinks.get(v.name);
-    const same = k?.kind === 'vxlan' && k.vxlan !== undefined && k.vxlan.vni === v.vni && k.vxlan.port === v.port
-      && k.vxlan.local === v.local && k.vxlan.dev === v.dev && !k.vxlan.learning;
+    const { tunnel } = v;
+    const same = k?.kind === 'vxlan' && k.vxlan !== undefined && k.vxlan.vni === tunnel.vni && k.vxlan.port === tunnel.port
+      && k.vxlan.local === tunnel.local && k.vxlan.dev === tunnel.dev && !k.vxlan.learning;
     if (k && same) {
       setLine(v.name, k, v.mtu, v.mac);
       continue;

@@ -5,10 +5,8 @@ import { spawn, type ChildProcessByStdio } from 'node:child_process';
 import type { Readable } from 'node:stream';
 import { runCommand, userCause } from '../core/command.js';
 import { WEFT_LINK_PREFIX } from './state.js';
-import {
-  normaliseAddr, normaliseDst, normaliseIP, normaliseMac,
-  type Batch, type KernelLink, type KernelRoute, type KernelSnapshot, type Op,
-} from './diff.js';
+import { normaliseAddr, normaliseDst, normaliseIP, normaliseMac } from './desired-check.js';
+import type { Batch, KernelLink, KernelRoute, KernelSnapshot, Op } from './diff.js';
 import type { Addr, Fdb, Neigh } from './state.js';
 
 export type Tool = 'ip' | 'bridge';

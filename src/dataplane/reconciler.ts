@@ -5,7 +5,8 @@
 import type { Logger } from 'pino';
 import { SaidOnce } from '../core/said-once.js';
 import { oneLine } from '../errors.js';
-import { normaliseDst, planChanges, toBatches, type Plan } from './diff.js';
+import { normaliseDst } from './desired-check.js';
+import { planChanges, toBatches, type Plan } from './diff.js';
 import { Iproute, type KernelAdapter } from './iproute.js';
 import { KernelMonitor, isRelevantEvent, type MonitorInterest } from './monitor.js';
 import { NetlinkMonitor, isRelevantKernelEvent, loadNetlinkAddon, type KernelEvent, type NetlinkAddon } from './netlink.js';
