@@ -7,7 +7,7 @@
 // in a loop.
 import { spawn } from 'node:child_process';
 import type { Logger } from 'pino';
-import { normaliseDst } from '../../src/dataplane/diff.js';
+import { normaliseDst } from '../../src/dataplane/desired-check.js';
 import { KernelMonitor } from '../../src/dataplane/monitor.js';
 import { NetlinkMonitor, RT_TABLE_MAIN, routeDst, type KernelEvent } from '../../src/dataplane/netlink.js';
 import { oneLine } from '../../src/errors.js';

@@ -1,8 +1,9 @@
-// The pure half of the reconciler: kernel snapshot + desired state -> the
-// smallest ordered list of iproute2 batch commands. No I/O, so every rule
-// (ownership, ordering, no-flap, idempotence) is unit-tested without root.
-import { Cidr, IP, type Family } from '../core/cidr.js';
-import { WEFT_LINK_PREFIX, WEFT_ROUTE_PROTO, type Addr, type DesiredState, type Fdb, type Neigh } from './state.js';
+// The pure half of the reconciler: kernel snapshot + checked desired state ->
+// the smallest ordered list of typed kernel changes, grouped into processes.
+// No I/O and no command syntax (the kernel adapter renders each change), so
+// every rule (ownership, ordering, no-flap, idempotence) is unit-tested without root.
+import { familyOf, normaliseDesired, type DesiredRoute, type VxlanTunnel } from './desired-check.js';
+import { WEFT_LINK_PREFIX, type Addr, type DesiredState, type Fdb, type Neigh } from './state.js';
 
 /** A link as the kernel reports it (only the fields the diff compares). */
 export interface KernelLink {
@@ -35,16 +36,27 @@ export interface KernelSnapshot {
   fdb: Fdb[];
 }
 
-export type OpTarget = 'link' | 'addr' | 'neigh' | 'fdb' | 'route';
+export type Tool = 'ip' | 'bridge';
 
-/** One line of an `ip -batch` or `bridge -batch` run. */
-export interface Op {
-  tool: 'ip' | 'bridge';
-  target: OpTarget;
-  action: 'add' | 'set' | 'del';
-  /** Device the op acts on, when it has one. */
-  dev?: string;
-  line: string;
+/**
+ * One kernel change, as data. `add` makes an entry exist as given (written
+ * with iproute2's idempotent `replace`), `set` changes a link in place, `del`
+ * removes. `dev` is the device the change acts on, when it has one; a vxlan
+ * link added with `mtu` 0 keeps the kernel's default.
+ */
+export type Op =
+  | { target: 'link'; action: 'add'; dev: string; mtu: number; mac?: string; tunnel: VxlanTunnel }
+  | { target: 'link'; action: 'set'; dev: string; mtu?: number; mac?: string; up?: true }
+  | { target: 'link'; action: 'del'; dev: string }
+  | ({ target: 'addr'; action: 'add' | 'del' } & Addr)
+  | ({ target: 'neigh'; action: 'add' | 'del' } & Neigh)
+  | ({ target: 'fdb'; action: 'add' | 'del' } & Fdb)
+  | ({ target: 'route'; action: 'add' } & DesiredRoute)
+  | { target: 'route'; action: 'del'; dst: string; dev?: string; metric?: number };
+
+/** The program that applies an op: FDB entries are `bridge`'s, everything else `ip`'s. */
+export function toolOf(op: Op): Tool {
+  return op.target === 'fdb' ? 'bridge' : 'ip';
 }
 
 export interface Plan {
@@ -66,7 +78,7 @@ export interface Plan {
 
 /** One process: consecutive ops for the same tool. */
 export interface Batch {
-  tool: 'ip' | 'bridge';
+  tool: Tool;
   ops: Op[];
 }
 
@@ -76,167 +88,9 @@ export interface PlanOptions {
   linkPrefix?: string;
 }
 
-const MAC_RE = /^[0-9a-f]{2}(?::[0-9a-f]{2}){5}$/;
-// Kernel rule (dev_valid_name) plus a conservative charset: names go into batch lines verbatim.
-const DEV_RE = /^[A-Za-z0-9_.-]{1,15}$/;
-
-function isDevName(name: unknown): name is string {
-  return typeof name === 'string' && DEV_RE.test(name) && name !== '.' && name !== '..';
-}
-
-export function normaliseMac(text: unknown): string | undefined {
-  if (typeof text !== 'string') return undefined;
-  const mac = text.toLowerCase();
-  return MAC_RE.test(mac) ? mac : undefined;
-}
-
-export function normaliseIP(text: unknown): string | undefined {
-  if (typeof text !== 'string') return undefined;
-  try {
-    return IP.parse(text).toString();
-  } catch {
-    return undefined;
-  }
-}
-
-/**
- * A route destination as one canonical CIDR: "default" becomes 0.0.0.0/0 or
- * ::/0 (the family must then be given), a bare host address gets /32 or /128.
- */
-export function normaliseDst(text: unknown, family?: Family): string | undefined {
-  if (typeof text !== 'string') return undefined;
-  if (text === 'default') return family === 6 ? '::/0' : family === 4 ? '0.0.0.0/0' : undefined;
-  try {
-    if (!text.includes('/')) {
-      const ip = IP.parse(text);
-      return `${ip}/${ip.bits}`;
-    }
-    return Cidr.parse(text).toString();
-  } catch {
-    return undefined;
-  }
-}
-
-/** An interface address "ip/len" (host bits allowed), canonical. */
-export function normaliseAddr(text: unknown): string | undefined {
-  if (typeof text !== 'string') return undefined;
-  const slash = text.indexOf('/');
-  if (slash < 0) return undefined;
-  const ip = normaliseIP(text.slice(0, slash));
-  const lenText = text.slice(slash + 1);
-  if (!ip || !/^\d{1,3}$/.test(lenText)) return undefined;
-  const len = Number(lenText);
-  return len <= (ip.includes(':') ? 128 : 32) ? `${ip}/${len}` : undefined;
-}
-
-/** A value from desired state, safe to put in a log line (quoted, bounded). */
-function quote(v: unknown): string {
-  return JSON.stringify(String(v).slice(0, 48));
-}
-
-function familyOf(cidrOrIp: string): Family {
-  return cidrOrIp.includes(':') ? 6 : 4;
-}
-
 /** The metric a route gets when none is given: 0 for IPv4, 1024 for IPv6. */
 function defaultMetric(dst: string): number {
   return familyOf(dst) === 6 ? 1024 : 0;
-}
-
-interface DesiredRoute {
-  dst: string;
-  via?: string;
-  dev?: string;
-  onlink: boolean;
-}
-
-interface Wanted {
-  vxlan: Map<string, { name: string; mtu: number; mac?: string; vni: number; port: number; local: string; dev: string }>;
-  tun: Map<string, { name: string; mtu: number }>;
-  addrs: Map<string, Addr>;
-  neighs: Map<string, Neigh>;
-  fdb: Map<string, Fdb>;
-  routes: Map<string, DesiredRoute>;
-}
-
-/** Validates and normalises desired state; anything malformed or not weft's to manage is rejected by name. */
-function normaliseDesired(desired: DesiredState, prefix: string, rejected: string[]): Wanted {
-  const w: Wanted = { vxlan: new Map(), tun: new Map(), addrs: new Map(), neighs: new Map(), fdb: new Map(), routes: new Map() };
-  for (const link of desired.links) {
-    const name = link.name;
-    if (!isDevName(name) || !name.startsWith(prefix)) {
-      rejected.push(`link ${quote(name)}: not a valid device name starting with "${prefix}"`);
-      continue;
-    }
-    const mtu = Number.isInteger(link.mtu) && link.mtu >= 68 && link.mtu <= 65535 ? link.mtu : 0;
-    if (link.spec.kind === 'tun') {
-      w.tun.set(name, { name, mtu });
-      continue;
-    }
-    const s = link.spec;
-    const local = normaliseIP(s.local);
-    const mac = link.mac === undefined ? undefined : normaliseMac(link.mac);
-    if (!Number.isInteger(s.vni) || s.vni < 0 || s.vni > 0xffffff || !Number.isInteger(s.port) || s.port < 1 || s.port > 65535
-      || !local || !isDevName(s.dev) || (link.mac !== undefined && !mac)) {
-      rejected.push(`link ${name}: bad vxlan spec (vni, port, local, dev or mac)`);
-      continue;
-    }
-    w.vxlan.set(name, { name, mtu, ...(mac ? { mac } : {}), vni: s.vni, port: s.port, local, dev: s.dev });
-  }
-  const managed = (dev: string): boolean => w.vxlan.has(dev) || w.tun.has(dev);
-  for (const a of desired.addrs) {
-    const cidr = normaliseAddr(a.cidr);
-    if (!cidr || !managed(a.dev)) {
-      rejected.push(`address ${quote(a.cidr)} on ${quote(a.dev)}: ${cidr ? 'device is not a desired weft link' : 'not ip/len'}`);
-      continue;
-    }
-    w.addrs.set(`${a.dev}|${cidr}`, { dev: a.dev, cidr });
-  }
-  for (const n of desired.neighs) {
-    const ip = normaliseIP(n.ip);
-    const mac = normaliseMac(n.mac);
-    if (!ip || !mac || !managed(n.dev)) {
-      rejected.push(`neighbour ${quote(n.ip)} on ${quote(n.dev)}: ${ip && mac ? 'device is not a desired weft link' : 'bad ip or mac'}`);
-      continue;
-    }
-    w.neighs.set(`${n.dev}|${ip}`, { dev: n.dev, ip, mac });
-  }
-  for (const f of desired.fdb) {
-    const mac = normaliseMac(f.mac);
-    const dst = normaliseIP(f.dst);
-    if (!mac || !dst || !w.vxlan.has(f.dev)) {
-      rejected.push(`fdb ${quote(f.mac)} on ${quote(f.dev)}: ${mac && dst ? 'device is not a desired weft vxlan link' : 'bad mac or dst'}`);
-      continue;
-    }
-    w.fdb.set(`${f.dev}|${mac}`, { dev: f.dev, mac, dst });
-  }
-  for (const r of desired.routes) {
-    const dst = normaliseDst(r.dst);
-    const via = r.via === undefined ? undefined : normaliseIP(r.via);
-    const devOk = r.dev === undefined || (isDevName(r.dev) && (!r.dev.startsWith(prefix) || managed(r.dev)));
-    const why = !dst ? 'destination is not a CIDR'
-      : r.via !== undefined && (!via || familyOf(via) !== familyOf(dst)) ? 'gateway is not an address of the same family'
-      : !devOk ? 'device is not valid or not a desired weft link'
-      : !via && r.dev === undefined ? 'needs a gateway or a device'
-      : undefined;
-    if (why || !dst) {
-      rejected.push(`route ${quote(r.dst)}: ${why}`);
-      continue;
-    }
-    w.routes.set(dst, { dst, ...(via ? { via } : {}), ...(r.dev !== undefined ? { dev: r.dev } : {}), onlink: r.onlink === true });
-  }
-  return w;
-}
-
-function vxlanLine(v: { name: string; mtu: number; mac?: string; vni: number; port: number; local: string; dev: string }): string {
-  const opts = `${v.mac ? ` address ${v.mac}` : ''}${v.mtu ? ` mtu ${v.mtu}` : ''}`;
-  return `link add name ${v.name}${opts} type vxlan id ${v.vni} dstport ${v.port} local ${v.local} dev ${v.dev} nolearning`;
-}
-
-function routeLine(r: DesiredRoute): string {
-  const via = r.via ? ` via ${r.via}` : '';
-  const dev = r.dev ? ` dev ${r.dev}` : '';
-  return `route replace ${r.dst}${via}${dev}${r.onlink ? ' onlink' : ''} table main proto ${WEFT_ROUTE_PROTO}`;
 }
 
 function sameRoute(k: KernelRoute, d: DesiredRoute): boolean {
@@ -263,40 +117,41 @@ export function planChanges(kernel: KernelSnapshot, desired: DesiredState, opts:
   // Links created in this batch start empty; links removed take their entries with them.
   const fresh = new Set<string>();
   const gone = new Set<string>();
-  const setLine = (name: string, k: KernelLink, mtu: number, mac?: string): void => {
-    const parts = [
-      mtu && k.mtu !== mtu ? ` mtu ${mtu}` : '',
-      mac && k.mac !== mac ? ` address ${mac}` : '',
-      k.up ? '' : ' up',
-    ].join('');
-    if (parts) linkSet.push({ tool: 'ip', target: 'link', action: 'set', dev: name, line: `link set dev ${name}${parts}` });
+  const setLink = (name: string, k: KernelLink, mtu: number, mac?: string): void => {
+    const change = {
+      ...(mtu && k.mtu !== mtu ? { mtu } : {}),
+      ...(mac && k.mac !== mac ? { mac } : {}),
+      ...(k.up ? {} : { up: true as const }),
+    };
+    if (Object.keys(change).length) linkSet.push({ target: 'link', action: 'set', dev: name, ...change });
   };
 
   for (const v of w.vxlan.values()) {
     const k = kLinks.get(v.name);
-    const same = k?.kind === 'vxlan' && k.vxlan !== undefined && k.vxlan.vni === v.vni && k.vxlan.port === v.port
-      && k.vxlan.local === v.local && k.vxlan.dev === v.dev && !k.vxlan.learning;
+    const { tunnel } = v;
+    const same = k?.kind === 'vxlan' && k.vxlan !== undefined && k.vxlan.vni === tunnel.vni && k.vxlan.port === tunnel.port
+      && k.vxlan.local === tunnel.local && k.vxlan.dev === tunnel.dev && !k.vxlan.learning;
     if (k && same) {
-      setLine(v.name, k, v.mtu, v.mac);
+      setLink(v.name, k, v.mtu, v.mac);
       continue;
     }
     if (k) {
-      relinkDel.push({ tool: 'ip', target: 'link', action: 'del', dev: v.name, line: `link del dev ${v.name}` });
+      relinkDel.push({ target: 'link', action: 'del', dev: v.name });
       gone.add(v.name);
     }
     fresh.add(v.name);
-    linkAdd.push({ tool: 'ip', target: 'link', action: 'add', dev: v.name, line: vxlanLine(v) });
-    linkSet.push({ tool: 'ip', target: 'link', action: 'set', dev: v.name, line: `link set dev ${v.name} up` });
+    linkAdd.push({ target: 'link', action: 'add', dev: v.name, mtu: v.mtu, ...(v.mac ? { mac: v.mac } : {}), tunnel });
+    linkSet.push({ target: 'link', action: 'set', dev: v.name, up: true });
   }
   for (const t of w.tun.values()) {
     const k = kLinks.get(t.name);
-    if (k?.kind === 'tun') setLine(t.name, k, t.mtu);
+    if (k?.kind === 'tun') setLink(t.name, k, t.mtu);
     else missingLinks.push(t.name);
   }
   for (const k of kernel.links) {
     if (!k.name.startsWith(prefix) || w.vxlan.has(k.name) || w.tun.has(k.name)) continue;
     if (k.kind === 'vxlan' || (k.kind === 'tun' && opts.removeTunLinks)) {
-      linkDel.push({ tool: 'ip', target: 'link', action: 'del', dev: k.name, line: `link del dev ${k.name}` });
+      linkDel.push({ target: 'link', action: 'del', dev: k.name });
       gone.add(k.name);
     }
   }
@@ -312,11 +167,11 @@ export function planChanges(kernel: KernelSnapshot, desired: DesiredState, opts:
     if (!current(a.dev)) continue;
     const key = `${a.dev}|${a.cidr}`;
     kAddrs.add(key);
-    if (!w.addrs.has(key)) addrDel.push({ tool: 'ip', target: 'addr', action: 'del', dev: a.dev, line: `addr del ${a.cidr} dev ${a.dev}` });
+    if (!w.addrs.has(key)) addrDel.push({ target: 'addr', action: 'del', ...a });
   }
   for (const [key, a] of w.addrs) {
     if (!usable(a.dev) || kAddrs.has(key)) continue;
-    addrAdd.push({ tool: 'ip', target: 'addr', action: 'add', dev: a.dev, line: `addr replace ${a.cidr} dev ${a.dev}` });
+    addrAdd.push({ target: 'addr', action: 'add', ...a });
   }
 
   const neighDel: Op[] = [];
@@ -326,11 +181,11 @@ export function planChanges(kernel: KernelSnapshot, desired: DesiredState, opts:
     if (!current(n.dev)) continue;
     const key = `${n.dev}|${n.ip}`;
     kNeighs.set(key, n);
-    if (!w.neighs.has(key)) neighDel.push({ tool: 'ip', target: 'neigh', action: 'del', dev: n.dev, line: `neigh del ${n.ip} dev ${n.dev}` });
+    if (!w.neighs.has(key)) neighDel.push({ target: 'neigh', action: 'del', ...n });
   }
   for (const [key, n] of w.neighs) {
     if (!usable(n.dev) || kNeighs.get(key)?.mac === n.mac) continue;
-    neighAdd.push({ tool: 'ip', target: 'neigh', action: 'add', dev: n.dev, line: `neigh replace ${n.ip} lladdr ${n.mac} dev ${n.dev} nud permanent` });
+    neighAdd.push({ target: 'neigh', action: 'add', ...n });
   }
 
   /** Other remotes of a MAC that stays: removed before `replace` rewrites the entry. */
@@ -352,12 +207,12 @@ export function planChanges(kernel: KernelSnapshot, desired: DesiredState, opts:
     const moved = want && !match && list.length === 1;
     for (const f of list) {
       if (f === match || moved) continue;
-      (want ? fdbMoveDel : fdbDel).push({ tool: 'bridge', target: 'fdb', action: 'del', dev: f.dev, line: `fdb del ${f.mac} dev ${f.dev} dst ${f.dst} self` });
+      (want ? fdbMoveDel : fdbDel).push({ target: 'fdb', action: 'del', ...f });
     }
   }
   for (const [key, f] of w.fdb) {
     if (kFdb.has(key)) continue;
-    fdbAdd.push({ tool: 'bridge', target: 'fdb', action: 'add', dev: f.dev, line: `fdb replace ${f.mac} dev ${f.dev} dst ${f.dst} self permanent` });
+    fdbAdd.push({ target: 'fdb', action: 'add', ...f });
   }
 
   const routeDel: Op[] = [];
@@ -377,8 +232,7 @@ export function planChanges(kernel: KernelSnapshot, desired: DesiredState, opts:
       ownedAtDefault.set(r.dst, r);
       continue;
     }
-    const metric = r.metric !== undefined ? ` metric ${r.metric}` : '';
-    routeDel.push({ tool: 'ip', target: 'route', action: 'del', dev: r.dev, line: `route del ${r.dst}${metric} table main proto ${WEFT_ROUTE_PROTO}` });
+    routeDel.push({ target: 'route', action: 'del', dst: r.dst, dev: r.dev, metric: r.metric });
   }
   for (const [dst, r] of w.routes) {
     if (r.dev !== undefined && w.tun.has(r.dev) && missingLinks.includes(r.dev)) continue;
@@ -389,7 +243,7 @@ export function planChanges(kernel: KernelSnapshot, desired: DesiredState, opts:
       conflicts.push(dst);
       continue;
     }
-    routeAdd.push({ tool: 'ip', target: 'route', action: 'add', dev: r.dev, line: routeLine(r) });
+    routeAdd.push({ target: 'route', action: 'add', ...r });
   }
 
   const ops = [
@@ -407,19 +261,20 @@ export function planChanges(kernel: KernelSnapshot, desired: DesiredState, opts:
  * FDB removals of departing peers come last, after their routes are gone.
  */
 export function toBatches(ops: readonly Op[]): Batch[] {
-  const created = new Set(ops.filter((o) => o.target === 'link' && o.action === 'add').map((o) => o.dev));
+  const created = new Set<string | undefined>(ops.filter((o) => o.target === 'link' && o.action === 'add').map((o) => o.dev));
   // The first run of bridge ops holds the FDB additions, if any (planChanges puts the departing peers' removals last).
-  const start = ops.findIndex((o) => o.tool === 'bridge');
+  const start = ops.findIndex((o) => toolOf(o) === 'bridge');
   let end = start;
-  while (end >= 0 && end < ops.length && ops[end]!.tool === 'bridge') end++;
+  while (end >= 0 && end < ops.length && toolOf(ops[end]!) === 'bridge') end++;
   const early = start < 0 ? [] : ops.slice(start, end);
   const hoist = start > 0 && early.some((o) => o.action === 'add') && !early.some((o) => created.has(o.dev));
   const ordered = hoist ? [...early, ...ops.slice(0, start), ...ops.slice(end)] : ops;
   const batches: Batch[] = [];
   for (const op of ordered) {
     const last = batches.at(-1);
-    if (last?.tool === op.tool) last.ops.push(op);
-    else batches.push({ tool: op.tool, ops: [op] });
+    const tool = toolOf(op);
+    if (last?.tool === tool) last.ops.push(op);
+    else batches.push({ tool, ops: [op] });
   }
   return batches;
 }

@@ -1,17 +1,15 @@
 // Kernel adapter over iproute2: reads with `ip -json`, writes each batch of
-// changes through one `ip -batch -` (and one `bridge -batch -` for FDB
-// entries) process, never one process per route.
+// changes (rendered by iproute-render.ts) through one `ip -batch -` (and one
+// `bridge -batch -` for FDB entries) process, never one process per route.
 import { spawn, type ChildProcessByStdio } from 'node:child_process';
 import type { Readable } from 'node:stream';
 import { runCommand, userCause } from '../core/command.js';
-import { WEFT_LINK_PREFIX } from './state.js';
-import {
-  normaliseAddr, normaliseDst, normaliseIP, normaliseMac,
-  type Batch, type KernelLink, type KernelRoute, type KernelSnapshot, type Op,
-} from './diff.js';
-import type { Addr, Fdb, Neigh } from './state.js';
+import { normaliseAddr, normaliseDst, normaliseIP, normaliseMac } from './desired-check.js';
+import type { Batch, KernelLink, KernelRoute, KernelSnapshot, Op, Tool } from './diff.js';
+import { renderOp } from './iproute-render.js';
+import { WEFT_LINK_PREFIX, type Addr, type Fdb, type Neigh } from './state.js';
 
-export type Tool = 'ip' | 'bridge';
+export type { Tool } from './diff.js';
 
 export interface IprouteOptions {
   /** Run every command in this network namespace (`ip -n NS`); default: the current one. */
@@ -272,7 +270,7 @@ export class Iproute implements KernelAdapter {
     const result: ApplyResult = { applied: 0, failures: [] };
     for (const batch of batches) {
       if (batch.ops.length === 0) continue;
-      const res = await this.run(batch.tool, 'write', ['-force', '-batch', '-'], batch.ops.map((o) => o.line).join('\n') + '\n');
+      const res = await this.run(batch.tool, 'write', ['-force', '-batch', '-'], batch.ops.map(renderOp).join('\n') + '\n');
       const errors = parseBatchErrors(res.stderr);
       if (res.code !== 0 && errors.size === 0) {
         const text = res.stderr.trim() || `exit code ${res.code}`;

@@ -9,7 +9,7 @@ import { createInterface } from 'node:readline';
 import type { Readable } from 'node:stream';
 import type { Logger } from 'pino';
 import { WEFT_ROUTE_PROTO } from './state.js';
-import { normaliseDst } from './diff.js';
+import { normaliseDst } from './desired-check.js';
 
 /** What the reconciler wants to hear about. */
 export interface MonitorInterest {

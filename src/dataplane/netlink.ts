@@ -6,7 +6,7 @@
 import type { Logger } from 'pino';
 import { loadNativeAddon } from '../core/native-addon.js';
 import { oneLine } from '../errors.js';
-import { normaliseDst } from './diff.js';
+import { normaliseDst } from './desired-check.js';
 import { WEFT_ROUTE_PROTO } from './state.js';
 import { Relauncher, type MonitorInterest } from './monitor.js';
 

@@ -5,7 +5,9 @@
 import type { Logger } from 'pino';
 import { SaidOnce } from '../core/said-once.js';
 import { oneLine } from '../errors.js';
-import { normaliseDst, planChanges, toBatches, type Plan } from './diff.js';
+import { normaliseDst } from './desired-check.js';
+import { planChanges, toBatches, type Plan } from './diff.js';
+import { renderOp } from './iproute-render.js';
 import { Iproute, type KernelAdapter } from './iproute.js';
 import { KernelMonitor, isRelevantEvent, type MonitorInterest } from './monitor.js';
 import { NetlinkMonitor, isRelevantKernelEvent, loadNetlinkAddon, type KernelEvent, type NetlinkAddon } from './netlink.js';
@@ -145,15 +147,15 @@ export class Reconciler {
     if (plan.ops.length) {
       const res = await this.kernel.apply(toBatches(plan.ops));
       result = { applied: res.applied, failed: res.failures.length };
-      this.failures = res.failures.map((f) => `${f.op.line}: ${f.error}`).sort();
+      this.failures = res.failures.map((f) => `${renderOp(f.op)}: ${f.error}`).sort();
       const failures = this.failures.join('; ');
       if (failures && failures !== this.lastFailures) {
-        this.logger.warn({ failures: res.failures.map((f) => ({ change: f.op.line, error: f.error })) },
+        this.logger.warn({ failures: res.failures.map((f) => ({ change: renderOp(f.op), error: f.error })) },
           'the kernel refused some data-plane changes; retrying with backoff');
       }
       this.lastFailures = failures || undefined;
       if (res.applied) {
-        this.logger.info({ applied: res.applied, changes: plan.ops.slice(0, 20).map((o) => o.line) }, 'data plane updated');
+        this.logger.info({ applied: res.applied, changes: plan.ops.slice(0, 20).map(renderOp) }, 'data plane updated');
       }
     } else {
       this.lastFailures = undefined;

@@ -1,5 +1,6 @@
 import t from 'tap';
-import { planChanges, toBatches, type KernelSnapshot, type KernelLink, type Op } from '../../src/dataplane/diff.js';
+import { planChanges, toBatches, toolOf, type KernelSnapshot, type KernelLink, type Op } from '../../src/dataplane/diff.js';
+import { renderOp } from '../../src/dataplane/iproute-render.js';
 import { emptyState, type DesiredState, type Link } from '../../src/dataplane/state.js';
 
 const MAC_A = '0e:00:00:00:00:0a';
@@ -53,7 +54,7 @@ function applied(state: DesiredState, base = kernel()): KernelSnapshot {
   };
 }
 
-const lines = (ops: Op[]): string[] => ops.map((o) => o.line);
+const lines = (ops: Op[]): string[] => ops.map(renderOp);
 
 t.test('empty kernel, vxlan state: everything created in dependency order', async (t) => {
   const plan = planChanges(kernel(), vxlanState(['A']));
@@ -162,7 +163,7 @@ t.test('stale weft routes are removed, with their metric; foreign routes never',
     // Only the default-metric route counts as the desired one; the extra goes.
     'route del 10.5.2.0/24 metric 50 table main proto 147',
   ]);
-  t.notOk(planChanges(k, want).ops.some((o) => o.line.includes('10.77.') || o.line.includes('0.0.0.0/0')), 'foreign routes untouched');
+  t.notOk(lines(planChanges(k, want).ops).some((l) => l.includes('10.77.') || l.includes('0.0.0.0/0')), 'foreign routes untouched');
 });
 
 t.test('a foreign route for a desired destination is a conflict, not a replace', async (t) => {
@@ -308,7 +309,7 @@ t.test('batches: one process per tool, order kept where it matters', async (t) =
   // Every batch holds ops of one tool only, and the batches together hold every op.
   for (const ops of [join, leave, fresh]) {
     const batches = toBatches(ops);
-    t.ok(batches.every((x) => x.ops.every((o) => o.tool === x.tool)));
+    t.ok(batches.every((x) => x.ops.every((o) => toolOf(o) === x.tool)));
     t.equal(batches.reduce((n, x) => n + x.ops.length, 0), ops.length);
     t.ok(batches.length <= 3 && batches.every((x, i) => i === 0 || x.tool !== batches[i - 1]!.tool), 'at most three processes, never the same tool twice in a row');
   }

@@ -1,6 +1,7 @@
 // Parsing what iproute2 prints (samples captured from iproute2 6.1) and
 // sorting monitor events, without root.
 import t from 'tap';
+import type { Batch } from '../../src/dataplane/diff.js';
 import {
   parseAddrs, parseBatchErrors, parseFdb, parseJsonSequence, parseLinks, parseNeighs, parseRoutes,
 } from '../../src/dataplane/iproute.js';
@@ -115,7 +116,7 @@ t.test('a missing iproute2 or a missing capability ends in one line naming the f
     process.env.PATH = path;
     rmSync(dir, { recursive: true, force: true });
   });
-  const batch = [{ tool: 'ip' as const, ops: [{ tool: 'ip' as const, target: 'route' as const, action: 'add' as const, line: 'route replace 10.5.2.0/24 via 192.0.2.2 table main proto 147' }] }];
+  const batch: Batch[] = [{ tool: 'ip', ops: [{ target: 'route', action: 'add', dst: '10.5.2.0/24', via: '192.0.2.2', onlink: false }] }];
 
   process.env.PATH = dir; // no ip here
   await t.rejects(new Iproute().apply(batch), { name: 'WeftError', message: /"ip" command was not found; install iproute2/ });

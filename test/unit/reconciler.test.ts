@@ -61,12 +61,11 @@ class FakeKernel implements KernelAdapter {
   async apply(batches: readonly Batch[]): Promise<ApplyResult> {
     this.batches.push([...batches]);
     const ops = batches.flatMap((b) => b.ops);
-    // Interpret just enough of the lines to model routes.
+    // Model just the routes.
     for (const op of ops) {
-      const m = /^route (replace|del) (\S+)(?: via (\S+))?(?: dev (\S+))?/.exec(op.line);
-      if (!m) continue;
-      this.snap.routes = this.snap.routes.filter((r) => !(r.owned && r.dst === m[2]));
-      if (m[1] === 'replace') this.snap.routes.push({ dst: m[2]!, owned: true, onlink: false, ...(m[3] ? { via: m[3] } : {}), ...(m[4] ? { dev: m[4] } : {}) });
+      if (op.target !== 'route') continue;
+      this.snap.routes = this.snap.routes.filter((r) => !(r.owned && r.dst === op.dst));
+      if (op.action === 'add') this.snap.routes.push({ dst: op.dst, owned: true, onlink: false, ...(op.via ? { via: op.via } : {}), ...(op.dev ? { dev: op.dev } : {}) });
     }
     return { applied: ops.length, failures: [] };
   }
