@@ -8,6 +8,7 @@ import { basename, join } from 'node:path';
 import { WeftError } from '../errors.js';
 import type { BackendType } from '../config/netconf.js';
 import { Cidr } from '../core/cidr.js';
+import { SerialQueue } from '../core/serial-queue.js';
 import { parseNodeSubnet, type NodeSubnet } from '../cni/subnet-env.js';
 import { writeSubnetEnv } from '../subnet/subnet-env.js';
 import { agentEntry, agentHttp, agentReady, launchAgent, waitAgentReady } from './agents.js';
@@ -57,7 +58,7 @@ export interface LabOptions {
 export type NodeRef = string | LabNode;
 
 export class Lab {
-  private saving: Promise<void> = Promise.resolve();
+  private readonly saving = new SerialQueue();
   private readonly underlay: Underlay;
 
   private constructor(private readonly state: LabState) {
@@ -389,8 +390,8 @@ export class Lab {
     await this.etcd.waitHealthy(server.logFile);
   }
 
+  /** Writes the state file; writes never overlap and keep their order. */
   private save(): Promise<void> {
-    this.saving = this.saving.catch(() => {}).then(() => writeLabState(this.state));
-    return this.saving;
+    return this.saving.run(() => writeLabState(this.state));
   }
 }
