@@ -74,10 +74,10 @@ function signal(pid: number, sig: NodeJS.Signals): void {
   }
 }
 
-/** SIGTERM, then SIGKILL for whatever is still running after `graceMs`. */
-export async function terminate(pids: readonly number[], graceMs = 5000): Promise<void> {
+/** SIGTERM (or `first`), then SIGKILL for whatever is still running after `graceMs`. */
+export async function terminate(pids: readonly number[], graceMs = 5000, first: NodeJS.Signals = 'SIGTERM'): Promise<void> {
   const live = [...new Set(pids)].filter(isAlive);
-  for (const pid of live) signal(pid, 'SIGTERM');
+  for (const pid of live) signal(pid, first);
   const stubborn = (await Promise.all(live.map(async (pid) => ((await waitForExit(pid, graceMs)) ? undefined : pid)))).filter(
     (p): p is number => p !== undefined,
   );

@@ -1,11 +1,15 @@
 // Pods wired exactly as kubelet would wire them: weft's own CNI plugin (the
 // `weft` type, run from a launcher in the lab dir), which reads the node's
 // subnet.env and delegates to Debian's standard `bridge` + `host-local`, run
-// inside the node's namespace.
+// inside the node's namespace. A pod is a namespace wired by CNI ADD and
+// unwired by CNI DEL with the config saved at ADD.
 import { existsSync, readFileSync } from 'node:fs';
+import { readFile, writeFile } from 'node:fs/promises';
 import { dirname, join } from 'node:path';
+import { WeftError } from '../errors.js';
 import { writeFileAtomic } from '../core/atomic-write.js';
-import { runCommand } from './command.js';
+import { packageRoot } from '../core/package-root.js';
+import { ipBatch, runCommand } from './command.js';
 
 /** Debian's standard plugins (containernetworking-plugins): weft's delegates. */
 export const CNI_PATH = '/usr/lib/cni';
@@ -94,4 +98,39 @@ export async function runCni(call: CniCall): Promise<string | undefined> {
   const address = parsed.ips?.[0]?.address;
   if (!address) throw new Error(`CNI ${type} ADD for ${call.podNs} returned no address`);
   return address;
+}
+
+/** The built `weft` CNI plugin, which the lab's launcher runs. */
+function cniPluginEntry(): string {
+  const entry = join(packageRoot(), 'dist', 'src', 'cni', 'main.js');
+  if (!existsSync(entry)) throw new WeftError(`the weft CNI plugin is not built (${entry} is missing)`, 'run "npm run build"');
+  return entry;
+}
+
+/**
+ * Writes what CNI ADD for a pod of this node needs: the lab's launcher, and
+ * the pod's network config in `confFile` (kept for DEL). Returns the config.
+ */
+export async function writePodConf(labDir: string, nodeDir: string, confFile: string): Promise<Record<string, unknown>> {
+  await writeCniLauncher(labCniBinDir(labDir), cniPluginEntry());
+  const conf = weftConf(nodeDir);
+  await writeFile(confFile, JSON.stringify(conf, null, 2) + '\n');
+  return conf;
+}
+
+/** Creates the pod's namespace and runs CNI ADD for it in the node's namespace; returns the pod's IP. */
+export async function wirePod(nodeNs: string, podNs: string, conf: Record<string, unknown>): Promise<string> {
+  await runCommand(['ip', 'netns', 'add', podNs]);
+  await ipBatch(podNs, ['link set lo up']);
+  const address = await runCni({ command: 'ADD', nodeNs, podNs, conf });
+  return (address ?? '').split('/')[0] ?? '';
+}
+
+/** CNI DEL (when the pod's config and namespace are still there), then removes the pod's namespace. */
+export async function unwirePod(nodeNs: string, pod: { ns: string; cniConfFile: string }): Promise<void> {
+  if (existsSync(pod.cniConfFile) && existsSync(`/run/netns/${pod.ns}`)) {
+    const conf = JSON.parse(await readFile(pod.cniConfFile, 'utf8')) as Record<string, unknown>;
+    await runCni({ command: 'DEL', nodeNs, podNs: pod.ns, conf }).catch(() => undefined);
+  }
+  await runCommand(['ip', 'netns', 'del', pod.ns], { check: false });
 }

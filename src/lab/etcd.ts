@@ -1,6 +1,7 @@
 // A real etcd (Debian's etcd-server, 3.4) for the lab and the etcd tests:
 // its own temp dir for data and log, chosen ports, optionally inside a
-// network namespace, and started/stopped/killed/restarted on demand.
+// network namespace, and started/stopped/killed/restarted on demand; and the
+// lab's etcdctl client for reading and writing keys from outside the agents.
 import { spawn, type ChildProcess } from 'node:child_process';
 import { accessSync, closeSync, constants, mkdtempSync, openSync, readFileSync, writeFileSync } from 'node:fs';
 import { readdir, readFile, rm } from 'node:fs/promises';
@@ -10,6 +11,8 @@ import { join } from 'node:path';
 import { setTimeout as sleep } from 'node:timers/promises';
 import { WeftError } from '../errors.js';
 import { isAlive } from '../core/process.js';
+import { runCommand, type CommandResult } from './command.js';
+import { lastLogLine } from './last-log-line.js';
 
 export interface EtcdServerOptions {
   /** Run inside this network namespace (`ip netns exec NS etcd ...`). */
@@ -270,5 +273,58 @@ export async function removeEtcdLeftovers(tag: string, parentDir = tmpdir()): Pr
       }
     }
     await rm(dir, { recursive: true, force: true });
+  }
+}
+
+/** etcdctl against an etcd reachable from namespace `netns` (the lab's underlay). */
+export class Etcdctl {
+  constructor(
+    private readonly endpoint: string,
+    private readonly netns: string,
+  ) {}
+
+  async put(key: string, value: string): Promise<void> {
+    await this.run(['put', key], value);
+  }
+
+  async get(key: string): Promise<string | undefined> {
+    return (await this.read(key, false)).get(key);
+  }
+
+  /** Every key under `prefix` with its value. */
+  async list(prefix: string): Promise<Map<string, string>> {
+    return this.read(prefix, true);
+  }
+
+  /** Deletes `key` (or every key under it with `prefix: true`); returns how many were deleted. */
+  async del(key: string, opts: { prefix?: boolean } = {}): Promise<number> {
+    const r = await this.run(['del', key, ...(opts.prefix ? ['--prefix'] : [])]);
+    return Number(r.stdout.trim()) || 0;
+  }
+
+  /** etcd answering its health check is not yet etcd accepting writes through this path: wait for that. */
+  async waitHealthy(logFile: string, timeoutMs = 30_000): Promise<void> {
+    const deadline = Date.now() + timeoutMs;
+    for (;;) {
+      const r = await this.run(['endpoint', 'health'], undefined, false);
+      if (r.code === 0) return;
+      if (Date.now() > deadline) throw new WeftError(`the lab's etcd did not become healthy: ${lastLogLine(logFile)}`, `see ${logFile}`);
+      await sleep(200);
+    }
+  }
+
+  private run(args: string[], input?: string, check = true): Promise<CommandResult> {
+    return runCommand(['etcdctl', `--endpoints=${this.endpoint}`, '--dial-timeout=3s', '--command-timeout=10s', ...args], {
+      netns: this.netns,
+      input,
+      check,
+    });
+  }
+
+  private async read(key: string, prefix: boolean): Promise<Map<string, string>> {
+    const r = await this.run(['get', key, ...(prefix ? ['--prefix'] : []), '-w', 'json']);
+    const parsed = JSON.parse(r.stdout) as { kvs?: Array<{ key: string; value?: string }> };
+    const b64 = (s: string | undefined): string => Buffer.from(s ?? '', 'base64').toString('utf8');
+    return new Map((parsed.kvs ?? []).map((kv) => [b64(kv.key), b64(kv.value)]));
   }
 }

@@ -3,6 +3,7 @@
 import { readdir, readFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import { writeFileAtomic } from '../core/atomic-write.js';
+import { commandLine, isAlive } from '../core/process.js';
 import type { Topology } from './topology.js';
 
 export const LAB_STATE_ROOT = '/run/weft-lab';
@@ -90,4 +91,9 @@ export async function recordedLabNames(): Promise<string[]> {
   } catch {
     return [];
   }
+}
+
+/** True when a recorded pid still runs and is the lab's own: pids get reused, so its command line must name the lab dir. */
+export function isLabProcess(pid: number | undefined, labDir: string): pid is number {
+  return pid !== undefined && isAlive(pid) && !!commandLine(pid)?.includes(labDir);
 }

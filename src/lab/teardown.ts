@@ -7,8 +7,8 @@ import { tmpdir } from 'node:os';
 import { basename, join } from 'node:path';
 import { mapLimited, runCommand } from './command.js';
 import { runCni } from './cni.js';
-import { commandLine, isAlive, terminate } from '../core/process.js';
-import { readLabState, recordedLabNames, stateDir } from './state.js';
+import { terminate } from '../core/process.js';
+import { isLabProcess, readLabState, recordedLabNames, stateDir } from './state.js';
 import { labNsPrefix, labOfNs } from './topology.js';
 
 const NETNS_DIR = '/run/netns';
@@ -66,7 +66,7 @@ export async function destroyLab(name: string): Promise<void> {
   const namespaces = all.filter((ns) => ns.startsWith(labNsPrefix(name)));
   // Recorded pids are killed only if they are still the lab's (pids get reused).
   const recorded = state ? [state.etcdPid, ...state.nodes.map((n) => n.agentPid)] : [];
-  const ours = recorded.filter((pid): pid is number => pid !== undefined && isAlive(pid) && !!commandLine(pid)?.includes(state!.dir));
+  const ours = recorded.filter((pid): pid is number => isLabProcess(pid, state!.dir));
   await terminate(ours);
   await cniDelPods(state, new Set(namespaces));
   await removeNamespaces(namespaces);

@@ -66,6 +66,11 @@ export function podShortName(node: string, k: number): string {
   return `${node}-p${k}`;
 }
 
+/** `k` of a pod named by podShortName (0 for any other name). */
+export function podOrdinal(podName: string): number {
+  return Number(/-p(\d+)$/.exec(podName)?.[1] ?? 0);
+}
+
 /** flat: every node on segment 0; routed: nodes alternate between segments 0 and 1. */
 export function nodeSegment(topology: Topology, index: number): number {
   return topology === 'routed' ? (index - 1) % 2 : 0;

@@ -1,6 +1,8 @@
 // SubnetManager on etcd v3, flannel's key layout: <prefix>/config and
 // <prefix>/subnets/<ip>-<len>, each lease key attached to an etcd lease.
-import { randomBytes, randomInt } from 'node:crypto';
+// Its job is the lease's life in etcd: create, reclaim, renew, list, watch.
+// Which subnet to ask for is free-subnet.ts; the value format, lease-value.ts.
+import { randomInt } from 'node:crypto';
 import { castGrpcError, type Etcd3, type IKeyValue, type IRequestOp, type ICompare } from 'etcd3';
 import type { Logger } from 'pino';
 import { parseNetConf } from '../../config/parse.js';
@@ -8,19 +10,18 @@ import { ConfigError, type NetConf } from '../../config/netconf.js';
 import { sleep } from '../../core/backoff.js';
 import { SaidOnce } from '../../core/said-once.js';
 import { WeftError } from '../../errors.js';
-import { Cidr, type IP } from '../../core/cidr.js';
+import type { Cidr, IP } from '../../core/cidr.js';
 import { sameLeaseAttrs, type Lease, type LeaseAttrs, type LeaseEvent } from '../lease.js';
 import { LeaseGoneError, type SubnetManager } from '../manager.js';
 import { createEtcdClient, etcdFailure, type EtcdOptions } from './client.js';
 import { configKey, prefixRangeEnd, subnetKey, subnetsDir } from './layout.js';
+import { pickFreeSubnet } from './free-subnet.js';
 import { formatLeaseValue, parseLeaseEntry } from './lease-value.js';
 import { watchLeaseKeys } from './watch.js';
 
 export const DEFAULT_LEASE_TTL_SECONDS = 24 * 60 * 60;
 /** Collisions only happen when nodes pick the same subnet at once; a few retries settle it. */
 const MAX_ACQUIRE_ATTEMPTS = 20;
-/** Ranges up to this many subnets are enumerated; larger ones (IPv6) are probed at random. */
-const ENUMERATE_LIMIT = 1n << 16n;
 
 export interface EtcdSubnetManagerOptions {
   etcd: EtcdOptions;
@@ -85,7 +86,7 @@ export class EtcdSubnetManager implements SubnetManager {
       const own = this.findOwn(kvs, attrs.publicIP, opts.prefer);
       const lease = own
         ? await this.reclaim(own.kv, own.lease, attrs, value, opts.signal)
-        : await this.create(this.pickFree(net, kvs, opts.prefer), attrs, value, opts.signal);
+        : await this.create(pickFreeSubnet(net, this.keyNames(kvs), opts.prefer), attrs, value, opts.signal);
       if (lease) {
         this.logger.info({ subnet: lease.subnet.toString(), publicIP: attrs.publicIP.toString(), reused: !!own }, 'subnet lease acquired');
         return lease;
@@ -232,38 +233,10 @@ export class EtcdSubnetManager implements SubnetManager {
     );
   }
 
-  /** `prefer` if free and leasable, else a random free subnet in [SubnetMin, SubnetMax]. */
-  private pickFree(net: NetConf, kvs: IKeyValue[], prefer?: Cidr): Cidr {
-    const lo = net.network.indexOf(net.subnetMin);
-    const hi = net.network.indexOf(net.subnetMax);
-    const taken = new Set<bigint>();
+  /** Key names relative to <prefix>/subnets/ ("10.244.3.0-24"). */
+  private keyNames(kvs: IKeyValue[]): string[] {
     const dir = subnetsDir(this.prefix);
-    for (const kv of kvs) {
-      // Any key occupies its subnet, valid value or not: we never overwrite what we cannot read.
-      const index = leasableIndex(net, kv.key.toString('utf8').slice(dir.length), lo, hi);
-      if (index !== undefined) taken.add(index);
-    }
-    if (prefer) {
-      const index = leasableIndex(net, prefer.toKey(), lo, hi);
-      if (index !== undefined && !taken.has(index)) return prefer;
-    }
-    const count = hi - lo + 1n;
-    if (BigInt(taken.size) >= count) {
-      throw new WeftError(
-        `no free subnet: all ${count} /${net.subnetLen} subnets from ${net.subnetMin} to ${net.subnetMax} are leased or reserved`,
-        'widen Network or SubnetMin/SubnetMax in net-conf, or delete stale leases',
-      );
-    }
-    if (count <= ENUMERATE_LIMIT) {
-      const free: bigint[] = [];
-      for (let i = lo; i <= hi; i++) if (!taken.has(i)) free.push(i);
-      return net.network.subnet(net.subnetLen, free[randomInt(free.length)]!);
-    }
-    // Huge (IPv6) ranges: the taken set is tiny next to the range, so a random probe almost always hits.
-    for (;;) {
-      const i = lo + randomBelow(count);
-      if (!taken.has(i)) return net.network.subnet(net.subnetLen, i);
-    }
+    return kvs.map((kv) => kv.key.toString('utf8').slice(dir.length));
   }
 
   /** Creates the key only if it does not exist. Undefined on collision. */
@@ -384,24 +357,6 @@ export class EtcdSubnetManager implements SubnetManager {
       throw etcdFailure(err, this.endpoints, doing);
     }
   }
-}
-
-/** Index of the subnet named `name` within Network if it may be leased (right length, in [min, max]). */
-function leasableIndex(net: NetConf, name: string, lo: bigint, hi: bigint): bigint | undefined {
-  let subnet: Cidr;
-  try {
-    subnet = Cidr.fromKey(name);
-  } catch {
-    return undefined;
-  }
-  if (subnet.prefixLen !== net.subnetLen || !net.network.covers(subnet)) return undefined;
-  const i = net.network.indexOf(subnet);
-  return i >= lo && i <= hi ? i : undefined;
-}
-
-function randomBelow(n: bigint): bigint {
-  const bytes = Math.ceil(n.toString(16).length / 2) + 8; // extra bytes make modulo bias negligible
-  return BigInt(`0x${randomBytes(bytes).toString('hex')}`) % n;
 }
 
 /** Lists the leases with a short-lived client, for `weft leases`. */
