@@ -121,8 +121,6 @@ export interface UdpAddon {
    * the loop would send if the kernel refused it as too big (`mtu` advertised).
    */
   transmit(table: unknown, reads: readonly Buffer[], mtu: number): { datagram: Buffer; tooBig: Buffer | null }[];
-  /** Deletes a persistent TUN device. */
-  deleteDevice(name: string): void;
 }
 
 /** Loads the addon (Node caches it), or says how to build it. */

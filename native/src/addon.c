@@ -650,21 +650,6 @@ static napi_value fn_transmit(napi_env env, napi_callback_info info) {
   return o.arr;
 }
 
-static napi_value fn_deleteDevice(napi_env env, napi_callback_info info) {
-  size_t argc = 1;
-  napi_value argv[1];
-  this_arg(env, info, &argc, argv);
-  char name[IFNAMSIZ];
-  if (argc < 1 || !get_string(env, argv[0], name, sizeof name) || !name[0]) {
-    napi_throw_type_error(env, NULL, "deleteDevice(name)");
-    return NULL;
-  }
-  char err[256] = "";
-  int rc = tun_delete(name, err, sizeof err);
-  if (rc < 0) napi_throw_error(env, errno_code(-rc), err);
-  return NULL;
-}
-
 /* ---------- PeerSwapHarness ---------- */
 
 struct harness {
@@ -824,7 +809,6 @@ static napi_value init(napi_env env, napi_value exports) {
       {"coalesce", NULL, fn_coalesce, NULL, NULL, NULL, napi_enumerable, NULL},
       {"icmpError", NULL, fn_icmpError, NULL, NULL, NULL, napi_enumerable, NULL},
       {"transmit", NULL, fn_transmit, NULL, NULL, NULL, napi_enumerable, NULL},
-      {"deleteDevice", NULL, fn_deleteDevice, NULL, NULL, NULL, napi_enumerable, NULL},
   };
   NAPI_OK(napi_define_properties(env, exports, sizeof fns / sizeof fns[0], fns));
   NAPI_OK(netlink_register(env, exports));
