@@ -87,42 +87,8 @@ export interface UdpLoop {
   deviceLost(): boolean;
 }
 
-export interface PeerSwapStats {
-  lookups: number;
-  inconsistent: number;
-  emptyReads: number;
-  published: number;
-  freed: number;
-  retiredLeft: number;
-}
-
-export type IcmpKind = 'unreachable' | 'timeExceeded' | 'tooBig';
-
 export interface UdpAddon {
   UdpLoop: new (opts: UdpLoopOptions) => UdpLoop;
-  /** Reader threads looking up the table while JS swaps it (tests). */
-  PeerSwapHarness: new (readers: number) => {
-    setPeers(peers: readonly UdpPeer[], ownSubnet: string | null): void;
-    stop(): PeerSwapStats;
-  };
-  /** The Internet checksum of `buf` as a number (0 when `buf` carries a valid one). */
-  checksum(buf: Buffer): number;
-  peerTable(peers: readonly UdpPeer[], ownSubnet: string | null, underlayFamily?: 4 | 6): unknown;
-  /** What the loop does with `packet` arriving from `fromIP`: "ok" or the drop reason. */
-  inboundVerdict(table: unknown, fromIP: string, packet: Buffer): 'ok' | DropReason;
-  /** Splits virtio header + packet into wire segments, or returns the drop reason. */
-  split(buf: Buffer): Buffer[] | DropReason | 'tooManySegments';
-  /** Coalesces packets as the receive path does; each result is virtio header + packet. */
-  coalesce(packets: readonly Buffer[], opts?: { refuseGso?: boolean }): Buffer[];
-  icmpError(packet: Buffer, kind: IcmpKind, mtu: number, sourceIP: string): Buffer | null;
-  /**
-   * Runs TUN reads (virtio header + packet, at most 16) through the transmit
-   * path with no sockets: each queued UDP message, and the frag-needed error
-   * the loop would send if the kernel refused it as too big (`mtu` advertised).
-   */
-  transmit(table: unknown, reads: readonly Buffer[], mtu: number): { datagram: Buffer; tooBig: Buffer | null }[];
-  /** Deletes a persistent TUN device. */
-  deleteDevice(name: string): void;
 }
 
 /** Loads the addon (Node caches it), or says how to build it. */

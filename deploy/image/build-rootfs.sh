@@ -31,7 +31,8 @@ NODE=$(command -v node) || fail "node is not installed"
 NODE=$(readlink -f "$NODE")
 
 [ -f "$SRC/dist/src/cli/main.js" ] && [ -f "$SRC/dist/src/cni/main.js" ] || fail "dist/ is missing; run npm ci && npm run build first"
-if [ -f "$SRC/native/binding.gyp" ] && ! ls "$SRC"/native/build/Release/*.node >/dev/null 2>&1; then
+ADDON=native/build/Release/weft_udp.node # the product's binding; weft_udp_test.node stays behind
+if [ -f "$SRC/native/binding.gyp" ] && [ ! -f "$SRC/$ADDON" ]; then
   fail "the native addon is not built; run npm ci (or npx node-gyp rebuild -C native) first"
 fi
 
@@ -42,9 +43,9 @@ mkdir -p "$APP" "$OUT/usr/local/bin"
 cp "$SRC/package.json" "$SRC/package-lock.json" "$APP/"
 cp -r "$SRC/dist" "$APP/"
 find "$APP/dist" -name '*.map' -delete
-if ls "$SRC"/native/build/Release/*.node >/dev/null 2>&1; then
+if [ -f "$SRC/$ADDON" ]; then
   mkdir -p "$APP/native/build/Release"
-  cp "$SRC"/native/build/Release/*.node "$APP/native/build/Release/"
+  cp "$SRC/$ADDON" "$APP/native/build/Release/"
 fi
 # The addon is copied above, built already: no install scripts (and no compiler) here.
 (cd "$APP" && npm ci --omit=dev --ignore-scripts --prefer-offline --no-audit --no-fund --loglevel=error)

@@ -1,6 +1,6 @@
 /* Node-API surface of the netlink event socket: the NetlinkMonitor class,
  * which calls back with batches of typed events through a thread-safe
- * function, and parseNetlink(buffer) for tests. */
+ * function, and the conversion of parsed events to JS objects. */
 #define NAPI_VERSION 8
 #include <node_api.h>
 #include <arpa/inet.h>
@@ -112,7 +112,7 @@ static napi_value event_object(napi_env env, const struct names *n, const struct
   return o;
 }
 
-static napi_value event_array(napi_env env, const struct nl_event *ev, size_t count) {
+napi_value netlink_events_js(napi_env env, const struct nl_event *ev, size_t count) {
   struct names n;
   names_init(env, &n);
   napi_value arr;
@@ -136,7 +136,7 @@ static void call_js(napi_env env, napi_value cb, void *context, void *data) {
       napi_create_string_utf8(env, b->message, NAPI_AUTO_LENGTH, &t);
       napi_set_named_property(env, info, "error", t);
     }
-    argv[0] = event_array(env, b->ev, b->n);
+    argv[0] = netlink_events_js(env, b->ev, b->n);
     argv[1] = info;
     napi_get_undefined(env, &undef);
     napi_call_function(env, undef, cb, 2, argv, NULL);
@@ -258,29 +258,6 @@ static napi_value Monitor_stop(napi_env env, napi_callback_info info) {
   return NULL;
 }
 
-/* parseNetlink(buffer): the records nl_parse finds in raw bytes (tests feed it garbage). */
-static napi_value fn_parseNetlink(napi_env env, napi_callback_info info) {
-  size_t argc = 1;
-  napi_value argv[1];
-  bool is = false;
-  void *data;
-  size_t len;
-  if (napi_get_cb_info(env, info, &argc, argv, NULL, NULL) != napi_ok || argc < 1 ||
-      napi_is_buffer(env, argv[0], &is) != napi_ok || !is ||
-      napi_get_buffer_info(env, argv[0], &data, &len) != napi_ok)
-    return throw_type(env, "parseNetlink(buffer)");
-  size_t max = len / 16 + 1;
-  struct nl_event *ev = malloc(max * sizeof *ev);
-  if (!ev) {
-    napi_throw_error(env, "ENOMEM", "out of memory");
-    return NULL;
-  }
-  size_t n = nl_parse(data, len, ev, max);
-  napi_value arr = event_array(env, ev, n);
-  free(ev);
-  return arr;
-}
-
 napi_status netlink_register(napi_env env, napi_value exports) {
   napi_property_descriptor methods[] = {
       {"stop", NULL, Monitor_stop, NULL, NULL, NULL, napi_default_method, NULL},
@@ -288,9 +265,5 @@ napi_status netlink_register(napi_env env, napi_value exports) {
   napi_value cls;
   napi_status s = napi_define_class(env, "NetlinkMonitor", NAPI_AUTO_LENGTH, Monitor_new, NULL, 1, methods, &cls);
   if (s != napi_ok) return s;
-  if ((s = napi_set_named_property(env, exports, "NetlinkMonitor", cls)) != napi_ok) return s;
-  napi_property_descriptor fns[] = {
-      {"parseNetlink", NULL, fn_parseNetlink, NULL, NULL, NULL, napi_enumerable, NULL},
-  };
-  return napi_define_properties(env, exports, 1, fns);
+  return napi_set_named_property(env, exports, "NetlinkMonitor", cls);
 }

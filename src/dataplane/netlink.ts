@@ -99,8 +99,6 @@ export interface NetlinkAddon {
     opts: { netns?: string; rcvbuf?: number },
     onBatch: (events: KernelEvent[], info: BatchInfo) => void,
   ) => { stop(): void };
-  /** The events the parser finds in raw netlink bytes (tests feed it garbage). */
-  parseNetlink(buf: Buffer): KernelEvent[];
 }
 
 export function loadNetlinkAddon(): NetlinkAddon {

@@ -36,4 +36,5 @@ t.test('import rules', async (t) => {
   const backendFolders = ['hostgw', 'vxlan', 'udp', 'bgp'];
   const between = backendFolders.flatMap((b) => crossings(`backends/${b}`, new RegExp(`^backends/(${backendFolders.filter((o) => o !== b).join('|')})/`)));
   t.same(between, [], 'no backend imports another backend');
+  t.same([...crossings('src', /^test\//), ...crossings('backends', /^test\//)], [], 'the product imports nothing from test/, so never loads the test binding');
 });

@@ -2,9 +2,9 @@
 // garbage: every length is checked, so bad input yields fewer events, never
 // a crash or an event read past the end. No root, no socket.
 import t from 'tap';
-import { loadNetlinkAddon } from '../../src/dataplane/netlink.js';
+import { loadTestAddon } from '../support/native-test-addon.js';
 
-const { parseNetlink } = loadNetlinkAddon();
+const { parseNetlink } = loadTestAddon();
 
 /** One rtattr: type, payload, padded to 4 bytes. */
 function attr(type: number, payload: Buffer): Buffer {

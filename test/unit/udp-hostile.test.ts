@@ -1,14 +1,16 @@
 // The udp loop's packet paths on hostile and unusual input: one subtest per
 // defect found by fuzzing (see native/fuzz/), each driving the same C code the
-// loop runs, through the addon's test exports.
+// loop runs, through the test binding (UdpLoop's own checks through the product's).
 import t from 'tap';
 import { loadUdpAddon, type UdpPeer } from '../../backends/udp/native.js';
 import {
   PROTO_UDP, TCP_ACK, VNET_F_NEEDS_CSUM, VNET_HDR_LEN,
   concat, internetChecksum, ipPacket, readVnetHeader, tcpPacket, tcpSuperpacket, udpDatagram, vnetHeader,
 } from '../../backends/udp/packets.js';
+import { loadTestAddon } from '../support/native-test-addon.js';
 
-const addon = loadUdpAddon();
+const addon = loadTestAddon();
+const { UdpLoop } = loadUdpAddon();
 
 const PEERS: UdpPeer[] = [
   { subnet: '10.244.2.0/24', publicIP: '192.0.2.2' },
@@ -81,7 +83,7 @@ t.test('a partial checksum starting inside the IP header is refused', async (t) 
 
 t.test('a 15-character interface name, valid on Linux, is accepted', async (t) => {
   // An invalid bind address makes the constructor stop right after the name check.
-  const open = (device: string) => () => new addon.UdpLoop({ device, port: 8285, bindAddress: 'not-an-address' });
+  const open = (device: string) => () => new UdpLoop({ device, port: 8285, bindAddress: 'not-an-address' });
   t.throws(open('weft-fifteen-ch'), /bindAddress must be an IP address/, '15 characters pass the name check');
   t.throws(open('weft-sixteen-chr'), /device must be an interface name of at most 15 characters/, '16 do not');
 });

@@ -1,16 +1,17 @@
-// The udp backend's native packet code, exercised through the addon's pure
-// functions (no root, no devices) and checked against plain-JS packets.
+// The udp backend's native packet code, exercised through the test binding's
+// pure functions (no root, no devices) and checked against plain-JS packets.
 import t from 'tap';
 import { randomBytes } from 'node:crypto';
-import { loadUdpAddon, type UdpPeer } from '../../backends/udp/native.js';
+import type { UdpPeer } from '../../backends/udp/native.js';
 import {
   PROTO_ICMP, PROTO_UDP, TCP_ACK, TCP_CWR, TCP_FIN, TCP_PSH, TCP_SYN,
   VNET_F_NEEDS_CSUM, VNET_GSO_NONE, VNET_GSO_TCPV4, VNET_GSO_TCPV6, VNET_HDR_LEN,
   concat, icmpEcho, internetChecksum, ipPacket, parseIpHeader, pseudoHeader, readVnetHeader,
   tcpPacket, tcpSuperpacket, transportChecksumOk, udpDatagram, vnetHeader,
 } from '../../backends/udp/packets.js';
+import { loadTestAddon } from '../support/native-test-addon.js';
 
-const addon = loadUdpAddon();
+const addon = loadTestAddon();
 
 /** A deterministic generator, so a failing case can be replayed. */
 function rng(seed: number): () => number {
