@@ -10,7 +10,7 @@ import type { Logger } from 'pino';
 import { Backoff } from '../core/backoff.js';
 import { oneLine } from '../errors.js';
 import { NftTable, type NftRules } from './nft.js';
-import { Reconciler, type ReconcilerStatus } from './reconciler.js';
+import { RETRY_MAX_MS, RETRY_MIN_MS, Reconciler, type ReconcilerStatus } from './reconciler.js';
 import type { DesiredState } from './state.js';
 
 /** A part kept outside the kernel; `apply` makes it match the pass's desired state. */
@@ -52,10 +52,6 @@ export interface DataplaneOptions {
   /** Default: weft's nftables table in this namespace. */
   table?: TablePart;
 }
-
-/** First and longest wait before another pass while a part outside the kernel is failing. */
-const RETRY_MIN_MS = 500;
-const RETRY_MAX_MS = 30_000;
 
 export class Dataplane {
   private readonly log: Logger;

@@ -56,8 +56,9 @@ export interface ReconcilerStatus {
   runs: number;
 }
 
-const RETRY_MIN_MS = 200;
-const RETRY_MAX_MS = 10_000;
+/** The data plane's one retry policy: the kernel's runs here, and the Dataplane's passes. */
+export const RETRY_MIN_MS = 200;
+export const RETRY_MAX_MS = 10_000;
 
 export class Reconciler {
   private readonly logger: Logger;

@@ -114,7 +114,7 @@ t.test('while a part outside the kernel fails, another pass is asked for; none o
   let broken = true;
   const extras = [{ name: 'backend', apply: async () => { if (broken) throw new Error('birdc: connection refused'); } }];
   await dp.apply(desired(extras));
-  await sleep(700); // the first retry waits 500 ms
+  await sleep(700); // the first retry waits 200 ms
   t.equal(requests(), 1, 'one pass asked for after the first backoff step');
   t.match(lines.map((l) => l.msg), [/data plane not fully applied \(backend: birdc: connection refused\); another pass follows/]);
   broken = false;
