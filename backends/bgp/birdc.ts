@@ -5,7 +5,8 @@ import { access, rm } from 'node:fs/promises';
 import { join } from 'node:path';
 import { sleep } from '../../src/core/backoff.js';
 import { runCommand } from '../../src/core/command.js';
-import { WeftError } from '../../src/errors.js';
+import { flushProtocolRoutes } from '../../src/dataplane/iproute.js';
+import { WeftError, oneLine } from '../../src/errors.js';
 import { parseBgpSessions, type BgpSession } from './status.js';
 
 const BIRDC_TIMEOUT_MS = 10_000;
@@ -82,8 +83,9 @@ export async function removeOwnBird(dir: string, network: string | undefined): P
   // The agent leaves BIRD running: flush only once it has gone, or it might re-add what was flushed.
   if (down.code === 0) await waitFor(async () => (await run('birdc', ['-s', socket, 'show', 'status'], 3000)).code !== 0, STOP_TIMEOUT_MS);
   if (network) {
-    const r = await run('ip', ['route', 'flush', 'root', network, 'proto', 'bird']);
-    if (r.code !== 0) throw new WeftError(`cannot flush BIRD's routes in ${network}: ${firstLine(r.stderr)}`, 'remove them with ip route flush proto bird');
+    await flushProtocolRoutes(network, 'bird').catch((err: unknown) => {
+      throw new WeftError(`cannot flush BIRD's routes in ${network}: ${oneLine(err)}`, 'remove them with ip route flush proto bird');
+    });
   }
   await rm(join(dir, 'bird.conf'), { force: true });
   return true;

@@ -1,9 +1,9 @@
 // bgp: BIRD programs the kernel, so the desired state is empty; the backend's
 // work is keeping BIRD's config equal to the lease set and BIRD alive.
-import { execFile } from 'node:child_process';
 import { join } from 'node:path';
 import type { Backend, BackendContext } from '../backend.js';
 import { PeerWarnings } from '../peer-warnings.js';
+import { flushProtocolRoutes } from '../../src/dataplane/iproute.js';
 import { emptyState } from '../../src/dataplane/state.js';
 import { oneLine } from '../../src/errors.js';
 import type { Cidr } from '../../src/core/cidr.js';
@@ -174,13 +174,6 @@ function routedPrefixes(network: Cidr, options: BgpOptions): Cidr[] {
 /** Teardown: BIRD's persisted routes (proto bird) inside the prefixes it owned. */
 async function flushBirdRoutes(prefixes: Cidr[], prefix: string[], ctx: BackendContext): Promise<void> {
   for (const cidr of prefixes) {
-    const args = [`-${cidr.family}`, 'route', 'flush', 'root', cidr.toString(), 'proto', 'bird'];
-    const [cmd, ...rest] = [...prefix, 'ip', ...args];
-    await new Promise<void>((resolve) =>
-      execFile(cmd!, rest, { timeout: 10_000 }, (err, _out, stderr) => {
-        if (err) ctx.logger.warn(`removing BIRD's routes in ${cidr} failed: ${oneLine(stderr || err)}`);
-        resolve();
-      }),
-    );
+    await flushProtocolRoutes(cidr.toString(), 'bird', prefix).catch((err: unknown) => ctx.logger.warn(`removing BIRD's routes in ${cidr} failed: ${oneLine(err)}`));
   }
 }

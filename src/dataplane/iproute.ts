@@ -294,3 +294,15 @@ export class Iproute implements KernelAdapter {
     return spawn('ip', args, { stdio: ['ignore', 'pipe', 'pipe'] });
   }
 }
+
+/**
+ * Removes the routes routing protocol `proto` (never weft's) left in the
+ * kernel inside `prefix`: what BIRD keeps after it stops (`persist`). The one
+ * place weft deletes routes it does not own, for teardown only. `execPrefix`
+ * runs it elsewhere (tests: `ip netns exec NS`).
+ */
+export async function flushProtocolRoutes(prefix: string, proto: string, execPrefix: readonly string[] = []): Promise<void> {
+  const family = prefix.includes(':') ? '-6' : '-4';
+  const r = await runCommand([...execPrefix, 'ip', family, 'route', 'flush', 'root', prefix, 'proto', proto], { check: false, timeoutMs: 10_000 });
+  if (r.code !== 0) throw userCause('ip', r.stderr) ?? new Error(`ip route flush root ${prefix} proto ${proto}: ${r.stderr.trim().split('\n')[0] || `exit code ${r.code}`}`);
+}
