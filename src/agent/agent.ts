@@ -19,7 +19,7 @@ import { BackendDrain, DEFAULT_DRAIN_MS, mergeInto } from './backend-drain.js';
 import { classifyConfigChange, refusalLine } from './config-change.js';
 import { LeaseKeeper } from './lease-keeper.js';
 import { nodeHealthSource, peerStatus, writeAgentStatus, type NodeView } from './node-status.js';
-import type { NetConfSource, NetConfUpdate } from './config-source.js';
+import type { NetConfSource, NetConfUpdate } from '../config/source.js';
 import { findExternalInterface, type IfaceSelector } from './extiface.js';
 import { firewallRules } from './firewall.js';
 import { serveHealth } from './health.js';

@@ -5,7 +5,7 @@ import { checkBackendOptions } from '../../backends/registry.js';
 import { parseNetConf } from '../config/parse.js';
 import type { BackendConf, NetConf } from '../config/netconf.js';
 import { oneLine } from '../errors.js';
-import type { NetConfUpdate } from './config-source.js';
+import type { NetConfUpdate } from '../config/source.js';
 
 export type ConfigChange =
   /** Same Network and backend (SubnetMin/SubnetMax may differ: they only matter for new leases). */

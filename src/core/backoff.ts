@@ -1,4 +1,4 @@
-// Waiting: an abortable sleep, and exponential backoff (100 ms doubling to
+// Waiting: an abortable sleep, a promise raced against an abort, and exponential backoff (100 ms doubling to
 // 5 s by default) that reports each step once, so a long outage gives a
 // handful of log lines, not one per retry.
 
@@ -16,6 +16,16 @@ export function sleep(ms: number, signal?: AbortSignal): Promise<boolean> {
       finish(false);
     }
     signal?.addEventListener('abort', onAbort, { once: true });
+  });
+}
+
+/** Settles as `p` does, or rejects with the signal's reason as soon as it aborts. */
+export function abortable<T>(p: Promise<T>, signal: AbortSignal): Promise<T> {
+  if (signal.aborted) return Promise.reject(signal.reason);
+  return new Promise<T>((resolve, reject) => {
+    const onAbort = (): void => reject(signal.reason);
+    signal.addEventListener('abort', onAbort, { once: true });
+    p.then(resolve, reject).finally(() => signal.removeEventListener('abort', onAbort));
   });
 }
 

@@ -5,7 +5,8 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { pino } from 'pino';
 import t from 'tap';
-import { FileNetConfSource, type NetConfUpdate } from '../../src/agent/config-source.js';
+import { FileNetConfSource } from '../../src/agent/config-source.js';
+import type { NetConfUpdate } from '../../src/config/source.js';
 
 const HOST_GW = '{"Network": "10.5.0.0/16", "Backend": {"Type": "host-gw"}}';
 const VXLAN = '{"Network": "10.5.0.0/16", "Backend": {"Type": "vxlan"}}';

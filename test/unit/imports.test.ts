@@ -33,6 +33,8 @@ t.test('import rules', async (t) => {
   t.same(crossings('src/config', /^backends\//), [], 'src/config never imports backends/');
   t.same(crossings('src/agent', /^backends\//, /^backends\/(registry|backend)\.ts$/), [], 'src/agent imports no specific backend, only the registry and the contract');
   t.same(crossings('src/cli', /^backends\//, /^backends\/(registry|backend)\.ts$/), [], 'src/cli imports no specific backend, only the registry and the contract');
+  t.same(crossings('src/agent', /^src\/subnet\/(etcd|kube)\//).filter((c) => !c.startsWith('src/agent/subnet-source.ts ')), [],
+    'in src/agent only subnet-source.ts names etcd or kube; the agent sees SubnetManager and NetConfSource');
   const backendFolders = ['hostgw', 'vxlan', 'udp', 'bgp'];
   const between = backendFolders.flatMap((b) => crossings(`backends/${b}`, new RegExp(`^backends/(${backendFolders.filter((o) => o !== b).join('|')})/`)));
   t.same(between, [], 'no backend imports another backend');

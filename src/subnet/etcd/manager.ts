@@ -7,7 +7,7 @@ import { castGrpcError, type Etcd3, type IKeyValue, type IRequestOp, type ICompa
 import type { Logger } from 'pino';
 import { parseNetConf } from '../../config/parse.js';
 import { ConfigError, type NetConf } from '../../config/netconf.js';
-import { sleep } from '../../core/backoff.js';
+import { abortable, sleep } from '../../core/backoff.js';
 import { SaidOnce } from '../../core/said-once.js';
 import { WeftError } from '../../errors.js';
 import type { Cidr, IP } from '../../core/cidr.js';
@@ -346,12 +346,7 @@ export class EtcdSubnetManager implements SubnetManager {
   private async call<T>(doing: string, fn: () => Promise<T>, signal?: AbortSignal): Promise<T> {
     signal?.throwIfAborted();
     try {
-      if (!signal) return await fn();
-      return await new Promise<T>((resolve, reject) => {
-        const onAbort = () => reject(signal.reason);
-        signal.addEventListener('abort', onAbort, { once: true });
-        fn().then(resolve, reject).finally(() => signal.removeEventListener('abort', onAbort));
-      });
+      return await (signal ? abortable(fn(), signal) : fn());
     } catch (err) {
       if (signal?.aborted) throw err;
       throw etcdFailure(err, this.endpoints, doing);

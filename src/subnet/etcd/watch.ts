@@ -4,7 +4,7 @@
 import type { Etcd3, IEvent, IKeyValue } from 'etcd3';
 import type { Logger } from 'pino';
 import { sameLeaseAttrs, type Lease, type LeaseEvent } from '../lease.js';
-import { Backoff } from '../../core/backoff.js';
+import { Backoff, abortable } from '../../core/backoff.js';
 import { loggedSteps } from '../../core/retry-log.js';
 import { prefixRangeEnd } from './layout.js';
 import { followWatchStream } from './watch-stream.js';
@@ -145,13 +145,4 @@ class LeaseWatch {
       this.src.logger.error({ err }, 'lease event handler threw');
     }
   }
-}
-
-function abortable<T>(p: Promise<T>, signal: AbortSignal): Promise<T> {
-  if (signal.aborted) return Promise.reject(signal.reason);
-  return new Promise<T>((resolve, reject) => {
-    const onAbort = () => reject(signal.reason);
-    signal.addEventListener('abort', onAbort, { once: true });
-    p.then(resolve, reject).finally(() => signal.removeEventListener('abort', onAbort));
-  });
 }
