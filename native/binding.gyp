@@ -9,6 +9,7 @@
       "src/napi_values.c",
       "src/netlink.c",
       "src/netlink_napi.c",
+      "src/netlink_parse.c",
       "src/packet.c",
       "src/peers.c"
     ]

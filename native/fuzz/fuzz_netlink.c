@@ -3,7 +3,7 @@
  * ASan sees any read past the end; every record must be of a known kind
  * with its lengths in range. */
 #include "common.h"
-#include "netlink.h"
+#include "netlink_parse.h"
 
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size) {
   uint8_t *buf = malloc(size ? size : 1);
