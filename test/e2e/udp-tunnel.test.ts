@@ -25,10 +25,17 @@ function sumDrops(d: Record<string, number>): number {
 }
 
 /** Starts tcpdump in a pod, waits until it listens; resolves to the number of packets it saw. */
-async function capture(ns: string, filter: string, seconds: number): Promise<() => Promise<number>> {
-  const child = spawn('ip', ['netns', 'exec', ns, 'timeout', String(seconds), 'tcpdump', '-n', '-l', '-i', `${PREFIX}-pod`, filter], { stdio: ['ignore', 'pipe', 'pipe'] });
+/**
+ * Starts tcpdump in `ns` and resolves once it listens. The returned function
+ * ends the capture and counts the packets: at once when `want` packets have
+ * been seen, else `seconds` after it is called (the window a negative check
+ * waits). tcpdump's start-up never eats into that window.
+ */
+async function capture(ns: string, filter: string, seconds: number): Promise<(want?: number) => Promise<number>> {
+  const child = spawn('ip', ['netns', 'exec', ns, 'tcpdump', '-n', '-l', '-i', `${PREFIX}-pod`, filter], { stdio: ['ignore', 'pipe', 'pipe'] });
   let out = '';
   let err = '';
+  const count = (): number => out.split('\n').filter((l) => l.trim()).length;
   child.stdout.on('data', (d: Buffer) => (out += d.toString()));
   await new Promise<void>((resolve) => {
     child.stderr.on('data', (d: Buffer) => {
@@ -37,11 +44,12 @@ async function capture(ns: string, filter: string, seconds: number): Promise<() 
     });
     child.on('exit', () => resolve());
   });
-  return () => new Promise((resolve) => {
-    const done = () => resolve(out.split('\n').filter((l) => l.trim()).length);
-    if (child.exitCode !== null) done();
-    else child.on('exit', done);
-  });
+  return async (want?: number) => {
+    await until(async () => (want !== undefined && count() >= want) || child.exitCode !== null, seconds * 1000, 20);
+    child.kill('SIGINT');
+    await new Promise<void>((resolve) => (child.exitCode !== null || child.signalCode !== null ? resolve() : child.once('exit', () => resolve())));
+    return count();
+  };
 }
 
 /** One iperf3 run from a pod to a pod; the server is a one-off child. */
@@ -123,7 +131,7 @@ if (process.getuid?.() !== 0) {
     t.equal(after.dropsInbound.notPeer - before.dropsInbound.notPeer, 5, 'counted as notPeer');
     seen = await capture(n1.podNs, 'udp port 7777', 3);
     await tb.fuzz(n2.ns, n2.underlay, n1.underlay, [probe(n2.pod)]);
-    t.equal(await seen(), 1, 'the control datagram from the peer arrives');
+    t.equal(await seen(1), 1, 'the control datagram from the peer arrives');
   });
 
   t.test("an inner source outside the sending peer's subnet is dropped", async (t) => {
