@@ -12,17 +12,20 @@ export const BRIDGE_NAME = 'cni0';
 
 /**
  * The bridge plugin's config for a pod on this node, as flannel's plugin
- * builds it: the node subnet via host-local, the bridge as gateway, routes to
- * the cluster Network and the default route. `overrides` (the net conf's
+ * builds it: the node subnet via host-local (and the IPv6 one on a
+ * dual-stack node), the bridge as gateway, routes to the cluster Network
+ * and the default route in each family. `overrides` (the net conf's
  * `delegate` object) replaces top-level keys and merges into `ipam`.
  */
 export function bridgeConf(base: { cniVersion: string; name: string }, node: NodeSubnet, overrides: JsonObject = {}): JsonObject {
-  const anyRoute = node.network.family === 4 ? '0.0.0.0/0' : '::/0';
+  // A dual-stack node gives each pod one address of each family: two ranges, routes in both.
+  const families = [node, ...(node.ipv6 ? [node.ipv6] : [])];
   const ipam: JsonObject = {
     type: 'host-local',
-    ranges: [[{ subnet: node.subnet.toString(), gateway: node.gateway.toString() }]],
+    ranges: families.map((f) => [{ subnet: f.subnet.toString(), gateway: f.gateway.toString() }]),
     // An explicit gw: the bridge plugin's CHECK compares routes literally.
-    routes: [node.network.toString(), anyRoute].map((dst) => ({ dst, gw: node.gateway.toString() })),
+    routes: families.flatMap((f) =>
+      [f.network.toString(), f.network.family === 4 ? '0.0.0.0/0' : '::/0'].map((dst) => ({ dst, gw: f.gateway.toString() }))),
   };
   const { ipam: ipamOverrides, ...rest } = overrides;
   return {

@@ -1,5 +1,6 @@
 // subnet.env, the file between the agent and the CNI plugins: flannel's keys
-// (FLANNEL_NETWORK, FLANNEL_SUBNET, FLANNEL_MTU, FLANNEL_IPMASQ), so the
+// (FLANNEL_NETWORK, FLANNEL_SUBNET, FLANNEL_MTU, FLANNEL_IPMASQ, and for a
+// dual-stack node FLANNEL_IPV6_NETWORK and FLANNEL_IPV6_SUBNET), so the
 // standard bridge + host-local plugins and flannel's own plugin read it
 // unchanged. One format and one parser, for the agent, the CNI plugin and the lab.
 import { readFile } from 'node:fs/promises';
@@ -12,6 +13,8 @@ export interface SubnetEnv {
   network: Cidr;
   /** This node's pod subnet, host bits cleared. */
   subnet: Cidr;
+  /** A dual-stack node's IPv6 network and subnet (FLANNEL_IPV6_NETWORK, FLANNEL_IPV6_SUBNET). */
+  ipv6?: { network: Cidr; subnet: Cidr };
   mtu: number;
   /** True when the agent masquerades, so the bridge plugin must not. */
   ipMasq: boolean;
@@ -20,7 +23,15 @@ export interface SubnetEnv {
 export interface ParsedSubnetEnv extends SubnetEnv {
   /** FLANNEL_SUBNET's address: the bridge's, every pod's gateway. */
   gateway: IP;
+  ipv6?: { network: Cidr; subnet: Cidr; gateway: IP };
 }
+
+/** The two keys of one address family: the network, and the subnet written as its gateway/length. */
+const KEYS = {
+  primary: { network: 'FLANNEL_NETWORK', subnet: 'FLANNEL_SUBNET' },
+  ipv6: { network: 'FLANNEL_IPV6_NETWORK', subnet: 'FLANNEL_IPV6_SUBNET' },
+} as const;
+type FamilyKeys = (typeof KEYS)[keyof typeof KEYS];
 
 /** A subnet.env that does not hold what it must: names the key and why. */
 export class SubnetEnvError extends Error {
@@ -31,11 +42,12 @@ export class SubnetEnvError extends Error {
 }
 
 export function formatSubnetEnv(env: SubnetEnv): string {
-  // FLANNEL_SUBNET carries the first usable address (the bridge gateway) with the subnet's length.
-  const gateway = env.subnet.ip.add(1);
+  // A subnet is written as its first usable address (the bridge gateway) with the subnet's length.
+  const family = (keys: FamilyKeys, part: { network: Cidr; subnet: Cidr }): string[] =>
+    [`${keys.network}=${part.network}`, `${keys.subnet}=${part.subnet.ip.add(1)}/${part.subnet.prefixLen}`];
   return [
-    `FLANNEL_NETWORK=${env.network}`,
-    `FLANNEL_SUBNET=${gateway}/${env.subnet.prefixLen}`,
+    ...family(KEYS.primary, env),
+    ...(env.ipv6 ? family(KEYS.ipv6, env.ipv6) : []),
     `FLANNEL_MTU=${env.mtu}`,
     `FLANNEL_IPMASQ=${env.ipMasq}`,
     '',
@@ -61,35 +73,47 @@ export function parseSubnetEnv(text: string): ParsedSubnetEnv {
     return v;
   };
 
-  let network: Cidr;
-  try {
-    network = Cidr.parse(get('FLANNEL_NETWORK'));
-  } catch (err) {
-    if (err instanceof SubnetEnvError) throw err;
-    throw new SubnetEnvError('FLANNEL_NETWORK', `is not a CIDR (${(err as Error).message})`);
+  const primary = familyPart(get, KEYS.primary);
+  const { network } = primary;
+  let ipv6: ParsedSubnetEnv['ipv6'];
+  if (vars.has(KEYS.ipv6.network) || vars.has(KEYS.ipv6.subnet)) {
+    ipv6 = familyPart(get, KEYS.ipv6, 6);
   }
-  const { subnet, gateway } = subnetOf(get('FLANNEL_SUBNET'));
-  if (!network.covers(subnet)) throw new SubnetEnvError('FLANNEL_SUBNET', `${subnet} is outside FLANNEL_NETWORK ${network}`);
-  if (gateway.equals(subnet.ip) || gateway.equals(subnet.last)) throw new SubnetEnvError('FLANNEL_SUBNET', `${gateway} is not a usable host address of ${subnet}`);
 
   const mtuText = get('FLANNEL_MTU');
   const mtu = /^\d{1,5}$/.test(mtuText) ? Number(mtuText) : NaN;
-  const minMtu = network.family === 4 ? 576 : 1280;
+  const minMtu = network.family === 4 && !ipv6 ? 576 : 1280;
   if (!(mtu >= minMtu && mtu <= 65535)) throw new SubnetEnvError('FLANNEL_MTU', `"${mtuText.slice(0, 16)}" is not an MTU between ${minMtu} and 65535`);
 
   const masq = vars.get('FLANNEL_IPMASQ') ?? 'false';
   if (masq !== 'true' && masq !== 'false') throw new SubnetEnvError('FLANNEL_IPMASQ', `"${masq.slice(0, 16)}" is neither true nor false`);
 
-  return { network, subnet, gateway, mtu, ipMasq: masq === 'true' };
+  return { ...primary, ...(ipv6 ? { ipv6 } : {}), mtu, ipMasq: masq === 'true' };
 }
 
-function subnetOf(text: string): { subnet: Cidr; gateway: IP } {
+/** One family's network and subnet, checked: the subnet inside the network, its gateway a usable host. */
+function familyPart(get: (key: string) => string, keys: FamilyKeys, family?: 4 | 6): { network: Cidr; subnet: Cidr; gateway: IP } {
+  let network: Cidr;
+  try {
+    network = Cidr.parse(get(keys.network));
+  } catch (err) {
+    if (err instanceof SubnetEnvError) throw err;
+    throw new SubnetEnvError(keys.network, `is not a CIDR (${(err as Error).message})`);
+  }
+  if (family && network.family !== family) throw new SubnetEnvError(keys.network, `${network} is not an IPv${family} network`);
+  const { subnet, gateway } = subnetOf(get(keys.subnet), keys.subnet);
+  if (!network.covers(subnet)) throw new SubnetEnvError(keys.subnet, `${subnet} is outside ${keys.network} ${network}`);
+  if (gateway.equals(subnet.ip) || gateway.equals(subnet.last)) throw new SubnetEnvError(keys.subnet, `${gateway} is not a usable host address of ${subnet}`);
+  return { network, subnet, gateway };
+}
+
+function subnetOf(text: string, key: string): { subnet: Cidr; gateway: IP } {
   try {
     const slash = text.indexOf('/');
     if (slash < 0) throw new Error('no /prefix');
     return { gateway: IP.parse(text.slice(0, slash)), subnet: Cidr.parse(text, { loose: true }) };
   } catch (err) {
-    throw new SubnetEnvError('FLANNEL_SUBNET', `"${text.slice(0, 64)}" is not an address/prefix (${(err as Error).message})`);
+    throw new SubnetEnvError(key, `"${text.slice(0, 64)}" is not an address/prefix (${(err as Error).message})`);
   }
 }
 
@@ -138,7 +162,7 @@ export async function readPreviousSubnetEnv(path: string): Promise<{ network?: C
     }
   };
   const network = attempt(() => Cidr.parse(vars.get('FLANNEL_NETWORK') ?? ''));
-  const subnet = attempt(() => subnetOf(vars.get('FLANNEL_SUBNET') ?? '').subnet);
+  const subnet = attempt(() => subnetOf(vars.get(KEYS.primary.subnet) ?? '', KEYS.primary.subnet).subnet);
   const mtu = /^\d{1,5}$/.test(vars.get('FLANNEL_MTU') ?? '') ? Number(vars.get('FLANNEL_MTU')) : undefined;
   return { ...(network ? { network } : {}), ...(subnet ? { subnet } : {}), ...(mtu !== undefined ? { mtu } : {}) };
 }

@@ -7,6 +7,7 @@ import t from 'tap';
 import { bridgeConf } from '../../src/cni/delegate.js';
 import { runCni, SUPPORTED_VERSIONS } from '../../src/cni/plugin.js';
 import { parseNodeSubnet } from '../../src/cni/subnet-env.js';
+import { formatSubnetEnv } from '../../src/subnet/subnet-env.js';
 
 const GOOD = 'FLANNEL_NETWORK=10.244.0.0/16\nFLANNEL_SUBNET=10.244.7.1/24\nFLANNEL_MTU=1450\nFLANNEL_IPMASQ=true\n';
 
@@ -67,6 +68,43 @@ t.test('bridge delegate config', async (t) => {
   t.equal(over.bridge, 'br9');
   t.equal(over.hairpinMode, false);
   t.match(over.ipam, { type: 'host-local', dataDir: '/x', ranges: [[{ subnet: '10.244.7.0/24' }]] }, 'ipam overrides merge');
+});
+
+const DUAL = GOOD.replace('FLANNEL_MTU', 'FLANNEL_IPV6_NETWORK=2001:db8:10::/56\nFLANNEL_IPV6_SUBNET=2001:db8:10:7::1/64\nFLANNEL_MTU');
+
+t.test('dual-stack subnet.env (flannel\'s FLANNEL_IPV6_* keys): both families read, checked by the same rules', async (t) => {
+  const n = parseNodeSubnet(DUAL, 'f');
+  t.same(
+    { subnet: n.subnet.toString(), v6: n.ipv6 && [n.ipv6.network.toString(), n.ipv6.subnet.toString(), n.ipv6.gateway.toString()] },
+    { subnet: '10.244.7.0/24', v6: ['2001:db8:10::/56', '2001:db8:10:7::/64', '2001:db8:10:7::1'] },
+  );
+  const bad: [string, RegExp][] = [
+    [DUAL.replace(/FLANNEL_IPV6_SUBNET=.*\n/, ''), /FLANNEL_IPV6_SUBNET is missing/],
+    [DUAL.replace('2001:db8:10:7::1/64', '2001:db8:99::1/64'), /FLANNEL_IPV6_SUBNET 2001:db8:99::\/64 is outside FLANNEL_IPV6_NETWORK/],
+    [DUAL.replace('2001:db8:10::/56', '10.9.0.0/16'), /FLANNEL_IPV6_NETWORK 10\.9\.0\.0\/16 is not an IPv6 network/],
+    [DUAL.replace('1450', '1000'), /FLANNEL_MTU "1000" is not an MTU between 1280/],
+  ];
+  t.same(bad.map(([text]) => { try { parseNodeSubnet(text, 'f'); return 'accepted'; } catch (err) { return (err as Error).message; } })
+    .map((msg, i) => bad[i]![1].test(msg)), [true, true, true, true], 'a missing key, a subnet outside, a non-IPv6 network and an MTU below IPv6\'s minimum are refused by key');
+});
+
+t.test('formatSubnetEnv writes the IPv6 keys where flannel does, and reads back', async (t) => {
+  const n = parseNodeSubnet(DUAL, 'f');
+  t.equal(formatSubnetEnv(n), DUAL);
+});
+
+t.test('bridge delegate config on a dual-stack node: two host-local ranges and routes in both families', async (t) => {
+  const conf = bridgeConf({ cniVersion: '1.0.0', name: 'weft' }, parseNodeSubnet(DUAL, 'f'));
+  t.same((conf.ipam as Record<string, unknown>), {
+    type: 'host-local',
+    ranges: [[{ subnet: '10.244.7.0/24', gateway: '10.244.7.1' }], [{ subnet: '2001:db8:10:7::/64', gateway: '2001:db8:10:7::1' }]],
+    routes: [
+      { dst: '10.244.0.0/16', gw: '10.244.7.1' },
+      { dst: '0.0.0.0/0', gw: '10.244.7.1' },
+      { dst: '2001:db8:10::/56', gw: '2001:db8:10:7::1' },
+      { dst: '::/0', gw: '2001:db8:10:7::1' },
+    ],
+  });
 });
 
 t.test('runCni answers protocol errors without running a delegate', async (t) => {
