@@ -231,4 +231,38 @@ if (stale) {
     t.match(r.json.msg, /netns|wk8-cni-absent/, 'the bridge plugin\'s message');
     t.equal((await cni('DEL', { id: 'bad-netns' })).code, 0, 'DEL after the failed ADD succeeds');
   });
+
+  t.test('dual-stack subnet.env: ADD gives each pod an address of each family, both reach the other pod, DEL releases both', async (t) => {
+    writeFileSync(subnetFile, 'FLANNEL_NETWORK=10.244.0.0/16\nFLANNEL_SUBNET=10.244.7.1/24\n' +
+      'FLANNEL_IPV6_NETWORK=2001:db8:10::/56\nFLANNEL_IPV6_SUBNET=2001:db8:10:7::1/64\nFLANNEL_MTU=1410\nFLANNEL_IPMASQ=true\n');
+    const added: Record<string, any>[] = [];
+    for (const pod of PODS) {
+      const r = await cni('ADD', { pod });
+      t.equal(r.code, 0, `${pod}: ADD exits 0`, { stdout: r.stdout, stderr: r.stderr });
+      added.push(r.json);
+    }
+    const addrs = (res: Record<string, any>): string[] => (res.ips ?? []).map((ip: any) => String(ip.address));
+    t.match(addrs(added[0]!), [/^10\.244\.7\.\d+\/24$/, /^2001:db8:10:7::[0-9a-f]+\/64$/], 'one address of each family, from the two ranges');
+    const routes4 = podState(PODS[0]!).routes; // `ip route` lists IPv4; IPv6 needs -6
+    t.ok(routes4.some((r: any) => r.dst === '10.244.0.0/16'), 'the IPv4 Network route is still there');
+    const routes6 = JSON.parse(sh('ip', ['-n', PODS[0]!, '-6', '-json', 'route', 'show']));
+    t.equal(routes6.find((r: any) => r.dst === '2001:db8:10::/56')?.gateway, '2001:db8:10:7::1', 'the IPv6 Network via the bridge');
+    // A fresh IPv6 address is tentative until DAD ends: ping until it answers, up to 10 s.
+    const target6 = addrs(added[0]!)[1]!.split('/')[0]!;
+    const ping6 = (): boolean => spawnSync('ip', ['netns', 'exec', PODS[1]!, 'ping', '-6', '-c', '1', '-W', '1', target6]).status === 0;
+    const until = Date.now() + 10_000;
+    let reached = ping6();
+    while (!reached && Date.now() < until) {
+      await new Promise((r) => setTimeout(r, 200));
+      reached = ping6();
+    }
+    t.ok(reached, `pod 2 reaches pod 1 over IPv6 (${target6})`);
+    const ipamNet = join(ipamDir, 'wk8-cni');
+    const leased = () => readdirSync(ipamNet).filter((f) => /^[0-9.]+$|:/.test(f));
+    t.equal(leased().length, 4, 'two addresses per pod leased');
+    for (const [k, pod] of PODS.entries()) {
+      t.equal((await cni('DEL', { pod, conf: netConf({ prevResult: added[k] }) })).code, 0, `${pod}: DEL exits 0`);
+    }
+    t.same(leased(), [], 'host-local released all four addresses');
+  });
 }
