@@ -25,8 +25,8 @@ export function firewallRules(input: FirewallInput): NftRules | undefined {
     rules.allowedPeers = peers.filter((p) => !p.attrs.publicIP.equals(own.attrs.publicIP)).map((p) => p.attrs.publicIP.toString());
   }
   if (input.ipMasq) {
-    rules.masquerade = { network: network.toString(), podSubnet: own.subnet.toString() };
-    rules.forwardNetwork = network.toString();
+    rules.masquerade = [{ network: network.toString(), podSubnet: own.subnet.toString() }];
+    rules.forwardNetworks = [network.toString()];
   }
   return rules.vxlanPort === undefined && !rules.masquerade ? undefined : rules;
 }

@@ -18,10 +18,10 @@ export interface NftRules {
   vxlanPort?: number;
   /** Peers' underlay (PublicIP) addresses, either family. */
   allowedPeers: string[];
-  /** Masquerade this node's pods (`podSubnet`) talking to anything outside the cluster `network`. */
-  masquerade?: { network: string; podSubnet: string };
-  /** Accept forwarding to and from the cluster Network. */
-  forwardNetwork?: string;
+  /** Per address family: masquerade this node's pods (`podSubnet`) talking to anything outside the cluster `network`. */
+  masquerade?: { network: string; podSubnet: string }[];
+  /** Accept forwarding to and from the cluster Network, one per address family. */
+  forwardNetworks?: string[];
 }
 
 const cidr = (text: string, what: string): Cidr => {
@@ -66,30 +66,33 @@ function tableSpec(rules: NftRules): TableSpec {
       ],
     });
   }
-  if (rules.forwardNetwork !== undefined) {
-    const net = cidr(rules.forwardNetwork, 'forward network');
-    const m = ipMatch(net);
+  if (rules.forwardNetworks?.length) {
     spec.chains.push({
       name: 'forward',
       head: 'type filter hook forward priority filter; policy accept;',
-      rules: [`${m} saddr ${net} accept`, `${m} daddr ${net} accept`],
+      rules: rules.forwardNetworks.flatMap((text) => {
+        const net = cidr(text, 'forward network');
+        const m = ipMatch(net);
+        return [`${m} saddr ${net} accept`, `${m} daddr ${net} accept`];
+      }),
     });
   }
-  if (rules.masquerade) {
-    const net = cidr(rules.masquerade.network, 'masquerade network');
-    const pods = cidr(rules.masquerade.podSubnet, 'masquerade pod subnet');
-    if (net.family !== pods.family || !net.covers(pods)) {
-      throw new Error(`nft: pod subnet ${pods} is not inside the network ${net}`);
-    }
-    const m = ipMatch(net);
-    const multicast = net.family === 4 ? '224.0.0.0/4' : 'ff00::/8';
+  if (rules.masquerade?.length) {
     spec.chains.push({
       name: 'postrouting',
       head: 'type nat hook postrouting priority srcnat; policy accept;',
       rules: [
         `meta mark & ${KUBE_PROXY_MASQ_MARK} == ${KUBE_PROXY_MASQ_MARK} return`,
-        `${m} saddr ${net} ${m} daddr ${net} return`,
-        `${m} saddr ${pods} ${m} daddr != ${multicast} masquerade fully-random`,
+        ...rules.masquerade.flatMap((family) => {
+          const net = cidr(family.network, 'masquerade network');
+          const pods = cidr(family.podSubnet, 'masquerade pod subnet');
+          if (net.family !== pods.family || !net.covers(pods)) {
+            throw new Error(`nft: pod subnet ${pods} is not inside the network ${net}`);
+          }
+          const m = ipMatch(net);
+          const multicast = net.family === 4 ? '224.0.0.0/4' : 'ff00::/8';
+          return [`${m} saddr ${net} ${m} daddr ${net} return`, `${m} saddr ${pods} ${m} daddr != ${multicast} masquerade fully-random`];
+        }),
       ],
     });
   }

@@ -1,6 +1,7 @@
 // weft's nftables table against a real kernel, in scratch namespaces: the
 // VXLAN port accepts peers only (and the same path works for anyone without
-// the table), masquerade of pod traffic leaving the Network only, restoration
+// the table), masquerade of pod traffic leaving the Network only (IPv4 and
+// IPv6), restoration
 // after the table is deleted or edited by hand, removal. Needs root.
 import { spawn, spawnSync, type ChildProcess } from 'node:child_process';
 import { createInterface } from 'node:readline';
@@ -40,8 +41,8 @@ function wire(ns: string, nodeDev: string, nodeAddr: string, farAddr: string): v
 }
 
 /** A UDP receiver in `ns`: every datagram becomes "source payload" in `got`. */
-async function receiver(ns: string, port: number): Promise<{ got: string[]; child: ChildProcess }> {
-  const script = "const s=require('dgram').createSocket('udp4');"
+async function receiver(ns: string, port: number, type: 'udp4' | 'udp6' = 'udp4'): Promise<{ got: string[]; child: ChildProcess }> {
+  const script = `const s=require('dgram').createSocket('${type}');`
     + "s.on('message',(m,r)=>process.stdout.write(r.address+' '+m+'\\n'));"
     + "s.bind(Number(process.argv[1]),()=>process.stdout.write('ready\\n'));";
   const child = spawn('ip', ['netns', 'exec', ns, process.execPath, '-e', script, String(port)], { stdio: ['ignore', 'pipe', 'inherit'] });
@@ -127,7 +128,7 @@ if (process.getuid?.() !== 0) {
       encoding: 'utf8',
     });
     t.equal(mark.status, 0, mark.stderr);
-    await table.apply({ vxlanPort: 8472, allowedPeers: ['10.98.0.2'], masquerade: { network: '10.5.0.0/16', podSubnet: '10.5.1.0/24' }, forwardNetwork: '10.5.0.0/16' });
+    await table.apply({ vxlanPort: 8472, allowedPeers: ['10.98.0.2'], masquerade: [{ network: '10.5.0.0/16', podSubnet: '10.5.1.0/24' }], forwardNetworks: ['10.5.0.0/16'] });
     const rx = await receiver(OUT, 9999);
     children.push(rx.child);
     send(POD, '203.0.113.2', 9999, 'outside');
@@ -135,6 +136,33 @@ if (process.getuid?.() !== 0) {
     send(POD, '203.0.113.3', 9999, 'marked');
     await waitFor(() => rx.got.length === 3, 'three datagrams');
     t.same(rx.got.sort(), ['10.5.1.2 marked', '10.5.1.2 pod-to-pod', '203.0.113.1 outside']);
+    rx.child.kill();
+  });
+
+  t.test('IPv6 masquerade: pods leaving the IPv6 Network get the node address; pod-to-pod keeps its own', async (t) => {
+    // The same wiring in IPv6 (nodad: no duplicate-address wait in scratch namespaces).
+    const add6 = (ns: string, addr: string, dev: string): string => ipn(ns, '-6', 'addr', 'add', addr, 'dev', dev, 'nodad');
+    add6(NODE, '2001:db8:5:1::1/64', 'to-pod');
+    add6(POD, '2001:db8:5:1::2/64', 'eth0');
+    add6(NODE, '2001:db8:ff::1/64', 'to-out');
+    add6(OUT, '2001:db8:ff::2/64', 'eth0');
+    add6(OUT, '2001:db8:5:2::2/128', 'lo'); // a pod on another node
+    ipn(POD, '-6', 'route', 'add', 'default', 'via', '2001:db8:5:1::1');
+    ipn(OUT, '-6', 'route', 'add', '2001:db8:5::/56', 'via', '2001:db8:ff::1');
+    ipn(NODE, '-6', 'route', 'add', '2001:db8:5:2::/64', 'via', '2001:db8:ff::2');
+    sh('ip', ['netns', 'exec', NODE, 'sysctl', '-qw', 'net.ipv6.conf.all.forwarding=1']);
+    await table.apply({
+      vxlanPort: 8472,
+      allowedPeers: ['10.98.0.2'],
+      masquerade: [{ network: '10.5.0.0/16', podSubnet: '10.5.1.0/24' }, { network: '2001:db8:5::/56', podSubnet: '2001:db8:5:1::/64' }],
+      forwardNetworks: ['10.5.0.0/16', '2001:db8:5::/56'],
+    });
+    const rx = await receiver(OUT, 9998, 'udp6');
+    children.push(rx.child);
+    send(POD, '2001:db8:ff::2', 9998, 'outside6');
+    send(POD, '2001:db8:5:2::2', 9998, 'pod-to-pod6');
+    await waitFor(() => rx.got.length === 2, 'two datagrams');
+    t.same(rx.got.sort(), ['2001:db8:5:1::2 pod-to-pod6', '2001:db8:ff::1 outside6']);
     rx.child.kill();
   });
 

@@ -35,11 +35,11 @@ t.test('the set follows the lease set', async (t) => {
 
 t.test('--ip-masq: masquerade this node\'s pods leaving the Network, forward the Network, for any backend', async (t) => {
   const rules = firewallRules({ own, peers, network, ipMasq: true });
-  t.same(rules, { allowedPeers: [], masquerade: { network: '10.5.0.0/16', podSubnet: '10.5.1.0/24' }, forwardNetwork: '10.5.0.0/16' });
+  t.same(rules, { allowedPeers: [], masquerade: [{ network: '10.5.0.0/16', podSubnet: '10.5.1.0/24' }], forwardNetworks: ['10.5.0.0/16'] });
   const text = nftRuleset(rules!);
   t.notMatch(text, /udp dport/, 'host-gw has no tunnel port');
   t.match(text, /ip saddr 10\.5\.0\.0\/16 ip daddr 10\.5\.0\.0\/16 return/, 'never pod-to-pod');
   t.match(text, /meta mark & 0x4000 == 0x4000 return/, 'never what kube-proxy masquerades itself');
   const both = firewallRules({ tunnelPort: 4789, own, peers, network, ipMasq: true });
-  t.match(both, { vxlanPort: 4789, masquerade: { podSubnet: '10.5.1.0/24' } });
+  t.match(both, { vxlanPort: 4789, masquerade: [{ podSubnet: '10.5.1.0/24' }] });
 });

@@ -35,7 +35,7 @@ t.test('no peers: the port is closed to everyone', async (t) => {
 });
 
 t.test('masquerade: only pod traffic leaving the Network, never pod-to-pod, never kube-proxy-marked', async (t) => {
-  const text = nftRuleset({ allowedPeers: [], masquerade: { network: '10.5.0.0/16', podSubnet: '10.5.1.0/24' }, forwardNetwork: '10.5.0.0/16' });
+  const text = nftRuleset({ allowedPeers: [], masquerade: [{ network: '10.5.0.0/16', podSubnet: '10.5.1.0/24' }], forwardNetworks: ['10.5.0.0/16'] });
   t.notMatch(text, /chain input/, 'no VXLAN rules without a port');
   const post = text.slice(text.indexOf('chain postrouting'));
   const rules = post.split('\n').slice(2, 5).map((l) => l.trim());
@@ -46,8 +46,30 @@ t.test('masquerade: only pod traffic leaving the Network, never pod-to-pod, neve
   ], 'the returns come before the masquerade');
   t.match(text, /type nat hook postrouting priority srcnat; policy accept;/);
   t.match(text, /chain forward \{\n\t\ttype filter hook forward priority filter; policy accept;\n\t\tip saddr 10\.5\.0\.0\/16 accept\n\t\tip daddr 10\.5\.0\.0\/16 accept/);
-  const v6 = nftRuleset({ allowedPeers: [], masquerade: { network: 'fd00:5::/48', podSubnet: 'fd00:5:0:1::/64' } });
+  const v6 = nftRuleset({ allowedPeers: [], masquerade: [{ network: 'fd00:5::/48', podSubnet: 'fd00:5:0:1::/64' }] });
   t.match(v6, /ip6 saddr fd00:5:0:1::\/64 ip6 daddr != ff00::\/8 masquerade/);
+});
+
+t.test('dual-stack: masquerade and forwarding in both families, each family\'s returns before its masquerade', async (t) => {
+  const text = nftRuleset({
+    allowedPeers: [],
+    masquerade: [{ network: '10.5.0.0/16', podSubnet: '10.5.1.0/24' }, { network: '2001:db8:5::/56', podSubnet: '2001:db8:5:1::/64' }],
+    forwardNetworks: ['10.5.0.0/16', '2001:db8:5::/56'],
+  });
+  const chain = (name: string): string[] => {
+    const body = text.slice(text.indexOf(`chain ${name} {`));
+    return body.slice(0, body.indexOf('\t}')).split('\n').slice(2).map((l) => l.trim()).filter(Boolean);
+  };
+  t.same({ postrouting: chain('postrouting'), forward: chain('forward') }, {
+    postrouting: [
+      'meta mark & 0x4000 == 0x4000 return',
+      'ip saddr 10.5.0.0/16 ip daddr 10.5.0.0/16 return',
+      'ip saddr 10.5.1.0/24 ip daddr != 224.0.0.0/4 masquerade fully-random',
+      'ip6 saddr 2001:db8:5::/56 ip6 daddr 2001:db8:5::/56 return',
+      'ip6 saddr 2001:db8:5:1::/64 ip6 daddr != ff00::/8 masquerade fully-random',
+    ],
+    forward: ['ip saddr 10.5.0.0/16 accept', 'ip daddr 10.5.0.0/16 accept', 'ip6 saddr 2001:db8:5::/56 accept', 'ip6 daddr 2001:db8:5::/56 accept'],
+  });
 });
 
 t.test('an empty rule set still replaces the table atomically', async (t) => {
@@ -57,9 +79,9 @@ t.test('an empty rule set still replaces the table atomically', async (t) => {
 t.test('bad input is refused by name, never written into the ruleset', async (t) => {
   t.throws(() => nftRuleset({ vxlanPort: 70000, allowedPeers: [] }), /VXLAN port 70000/);
   t.throws(() => nftRuleset({ vxlanPort: 8472, allowedPeers: ['192.0.2.2 } ; flush ruleset'] }), /allowed peer/);
-  t.throws(() => nftRuleset({ allowedPeers: [], masquerade: { network: '10.5.0.0/16', podSubnet: '10.6.1.0/24' } }), /not inside the network/);
-  t.throws(() => nftRuleset({ allowedPeers: [], masquerade: { network: '10.5.0.0/16', podSubnet: 'fd00::/64' } }), /not inside/);
-  t.throws(() => nftRuleset({ allowedPeers: [], forwardNetwork: 'any' }), /forward network/);
+  t.throws(() => nftRuleset({ allowedPeers: [], masquerade: [{ network: '10.5.0.0/16', podSubnet: '10.6.1.0/24' }] }), /not inside the network/);
+  t.throws(() => nftRuleset({ allowedPeers: [], masquerade: [{ network: '10.5.0.0/16', podSubnet: 'fd00::/64' }] }), /not inside/);
+  t.throws(() => nftRuleset({ allowedPeers: [], forwardNetworks: ['any'] }), /forward network/);
 });
 
 t.test('a listing is compared by shape: sets with elements, chains with rule counts', async (t) => {
