@@ -1,8 +1,8 @@
 // weft's nftables table against a real kernel, in scratch namespaces: the
 // VXLAN port accepts peers only (and the same path works for anyone without
 // the table), masquerade of pod traffic leaving the Network only (IPv4 and
-// IPv6), restoration
-// after the table is deleted or edited by hand, removal. Needs root.
+// IPv6), restoration after the table is deleted or edited by hand, removal.
+// Needs root.
 import { spawn, spawnSync, type ChildProcess } from 'node:child_process';
 import { createInterface } from 'node:readline';
 import t from 'tap';
