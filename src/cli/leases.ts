@@ -9,8 +9,9 @@ import { etcdFlags, etcdOptionsFrom } from './flags.js';
 const USAGE = `usage: weft leases [flags]
 
 Lists every subnet lease in etcd: subnet, PublicIP, backend, node and the time
-left on its TTL ("reservation" for a key without one). Entries weft cannot use
-are listed as "invalid: <reason>".
+left on its TTL ("reservation" for a key without one). A dual-stack lease shows
+both subnets and both addresses, IPv4 first. Entries weft cannot use are listed
+as "invalid: <reason>", entries it uses only in part as "partly used: <reason>".
 
 flags:
   --etcd-endpoints URLS   comma-separated etcd URLs (default http://127.0.0.1:2379)
@@ -39,34 +40,44 @@ function printable(text: string): string {
 
 function toJson(row: LeaseListing, now: number): Record<string, unknown> {
   if ('invalid' in row) return { key: row.key, invalid: row.invalid };
-  const { subnet, attrs, expiresAt } = row.lease;
+  const { subnet, ipv6Subnet, attrs, expiresAt } = row.lease;
   return {
     key: row.key,
     subnet: subnet.toString(),
     publicIP: attrs.publicIP.toString(),
+    ...(ipv6Subnet && attrs.publicIPv6 ? { ipv6Subnet: ipv6Subnet.toString(), publicIPv6: attrs.publicIPv6.toString() } : {}),
     backendType: attrs.backendType,
     backendData: attrs.backendData,
+    ...(ipv6Subnet ? { backendV6Data: attrs.backendV6Data ?? null } : {}),
     nodeName: attrs.nodeName ?? null,
     reservation: expiresAt === undefined,
     ttlSeconds: expiresAt === undefined ? null : Math.max(0, Math.round((expiresAt - now) / 1000)),
+    ...(row.warning ? { partlyUsed: row.warning } : {}),
   };
+}
+
+/** "10.244.1.0/24" or, for a dual-stack lease, "10.244.1.0/24,fd00:10:244:1::/64" (Kubernetes' podCIDRs spelling). */
+function bothFamilies(v4: { toString(): string }, v6: { toString(): string } | undefined): string {
+  return v6 === undefined ? v4.toString() : `${v4},${v6}`;
 }
 
 function table(rows: LeaseListing[], now: number): string {
   const lines: string[][] = [['SUBNET', 'PUBLIC-IP', 'BACKEND', 'NODE', 'TTL']];
-  const invalid: string[] = [];
+  const notes: string[] = [];
   for (const row of rows) {
     if ('invalid' in row) {
-      invalid.push(printable(`${row.key}  invalid: ${row.invalid}`));
+      notes.push(printable(`${row.key}  invalid: ${row.invalid}`));
       continue;
     }
-    const { subnet, attrs, expiresAt } = row.lease;
+    if (row.warning) notes.push(printable(`${row.key}  partly used: ${row.warning}`));
+    const { subnet, ipv6Subnet, attrs, expiresAt } = row.lease;
     const ttl = expiresAt === undefined ? 'reservation' : formatTtl(expiresAt - now);
-    lines.push([subnet.toString(), attrs.publicIP.toString(), attrs.backendType, printable(attrs.nodeName ?? '-'), ttl]);
+    const publicIPs = bothFamilies(attrs.publicIP, ipv6Subnet && attrs.publicIPv6);
+    lines.push([bothFamilies(subnet, ipv6Subnet), publicIPs, attrs.backendType, printable(attrs.nodeName ?? '-'), ttl]);
   }
   const widths = lines[0]!.map((_, i) => Math.max(...lines.map((l) => l[i]!.length)));
   const out = lines.map((l) => l.map((cell, i) => (i === l.length - 1 ? cell : cell.padEnd(widths[i]!))).join('  '));
-  return [...out, ...invalid].join('\n');
+  return [...out, ...notes].join('\n');
 }
 
 export async function run(argv: string[]): Promise<number> {

@@ -20,6 +20,10 @@ t.test('only free subnets, and every key occupies its subnet whatever its value'
   for (let i = 0; i < 20; i++) t.not(pickFreeSubnet(small, names).toString(), '10.5.1.0/24');
 });
 
+t.test("a flannel dual-stack key occupies its IPv4 subnet", async (t) => {
+  t.equal(pickFreeSubnet(small, ['10.5.1.0-24', '10.5.2.0-24&fd00:5:2::-64', '10.5.4.0-24']).toString(), '10.5.3.0/24');
+});
+
 t.test('a full range ends in one line naming the fix', async (t) => {
   t.throws(() => pickFreeSubnet(small, ['10.5.1.0-24', '10.5.2.0-24', '10.5.3.0-24', '10.5.4.0-24']), /no free subnet: all 4 \/24 subnets/);
 });

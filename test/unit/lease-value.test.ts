@@ -2,7 +2,9 @@ import t from 'tap';
 import { parseNetConf } from '../../src/config/parse.js';
 import type { NetConf } from '../../src/config/netconf.js';
 import { Cidr, IP } from '../../src/core/cidr.js';
+import { leaseKeyName } from '../../src/subnet/etcd/layout.js';
 import { formatLeaseValue, MAX_LEASE_VALUE_BYTES, parseLeaseEntry } from '../../src/subnet/etcd/lease-value.js';
+import { sameLeaseAttrs, type LeaseAttrs } from '../../src/subnet/lease.js';
 
 const v4 = parseNetConf(JSON.stringify({ Network: '10.5.0.0/16', Backend: { Type: 'host-gw' } }));
 const good = { PublicIP: '192.0.2.10', BackendType: 'host-gw' };
@@ -159,6 +161,128 @@ t.test('IPv6 network: one code path', async (t) => {
   t.match(reason('FD00:10:0:3::-64', json({ PublicIP: '2001:db8::7', BackendType: 'host-gw' }), v6), /canonical/);
   t.match(reason('fd00:10:0:3::-64', json(good), v6), /PublicIP 192\.0\.2\.10 is IPv4, the Network is IPv6/);
   t.match(reason('10.5.3.0-24', json(good), v6), /outside Network/);
+});
+
+// flannel's dual-stack lease: one key naming both subnets, IPv4 first, joined by "&".
+const DUAL_KEY = '10.5.3.0-24&fd00:10:0:3::-64';
+const dualValue = {
+  PublicIP: '192.0.2.10',
+  PublicIPv6: '2001:db8::10',
+  BackendType: 'vxlan',
+  BackendData: { VNI: 1, VtepMAC: '7a:1b:2c:3d:4e:5f' },
+  BackendV6Data: { VNI: 1, VtepMAC: '8a:1b:2c:3d:4e:5f' },
+};
+const withV6 = (fields: Record<string, unknown>) => json({ ...dualValue, ...fields });
+
+/** What a parse yields, as plain data; absent IPv6 parts are absent keys. */
+function view(name: string, value: string): Record<string, unknown> {
+  const r = parseLeaseEntry(name, value, v4);
+  if (!r.ok) return { invalid: r.reason };
+  const { subnet, ipv6Subnet, attrs } = r.lease;
+  return {
+    subnet: subnet.toString(),
+    publicIP: attrs.publicIP.toString(),
+    backendData: attrs.backendData,
+    ...(ipv6Subnet ? { ipv6Subnet: ipv6Subnet.toString() } : {}),
+    ...(attrs.publicIPv6 ? { publicIPv6: attrs.publicIPv6.toString() } : {}),
+    ...(attrs.backendV6Data !== undefined ? { backendV6Data: attrs.backendV6Data } : {}),
+    ...(r.warning !== undefined ? { warning: r.warning } : {}),
+  };
+}
+
+const ipv4HalfOnly = { subnet: '10.5.3.0/24', publicIP: '192.0.2.10', backendData: dualValue.BackendData };
+const dualView = { ...ipv4HalfOnly, ipv6Subnet: 'fd00:10:0:3::/64', publicIPv6: '2001:db8::10', backendV6Data: dualValue.BackendV6Data };
+/** The view of a dual-stack lease whose IPv6 half was dropped for `why`. */
+const droppedFor = (why: string) => ({ ...ipv4HalfOnly, warning: `IPv6 half dropped: ${why}` });
+const dualWith = (fields: Record<string, unknown>) => view(DUAL_KEY, withV6(fields));
+
+t.test('flannel dual-stack lease: both halves read unchanged', async (t) => {
+  t.strictSame(view(DUAL_KEY, json(dualValue)), dualView);
+});
+
+t.test('flannel dual-stack host-gw lease: no BackendV6Data is fine', async (t) => {
+  const hostgw = json({ PublicIP: '192.0.2.10', PublicIPv6: '2001:db8::10', BackendType: 'host-gw' });
+  t.strictSame(view(DUAL_KEY, hostgw), { subnet: '10.5.3.0/24', publicIP: '192.0.2.10', backendData: null, ipv6Subnet: 'fd00:10:0:3::/64', publicIPv6: '2001:db8::10' });
+});
+
+t.test('IPv6 fields on an IPv4-only key are not read, hostile or not', async (t) => {
+  t.strictSame(view('10.5.3.0-24', withV6({ PublicIPv6: 'junk', BackendV6Data: 'x' })), ipv4HalfOnly);
+});
+
+t.test('IPv6-only keys', async (t) => {
+  // flannel has no IPv6-only key: with IPv4 disabled it writes the zero IPv4 subnet in front.
+  t.match(reason('0.0.0.0-0&fd00:10:0:3::-64', withV6({ PublicIP: '0.0.0.0' })), /subnet 0\.0\.0\.0\/0 is outside Network 10\.5\.0\.0\/16/);
+  t.match(reason('fd00:10:0:3::-64&10.5.3.0-24', json(dualValue)), /dual-stack key starts with its IPv4 subnet/);
+  t.match(reason('&fd00:10:0:3::-64', json(dualValue)), /key is not a subnet/);
+});
+
+t.test('a malformed IPv6 half in the key skips the whole lease', async (t) => {
+  const v = json(dualValue);
+  t.match(reason('10.5.3.0-24&', v), /after "&" is not an IPv6 subnet/);
+  t.match(reason('10.5.3.0-24&junk-64', v), /after "&" is not an IPv6 subnet/);
+  t.match(reason('10.5.3.0-24&fd00:10:0:3::', v), /after "&" is not an IPv6 subnet/, 'no prefix length');
+  t.match(reason('10.5.3.0-24&10.6.3.0-24', v), /after "&" is not an IPv6 subnet/, 'IPv4 twice');
+  t.match(reason('10.5.3.0-24&fd00:10:0:3::-64&fd00:10:0:4::-64', v), /after "&" is not an IPv6 subnet/, 'three halves');
+  t.match(reason('10.5.3.0-24&fd00:10:0:3::1-64', v), /after "&" is not an IPv6 subnet/, 'host bits set');
+  t.match(reason('10.5.3.0-24&fd00:10:0:3::-129', v), /after "&" is not an IPv6 subnet/);
+  t.match(reason('10.5.3.0-24&FD00:10:0:3::-64', v), /canonical form \(want 10\.5\.3\.0-24&fd00:10:0:3::-64\)/);
+  t.match(reason('10.5.3.0-24&fd00:10:0:3:0::-64', v), /canonical form/);
+  t.match(reason('10.5.3.0-24&fd00:10:0:3::-064', v), /canonical form/);
+  t.match(reason(`10.5.3.0-24&${'0'.repeat(200)}::-64`, v), /key is 217 characters, longer than any subnet/);
+});
+
+t.test('a bad IPv4 half skips the whole lease, as for an IPv4-only key', async (t) => {
+  t.match(reason('10.6.3.0-24&fd00:10:0:3::-64', json(dualValue)), /outside Network/);
+  t.match(reason(DUAL_KEY, withV6({ PublicIP: '2001:db8::10' })), /PublicIP 2001:db8::10 is IPv6, the Network is IPv4/);
+});
+
+t.test('an unusable PublicIPv6 drops the IPv6 half and keeps the IPv4 one, with a warning', async (t) => {
+  t.strictSame(dualWith({ PublicIPv6: undefined }), droppedFor('PublicIPv6 is missing'));
+  t.strictSame(dualWith({ PublicIPv6: null }), droppedFor('PublicIPv6 is missing'), 'null is how flannel writes "none"');
+  t.strictSame(dualWith({ PublicIPv6: 7 }), droppedFor('PublicIPv6 is not a string (number)'));
+  t.strictSame(dualWith({ PublicIPv6: 'fd00::1/64' }), droppedFor('PublicIPv6 "fd00::1/64" is not an IP address'));
+  t.strictSame(dualWith({ PublicIPv6: '192.0.2.10' }), droppedFor("PublicIPv6 192.0.2.10 is IPv4, the key's subnet fd00:10:0:3::/64 is IPv6"));
+  t.strictSame(dualWith({ PublicIPv6: '::ffff:192.0.2.10' }), droppedFor('PublicIPv6 ::ffff:c000:20a is not a unicast host address (ipv4Mapped)'));
+  t.strictSame(dualWith({ PublicIPv6: 'ff02::1' }), droppedFor('PublicIPv6 ff02::1 is not a unicast host address (multicast)'));
+  t.strictSame(dualWith({ PublicIPv6: '::1' }), droppedFor('PublicIPv6 ::1 is not a unicast host address (loopback)'));
+  t.strictSame(dualWith({ PublicIPv6: '::' }), droppedFor('PublicIPv6 :: is not a unicast host address (unspecified)'));
+});
+
+t.test('hazards in BackendV6Data skip the whole lease, as in BackendData', async (t) => {
+  const polluted = `{"PublicIP":"192.0.2.10","PublicIPv6":"2001:db8::10","BackendType":"vxlan","BackendV6Data":{"__proto__":{"polluted":true}}}`;
+  t.match(reason(DUAL_KEY, polluted), /"__proto__" key/);
+  t.match(reason(DUAL_KEY, `{"PublicIP":"192.0.2.10","PublicIPv6":"2001:db8::10","BackendType":"vxlan","BackendV6Data":${'['.repeat(40)}${']'.repeat(40)}}`), /nested deeper/);
+});
+
+const dualAttrs: LeaseAttrs = {
+  publicIP: IP.parse('192.0.2.10'),
+  publicIPv6: IP.parse('2001:db8::10'),
+  backendType: 'vxlan',
+  backendData: dualValue.BackendData,
+  backendV6Data: dualValue.BackendV6Data,
+};
+
+t.test('writing: flannel dual-stack key and value', async (t) => {
+  t.equal(leaseKeyName(Cidr.parse('10.5.3.0/24'), Cidr.parse('fd00:10:0:3::/64')), DUAL_KEY);
+  t.equal(formatLeaseValue(dualAttrs), json(dualValue), 'flannel field order');
+  t.throws(() => leaseKeyName(Cidr.parse('fd00:10:0:3::/64'), Cidr.parse('10.5.3.0/24')), /pairs an IPv4 and an IPv6 subnet/);
+});
+
+t.test('writing: an IPv4-only lease is unchanged', async (t) => {
+  t.equal(leaseKeyName(Cidr.parse('10.5.3.0/24')), '10.5.3.0-24');
+  const v4only = { publicIP: IP.parse('192.0.2.10'), backendType: 'vxlan', backendData: { VNI: 1 }, nodeName: 'n1', backendV6Data: { VNI: 1 } };
+  t.equal(formatLeaseValue(v4only), '{"PublicIP":"192.0.2.10","BackendType":"vxlan","BackendData":{"VNI":1},"NodeName":"n1"}', 'no IPv6 fields without PublicIPv6');
+});
+
+t.test('dual-stack round trip: key and value read back as written', async (t) => {
+  const key = leaseKeyName(Cidr.parse('10.5.3.0/24'), Cidr.parse('fd00:10:0:3::/64'));
+  t.strictSame(view(key, formatLeaseValue(dualAttrs)), dualView);
+});
+
+t.test('attrs that differ only in their IPv6 half are not the same', async (t) => {
+  t.notOk(sameLeaseAttrs(dualAttrs, { ...dualAttrs, publicIPv6: IP.parse('2001:db8::11') }), 'PublicIPv6');
+  t.notOk(sameLeaseAttrs(dualAttrs, { ...dualAttrs, backendV6Data: { VNI: 2 } }), 'BackendV6Data');
+  t.notOk(sameLeaseAttrs(dualAttrs, { ...dualAttrs, publicIPv6: undefined }), 'IPv6 half gone');
 });
 
 t.test('never throws on arbitrary input', async (t) => {

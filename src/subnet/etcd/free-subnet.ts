@@ -3,15 +3,17 @@
 // names of the keys already under <prefix>/subnets/; no etcd access.
 import { randomBytes, randomInt } from 'node:crypto';
 import type { NetConf } from '../../config/netconf.js';
-import { Cidr } from '../../core/cidr.js';
+import type { Cidr } from '../../core/cidr.js';
 import { WeftError } from '../../errors.js';
+import { parseLeaseKeyName } from './layout.js';
 
 /** Ranges up to this many subnets are enumerated; larger ones (IPv6) are probed at random. */
 const ENUMERATE_LIMIT = 1n << 16n;
 
 /**
  * `prefer` if free and leasable, else a random free subnet in [SubnetMin, SubnetMax].
- * `keyNames` are the existing keys' names relative to the subnets dir ("10.244.3.0-24").
+ * `keyNames` are the existing keys' names relative to the subnets dir ("10.244.3.0-24",
+ * or flannel's dual-stack "10.244.3.0-24&fd00:10:244:3::-64", which occupies its IPv4 subnet too).
  */
 export function pickFreeSubnet(net: NetConf, keyNames: Iterable<string>, prefer?: Cidr): Cidr {
   const lo = net.network.indexOf(net.subnetMin);
@@ -47,12 +49,9 @@ export function pickFreeSubnet(net: NetConf, keyNames: Iterable<string>, prefer?
 
 /** Index of the subnet named `name` within Network if it may be leased (right length, in [min, max]). */
 function leasableIndex(net: NetConf, name: string, lo: bigint, hi: bigint): bigint | undefined {
-  let subnet: Cidr;
-  try {
-    subnet = Cidr.fromKey(name);
-  } catch {
-    return undefined;
-  }
+  const subnets = parseLeaseKeyName(name);
+  if (typeof subnets === 'string') return undefined;
+  const { subnet } = subnets;
   if (subnet.prefixLen !== net.subnetLen || !net.network.covers(subnet)) return undefined;
   const i = net.network.indexOf(subnet);
   return i >= lo && i <= hi ? i : undefined;

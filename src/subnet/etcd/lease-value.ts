@@ -1,11 +1,14 @@
 // Reading and writing one lease value: <prefix>/subnets/<ip>-<len> ->
-// {"PublicIP","BackendType","BackendData","NodeName"}. Everything read from
-// etcd is untrusted: any node (or a person with etcdctl) can write garbage.
+// {"PublicIP","BackendType","BackendData","NodeName"}, and flannel's dual-stack
+// form <prefix>/subnets/<ipv4>-<len>&<ipv6>-<len>, whose value adds
+// "PublicIPv6" and "BackendV6Data". Everything read from etcd is untrusted:
+// any node (or a person with etcdctl) can write garbage.
 import { isUtf8 } from 'node:buffer';
 import ipaddr from 'ipaddr.js';
 import { BACKEND_TYPES, type NetConf } from '../../config/netconf.js';
-import { Cidr, IP } from '../../core/cidr.js';
+import { IP, type Cidr, type Family } from '../../core/cidr.js';
 import type { Lease, LeaseAttrs, LeaseValue } from '../lease.js';
+import { leaseKeyName, parseLeaseKeyName, type KeySubnets } from './layout.js';
 
 /** Larger values are refused unread: a lease is a few hundred bytes. */
 export const MAX_LEASE_VALUE_BYTES = 8 * 1024;
@@ -13,7 +16,11 @@ export const MAX_LEASE_VALUE_BYTES = 8 * 1024;
 const MAX_JSON_DEPTH = 32;
 const MAX_NODE_NAME = 253;
 
-export type LeaseEntry = { ok: true; lease: Lease } | { ok: false; reason: string };
+/**
+ * A usable lease, or the reason there is none. `warning` says what was
+ * dropped from a usable lease (a dual-stack lease's unusable IPv6 half).
+ */
+export type LeaseEntry = { ok: true; lease: Lease; warning?: string } | { ok: false; reason: string };
 
 function invalid(reason: string): LeaseEntry {
   return { ok: false, reason };
@@ -31,34 +38,45 @@ function jsonHazard(v: unknown, depth: number): string | undefined {
   return undefined;
 }
 
-function parsePublicIP(raw: unknown, net: NetConf): IP | string {
-  if (typeof raw !== 'string') return `PublicIP is ${raw === undefined ? 'missing' : `not a string (${typeof raw})`}`;
+/** Address ranges no node can be reached at. ("ipv4Mapped" is an IPv4 address spelled as IPv6.) */
+const NOT_A_HOST = new Set(['unspecified', 'multicast', 'broadcast', 'loopback', 'ipv4Mapped']);
+
+/** `field`'s value as a unicast address of `family`, or why it is not one. */
+function parsePublicIP(field: 'PublicIP' | 'PublicIPv6', raw: unknown, family: Family, familyOf: string): IP | string {
+  if (typeof raw !== 'string') return `${field} is ${raw === undefined ? 'missing' : `not a string (${typeof raw})`}`;
   let ip: IP;
   try {
     ip = IP.parse(raw);
   } catch {
-    return `PublicIP "${raw.slice(0, 64)}" is not an IP address`;
+    return `${field} "${raw.slice(0, 64)}" is not an IP address`;
   }
-  if (ip.family !== net.network.family) return `PublicIP ${ip} is IPv${ip.family}, the Network is IPv${net.network.family}`;
+  if (ip.family !== family) return `${field} ${ip} is IPv${ip.family}, ${familyOf} is IPv${family}`;
   const range = ipaddr.parse(ip.toString()).range();
-  if (range === 'unspecified' || range === 'multicast' || range === 'broadcast' || range === 'loopback') {
-    return `PublicIP ${ip} is not a unicast host address (${range})`;
-  }
+  if (NOT_A_HOST.has(range)) return `${field} ${ip} is not a unicast host address (${range})`;
   return ip;
 }
 
-function parseSubnetName(name: string, net: NetConf): Cidr | string {
-  let subnet: Cidr;
-  try {
-    subnet = Cidr.fromKey(name);
-  } catch {
-    return 'key is not a subnet (want <ip>-<len>)';
-  }
+function parseSubnetName(name: string, net: NetConf): KeySubnets | string {
+  const subnets = parseLeaseKeyName(name);
+  if (typeof subnets === 'string') return subnets;
+  const { subnet, ipv6Subnet } = subnets;
   // One subnet, one spelling: otherwise "fd00:0::-64" and "fd00::-64" could both be leased.
-  if (name !== subnet.toKey()) return `key is not in canonical form (want ${subnet.toKey()})`;
+  const canonical = leaseKeyName(subnet, ipv6Subnet);
+  if (name !== canonical) return `key is not in canonical form (want ${canonical})`;
   if (!net.network.covers(subnet)) return `subnet ${subnet} is outside Network ${net.network}`;
   if (subnet.prefixLen !== net.subnetLen) return `subnet ${subnet} is not a /${net.subnetLen} (SubnetLen)`;
-  return subnet;
+  return subnets;
+}
+
+/**
+ * The IPv6 half of a dual-stack lease, or why it is unusable. An unusable
+ * half is dropped, not the lease: the IPv4 half stands on its own fields.
+ */
+function parseIPv6Half(field: (name: keyof LeaseValue) => unknown, ipv6Subnet: Cidr): { publicIPv6: IP; backendV6Data: unknown } | string {
+  // flannel writes null for "no IPv6 address".
+  const publicIPv6 = parsePublicIP('PublicIPv6', field('PublicIPv6') ?? undefined, 6, `the key's subnet ${ipv6Subnet}`);
+  if (typeof publicIPv6 === 'string') return publicIPv6;
+  return { publicIPv6, backendV6Data: field('BackendV6Data') ?? null };
 }
 
 /**
@@ -70,8 +88,8 @@ function parseSubnetName(name: string, net: NetConf): Cidr | string {
 export function parseLeaseEntry(name: string, value: Buffer | Uint8Array | string, net: NetConf): LeaseEntry {
   const size = typeof value === 'string' ? Buffer.byteLength(value) : value.byteLength;
   if (size > MAX_LEASE_VALUE_BYTES) return invalid(`value is ${size} bytes (limit ${MAX_LEASE_VALUE_BYTES})`);
-  const subnet = parseSubnetName(name, net);
-  if (typeof subnet === 'string') return invalid(subnet);
+  const subnets = parseSubnetName(name, net);
+  if (typeof subnets === 'string') return invalid(subnets);
 
   if (typeof value !== 'string' && !isUtf8(value)) return invalid('value is not UTF-8');
   const text = typeof value === 'string' ? value : Buffer.from(value.buffer, value.byteOffset, value.byteLength).toString('utf8');
@@ -87,7 +105,7 @@ export function parseLeaseEntry(name: string, value: Buffer | Uint8Array | strin
   const obj = doc as Record<string, unknown>;
   const field = (name: keyof LeaseValue): unknown => (Object.hasOwn(obj, name) ? obj[name] : undefined);
 
-  const publicIP = parsePublicIP(field('PublicIP'), net);
+  const publicIP = parsePublicIP('PublicIP', field('PublicIP'), net.network.family, 'the Network');
   if (typeof publicIP === 'string') return invalid(publicIP);
 
   const backendType = field('BackendType');
@@ -105,13 +123,33 @@ export function parseLeaseEntry(name: string, value: Buffer | Uint8Array | strin
 
   const attrs: LeaseAttrs = { publicIP, backendType, backendData: field('BackendData') ?? null };
   if (typeof nodeName === 'string' && nodeName !== '') attrs.nodeName = nodeName;
-  return { ok: true, lease: { subnet, attrs } };
+  const lease: Lease = { subnet: subnets.subnet, attrs };
+  // PublicIPv6 and BackendV6Data belong to the key's IPv6 subnet; without one they are not read (flannel ignores them too).
+  if (!subnets.ipv6Subnet) return { ok: true, lease };
+  const half = parseIPv6Half(field, subnets.ipv6Subnet);
+  if (typeof half === 'string') return { ok: true, lease, warning: `IPv6 half dropped: ${half}` };
+  lease.ipv6Subnet = subnets.ipv6Subnet;
+  attrs.publicIPv6 = half.publicIPv6;
+  if (half.backendV6Data !== null) attrs.backendV6Data = half.backendV6Data;
+  return { ok: true, lease };
 }
 
-/** The wire form of attrs, as flannel writes it (BackendData omitted when empty). */
+const given = (v: unknown): boolean => v !== undefined && v !== null;
+
+/**
+ * The wire form of attrs, in flannel's field order, empty fields omitted:
+ * an IPv4 lease is {"PublicIP","BackendType","BackendData"}; with `publicIPv6`
+ * it is flannel's dual-stack value, stored under leaseKeyName(v4, v6).
+ */
 export function formatLeaseValue(attrs: LeaseAttrs): string {
-  const value: LeaseValue = { PublicIP: attrs.publicIP.toString(), BackendType: attrs.backendType };
-  if (attrs.backendData !== undefined && attrs.backendData !== null) value.BackendData = attrs.backendData;
-  if (attrs.nodeName) value.NodeName = attrs.nodeName;
+  const v6 = attrs.publicIPv6;
+  const value: LeaseValue = {
+    PublicIP: attrs.publicIP.toString(),
+    ...(v6 ? { PublicIPv6: v6.toString() } : {}),
+    BackendType: attrs.backendType,
+    ...(given(attrs.backendData) ? { BackendData: attrs.backendData } : {}),
+    ...(v6 && given(attrs.backendV6Data) ? { BackendV6Data: attrs.backendV6Data } : {}),
+    ...(attrs.nodeName ? { NodeName: attrs.nodeName } : {}),
+  };
   return JSON.stringify(value);
 }

@@ -14,7 +14,7 @@ import type { Cidr, IP } from '../../core/cidr.js';
 import { sameLeaseAttrs, type Lease, type LeaseAttrs, type LeaseEvent } from '../lease.js';
 import { LeaseGoneError, type SubnetManager } from '../manager.js';
 import { createEtcdClient, etcdFailure, type EtcdOptions } from './client.js';
-import { configKey, prefixRangeEnd, subnetKey, subnetsDir } from './layout.js';
+import { configKey, parseLeaseKeyName, prefixRangeEnd, subnetKey, subnetsDir } from './layout.js';
 import { pickFreeSubnet } from './free-subnet.js';
 import { formatLeaseValue, parseLeaseEntry } from './lease-value.js';
 import { watchLeaseKeys } from './watch.js';
@@ -32,8 +32,8 @@ export interface EtcdSubnetManagerOptions {
   netConf?: NetConf;
 }
 
-/** One key under <prefix>/subnets/, for `weft leases`: a lease, or why it is unusable. */
-export type LeaseListing = { key: string; lease: Lease } | { key: string; invalid: string };
+/** One key under <prefix>/subnets/, for `weft leases`: a lease (and what of it was dropped), or why it is unusable. */
+export type LeaseListing = { key: string; lease: Lease; warning?: string } | { key: string; invalid: string };
 
 export class EtcdSubnetManager implements SubnetManager {
   private readonly client: Etcd3;
@@ -176,7 +176,7 @@ export class EtcdSubnetManager implements SubnetManager {
         rows.push({ key, invalid: entry.reason });
         continue;
       }
-      const row = { key, lease: entry.lease };
+      const row: { key: string; lease: Lease; warning?: string } = { key, lease: entry.lease, ...(entry.warning ? { warning: entry.warning } : {}) };
       rows.push(row);
       if (kv.lease === '0') continue;
       ttlQueries.push(
@@ -201,12 +201,15 @@ export class EtcdSubnetManager implements SubnetManager {
     return res.kvs;
   }
 
-  /** A valid lease from a key/value, or undefined after warning (once per key and revision). */
+  /** A valid lease from a key/value, or undefined; problems are warned about once per key and revision. */
   private readLease(kv: IKeyValue, net: NetConf): Lease | undefined {
     const key = kv.key.toString('utf8');
     const entry = parseLeaseEntry(key.slice(subnetsDir(this.prefix).length), kv.value, net);
     if (entry.ok) {
-      this.warned.forget(key);
+      if (entry.warning === undefined) this.warned.forget(key);
+      else if (this.warned.news(key, kv.mod_revision)) {
+        this.logger.warn({ key: key.slice(0, 256), reason: entry.warning }, 'using only part of a lease');
+      }
       return entry.lease;
     }
     if (this.warned.news(key, kv.mod_revision)) {
@@ -224,7 +227,11 @@ export class EtcdSubnetManager implements SubnetManager {
   private findOwn(kvs: IKeyValue[], publicIP: IP, prefer?: Cidr): { kv: IKeyValue; lease: Lease } | undefined {
     const net = this.netConf!;
     const own: { kv: IKeyValue; lease: Lease }[] = [];
+    const dir = subnetsDir(this.prefix);
     for (const kv of kvs) {
+      // A dual-stack key is never taken over: weft would republish it without its IPv6 half, which flannel peers cannot route.
+      const subnets = parseLeaseKeyName(kv.key.toString('utf8').slice(dir.length));
+      if (typeof subnets !== 'string' && subnets.ipv6Subnet) continue;
       const lease = this.readLease(kv, net);
       if (lease?.attrs.publicIP.equals(publicIP)) own.push({ kv, lease });
     }

@@ -31,7 +31,8 @@ export async function watchLeaseKeys(src: LeaseKeySource, onEvents: OnEvents, si
 }
 
 function sameLease(a: Lease, b: Lease): boolean {
-  return a.subnet.equals(b.subnet) && sameLeaseAttrs(a.attrs, b.attrs);
+  const sameV6 = a.ipv6Subnet && b.ipv6Subnet ? a.ipv6Subnet.equals(b.ipv6Subnet) : a.ipv6Subnet === b.ipv6Subnet;
+  return a.subnet.equals(b.subnet) && sameV6 && sameLeaseAttrs(a.attrs, b.attrs);
 }
 
 class LeaseWatch {
