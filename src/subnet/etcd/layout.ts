@@ -1,5 +1,5 @@
 // Where things live in etcd (flannel's layout, so a flannel cluster reads unchanged).
-import type { Cidr } from '../../core/cidr.js';
+import { Cidr } from '../../core/cidr.js';
 
 export function configKey(prefix: string): string {
   return `${prefix}/config`;
@@ -12,6 +12,23 @@ export function subnetsDir(prefix: string): string {
 
 export function subnetKey(prefix: string, subnet: Cidr): string {
   return subnetsDir(prefix) + subnet.toKey();
+}
+
+/**
+ * The subnets a key name under subnetsDir names: one ("10.5.1.0-24"), or the
+ * two of a flannel dual-stack lease joined by "&" ("10.5.1.0-24&fd00:10:0:1::-64").
+ * A part that names no subnet is left out.
+ */
+export function subnetsOfKeyName(name: string): Cidr[] {
+  const subnets: Cidr[] = [];
+  for (const part of name.split('&')) {
+    try {
+      subnets.push(Cidr.fromKey(part));
+    } catch {
+      // not a subnet: the caller decides what such a key means
+    }
+  }
+  return subnets;
 }
 
 /** etcd's range_end for "every key starting with `prefix`". */
