@@ -5,7 +5,7 @@
 // `weft agent --teardown` and `weft status`. Config, the agent and the CLI
 // reach backends only through here.
 import type { JsonObject } from '../src/config/fields.js';
-import type { BackendType, NetConf } from '../src/config/netconf.js';
+import { ConfigError, type BackendType, type NetConf } from '../src/config/netconf.js';
 import type { BackendFactory } from './backend.js';
 import { parseBgpOptions } from './bgp/options.js';
 import { parseHostGwOptions } from './hostgw/options.js';
@@ -73,8 +73,13 @@ export async function backendFactory(type: BackendType): Promise<BackendFactory 
   return backendRegistration(type)?.create();
 }
 
-/** Validates a net-conf's backend keys with the backend's own parser; throws ConfigError. */
+/**
+ * Whether this build can run a parsed net-conf: its backend's keys, checked
+ * by the backend's own parser, and its address families. Throws ConfigError.
+ */
 export function checkBackendOptions(conf: NetConf): NetConf {
+  // The config reads IPv6 (flannel's dual-stack keys); no backend programs it yet.
+  if (conf.ipv6) throw new ConfigError('EnableIPv6: this weft does not program IPv6 yet; remove EnableIPv6 and the IPv6 keys');
   backendRegistration(conf.backend.type)?.parseOptions(conf.backend.raw);
   return conf;
 }

@@ -4,12 +4,18 @@ import type { Cidr } from '../core/cidr.js';
 export const BACKEND_TYPES = ['host-gw', 'vxlan', 'udp', 'bgp'] as const;
 export type BackendType = (typeof BACKEND_TYPES)[number];
 
-export interface NetConf {
+/** One address family's pod addressing: the cluster network and the part of it nodes lease from. */
+export interface SubnetRange {
   network: Cidr;
   subnetLen: number;
   /** First and last subnet that may be leased (inclusive). */
   subnetMin: Cidr;
   subnetMax: Cidr;
+}
+
+/** The IPv4 range (always on) at the top level; the IPv6 range when EnableIPv6 is true. */
+export interface NetConf extends SubnetRange {
+  ipv6?: SubnetRange;
   backend: BackendConf;
 }
 

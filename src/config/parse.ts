@@ -2,7 +2,7 @@
 // everything else so a typo fails at `weft config validate`, not on a node.
 import { closeSync, openSync, readSync } from 'node:fs';
 import { WeftError } from '../errors.js';
-import { Cidr, IP } from '../core/cidr.js';
+import { Cidr, IP, type Family } from '../core/cidr.js';
 import {
   isJsonObject,
   jsonType,
@@ -12,23 +12,60 @@ import {
   rejectUnknownKeys,
   type JsonObject,
 } from './fields.js';
-import { BACKEND_TYPES, ConfigError, type BackendConf, type BackendType, type NetConf } from './netconf.js';
+import { BACKEND_TYPES, ConfigError, type BackendConf, type BackendType, type NetConf, type SubnetRange } from './netconf.js';
 
 export const MAX_NETCONF_BYTES = 64 * 1024;
 
-/** Longest subnet a node may lease: room for a network, a gateway, one pod and broadcast. */
-const LONGEST_SUBNET = 30;
+/**
+ * A node subnet keeps at least this many host bits: four addresses (network,
+ * gateway, one pod, and broadcast in IPv4), flannel's limit in both families.
+ */
+const MIN_HOST_BITS = 2;
 
-const KNOWN_KEYS = ['Network', 'SubnetLen', 'SubnetMin', 'SubnetMax', 'Backend', 'EnableIPv4', 'EnableIPv6', 'EnableNFTables'];
+/** The keys that describe one address family's range, and that family's defaults. */
+interface FamilyKeys {
+  family: Family;
+  network: string;
+  subnetLen: string;
+  subnetMin: string;
+  subnetMax: string;
+  /** SubnetLen when the network holds at least four subnets of it (else the network's prefix + 2). */
+  defaultSubnetLen: number;
+  example: string;
+  /** When the network key is required, as the error line says it. */
+  requiredWhen: string;
+}
+
+const IPV4_KEYS: FamilyKeys = {
+  family: 4,
+  network: 'Network',
+  subnetLen: 'SubnetLen',
+  subnetMin: 'SubnetMin',
+  subnetMax: 'SubnetMax',
+  defaultSubnetLen: 24,
+  example: '10.244.0.0/16',
+  requiredWhen: '',
+};
+
+const IPV6_KEYS: FamilyKeys = {
+  family: 6,
+  network: 'IPv6Network',
+  subnetLen: 'IPv6SubnetLen',
+  subnetMin: 'IPv6SubnetMin',
+  subnetMax: 'IPv6SubnetMax',
+  defaultSubnetLen: 64,
+  example: 'fd00:10:244::/56',
+  requiredWhen: ' when EnableIPv6 is true',
+};
+
+const rangeKeys = (keys: FamilyKeys): string[] => [keys.network, keys.subnetLen, keys.subnetMin, keys.subnetMax];
+
+const KNOWN_KEYS = [...rangeKeys(IPV4_KEYS), ...rangeKeys(IPV6_KEYS), 'Backend', 'EnableIPv4', 'EnableIPv6', 'EnableNFTables'];
 
 /** flannel keys weft does not implement: named, so they are not reported as typos. */
 const UNSUPPORTED_KEYS: Record<string, string> = {
-  IPv6Network: 'IPv6 is not supported yet',
-  IPv6SubnetLen: 'IPv6 is not supported yet',
-  IPv6SubnetMin: 'IPv6 is not supported yet',
-  IPv6SubnetMax: 'IPv6 is not supported yet',
-  IPv6Networks: 'IPv6 is not supported yet',
   Networks: 'several cluster networks are not supported; use one Network',
+  IPv6Networks: 'several cluster networks are not supported; use one IPv6Network',
 };
 
 function tooLarge(): ConfigError {
@@ -47,20 +84,13 @@ export function parseNetConf(text: string): NetConf {
   }
   if (!isJsonObject(doc)) throw new ConfigError(`must be a JSON object, got ${jsonType(doc)}`);
 
-  checkFamilyKeys(doc);
+  rejectUnsupportedKeys(doc);
+  const ipv6 = ipv6Enabled(doc);
   rejectUnknownKeys(doc, KNOWN_KEYS);
   optionalBoolean(doc, 'EnableNFTables'); // weft always uses nftables; accepted for flannel configs
 
-  const network = parseNetwork(doc);
-  const subnetLen = parseSubnetLen(doc, network);
-  const count = 1n << BigInt(subnetLen - network.prefixLen);
-  const subnetMin = parseBound(doc, 'SubnetMin', network, subnetLen) ?? network.subnet(subnetLen, 1n);
-  const subnetMax = parseBound(doc, 'SubnetMax', network, subnetLen) ?? network.subnet(subnetLen, count - 1n);
-  if (subnetMin.ip.value > subnetMax.ip.value) {
-    const why = doc.SubnetMin === undefined ? ' (the default: the first subnet is skipped)' : '';
-    throw new ConfigError(`SubnetMin ${subnetMin}${why} is above SubnetMax ${subnetMax}: no subnet left to lease`);
-  }
-  return { network, subnetLen, subnetMin, subnetMax, backend: parseBackend(doc) };
+  const ipv4 = parseRange(doc, IPV4_KEYS);
+  return { ...ipv4, ...(ipv6 ? { ipv6: parseRange(doc, IPV6_KEYS) } : {}), backend: parseBackend(doc) };
 }
 
 /** Reads and parses a net-conf.json file; a missing or unreadable file is one line. */
@@ -108,54 +138,86 @@ function unreadable(path: string, err: unknown): WeftError {
   return new WeftError(`cannot read net-conf file ${path} (${code ?? (err as Error).message})`, 'check the path');
 }
 
-function checkFamilyKeys(doc: JsonObject): void {
+function rejectUnsupportedKeys(doc: JsonObject): void {
   for (const [key, reason] of Object.entries(UNSUPPORTED_KEYS)) {
     if (key in doc) throw new ConfigError(`${key}: ${reason}; remove it`);
   }
-  if (optionalBoolean(doc, 'EnableIPv6') === true) throw new ConfigError('EnableIPv6: IPv6 is not supported yet; remove it');
-  if (optionalBoolean(doc, 'EnableIPv4') === false) {
-    throw new ConfigError('EnableIPv4 false is not supported: weft needs an IPv4 Network; remove it');
-  }
 }
 
-function parseNetwork(doc: JsonObject): Cidr {
-  const text = optionalString(doc, 'Network');
-  if (text === undefined) throw new ConfigError('Network is required, e.g. "Network": "10.244.0.0/16"');
+/**
+ * EnableIPv4 and EnableIPv6 with flannel's defaults (true, false); true when
+ * the IPv6 range is to be read. flannel ignores the IPv6 keys while IPv6 is
+ * off; weft refuses them, so a forgotten EnableIPv6 does not quietly give an
+ * IPv4-only cluster.
+ */
+function ipv6Enabled(doc: JsonObject): boolean {
+  if (optionalBoolean(doc, 'EnableIPv4') === false) {
+    throw new ConfigError('EnableIPv4 false is not supported yet (IPv6-only clusters): weft needs an IPv4 Network; remove it');
+  }
+  const enabled = optionalBoolean(doc, 'EnableIPv6') ?? false;
+  const ignored = enabled ? undefined : rangeKeys(IPV6_KEYS).find((key) => key in doc);
+  if (ignored) throw new ConfigError(`${ignored} has no effect unless "EnableIPv6": true; add that, or remove the IPv6 keys`);
+  return enabled;
+}
+
+/** One family's network and leasable range, checked the same way for IPv4 and IPv6. */
+function parseRange(doc: JsonObject, keys: FamilyKeys): SubnetRange {
+  const network = parseNetwork(doc, keys);
+  const subnetLen = parseSubnetLen(doc, keys, network);
+  const count = 1n << BigInt(subnetLen - network.prefixLen);
+  const subnetMin = parseBound(doc, keys.subnetMin, keys, network, subnetLen) ?? network.subnet(subnetLen, 1n);
+  const subnetMax = parseBound(doc, keys.subnetMax, keys, network, subnetLen) ?? network.subnet(subnetLen, count - 1n);
+  if (subnetMin.ip.value > subnetMax.ip.value) {
+    const why = doc[keys.subnetMin] === undefined ? ' (the default: the first subnet is skipped)' : '';
+    throw new ConfigError(`${keys.subnetMin} ${subnetMin}${why} is above ${keys.subnetMax} ${subnetMax}: no subnet left to lease`);
+  }
+  return { network, subnetLen, subnetMin, subnetMax };
+}
+
+function parseNetwork(doc: JsonObject, keys: FamilyKeys): Cidr {
+  const text = optionalString(doc, keys.network);
+  if (text === undefined) throw new ConfigError(`${keys.network} is required${keys.requiredWhen}, e.g. "${keys.network}": "${keys.example}"`);
   let network: Cidr;
   try {
     network = Cidr.parse(text);
   } catch (err) {
-    throw new ConfigError(`Network ${(err as Error).message}`);
+    throw new ConfigError(`${keys.network} ${(err as Error).message}`);
   }
-  if (network.family !== 4) throw new ConfigError(`Network ${network}: IPv6 is not supported yet; use an IPv4 Network`);
+  if (network.family !== keys.family) {
+    throw new ConfigError(
+      `${keys.network} ${network} is an IPv${network.family} network; ${IPV4_KEYS.network} takes IPv4, ${IPV6_KEYS.network} takes IPv6`,
+    );
+  }
   return network;
 }
 
-function parseSubnetLen(doc: JsonObject, network: Cidr): number {
-  const given = optionalInteger(doc, 'SubnetLen', { min: Number.MIN_SAFE_INTEGER, max: Number.MAX_SAFE_INTEGER });
+function parseSubnetLen(doc: JsonObject, keys: FamilyKeys, network: Cidr): number {
+  const longest = network.ip.bits - MIN_HOST_BITS;
+  const given = optionalInteger(doc, keys.subnetLen, { min: Number.MIN_SAFE_INTEGER, max: Number.MAX_SAFE_INTEGER });
   if (given === undefined) {
-    const len = network.prefixLen <= 22 ? 24 : network.prefixLen + 2;
-    if (len > LONGEST_SUBNET) {
-      throw new ConfigError(`Network ${network} is too small to split into node subnets; use /${LONGEST_SUBNET - 2} or wider`);
+    const wanted = keys.defaultSubnetLen;
+    const len = network.prefixLen <= wanted - 2 ? wanted : network.prefixLen + 2;
+    if (len > longest) {
+      throw new ConfigError(`${keys.network} ${network} is too small to split into node subnets; use /${longest - 2} or wider`);
     }
     return len;
   }
-  if (given > LONGEST_SUBNET) throw new ConfigError(`SubnetLen ${given} is longer than /${LONGEST_SUBNET}`);
+  if (given > longest) throw new ConfigError(`${keys.subnetLen} ${given} is longer than /${longest}`);
   if (given <= network.prefixLen) {
-    throw new ConfigError(`SubnetLen ${given} must be longer than the Network's /${network.prefixLen}`);
+    throw new ConfigError(`${keys.subnetLen} ${given} must be longer than the ${keys.network}'s /${network.prefixLen}`);
   }
   return given;
 }
 
-/** SubnetMin/SubnetMax: flannel writes an address ("10.5.1.0"); a CIDR of SubnetLen is accepted too. */
-function parseBound(doc: JsonObject, key: 'SubnetMin' | 'SubnetMax', network: Cidr, subnetLen: number): Cidr | undefined {
+/** SubnetMin/SubnetMax (either family): flannel writes an address ("10.5.1.0"); a CIDR of SubnetLen is accepted too. */
+function parseBound(doc: JsonObject, key: string, keys: FamilyKeys, network: Cidr, subnetLen: number): Cidr | undefined {
   const text = optionalString(doc, key);
   if (text === undefined) return undefined;
   let ip: IP;
   try {
     if (text.includes('/')) {
       const cidr = Cidr.parse(text);
-      if (cidr.prefixLen !== subnetLen) throw new Error(`is a /${cidr.prefixLen}, not a /${subnetLen} (SubnetLen)`);
+      if (cidr.prefixLen !== subnetLen) throw new Error(`is a /${cidr.prefixLen}, not a /${subnetLen} (${keys.subnetLen})`);
       ip = cidr.ip;
     } else {
       ip = IP.parse(text);
@@ -164,10 +226,10 @@ function parseBound(doc: JsonObject, key: 'SubnetMin' | 'SubnetMax', network: Ci
     const msg = (err as Error).message;
     throw new ConfigError(`${key} ${msg.startsWith('"') ? msg : `${JSON.stringify(text.slice(0, 64))} ${msg}`}`);
   }
-  if (!network.contains(ip)) throw new ConfigError(`${key} ${ip} is outside Network ${network}`);
+  if (!network.contains(ip)) throw new ConfigError(`${key} ${ip} is outside ${keys.network} ${network}`);
   const subnet = Cidr.of(ip, subnetLen);
   if (!subnet.ip.equals(ip)) {
-    throw new ConfigError(`${key} ${ip} is not aligned to SubnetLen /${subnetLen} (did you mean ${subnet.ip}?)`);
+    throw new ConfigError(`${key} ${ip} is not aligned to ${keys.subnetLen} /${subnetLen} (did you mean ${subnet.ip}?)`);
   }
   return subnet;
 }

@@ -19,6 +19,10 @@ export class IP {
     if (addr.kind() === 'ipv4' && !ipaddr.IPv4.isValidFourPartDecimal(text)) {
       throw new Error(`"${text.slice(0, 64)}" is not a dotted-quad IPv4 address`);
     }
+    // A zone ("fe80::1%eth0") says which link, which a bare value cannot keep: refused, not dropped.
+    if (addr.kind() === 'ipv6' && (addr as ipaddr.IPv6).zoneId !== undefined) {
+      throw new Error(`"${text.slice(0, 64)}" has a zone (%...); give the address alone`);
+    }
     const family: Family = addr.kind() === 'ipv4' ? 4 : 6;
     let value = 0n;
     for (const b of addr.toByteArray()) value = (value << 8n) | BigInt(b);

@@ -40,6 +40,7 @@ t.test('invalid: refused with the validator\'s one-line reason', async (t) => {
     [conf({ Backend: { Type: 'host-gw', VNI: 1 } }), /host-gw takes no options/],
     ['', /not valid JSON/],
     ['[]', /must be a JSON object/],
+    [conf({ EnableIPv6: true, IPv6Network: 'fd00:10::/56' }), /^net-conf: EnableIPv6: this weft does not program IPv6 yet; remove EnableIPv6 and the IPv6 keys$/],
   ];
   for (const [text, reason] of cases) {
     const c = classifyConfigChange(current, text);

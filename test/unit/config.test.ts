@@ -108,13 +108,12 @@ t.test('unknown and unsupported top-level keys', async (t) => {
   rejectsDoc(t, { Network: '10.5.0.0/16', Subnetlen: 24, Backend: hostGw }, /unknown key "Subnetlen" \(did you mean "SubnetLen"\?\); known keys: Network, SubnetLen/);
   rejectsDoc(t, { Network: '10.5.0.0/16', Foo: 1, Backend: hostGw }, /unknown key "Foo"; known keys: /);
   rejectsDoc(t, { Network: '10.5.0.0/16', ['x'.repeat(500)]: 1, Backend: hostGw }, /unknown key "x{10,64}"; /, 'a huge key name is cut');
-  rejectsDoc(t, { Network: '10.5.0.0/16', IPv6Network: 'fd00::/48', Backend: hostGw }, /IPv6Network: IPv6 is not supported yet/);
-  rejectsDoc(t, { Network: '10.5.0.0/16', IPv6SubnetLen: 64, Backend: hostGw }, /IPv6SubnetLen: IPv6 is not supported yet/);
-  rejectsDoc(t, { Network: '10.5.0.0/16', EnableIPv6: true, Backend: hostGw }, /EnableIPv6: IPv6 is not supported yet/);
   rejectsDoc(t, { Network: '10.5.0.0/16', EnableIPv6: 'no', Backend: hostGw }, /EnableIPv6 must be true or false, got string "no"/);
-  rejectsDoc(t, { Network: '10.5.0.0/16', EnableIPv4: false, Backend: hostGw }, /EnableIPv4 false is not supported/);
+  rejectsDoc(t, { Network: '10.5.0.0/16', EnableIPv4: false, Backend: hostGw }, /EnableIPv4 false is not supported yet \(IPv6-only clusters\)/);
+  rejectsDoc(t, { Network: '10.5.0.0/16', EnableIPv4: 0, Backend: hostGw }, /EnableIPv4 must be true or false, got number 0/);
   rejectsDoc(t, { Network: '10.5.0.0/16', EnableNFTables: 1, Backend: hostGw }, /EnableNFTables must be true or false, got number 1/);
   rejectsDoc(t, { Network: '10.5.0.0/16', Networks: ['10.6.0.0/16'], Backend: hostGw }, /Networks: several cluster networks are not supported/);
+  rejectsDoc(t, { Network: '10.5.0.0/16', IPv6Networks: ['fd00::/48'], Backend: hostGw }, /IPv6Networks: several cluster networks are not supported; use one IPv6Network/);
 });
 
 t.test('Network', async (t) => {
@@ -127,7 +126,7 @@ t.test('Network', async (t) => {
   rejectsDoc(t, { Network: '10.5.0.0/33', Backend: hostGw }, /Network "10\.5\.0\.0\/33" has a prefix longer than \/32/);
   rejectsDoc(t, { Network: '10.5/16', Backend: hostGw }, /Network "10\.5" is not a dotted-quad IPv4 address/);
   rejectsDoc(t, { Network: 'ten/8', Backend: hostGw }, /Network "ten" is not an IP address/);
-  rejectsDoc(t, { Network: 'fd00:10::/48', Backend: hostGw }, /Network fd00:10::\/48: IPv6 is not supported yet/);
+  rejectsDoc(t, { Network: 'fd00:10::/48', Backend: hostGw }, /^net-conf: Network fd00:10::\/48 is an IPv6 network; Network takes IPv4, IPv6Network takes IPv6$/);
 });
 
 t.test('SubnetLen', async (t) => {
@@ -170,6 +169,78 @@ t.test('SubnetMin and SubnetMax', async (t) => {
   const narrow = conf({ Network: '10.5.0.0/16', SubnetLen: 20, SubnetMin: '10.5.16.0', Backend: hostGw });
   t.equal(narrow.subnetMin.toString(), '10.5.16.0/20', 'alignment follows SubnetLen');
   rejectsDoc(t, { Network: '10.5.0.0/16', SubnetLen: 20, SubnetMin: '10.5.8.0', Backend: hostGw }, /not aligned to SubnetLen \/20 \(did you mean 10\.5\.0\.0\?\)/);
+});
+
+// flannel's dual-stack keys (pkg/subnet/config.go): read with the IPv4 code
+// path, the family a parameter. parseNetConf takes them; the registry still
+// refuses to run them (see 'IPv6 is read, but this weft does not run it').
+const v4 = { Network: '10.5.0.0/16', Backend: hostGw };
+const dual = (doc: Record<string, unknown>) => conf({ ...v4, EnableIPv6: true, IPv6Network: 'fd00:10:0:100::/56', ...doc });
+
+t.test('IPv6: EnableIPv6 and IPv6Network', async (t) => {
+  // flannel's Documentation/configuration.md dual-stack example
+  const doc = conf({ Network: '10.42.0.0/16', EnableIPv6: true, IPv6Network: '2001:cafe:42::/56', Backend: { Type: 'vxlan' } });
+  t.equal(doc.ipv6?.network.toString(), '2001:cafe:42::/56');
+  t.same(
+    { network: String(doc.network), subnetLen: doc.subnetLen, subnetMin: String(doc.subnetMin), subnetMax: String(doc.subnetMax) },
+    { network: '10.42.0.0/16', subnetLen: 24, subnetMin: '10.42.1.0/24', subnetMax: '10.42.255.0/24' },
+    'the IPv4 side is read as without IPv6',
+  );
+  t.equal(conf(v4).ipv6, undefined, 'EnableIPv6 defaults to false');
+  t.equal(conf({ ...v4, EnableIPv6: false }).ipv6, undefined, 'EnableIPv6 false: no IPv6 range');
+  t.equal(conf({ ...v4, EnableIPv4: true }).network.toString(), '10.5.0.0/16', 'EnableIPv4 true is the default, accepted');
+  rejectsDoc(t, { ...v4, EnableIPv6: true }, /^net-conf: IPv6Network is required when EnableIPv6 is true, e.g. "IPv6Network": "fd00:10:244::\/56"$/);
+  rejectsDoc(t, { ...v4, IPv6Network: 'fd00::/48' }, /^net-conf: IPv6Network has no effect unless "EnableIPv6": true; add that, or remove the IPv6 keys$/, 'IPv6 keys without EnableIPv6');
+  rejectsDoc(t, { ...v4, EnableIPv6: false, IPv6SubnetLen: 64 }, /IPv6SubnetLen has no effect unless "EnableIPv6": true/, 'IPv6 keys with EnableIPv6 false');
+  rejectsDoc(t, { ...v4, EnableIPv6: true, IPv6Network: 48 }, /IPv6Network must be a string, got number 48/);
+  rejectsDoc(t, { ...v4, EnableIPv6: true, IPv6Network: '10.6.0.0/16' }, /^net-conf: IPv6Network 10\.6\.0\.0\/16 is an IPv4 network; Network takes IPv4, IPv6Network takes IPv6$/);
+  rejectsDoc(t, { ...v4, EnableIPv6: true, IPv6Network: 'fd00:10::1/56' }, /IPv6Network "fd00:10::1\/56" has host bits set \(did you mean fd00:10::\/56\?\)/);
+  rejectsDoc(t, { ...v4, EnableIPv6: true, IPv6Network: 'fd00::/129' }, /IPv6Network "fd00::\/129" has a prefix longer than \/128/);
+  rejectsDoc(t, { ...v4, EnableIPv6: true, IPv6Network: 'fd00::%eth0/48' }, /IPv6Network "fd00::%eth0" has a zone/);
+  rejectsDoc(t, { ...v4, EnableIPv6: true, IPv6Network: 'fd00::/48', IPv6Subnetlen: 64 }, /unknown key "IPv6Subnetlen" \(did you mean "IPv6SubnetLen"\?\)/);
+});
+
+t.test('IPv6SubnetLen: flannel\'s default is /64, or prefix + 2 for a network narrower than /62', async (t) => {
+  t.equal(dual({}).ipv6?.subnetLen, 64, '/56 -> /64');
+  t.equal(dual({ IPv6Network: 'fd00:10::/62' }).ipv6?.subnetLen, 64, '/62 still holds four /64s');
+  t.equal(dual({ IPv6Network: 'fd00:10::/63' }).ipv6?.subnetLen, 65, '/63 -> /65');
+  t.equal(dual({ IPv6Network: 'fd00:10::/124' }).ipv6?.subnetLen, 126, '/124 is the narrowest network');
+  rejectsDoc(t, { ...v4, EnableIPv6: true, IPv6Network: 'fd00:10::/125' }, /^net-conf: IPv6Network fd00:10::\/125 is too small to split into node subnets; use \/124 or wider$/);
+  t.equal(dual({ IPv6SubnetLen: 80 }).ipv6?.subnetLen, 80, 'given');
+  t.equal(dual({ IPv6SubnetLen: 126 }).ipv6?.subnetLen, 126, 'the longest');
+  rejectsDoc(t, { ...v4, EnableIPv6: true, IPv6Network: 'fd00:10::/56', IPv6SubnetLen: 127 }, /^net-conf: IPv6SubnetLen 127 is longer than \/126$/);
+  rejectsDoc(t, { ...v4, EnableIPv6: true, IPv6Network: 'fd00:10::/56', IPv6SubnetLen: 56 }, /^net-conf: IPv6SubnetLen 56 must be longer than the IPv6Network's \/56$/);
+  rejectsDoc(t, { ...v4, EnableIPv6: true, IPv6Network: 'fd00:10::/56', IPv6SubnetLen: 48 }, /IPv6SubnetLen 48 must be longer than the IPv6Network's \/56/, 'a subnet wider than the network');
+  rejectsDoc(t, { ...v4, EnableIPv6: true, IPv6Network: 'fd00:10::/56', IPv6SubnetLen: '64' }, /IPv6SubnetLen must be an integer, got string "64"/);
+  t.equal(dual({ SubnetLen: 26 }).ipv6?.subnetLen, 64, 'SubnetLen is the IPv4 side\'s only');
+});
+
+t.test('IPv6SubnetMin and IPv6SubnetMax', async (t) => {
+  t.equal(dual({}).ipv6?.subnetMin.toString(), 'fd00:10:0:101::/64', 'default: the second subnet, as flannel');
+  t.equal(dual({}).ipv6?.subnetMax.toString(), 'fd00:10:0:1ff::/64', 'default: the last subnet');
+  t.equal(dual({ IPv6Network: 'ffff:ffff:ffff:ff00::/56' }).ipv6?.subnetMax.toString(), 'ffff:ffff:ffff:ffff::/64', 'the last subnet of the address space');
+  t.equal(dual({ IPv6SubnetMin: 'fd00:10:0:110::' }).ipv6?.subnetMin.toString(), 'fd00:10:0:110::/64', 'flannel writes a bare address');
+  t.equal(dual({ IPv6SubnetMax: 'fd00:10:0:120::/64' }).ipv6?.subnetMax.toString(), 'fd00:10:0:120::/64', 'a CIDR of IPv6SubnetLen');
+  t.equal(dual({ IPv6SubnetLen: 60, IPv6SubnetMin: 'fd00:10:0:110::' }).ipv6?.subnetMin.toString(), 'fd00:10:0:110::/60', 'alignment follows IPv6SubnetLen');
+  rejectsDoc(t, { ...v4, EnableIPv6: true, IPv6Network: 'fd00:10:0:100::/56', IPv6SubnetMin: 'fd00:10:0:200::' }, /^net-conf: IPv6SubnetMin fd00:10:0:200:: is outside IPv6Network fd00:10:0:100::\/56$/);
+  rejectsDoc(t, { ...v4, EnableIPv6: true, IPv6Network: 'fd00:10:0:100::/56', IPv6SubnetMax: '10.5.1.0' }, /IPv6SubnetMax 10\.5\.1\.0 is outside IPv6Network/, 'an IPv4 address');
+  rejectsDoc(t, { ...v4, EnableIPv6: true, IPv6Network: 'fd00:10:0:100::/56', IPv6SubnetMin: 'fd00:10:0:110::1' }, /IPv6SubnetMin fd00:10:0:110::1 is not aligned to IPv6SubnetLen \/64 \(did you mean fd00:10:0:110::\?\)/);
+  rejectsDoc(t, { ...v4, EnableIPv6: true, IPv6Network: 'fd00:10:0:100::/56', IPv6SubnetMax: 'fd00:10:0:120::/80' }, /IPv6SubnetMax "fd00:10:0:120::\/80" is a \/80, not a \/64 \(IPv6SubnetLen\)/);
+  rejectsDoc(t, { ...v4, EnableIPv6: true, IPv6Network: 'fd00:10:0:100::/56', IPv6SubnetMin: 'first' }, /IPv6SubnetMin "first" is not an IP address/);
+  rejectsDoc(
+    t,
+    { ...v4, EnableIPv6: true, IPv6Network: 'fd00:10:0:100::/56', IPv6SubnetMin: 'fd00:10:0:120::', IPv6SubnetMax: 'fd00:10:0:110::' },
+    /^net-conf: IPv6SubnetMin fd00:10:0:120::\/64 is above IPv6SubnetMax fd00:10:0:110::\/64: no subnet left to lease$/,
+  );
+  rejectsDoc(t, { ...v4, EnableIPv6: true, IPv6Network: 'fd00:10:0:100::/56', IPv6SubnetMax: 'fd00:10:0:100::' }, /IPv6SubnetMin fd00:10:0:101::\/64 \(the default: the first subnet is skipped\) is above IPv6SubnetMax/);
+  t.equal(dual({ SubnetMin: '10.5.9.0' }).ipv6?.subnetMin.toString(), 'fd00:10:0:101::/64', 'SubnetMin is the IPv4 side\'s only');
+});
+
+t.test('IPv6 is read, but this weft does not run it: the registry refuses in one line', async (t) => {
+  const refusal = new ConfigError('EnableIPv6: this weft does not program IPv6 yet; remove EnableIPv6 and the IPv6 keys');
+  t.ok(dual({}).ipv6, 'parsing succeeds');
+  t.throws(() => checkBackendOptions(dual({})), refusal);
+  t.throws(() => checkBackendOptions(dual({ Backend: { Type: 'vxlan' } })), refusal, 'whatever the backend');
 });
 
 t.test('Backend', async (t) => {
@@ -288,6 +359,13 @@ t.test('weft config validate / put', async (t) => {
   const msg = (unreachable.error as Error).message;
   t.notMatch(msg, /\n/);
   t.match(msg, /^cannot write \/coreos\.com\/network\/config to etcd at http:\/\/127\.0\.0\.1:1 \(.+\); check that etcd is running and --etcd-endpoints/);
+
+  const dualStack = join(dir, 'dual-stack.json');
+  writeFileSync(dualStack, JSON.stringify({ Network: '10.5.0.0/16', EnableIPv6: true, IPv6Network: 'fd00:10::/56', Backend: hostGw }));
+  const v6 = await runCli(['validate', dualStack]);
+  t.equal((v6.error as Error).message, 'net-conf: EnableIPv6: this weft does not program IPv6 yet; remove EnableIPv6 and the IPv6 keys', 'validate refuses IPv6');
+  const v6Put = await runCli(['put', '--etcd-endpoints', 'http://127.0.0.1:1', dualStack]);
+  t.type(v6Put.error, ConfigError, 'put refuses IPv6 before etcd is contacted');
 
   const badEndpoint = await runCli(['put', '--etcd-endpoints', 'localhost:2379', good]);
   t.match((badEndpoint.error as Error).message, /bad etcd endpoint "localhost:2379"/);

@@ -1,6 +1,6 @@
 import t from 'tap';
 import { parseNetConf } from '../../src/config/parse.js';
-import type { NetConf } from '../../src/config/netconf.js';
+import type { SubnetRange } from '../../src/config/netconf.js';
 import { Cidr } from '../../src/core/cidr.js';
 import { pickFreeSubnet } from '../../src/subnet/etcd/free-subnet.js';
 
@@ -28,12 +28,97 @@ t.test('a full range ends in one line naming the fix', async (t) => {
   t.throws(() => pickFreeSubnet(small, ['10.5.1.0-24', '10.5.2.0-24', '10.5.3.0-24', '10.5.4.0-24']), /no free subnet: all 4 \/24 subnets/);
 });
 
+/** net-conf's IPv6 range, read by the config parser. */
+function ipv6Range(keys: Record<string, unknown>): SubnetRange {
+  const conf = parseNetConf(JSON.stringify({ Network: '10.5.0.0/16', EnableIPv6: true, Backend: { Type: 'host-gw' }, ...keys }));
+  if (!conf.ipv6) throw new Error('no IPv6 range');
+  return conf.ipv6;
+}
+
+// Four leasable /64s of a /56: fd00:10:0:101:: .. fd00:10:0:104::.
+const four6 = ipv6Range({ IPv6Network: 'fd00:10:0:100::/56', IPv6SubnetMin: 'fd00:10:0:101::', IPv6SubnetMax: 'fd00:10:0:104::' });
+
+t.test('IPv6: the preferred /64 when it is free and leasable', async (t) => {
+  t.equal(pickFreeSubnet(four6, [], Cidr.parse('fd00:10:0:103::/64')).toString(), 'fd00:10:0:103::/64');
+});
+
+t.test('IPv6: the one free /64 is the one picked', async (t) => {
+  const taken = ['fd00:10:0:101::-64', 'fd00:10:0:102::-64', 'fd00:10:0:104::-64'];
+  t.equal(pickFreeSubnet(four6, taken).toString(), 'fd00:10:0:103::/64');
+});
+
+t.test('IPv6: a preferred subnet of the other family is ignored', async (t) => {
+  const taken = ['fd00:10:0:101::-64', 'fd00:10:0:102::-64', 'fd00:10:0:104::-64'];
+  t.equal(pickFreeSubnet(four6, taken, Cidr.parse('10.5.3.0/24')).toString(), 'fd00:10:0:103::/64');
+});
+
+t.test('IPv6: a preferred subnet outside [IPv6SubnetMin, IPv6SubnetMax] is ignored', async (t) => {
+  const taken = ['fd00:10:0:101::-64', 'fd00:10:0:102::-64', 'fd00:10:0:104::-64'];
+  t.equal(pickFreeSubnet(four6, taken, Cidr.parse('fd00:10:0:105::/64')).toString(), 'fd00:10:0:103::/64');
+});
+
+t.test('flannel\'s dual-stack key occupies its IPv6 subnet', async (t) => {
+  const taken = ['10.5.1.0-24&fd00:10:0:101::-64', '10.5.2.0-24&fd00:10:0:102::-64', '10.5.4.0-24&fd00:10:0:104::-64'];
+  t.equal(pickFreeSubnet(four6, taken).toString(), 'fd00:10:0:103::/64');
+});
+
+t.test('flannel\'s dual-stack key occupies its IPv4 subnet', async (t) => {
+  const taken = ['10.5.1.0-24&fd00:10:0:101::-64', '10.5.2.0-24&fd00:10:0:102::-64', '10.5.4.0-24&fd00:10:0:104::-64'];
+  t.equal(pickFreeSubnet(small, taken).toString(), '10.5.3.0/24');
+});
+
+t.test('a dual-stack key with a broken half still occupies the other half', async (t) => {
+  const taken = ['10.5.1.0-24&garbage', '10.5.2.0-24', '10.5.4.0-24'];
+  t.equal(pickFreeSubnet(small, taken).toString(), '10.5.3.0/24');
+});
+
+t.test('IPv6: the default edges of a /56', async (t) => {
+  const defaults = ipv6Range({ IPv6Network: 'fd00:10:0:100::/56' });
+  const allButEdges: string[] = [];
+  for (let i = 2; i < 255; i++) allButEdges.push(`fd00:10:0:1${i.toString(16).padStart(2, '0')}::-64`);
+  const lastTaken = [...allButEdges, 'fd00:10:0:1ff::-64'];
+  const firstTaken = [...allButEdges, 'fd00:10:0:101::-64'];
+  t.equal(pickFreeSubnet(defaults, lastTaken).toString(), 'fd00:10:0:101::/64', 'the lowest leasable is the second /64');
+  t.equal(pickFreeSubnet(defaults, firstTaken).toString(), 'fd00:10:0:1ff::/64', 'the highest leasable is the last /64');
+  t.throws(() => pickFreeSubnet(defaults, [...lastTaken, 'fd00:10:0:101::-64']), /^no free subnet: all 255 \/64 subnets from fd00:10:0:101::\/64 to fd00:10:0:1ff::\/64 are leased or reserved/);
+});
+
+t.test('IPv6: the first /64 of the network is never picked by default', async (t) => {
+  const defaults = ipv6Range({ IPv6Network: 'fd00:10::/62' });
+  const taken = ['fd00:10:0:1::-64', 'fd00:10:0:2::-64'];
+  t.equal(pickFreeSubnet(defaults, taken).toString(), 'fd00:10:0:3::/64');
+});
+
+t.test('IPv6: the top of the address space', async (t) => {
+  const top = ipv6Range({ IPv6Network: 'ffff:ffff:ffff:ff00::/56', IPv6SubnetMin: 'ffff:ffff:ffff:ffff::' });
+  t.equal(pickFreeSubnet(top, []).toString(), 'ffff:ffff:ffff:ffff::/64');
+});
+
+t.test('IPv6: a full range names the IPv6 keys to widen', async (t) => {
+  const full = ['fd00:10:0:101::-64', 'fd00:10:0:102::-64', 'fd00:10:0:103::-64', 'fd00:10:0:104::-64'];
+  t.throws(
+    () => pickFreeSubnet(four6, full),
+    { name: 'WeftError', message: 'no free subnet: all 4 /64 subnets from fd00:10:0:101::/64 to fd00:10:0:104::/64 are leased or reserved; widen IPv6Network or IPv6SubnetMin/IPv6SubnetMax in net-conf, or delete stale leases' },
+  );
+});
+
+t.test('IPv6: keys of another length, the other family or outside the range leave the range free', async (t) => {
+  const taken = ['fd00:10:0:101::-64', 'fd00:10:0:102::-64', 'fd00:10:0:104::-64', 'fd00:10:0:103::-80', 'fd00:10:0:203::-64', '10.5.3.0-24'];
+  t.equal(pickFreeSubnet(four6, taken).toString(), 'fd00:10:0:103::/64');
+});
+
 t.test('a huge IPv6 range is probed, not enumerated', async (t) => {
-  // 2^32 /64s; built from the IPv4 one, only the addressing differs.
-  const network = Cidr.parse('fd00:10::/32');
-  const v6: NetConf = { ...small, network, subnetLen: 64, subnetMin: network.subnet(64, 1n), subnetMax: network.subnet(64, (1n << 32n) - 1n) };
-  const picked = pickFreeSubnet(v6, ['fd00:10:0:1::-64']);
+  // 2^32 /64s: more than are ever listed, so a random probe.
+  const huge = ipv6Range({ IPv6Network: 'fd00:10::/32' });
+  const picked = pickFreeSubnet(huge, ['fd00:10:0:1::-64']);
   t.equal(picked.prefixLen, 64);
-  t.ok(network.covers(picked));
+  t.ok(huge.network.covers(picked));
   t.not(picked.toString(), 'fd00:10:0:1::/64');
+});
+
+t.test('a probe of a huge IPv6 range stays at or above IPv6SubnetMin', async (t) => {
+  // 2^17 /64s from fd00:10:fffe:: up: past the enumeration limit, so probed.
+  const upper = ipv6Range({ IPv6Network: 'fd00:10::/32', IPv6SubnetMin: 'fd00:10:fffe::' });
+  const picked = pickFreeSubnet(upper, []);
+  t.ok(upper.network.indexOf(picked) >= upper.network.indexOf(upper.subnetMin), String(picked));
 });

@@ -145,7 +145,7 @@ t.test('deep nesting is refused without blowing the stack', async (t) => {
 });
 
 t.test('IPv6 network: one code path', async (t) => {
-  // Built by hand: the net-conf parser does not take IPv6 yet, lease parsing already does.
+  // Built by hand: net-conf's top-level Network is always IPv4; lease parsing is family-generic already.
   const network = Cidr.parse('fd00:10::/48');
   const v6: NetConf = {
     network,

@@ -1,59 +1,61 @@
 // Choosing the subnet a new lease asks for: the preferred one when it is free,
 // else a random free one in [SubnetMin, SubnetMax]. Pure arithmetic over the
-// names of the keys already under <prefix>/subnets/; no etcd access.
+// names of the keys already under <prefix>/subnets/; no etcd access. One code
+// path for both families: the range says which.
 import { randomBytes, randomInt } from 'node:crypto';
-import type { NetConf } from '../../config/netconf.js';
+import type { SubnetRange } from '../../config/netconf.js';
 import type { Cidr } from '../../core/cidr.js';
 import { WeftError } from '../../errors.js';
-import { parseLeaseKeyName } from './layout.js';
+import { subnetsOfKeyName } from './layout.js';
 
 /** Ranges up to this many subnets are enumerated; larger ones (IPv6) are probed at random. */
 const ENUMERATE_LIMIT = 1n << 16n;
 
 /**
- * `prefer` if free and leasable, else a random free subnet in [SubnetMin, SubnetMax].
- * `keyNames` are the existing keys' names relative to the subnets dir ("10.244.3.0-24",
- * or flannel's dual-stack "10.244.3.0-24&fd00:10:244:3::-64", which occupies its IPv4 subnet too).
+ * `prefer` if free and leasable, else a random free subnet in [subnetMin, subnetMax]
+ * of `range` (net-conf's IPv4 range, or its IPv6 one). `keyNames` are the existing
+ * keys' names relative to the subnets dir ("10.244.3.0-24", or flannel's dual-stack
+ * "10.244.3.0-24&fd00:10:0:3::-64"); each occupies its subnet of the range's family.
  */
-export function pickFreeSubnet(net: NetConf, keyNames: Iterable<string>, prefer?: Cidr): Cidr {
-  const lo = net.network.indexOf(net.subnetMin);
-  const hi = net.network.indexOf(net.subnetMax);
+export function pickFreeSubnet(range: SubnetRange, keyNames: Iterable<string>, prefer?: Cidr): Cidr {
+  const lo = range.network.indexOf(range.subnetMin);
+  const hi = range.network.indexOf(range.subnetMax);
   const taken = new Set<bigint>();
   for (const name of keyNames) {
     // Any key occupies its subnet, valid value or not: we never overwrite what we cannot read.
-    const index = leasableIndex(net, name, lo, hi);
-    if (index !== undefined) taken.add(index);
+    for (const subnet of subnetsOfKeyName(name)) {
+      const index = leasableIndex(range, subnet, lo, hi);
+      if (index !== undefined) taken.add(index);
+    }
   }
   if (prefer) {
-    const index = leasableIndex(net, prefer.toKey(), lo, hi);
+    const index = leasableIndex(range, prefer, lo, hi);
     if (index !== undefined && !taken.has(index)) return prefer;
   }
   const count = hi - lo + 1n;
   if (BigInt(taken.size) >= count) {
+    const keys = range.network.family === 6 ? 'IPv6' : ''; // flannel's IPv6 keys are the IPv4 ones prefixed
     throw new WeftError(
-      `no free subnet: all ${count} /${net.subnetLen} subnets from ${net.subnetMin} to ${net.subnetMax} are leased or reserved`,
-      'widen Network or SubnetMin/SubnetMax in net-conf, or delete stale leases',
+      `no free subnet: all ${count} /${range.subnetLen} subnets from ${range.subnetMin} to ${range.subnetMax} are leased or reserved`,
+      `widen ${keys}Network or ${keys}SubnetMin/${keys}SubnetMax in net-conf, or delete stale leases`,
     );
   }
   if (count <= ENUMERATE_LIMIT) {
     const free: bigint[] = [];
     for (let i = lo; i <= hi; i++) if (!taken.has(i)) free.push(i);
-    return net.network.subnet(net.subnetLen, free[randomInt(free.length)]!);
+    return range.network.subnet(range.subnetLen, free[randomInt(free.length)]!);
   }
   // Huge (IPv6) ranges: the taken set is tiny next to the range, so a random probe almost always hits.
   for (;;) {
     const i = lo + randomBelow(count);
-    if (!taken.has(i)) return net.network.subnet(net.subnetLen, i);
+    if (!taken.has(i)) return range.network.subnet(range.subnetLen, i);
   }
 }
 
-/** Index of the subnet named `name` within Network if it may be leased (right length, in [min, max]). */
-function leasableIndex(net: NetConf, name: string, lo: bigint, hi: bigint): bigint | undefined {
-  const subnets = parseLeaseKeyName(name);
-  if (typeof subnets === 'string') return undefined;
-  const { subnet } = subnets;
-  if (subnet.prefixLen !== net.subnetLen || !net.network.covers(subnet)) return undefined;
-  const i = net.network.indexOf(subnet);
+/** Index of `subnet` within the range's network if it may be leased (same family and length, in [min, max]). */
+function leasableIndex(range: SubnetRange, subnet: Cidr, lo: bigint, hi: bigint): bigint | undefined {
+  if (subnet.prefixLen !== range.subnetLen || !range.network.covers(subnet)) return undefined;
+  const i = range.network.indexOf(subnet);
   return i >= lo && i <= hi ? i : undefined;
 }
 

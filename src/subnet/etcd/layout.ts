@@ -58,6 +58,23 @@ export function parseLeaseKeyName(name: string): KeySubnets | string {
   return { subnet, ipv6Subnet };
 }
 
+/**
+ * Every subnet a key name occupies, leniently, for choosing a free subnet: each
+ * "&"-separated part that names a subnet, even in a key parseLeaseKeyName
+ * refuses (weft never hands out a subnet a key it cannot read may hold).
+ */
+export function subnetsOfKeyName(name: string): Cidr[] {
+  const subnets: Cidr[] = [];
+  for (const part of name.split('&')) {
+    try {
+      subnets.push(Cidr.fromKey(part));
+    } catch {
+      // not a subnet: the caller decides what such a key means
+    }
+  }
+  return subnets;
+}
+
 /** etcd's range_end for "every key starting with `prefix`". */
 export function prefixRangeEnd(prefix: string): Buffer {
   const end = Buffer.from(prefix);
