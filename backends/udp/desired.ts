@@ -35,9 +35,10 @@ export function udpDesired(own: Lease, network: Cidr, mtu: number, mixed?: Mixed
   state.links.push({ name: UDP_DEVICE, spec: { kind: 'tun' }, mtu });
   state.addrs.push({ dev: UDP_DEVICE, cidr: `${own.subnet.ip}/${own.subnet.ip.bits}` });
   state.routes.push({ dst: network.toString(), dev: UDP_DEVICE });
-  for (const peer of mixed?.peers ?? []) {
+  if (!mixed) return state;
+  for (const peer of mixed.peers) {
     if (isSelf(own, peer) || peer.attrs.backendType === UDP) continue;
-    const route = otherBackendRoute(peer, UDP, mixed!.ext, mixed!.warnings);
+    const route = otherBackendRoute(peer, UDP, mixed.ext, mixed.warnings);
     if (route) state.routes.push(route);
   }
   return state;
@@ -48,8 +49,7 @@ export function udpPeers(own: Lease, peers: readonly Lease[], ext: ExternalInter
   warnings.retain(peers);
   const out: UdpPeer[] = [];
   for (const peer of peers) {
-    if (isSelf(own, peer)) continue;
-    if (peer.attrs.backendType !== UDP) continue;
+    if (isSelf(own, peer) || peer.attrs.backendType !== UDP) continue;
     if (peer.attrs.publicIP.family !== ext.ip.family) {
       warnings.warn(
         peer,

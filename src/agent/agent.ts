@@ -3,7 +3,6 @@
 // when the net-conf's Backend changes, a switch without a restart.
 import type { Server } from 'node:http';
 import { mkdir } from 'node:fs/promises';
-import { SaidOnce } from '../core/said-once.js';
 import { SerialQueue } from '../core/serial-queue.js';
 import type { Logger } from 'pino';
 import type { Backend, ExternalInterface } from '../../backends/backend.js';
@@ -71,7 +70,8 @@ export class Agent {
   /** Data-plane work (programming, backend switches) runs one at a time, in order. */
   private readonly work = new SerialQueue();
   private readonly lease: LeaseKeeper;
-  private readonly programFailure = new SaidOnce();
+  /** Why the last programming pass failed, so a failure repeated pass after pass is logged once. */
+  private programFailure?: string;
   private readonly counters: AgentCounters = {
     lease_renewals_total: 0,
     lease_reacquisitions_total: 0,
@@ -196,12 +196,13 @@ export class Agent {
     return this.serial(async () => {
       try {
         await this.programNow();
-        this.programFailure.forget('pass');
+        this.programFailure = undefined;
       } catch (err) {
         this.counters.program_errors_total++;
         // The Dataplane asks for passes while a part fails: say each failure once, not per pass.
         const why = oneLine(err);
-        if (this.programFailure.news('pass', why)) this.log.error(`programming the data plane failed: ${why}`);
+        if (why !== this.programFailure) this.log.error(`programming the data plane failed: ${why}`);
+        this.programFailure = why;
       }
     });
   }

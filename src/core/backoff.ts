@@ -1,6 +1,6 @@
-// Waiting: an abortable sleep, a promise raced against an abort, and exponential backoff (100 ms doubling to
-// 5 s by default) that reports each step once, so a long outage gives a
-// handful of log lines, not one per retry.
+// Waiting: an abortable sleep, a promise raced against an abort, and
+// exponential backoff (100 ms doubling to 5 s by default) that reports each
+// step once, so a long outage gives a handful of log lines, not one per retry.
 
 /** Resolves true after `ms`, or false at once when `signal` aborts; never rejects. */
 export function sleep(ms: number, signal?: AbortSignal): Promise<boolean> {

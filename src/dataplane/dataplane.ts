@@ -110,12 +110,13 @@ export class Dataplane {
       }
     };
     this.reconciler.setDesired(desired.kernel);
-    await run('routes', () => this.reconciler.reconcileNow());
+    const kernelFailed = (await run('routes', () => this.reconciler.reconcileNow())) !== undefined;
     this.nftError = await run('nftables', () => this.applyTable(desired.nft));
     const extras = new Map<string, string | undefined>();
     for (const extra of desired.extras) extras.set(extra.name, await run(extra.name, extra.apply));
     this.extras = extras;
-    this.scheduleRetry(failed.filter((f) => !f.startsWith('routes: ')));
+    // The kernel's failure (always first) is the reconciler's to retry.
+    this.scheduleRetry(kernelFailed ? failed.slice(1) : failed);
     return failed;
   }
 

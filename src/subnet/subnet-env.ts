@@ -123,15 +123,16 @@ export async function writeSubnetEnv(path: string, env: SubnetEnv): Promise<void
 
 /** The agent's subnet.env: rewritten only when its text changes, with a warning when the pod MTU does. */
 export class SubnetEnvFile {
-  private last?: SubnetEnv;
+  private last?: { env: SubnetEnv; text: string };
 
   constructor(readonly path: string, private readonly logger: Logger) {}
 
   async write(env: SubnetEnv): Promise<void> {
-    const previous = this.last;
-    if (previous && formatSubnetEnv(previous) === formatSubnetEnv(env)) return;
+    const text = formatSubnetEnv(env);
+    const previous = this.last?.env;
+    if (text === this.last?.text) return;
     await writeSubnetEnv(this.path, env);
-    this.last = env;
+    this.last = { env, text };
     if (previous && previous.mtu !== env.mtu) {
       this.logger.warn({ file: this.path, oldMtu: previous.mtu, mtu: env.mtu },
         `subnet.env rewritten: pod MTU is now ${env.mtu}; running pods keep MTU ${previous.mtu} until they are recreated`);

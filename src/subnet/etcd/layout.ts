@@ -64,15 +64,7 @@ export function parseLeaseKeyName(name: string): KeySubnets | string {
  * refuses (weft never hands out a subnet a key it cannot read may hold).
  */
 export function subnetsOfKeyName(name: string): Cidr[] {
-  const subnets: Cidr[] = [];
-  for (const part of name.split('&')) {
-    try {
-      subnets.push(Cidr.fromKey(part));
-    } catch {
-      // not a subnet: the caller decides what such a key means
-    }
-  }
-  return subnets;
+  return name.split('&').flatMap((part) => cidrOfKey(part) ?? []);
 }
 
 /** etcd's range_end for "every key starting with `prefix`". */
