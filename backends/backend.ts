@@ -4,7 +4,7 @@
 import type { Logger } from 'pino';
 import type { NetConf } from '../src/config/netconf.js';
 import type { DesiredState } from '../src/dataplane/state.js';
-import type { Cidr, IP } from '../src/core/cidr.js';
+import type { Cidr, Family, IP } from '../src/core/cidr.js';
 import type { Lease } from '../src/subnet/lease.js';
 import type { MetricFamily } from '../src/agent/metrics.js';
 
@@ -19,6 +19,20 @@ export interface ExternalInterface {
   /** Directly connected prefixes on the interface (for on-link checks). */
   connected: Cidr[];
   mac?: string;
+  /** The same interface's IPv6 side, found when the net-conf enables IPv6 (dual-stack). */
+  ipv6?: { ip: IP; publicIP: IP; connected: Cidr[] };
+}
+
+/**
+ * The interface as seen by one family: the primary family is `ext` itself;
+ * IPv6 on a dual-stack node has the IPv6 addresses in the primary places.
+ * Paired with leaseHalf(), so per-family backend code is written once.
+ */
+export function extHalf(ext: ExternalInterface, family: Family): ExternalInterface | undefined {
+  if (ext.ip.family === family) return ext;
+  if (family !== 6 || !ext.ipv6) return undefined;
+  const { ipv6, ...rest } = ext;
+  return { ...rest, ...ipv6 };
 }
 
 export interface BackendContext {
@@ -38,6 +52,8 @@ export interface Backend {
   readonly mtu: number;
   /** BackendData published in this node's lease. */
   readonly backendData: unknown;
+  /** BackendV6Data published with the lease's IPv6 half (dual-stack), if the backend has any. */
+  readonly backendV6Data?: unknown;
   /** UDP port of the backend's tunnel, if any: the agent opens it to current peers' PublicIPs only. */
   readonly tunnelPort?: number;
   /**

@@ -1,9 +1,10 @@
 // host-gw: every peer's subnet is routed via the peer's PublicIP. Only works
 // when that address is on a directly connected network of the external
 // interface; other peers are refused (with a warning) and need vxlan.
+// Dual-stack: the same rule per family, IPv6 subnets via PublicIPv6.
 import type { BackendFactory, ExternalInterface } from '../backend.js';
-import { PeerWarnings } from '../peer-warnings.js';
-import { directRoute, isOnLink, isSelf, otherBackendRoute } from '../peers.js';
+import type { PeerWarnings } from '../peer-warnings.js';
+import { directRoute, isOnLink, isSelf, NodeFamilies, otherBackendRoute } from '../peers.js';
 import { emptyState, type DesiredState } from '../../src/dataplane/state.js';
 import type { Lease } from '../../src/subnet/lease.js';
 import { parseHostGwOptions } from './options.js';
@@ -33,12 +34,13 @@ export function hostGwDesired(own: Lease, peers: readonly Lease[], ext: External
 
 export const createHostGwBackend: BackendFactory = async (ctx) => {
   parseHostGwOptions(ctx.config.backend.raw); // rejects keys host-gw does not take
-  const warnings = new PeerWarnings(ctx.logger);
+  const families = new NodeFamilies(ctx.logger);
   return {
     type: HOST_GW,
     mtu: ctx.ext.mtu,
     backendData: null,
-    desired: (own, peers) => hostGwDesired(own, peers, ctx.ext, warnings),
+    // Each family routes via the peer's address of that family (PublicIP, PublicIPv6).
+    desired: (own, peers) => families.desired(own, peers, ctx.ext, (v) => hostGwDesired(v.own, v.peers, v.ext, v.warnings)),
     // Nothing to stop: the routes are the reconciler's to keep or remove.
     stop: async () => {},
   };

@@ -3,7 +3,6 @@
 // config change) and is removed a grace period after the last one has, or
 // at a deadline. Both backends own disjoint peers meanwhile.
 import type { Backend } from '../../backends/backend.js';
-import type { DesiredState } from '../dataplane/state.js';
 import type { Lease } from '../subnet/lease.js';
 
 export const DEFAULT_DRAIN_MS = 120_000;
@@ -59,13 +58,4 @@ export class BackendDrain {
     clearTimeout(this.deadline);
     clearTimeout(this.grace);
   }
-}
-
-/** Adds `extra`'s entries to `state` (the two backends of a drain own disjoint peers). */
-export function mergeInto(state: DesiredState, extra: DesiredState): void {
-  state.links.push(...extra.links);
-  state.addrs.push(...extra.addrs);
-  state.routes.push(...extra.routes);
-  state.neighs.push(...extra.neighs);
-  state.fdb.push(...extra.fdb);
 }

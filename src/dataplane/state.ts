@@ -69,3 +69,13 @@ export interface DesiredState {
 export function emptyState(): DesiredState {
   return { links: [], addrs: [], routes: [], neighs: [], fdb: [] };
 }
+
+/** Appends `extra`'s entries to `state` (two backends during a drain, two address families). */
+export function mergeInto(state: DesiredState, extra: DesiredState): DesiredState {
+  state.links.push(...extra.links);
+  state.addrs.push(...extra.addrs);
+  state.routes.push(...extra.routes);
+  state.neighs.push(...extra.neighs);
+  state.fdb.push(...extra.fdb);
+  return state;
+}

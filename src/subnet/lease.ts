@@ -1,4 +1,4 @@
-import type { Cidr, IP } from '../core/cidr.js';
+import type { Cidr, Family, IP } from '../core/cidr.js';
 
 /** What a node publishes about itself: flannel's lease value, parsed. */
 export interface LeaseAttrs {
@@ -20,7 +20,7 @@ export interface Lease {
   /**
    * The IPv6 subnet of a flannel dual-stack lease (the key's part after "&").
    * Set only together with `attrs.publicIPv6`, so a lease either has a usable
-   * IPv6 half or none. Carried for later; nothing programs it yet.
+   * IPv6 half or none. Backends reach it through leaseHalf(lease, 6).
    */
   ipv6Subnet?: Cidr;
   attrs: LeaseAttrs;
@@ -60,4 +60,33 @@ export function sameLeaseAttrs(a: LeaseAttrs, b: LeaseAttrs): boolean {
     sameJson(a.backendData, b.backendData) &&
     sameJson(a.backendV6Data, b.backendV6Data)
   );
+}
+
+/**
+ * One address family's half of a lease, shaped as a single-family lease:
+ * the primary half is the lease itself (without its IPv6 fields); the IPv6
+ * half of a dual-stack lease has the IPv6 subnet, PublicIPv6 and
+ * BackendV6Data in the primary places. Per-family code (every backend's
+ * desired state, the firewall) is written once against this shape and run
+ * per family. Undefined when the lease has no half of that family.
+ */
+export function leaseHalf(lease: Lease, family: Family): Lease | undefined {
+  if (lease.subnet.family === family) {
+    if (!lease.ipv6Subnet) return lease;
+    const { publicIPv6: _p, backendV6Data: _d, ...attrs } = lease.attrs;
+    return { subnet: lease.subnet, attrs, expiresAt: lease.expiresAt };
+  }
+  if (family !== 6 || !lease.ipv6Subnet || !lease.attrs.publicIPv6) return undefined;
+  const { publicIPv6, backendV6Data, ...attrs } = lease.attrs;
+  return { subnet: lease.ipv6Subnet, attrs: { ...attrs, publicIP: publicIPv6, backendData: backendV6Data ?? null }, expiresAt: lease.expiresAt };
+}
+
+/** The families a lease has a half in, primary first. */
+export function leaseFamilies(lease: Lease): Family[] {
+  return lease.ipv6Subnet && lease.subnet.family === 4 ? [4, 6] : [lease.subnet.family];
+}
+
+/** Each lease's half of `family`, leaving out the leases without one. */
+export function leaseHalves(leases: readonly Lease[], family: Family): Lease[] {
+  return leases.flatMap((l) => leaseHalf(l, family) ?? []);
 }
