@@ -12,9 +12,9 @@ function row(v: VariantSummary): string {
 
 export function formatMarkdown(r: BenchResult): string {
   const lines = [
-    `## weft bench: ${r.backend} (${r.topology} topology)`,
+    `## weft bench: ${r.backend} (${r.topology} topology, IPv${r.family})`,
     '',
-    `iperf3 TCP pod to pod across two nodes, ${r.reps} × ${r.seconds} s per variant, alternating; ${r.host.cpus} CPUs, kernel ${r.host.kernel}, ${r.startedAt}.`,
+    `iperf3 TCP pod to pod over IPv${r.family} across two nodes, ${r.reps} × ${r.seconds} s per variant, alternating; ${r.host.cpus} CPUs, kernel ${r.host.kernel}, ${r.startedAt}.`,
     '',
     '| variant | median Gbit/s | runs (Gbit/s) | CPU s/Gbit | softirq s/Gbit | agent CPU s |',
     '|---|---:|---|---:|---:|---:|',
@@ -31,11 +31,11 @@ export function formatMarkdown(r: BenchResult): string {
   return lines.join('\n') + '\n';
 }
 
-/** Writes `<base>.json` and `<base>.md` into `dir`; returns both paths. */
+/** Writes `<base>.json` and `<base>.md` into `dir` (an IPv6 result's base ends in -ipv6); returns both paths. */
 export async function writeReport(r: BenchResult, dir: string): Promise<{ json: string; markdown: string }> {
   await mkdir(dir, { recursive: true });
   const stamp = r.startedAt.replace(/[:.]/g, '-');
-  const base = join(dir, `bench-${r.backend}-${r.topology}-${stamp}`);
+  const base = join(dir, `bench-${r.backend}-${r.topology}${r.family === 6 ? '-ipv6' : ''}-${stamp}`);
   const paths = { json: `${base}.json`, markdown: `${base}.md` };
   await writeFile(paths.json, JSON.stringify(r, null, 2) + '\n');
   await writeFile(paths.markdown, formatMarkdown(r));

@@ -1,11 +1,14 @@
 // `weft bench`: every variant of a plan as its own lab, iperf3 pod to pod
-// across the two nodes, repetitions alternating between variants in one run.
-// Reports figures; asserts nothing.
+// across the two nodes, repetitions alternating between variants in one run,
+// in each address family asked for (both families from the same labs).
+// Reports figures, one result per family; asserts nothing.
 import { cpus, release } from 'node:os';
 import type { BackendType } from '../config/netconf.js';
 import { WeftError } from '../errors.js';
 import { Lab, agentEntry } from '../lab/lab.js';
 import { pingOnce } from '../lab/ping.js';
+import { labFamilies, podAddress } from '../lab/state.js';
+import type { Family } from '../core/cidr.js';
 import { checkLabPrerequisites } from '../lab/prereqs.js';
 import { processCpuTicks } from '../core/process.js';
 import type { Topology } from '../lab/topology.js';
@@ -19,6 +22,8 @@ export interface BenchOptions {
   /** The subject's net-conf; default {Network: 10.244.0.0/16, Backend: {Type: backend}}. */
   netConf?: Record<string, unknown>;
   topology?: Topology;
+  /** The families measured (default [4]); with 6 the labs are dual-stack (weft needs its IPv4 side). */
+  families?: Family[];
   reps?: number;
   seconds?: number;
   /** One unrecorded run per variant first (caches, ARP, TCP metrics). Default 1 s; 0 skips it. */
@@ -57,8 +62,11 @@ export interface BenchComparison {
   cpuPerGbitRatio: number;
 }
 
+/** One family's figures; a run yields one per family measured. */
 export interface BenchResult {
   backend: BackendType;
+  /** The family of the pod addresses iperf3 ran between. */
+  family: Family;
   topology: Topology;
   reps: number;
   seconds: number;
@@ -75,18 +83,19 @@ interface Running {
   variant: BenchVariant;
   lab: Lab;
   clientNs: string;
-  serverIp: string;
-  samples: BenchSample[];
+  /** The server pod's address per family measured. */
+  serverIp: Map<Family, string>;
+  samples: Map<Family, BenchSample[]>;
 }
 
 export const BENCH_LAB_PREFIX = 'bench';
 
-async function measure(run: Running, seconds: number, rep: number): Promise<BenchSample> {
+async function measure(run: Running, family: Family, seconds: number, rep: number): Promise<BenchSample> {
   const agents = run.lab.nodes.map((n) => n.agentPid).filter((p): p is number => p !== undefined);
   const agentTicks = (): number => agents.reduce((sum, pid) => sum + processCpuTicks(pid), 0);
   const cpu0 = readCpuTimes();
   const agent0 = agentTicks();
-  const result = await runIperfClient(run.clientNs, run.serverIp, seconds);
+  const result = await runIperfClient(run.clientNs, run.serverIp.get(family)!, seconds);
   const agent1 = agentTicks();
   const cpu = cpuSecondsBetween(cpu0, readCpuTimes());
   const gbit = (result.bytes * 8) / 1e9;
@@ -100,8 +109,8 @@ async function measure(run: Running, seconds: number, rep: number): Promise<Benc
   };
 }
 
-function summarize(run: Running): VariantSummary {
-  const s = run.samples;
+function summarize(run: Running, family: Family): VariantSummary {
+  const s = run.samples.get(family) ?? [];
   return {
     label: run.variant.label,
     medianGbps: median(s.map((x) => x.gbps)),
@@ -112,14 +121,26 @@ function summarize(run: Running): VariantSummary {
   };
 }
 
-async function start(variant: BenchVariant, labName: string, topology: Topology): Promise<Running> {
-  const lab = await variant.build(labName, topology);
+async function start(variant: BenchVariant, labName: string, topology: Topology, families: readonly Family[]): Promise<Running> {
+  const lab = await variant.build(labName, topology, labFamiliesFor(families));
   const [client, server] = [lab.podsOf(lab.nodes[0]!)[0], lab.podsOf(lab.nodes[1]!)[0]];
   if (!client || !server) throw new Error(`bench lab ${labName} has no pod on each of its two nodes`);
-  // Ready agents may still be learning of each other: measure only a working path.
-  await waitReachable(client.ns, server.ip, `${variant.label} (lab ${labName})`);
+  const serverIp = new Map<Family, string>();
+  for (const family of families) {
+    const ip = podAddress(server, family);
+    if (!ip) throw new Error(`bench lab ${labName}: the server pod has no IPv${family} address`);
+    // Ready agents may still be learning of each other: measure only a working path.
+    await waitReachable(client.ns, ip, `${variant.label} (lab ${labName})`);
+    serverIp.set(family, ip);
+  }
+  // iperf3 listens on both families.
   await startIperfServer(server.ns, lab.dir);
-  return { variant, lab, clientNs: client.ns, serverIp: server.ip, samples: [] };
+  return { variant, lab, clientNs: client.ns, serverIp, samples: new Map(families.map((f) => [f, []])) };
+}
+
+/** IPv6 pods need dual-stack labs: weft and the CNI keep an IPv4 side. */
+function labFamiliesFor(measured: readonly Family[]): Family[] {
+  return measured.includes(6) ? [4, 6] : [4];
 }
 
 async function waitReachable(ns: string, ip: string, what: string, timeoutMs = 30_000): Promise<void> {
@@ -129,14 +150,18 @@ async function waitReachable(ns: string, ip: string, what: string, timeoutMs = 3
   }
 }
 
-export async function runBench(opts: BenchOptions): Promise<BenchResult> {
+/** One result per family of `opts.families`, in that order. */
+export async function runBench(opts: BenchOptions): Promise<BenchResult[]> {
   const log = opts.log ?? (() => {});
   const topology = opts.topology ?? 'flat';
   const reps = opts.reps ?? 3;
   const seconds = opts.seconds ?? 5;
   checkLabPrerequisites({ needIperf3: true, agentEntry: agentEntry() });
-  const plan = benchPlan(opts.backend, opts.netConf, topology);
+  const families = labFamilies(opts);
+  const plan = benchPlan(opts.backend, opts.netConf, topology, labFamiliesFor(families));
   const variants = [plan.subject, ...plan.baselines];
+  // A run on dual-stack labs names the family in its progress lines; an IPv4 run's lines stay as they were.
+  const tag = (family: Family): string => (families.includes(6) ? ` over IPv${family}` : '');
   const labNames = variants.map((_, i) => `${opts.labNamePrefix ?? BENCH_LAB_PREFIX}${i}`);
   for (const name of labNames) await Lab.destroy(name);
   const startedAt = new Date().toISOString();
@@ -144,36 +169,42 @@ export async function runBench(opts: BenchOptions): Promise<BenchResult> {
   try {
     for (const [i, variant] of variants.entries()) {
       log(`setting up ${variant.label} (lab ${labNames[i]})`);
-      runs.push(await start(variant, labNames[i]!, topology));
+      runs.push(await start(variant, labNames[i]!, topology, families));
     }
     if ((opts.warmupSeconds ?? 1) > 0) {
-      for (const run of runs) await runIperfClient(run.clientNs, run.serverIp, opts.warmupSeconds ?? 1);
+      for (const run of runs) for (const ip of run.serverIp.values()) await runIperfClient(run.clientNs, ip, opts.warmupSeconds ?? 1);
     }
     for (let rep = 0; rep < reps; rep++) {
-      for (const run of alternatingOrder(runs, rep)) {
-        const sample = await measure(run, seconds, rep);
-        run.samples.push(sample);
-        log(`rep ${rep + 1}/${reps} ${run.variant.label}: ${sample.gbps.toFixed(2)} Gbit/s, ${sample.cpuSecondsPerGbit.toFixed(3)} CPU s/Gbit`);
+      for (const family of families) {
+        for (const run of alternatingOrder(runs, rep)) {
+          const sample = await measure(run, family, seconds, rep);
+          run.samples.get(family)!.push(sample);
+          log(`rep ${rep + 1}/${reps} ${run.variant.label}${tag(family)}: ${sample.gbps.toFixed(2)} Gbit/s, ${sample.cpuSecondsPerGbit.toFixed(3)} CPU s/Gbit`);
+        }
       }
     }
   } finally {
     for (const name of labNames) await Lab.destroy(name).catch(() => {});
   }
-  const [subject, ...baselines] = runs.map(summarize);
-  return {
-    backend: opts.backend,
-    topology,
-    reps,
-    seconds,
-    startedAt,
-    host: { cpus: cpus().length, kernel: release() },
-    subject: subject!,
-    baselines,
-    comparisons: baselines.map((b) => ({
-      baseline: b.label,
-      throughputRatio: ratio(subject!.medianGbps, b.medianGbps),
-      cpuPerGbitRatio: ratio(subject!.medianCpuSecondsPerGbit, b.medianCpuSecondsPerGbit),
-    })),
-    ...(plan.notes.length ? { notes: plan.notes } : {}),
-  };
+  const notes = [...plan.notes, ...(families.length > 1 ? ['IPv4 and IPv6 measured between the same pods of the same dual-stack labs'] : [])];
+  return families.map((family) => {
+    const [subject, ...baselines] = runs.map((run) => summarize(run, family));
+    return {
+      backend: opts.backend,
+      family,
+      topology,
+      reps,
+      seconds,
+      startedAt,
+      host: { cpus: cpus().length, kernel: release() },
+      subject: subject!,
+      baselines,
+      comparisons: baselines.map((b) => ({
+        baseline: b.label,
+        throughputRatio: ratio(subject!.medianGbps, b.medianGbps),
+        cpuPerGbitRatio: ratio(subject!.medianCpuSecondsPerGbit, b.medianCpuSecondsPerGbit),
+      })),
+      ...(notes.length ? { notes } : {}),
+    };
+  });
 }

@@ -1,24 +1,29 @@
 // `weft lab`: namespace clusters on this machine.
 import { checkBackendOptions } from '../../backends/registry.js';
 import { spawn } from 'node:child_process';
-import { parseArgs } from 'node:util';
-import { BACKEND_TYPES, type BackendType } from '../config/netconf.js';
+import { parseArgs, type ParseArgsConfig } from 'node:util';
+import { BACKEND_TYPES, ConfigError, type BackendType, type NetConf } from '../config/netconf.js';
 import { parseNetConf, readNetConfFile } from '../config/parse.js';
+import type { Family } from '../core/cidr.js';
 import { WeftError } from '../errors.js';
-import { DEFAULT_LAB_NAME, DEFAULT_NETWORK, Lab } from '../lab/lab.js';
+import { DEFAULT_LAB_NAME, Lab, labNetConf } from '../lab/lab.js';
 import { formatPingMatrix } from '../lab/ping.js';
 import { readLabState, recordedLabNames } from '../lab/state.js';
-import { TOPOLOGIES, type Topology } from '../lab/topology.js';
+import { TOPOLOGIES, ipFamilyName, parseIpFamily, type Topology } from '../lab/topology.js';
 
 const HELP = `usage: weft lab <command> [flags]
 
   up      [--name N] [--nodes 3] [--pods 2] [--backend host-gw|vxlan|udp|bgp]
-          [--net-conf FILE] [--topology flat|routed] [--agent-arg ARG]...
+          [--ip-family ipv4|dual|ipv6] [--net-conf FILE] [--topology flat|routed]
+          [--agent-arg ARG]...
   down    [--name N | --all]
   status  [--name N]            (all labs when no name is given)
   exec    [--name N] <ns> -- <command...>   ns: n1, n1-p2, ul or a full wl-... name
-  ping    [--name N]            pod-to-pod matrix; exit 1 if any pair fails
+  ping    [--name N] [--json]   pod-to-pod matrix per address family; exit 1 if any pair fails
 
+--ip-family gives the underlay and the pods IPv4 (the default), both (dual:
+an IPv6 /64 per segment in 2001:db8::/48, pods in 2001:db8:1000::/56) or
+IPv6 only. With --net-conf the file decides (EnableIPv6 means dual).
 The lab name defaults to "${DEFAULT_LAB_NAME}"; its namespaces are wl-<name>-*.`;
 
 const COMMON = { name: { type: 'string', default: DEFAULT_LAB_NAME }, help: { type: 'boolean', short: 'h' } } as const;
@@ -33,16 +38,48 @@ function positiveInt(text: string | undefined, flag: string, min: number): numbe
   return n;
 }
 
-function netConfFrom(file: string | undefined, backend: string): Record<string, unknown> {
-  if (file) {
-    const text = readNetConfFile(file);
-    checkBackendOptions(parseNetConf(text)); // validates; the lab writes the operator's text as they wrote it
-    return JSON.parse(text) as Record<string, unknown>;
-  }
-  if (!(BACKEND_TYPES as readonly string[]).includes(backend)) {
+/** The flags by which `weft lab up` and `weft bench` choose the weft side's net-conf. */
+export const labNetConfFlags = {
+  backend: { type: 'string' },
+  'net-conf': { type: 'string' },
+  'ip-family': { type: 'string' },
+} as const satisfies NonNullable<ParseArgsConfig['options']>;
+
+const LAB_KIND: Record<ReturnType<typeof ipFamilyName>, string> = { ipv4: 'an IPv4', ipv6: 'an IPv6-only', dual: 'a dual-stack' };
+
+/**
+ * The net-conf a lab runs and the address families its underlay needs:
+ * `file` (--net-conf) as written, else the lab's default for `backend`
+ * (host-gw) in `families` (IPv4). Checked as the agent checks it, so what
+ * every agent would refuse ends here, at once, in the agent's one line. A
+ * flag that contradicts the file is an error, not ignored.
+ */
+export function labNetConfFrom(opts: { backend?: string; file?: string; families?: Family[] }): { netConf: Record<string, unknown>; families: Family[] } {
+  const { backend, file } = opts;
+  if (backend !== undefined && !(BACKEND_TYPES as readonly string[]).includes(backend)) {
     throw new WeftError(`unknown backend "${backend}"`, `use one of ${BACKEND_TYPES.join(', ')}`);
   }
-  return { Network: DEFAULT_NETWORK, Backend: { Type: backend as BackendType } };
+  // The lab writes the operator's file as they wrote it.
+  const text = file ? readNetConfFile(file) : JSON.stringify(labNetConf((backend ?? 'host-gw') as BackendType, opts.families));
+  let conf: NetConf;
+  try {
+    conf = checkBackendOptions(parseNetConf(text));
+  } catch (err) {
+    if (file || !(err instanceof ConfigError)) throw err;
+    // The flags built this config: say which lab, with the agent's own reason.
+    throw new WeftError(`the agent refuses ${LAB_KIND[ipFamilyName(opts.families ?? [4])]} ${backend ?? 'host-gw'} lab (${err.message})`, 'choose another --ip-family or --backend');
+  }
+  const families: Family[] = conf.ipv6 ? [4, 6] : [4];
+  if (file && backend !== undefined && conf.backend.type !== backend) {
+    throw new WeftError(`--net-conf has backend ${conf.backend.type} but --backend is ${backend}`, 'make them agree, or leave --backend out');
+  }
+  const wantIPv6 = opts.families?.includes(6);
+  if (file && wantIPv6 !== undefined && wantIPv6 !== families.includes(6)) {
+    throw wantIPv6
+      ? new WeftError(`--ip-family asks for IPv6 but ${file} does not enable it`, 'add "EnableIPv6": true and an IPv6Network to the file, or leave --ip-family out')
+      : new WeftError(`${file} enables IPv6 but --ip-family is ipv4`, 'leave --ip-family out, or pass dual');
+  }
+  return { netConf: JSON.parse(text) as Record<string, unknown>, families };
 }
 
 async function up(argv: string[]): Promise<number> {
@@ -50,10 +87,9 @@ async function up(argv: string[]): Promise<number> {
     args: argv,
     options: {
       ...COMMON,
+      ...labNetConfFlags,
       nodes: { type: 'string', default: '3' },
       pods: { type: 'string', default: '2' },
-      backend: { type: 'string', default: 'host-gw' },
-      'net-conf': { type: 'string' },
       topology: { type: 'string', default: 'flat' },
       'agent-arg': { type: 'string', multiple: true, default: [] },
     },
@@ -63,11 +99,17 @@ async function up(argv: string[]): Promise<number> {
   if (!(TOPOLOGIES as readonly string[]).includes(topology)) throw new WeftError(`unknown topology "${topology}"`, `use ${TOPOLOGIES.join(' or ')}`);
   const started = Date.now();
   const name = values.name ?? DEFAULT_LAB_NAME;
+  const { netConf, families } = labNetConfFrom({
+    backend: values.backend,
+    file: values['net-conf'],
+    families: values['ip-family'] === undefined ? undefined : parseIpFamily(values['ip-family']),
+  });
   const lab = await Lab.up({
     name,
     nodes: positiveInt(values.nodes, '--nodes', 1),
     podsPerNode: positiveInt(values.pods, '--pods', 0),
-    netConf: netConfFrom(values['net-conf'], values.backend ?? 'host-gw'),
+    netConf,
+    families,
     topology: topology as Topology,
     agentArgs: values['agent-arg'],
     keepOnFailure: true, // its logs explain the failure
@@ -88,14 +130,17 @@ function table(rows: string[][]): string {
 
 function describe(lab: Lab, readiness?: Map<string, string>): string {
   const backend = (lab.netConf.Backend as { Type?: string } | undefined)?.Type ?? '?';
-  const nodes = [['NODE', 'NAMESPACE', 'UNDERLAY', 'SUBNET', 'AGENT', 'READY-MS']];
+  // A dual-stack lab adds the IPv6 side in columns of its own; single-stack tables keep their shape.
+  const dual = lab.families.length > 1;
+  const nodes = [['NODE', 'NAMESPACE', 'UNDERLAY', ...(dual ? ['UNDERLAY-V6'] : []), 'SUBNET', ...(dual ? ['SUBNET-V6'] : []), 'AGENT', 'READY-MS']];
   for (const n of lab.nodes) {
     const agent = n.agentPid === undefined ? 'not running' : `pid ${n.agentPid}${readiness ? ` ${readiness.get(n.name)}` : ''}`;
-    nodes.push([n.name, n.ns, n.underlayIP, n.subnet ?? '-', agent, n.agentReadyMs === undefined ? '-' : String(n.agentReadyMs)]);
+    const v6 = (value: string | undefined): string[] => (dual ? [value ?? '-'] : []);
+    nodes.push([n.name, n.ns, n.underlayIP, ...v6(n.underlayIPv6), n.subnet ?? '-', ...v6(n.ipv6Subnet), agent, n.agentReadyMs === undefined ? '-' : String(n.agentReadyMs)]);
   }
-  const pods = [['POD', 'NAMESPACE', 'NODE', 'IP'], ...lab.pods.map((p) => [p.name, p.ns, p.node, p.ip])];
+  const pods = [['POD', 'NAMESPACE', 'NODE', 'IP', ...(dual ? ['IPV6'] : [])], ...lab.pods.map((p) => [p.name, p.ns, p.node, p.ip, ...(dual ? [p.ipv6 ?? '-'] : [])])];
   return [
-    `lab ${lab.name}: ${lab.topology} topology, backend ${backend}, etcd ${lab.etcdEndpoint} (in ${lab.underlayNs})`,
+    `lab ${lab.name}: ${lab.topology} topology, ${ipFamilyName(lab.families)}, backend ${backend}, etcd ${lab.etcdEndpoint} (in ${lab.underlayNs})`,
     table(nodes),
     ...(lab.pods.length ? ['', table(pods)] : []),
   ].join('\n');
@@ -153,12 +198,12 @@ async function exec(argv: string[]): Promise<number> {
 }
 
 async function ping(argv: string[]): Promise<number> {
-  const { values } = parse(argv);
+  const { values } = parseArgs({ args: argv, options: { ...COMMON, json: { type: 'boolean', default: false } }, strict: true });
   const lab = await Lab.attach(String(values.name));
   if (lab.pods.length < 2) throw new WeftError(`lab ${lab.name} has fewer than 2 pods`, 'bring it up with --pods 1 or more on 2+ nodes');
-  const matrix = await lab.pingMatrix();
-  process.stdout.write(formatPingMatrix(matrix) + '\n');
-  return matrix.ok ? 0 : 1;
+  const matrices = await lab.pingMatrices();
+  process.stdout.write(values.json ? JSON.stringify(matrices) + '\n' : matrices.map(formatPingMatrix).join('\n\n') + '\n');
+  return matrices.every((m) => m.ok) ? 0 : 1;
 }
 
 const SUBCOMMANDS: Record<string, (argv: string[]) => Promise<number>> = { up, down, status, exec, ping };

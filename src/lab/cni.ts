@@ -6,9 +6,11 @@
 import { existsSync, readFileSync } from 'node:fs';
 import { readFile, writeFile } from 'node:fs/promises';
 import { dirname, join } from 'node:path';
+import { setTimeout as sleep } from 'node:timers/promises';
 import { WeftError } from '../errors.js';
 import { writeFileAtomic } from '../core/atomic-write.js';
 import { packageRoot } from '../core/package-root.js';
+import { IP } from '../core/cidr.js';
 import { ipBatch, runCommand } from './command.js';
 
 /** Debian's standard plugins (containernetworking-plugins): weft's delegates. */
@@ -67,8 +69,8 @@ export interface CniCall {
   conf: Record<string, unknown>;
 }
 
-/** Runs the plugin; for ADD returns the pod's address (CIDR form, e.g. "10.244.3.2/24"). */
-export async function runCni(call: CniCall): Promise<string | undefined> {
+/** Runs the plugin; for ADD returns the pod's addresses (CIDR form, e.g. "10.244.3.2/24"), one per family. */
+export async function runCni(call: CniCall): Promise<string[]> {
   const type = String(call.conf.type);
   const pluginDir = pluginDirOf(call.conf);
   const result = await runCommand([join(pluginDir, type)], {
@@ -93,11 +95,11 @@ export async function runCni(call: CniCall): Promise<string | undefined> {
     }
     throw new Error(`CNI ${type} ${call.command} for ${call.podNs} failed: ${msg}`);
   }
-  if (call.command === 'DEL') return undefined;
+  if (call.command === 'DEL') return [];
   const parsed = JSON.parse(result.stdout) as { ips?: Array<{ address?: string }> };
-  const address = parsed.ips?.[0]?.address;
-  if (!address) throw new Error(`CNI ${type} ADD for ${call.podNs} returned no address`);
-  return address;
+  const addresses = (parsed.ips ?? []).map((ip) => ip.address).filter((a): a is string => typeof a === 'string' && a !== '');
+  if (addresses.length === 0) throw new Error(`CNI ${type} ADD for ${call.podNs} returned no address`);
+  return addresses;
 }
 
 /** The built `weft` CNI plugin, which the lab's launcher runs. */
@@ -118,12 +120,28 @@ export async function writePodConf(labDir: string, nodeDir: string, confFile: st
   return conf;
 }
 
-/** Creates the pod's namespace and runs CNI ADD for it in the node's namespace; returns the pod's IP. */
-export async function wirePod(nodeNs: string, podNs: string, conf: Record<string, unknown>): Promise<string> {
+/** Creates the pod's namespace and runs CNI ADD for it in the node's namespace; returns the pod's IPs (one per family). */
+export async function wirePod(nodeNs: string, podNs: string, conf: Record<string, unknown>): Promise<IP[]> {
   await runCommand(['ip', 'netns', 'add', podNs]);
   await ipBatch(podNs, ['link set lo up']);
-  const address = await runCni({ command: 'ADD', nodeNs, podNs, conf });
-  return (address ?? '').split('/')[0] ?? '';
+  const addresses = (await runCni({ command: 'ADD', nodeNs, podNs, conf })).map((a) => IP.parse(a.split('/')[0] ?? ''));
+  if (addresses.some((ip) => ip.family === 6)) await Promise.all([nodeNs, podNs].map((ns) => waitIPv6Settled(ns)));
+  return addresses;
+}
+
+/**
+ * Waits until no IPv6 address in `ns` is tentative: the bridge's new gateway
+ * address spends a second or two in duplicate address detection, and until
+ * it is done the node drops the pod's IPv6 traffic.
+ */
+async function waitIPv6Settled(ns: string, timeoutMs = 10_000): Promise<void> {
+  const deadline = Date.now() + timeoutMs;
+  for (;;) {
+    const tentative = (await runCommand(['ip', '-6', '-o', 'addr', 'show', 'tentative'], { netns: ns })).stdout.trim();
+    if (!tentative) return;
+    if (Date.now() > deadline) throw new Error(`IPv6 addresses in ${ns} are still tentative after ${timeoutMs / 1000} s: ${tentative.split('\n')[0]}`);
+    await sleep(100);
+  }
 }
 
 /** CNI DEL (when the pod's config and namespace are still there), then removes the pod's namespace. */

@@ -52,6 +52,11 @@ function requireExecutable(path: string, pkg: string): void {
   }
 }
 
+/** `http://host:port`, an IPv6 host in brackets. */
+export function httpUrl(host: string, port: number): string {
+  return `http://${host.includes(':') ? `[${host}]` : host}:${port}`;
+}
+
 /** Two ports free on `host` right now (a small race remains; etcd reports it clearly if lost). */
 async function freePortPair(host: string): Promise<[number, number]> {
   const servers = [createServer(), createServer()];
@@ -92,7 +97,7 @@ export class EtcdServer {
     readonly clientPort: number,
     readonly peerPort: number,
   ) {
-    this.endpoint = `http://${host.includes(':') ? `[${host}]` : host}:${clientPort}`;
+    this.endpoint = httpUrl(host, clientPort);
     this.dir = mkdtempSync(join(opts.parentDir ?? tmpdir(), opts.tag ?? DEFAULT_TAG));
     this.logFile = join(this.dir, 'etcd.log');
   }
@@ -156,7 +161,7 @@ export class EtcdServer {
   }
 
   private args(): string[] {
-    const url = (port: number) => `http://${this.host.includes(':') ? `[${this.host}]` : this.host}:${port}`;
+    const url = (port: number) => httpUrl(this.host, port);
     const name = 'weft-etcd';
     return [
       `--name=${name}`,

@@ -7,18 +7,18 @@ import { tmpdir } from 'node:os';
 import { basename, join } from 'node:path';
 import { WeftError } from '../errors.js';
 import type { BackendType } from '../config/netconf.js';
-import { Cidr } from '../core/cidr.js';
+import { Cidr, type Family } from '../core/cidr.js';
 import { SerialQueue } from '../core/serial-queue.js';
 import { parseNodeSubnet, type NodeSubnet } from '../cni/subnet-env.js';
 import { writeSubnetEnv } from '../subnet/subnet-env.js';
 import { agentEntry, agentHttp, agentReady, launchAgent, waitAgentReady } from './agents.js';
 import { runCommand, type CommandOptions, type CommandResult } from './command.js';
 import { unwirePod, wirePod, writePodConf } from './cni.js';
-import { EtcdServer, Etcdctl } from './etcd.js';
-import { pingMatrix, type PingMatrix, type PingOptions } from './ping.js';
+import { EtcdServer, Etcdctl, httpUrl } from './etcd.js';
+import { pingMatrices, pingMatrix, type PingMatrix, type PingOptions } from './ping.js';
 import { checkLabPrerequisites } from './prereqs.js';
 import { spawnDetached, terminate } from '../core/process.js';
-import { isLabProcess, readLabState, writeLabState, type LabHost, type LabNode, type LabPod, type LabState } from './state.js';
+import { isLabProcess, labFamilies, readLabState, writeLabState, type LabHost, type LabNode, type LabPod, type LabState } from './state.js';
 import { destroyAllLabs, destroyLab, labDirPrefix, listNetns } from './teardown.js';
 import { checkLabName, labNs, labNsPrefix, podOrdinal, podShortName, segment, type Topology } from './topology.js';
 import { Underlay } from './underlay.js';
@@ -29,7 +29,23 @@ export type { PingMatrix, PingRow } from './ping.js';
 
 export const DEFAULT_LAB_NAME = 'demo';
 export const DEFAULT_NETWORK = '10.244.0.0/16';
+/** A lab's IPv6 pod network: a /64 per node. */
+export const DEFAULT_IPV6_NETWORK = '2001:db8:1000::/56';
+const IPV6_SUBNET_LEN = 64;
 const ETCD_PORT = 2379;
+
+/**
+ * The net-conf a lab writes when given none: backend `backend` (with
+ * `backendOptions`) on the lab's pod networks in `families`. flannel's keys:
+ * EnableIPv6 and IPv6Network for IPv6, EnableIPv4 false for IPv6 only.
+ */
+export function labNetConf(backend: BackendType, families: readonly Family[] = [4], backendOptions: Record<string, unknown> = {}): Record<string, unknown> {
+  return {
+    ...(families.includes(4) ? { Network: DEFAULT_NETWORK } : { EnableIPv4: false }),
+    ...(families.includes(6) ? { EnableIPv6: true, IPv6Network: DEFAULT_IPV6_NETWORK, IPv6SubnetLen: IPV6_SUBNET_LEN } : {}),
+    Backend: { Type: backend, ...backendOptions },
+  };
+}
 
 export interface LabOptions {
   /** Default "demo"; namespaces are named wl-<name>-... */
@@ -39,6 +55,11 @@ export interface LabOptions {
   /** Used for the default net-conf when `netConf` is not given. Default host-gw. */
   backend?: BackendType;
   topology?: Topology;
+  /**
+   * The underlay's address families (IPv4 first; default [4]). The default
+   * net-conf follows them: dual-stack pods when 6 is among them.
+   */
+  families?: Family[];
   /** A full net-conf.json object, written to <prefix>/config as is. */
   netConf?: Record<string, unknown>;
   etcdPrefix?: string;
@@ -76,13 +97,15 @@ export class Lab {
     }
     const nodes = opts.nodes ?? 3;
     if (!Number.isInteger(nodes) || nodes < 1 || nodes > 80) throw new WeftError(`--nodes ${nodes} is out of range`, 'use 1 to 80');
+    const families = labFamilies(opts);
     const dir = await mkdtemp(join(tmpdir(), labDirPrefix(name)));
     const lab = new Lab({
       version: 1,
       name,
       dir,
       topology: opts.topology ?? 'flat',
-      netConf: opts.netConf ?? { Network: DEFAULT_NETWORK, Backend: { Type: opts.backend ?? 'host-gw' } },
+      families,
+      netConf: opts.netConf ?? labNetConf(opts.backend ?? 'host-gw', families),
       etcdPrefix: opts.etcdPrefix ?? '/weft/network',
       startAgents,
       agentArgs: opts.agentArgs ?? [],
@@ -130,6 +153,10 @@ export class Lab {
   get topology(): Topology {
     return this.state.topology;
   }
+  /** The address families of the underlay and the pods, IPv4 first. */
+  get families(): Family[] {
+    return labFamilies(this.state);
+  }
   get netConf(): Readonly<Record<string, unknown>> {
     return this.state.netConf;
   }
@@ -145,8 +172,12 @@ export class Lab {
   get underlayNs(): string {
     return this.underlay.ns;
   }
+  /** etcd listens on segment 0's gateway in the lab's first family. */
   get etcdEndpoint(): string {
-    return `http://${segment(0).gateway}:${ETCD_PORT}`;
+    return httpUrl(this.etcdHost, ETCD_PORT);
+  }
+  private get etcdHost(): string {
+    return segment(0, this.families[0]).gateway.toString();
   }
   get etcdPrefix(): string {
     return this.state.etcdPrefix;
@@ -205,9 +236,14 @@ export class Lab {
     return { pid: spawnDetached(['ip', 'netns', 'exec', ns, ...argv], logFile), logFile };
   }
 
-  /** Every ordered pod pair pinged once (retried once); `pods` defaults to all. */
-  pingMatrix(opts: PingOptions & { pods?: readonly LabPod[] } = {}): Promise<PingMatrix> {
-    return pingMatrix(opts.pods ?? this.pods, opts);
+  /** Every ordered pod pair pinged once (retried once) in `family` (default the lab's first); `pods` defaults to all. */
+  pingMatrix(opts: PingOptions & { pods?: readonly LabPod[]; family?: Family } = {}): Promise<PingMatrix> {
+    return pingMatrix(opts.pods ?? this.pods, { ...opts, family: opts.family ?? this.families[0] });
+  }
+
+  /** pingMatrix in every family the lab runs, all probes in one bounded pool: one matrix per family. */
+  pingMatrices(opts: PingOptions & { pods?: readonly LabPod[] } = {}): Promise<PingMatrix[]> {
+    return pingMatrices(opts.pods ?? this.pods, this.families, opts);
   }
 
   // --- nodes ---------------------------------------------------------------
@@ -273,23 +309,34 @@ export class Lab {
     return agentHttp(this.node(ref).ns, path);
   }
 
-  /** The node's subnet.env as written by its agent (or by hand); updates `node.subnet`. */
+  /** The node's subnet.env as written by its agent (or by hand); updates `node.subnet` and `node.ipv6Subnet`. */
   async readSubnetEnv(ref: NodeRef): Promise<NodeSubnet> {
     const node = this.node(ref);
     const file = this.subnetFile(node);
     const env = parseNodeSubnet(await readFile(file, 'utf8'), file);
-    if (node.subnet !== env.subnet.toString()) {
-      node.subnet = env.subnet.toString();
+    const [subnet, ipv6Subnet] = [env.subnet.toString(), env.ipv6?.subnet.toString()];
+    if (node.subnet !== subnet || node.ipv6Subnet !== ipv6Subnet) {
+      node.subnet = subnet;
+      if (ipv6Subnet) node.ipv6Subnet = ipv6Subnet;
+      else delete node.ipv6Subnet;
       await this.save();
     }
     return env;
   }
 
-  /** Writes subnet.env by hand (for labs without agents): gateway = first address of `subnet`. */
-  async writeSubnetEnv(ref: NodeRef, subnet: string, opts: { mtu?: number; ipMasq?: boolean } = {}): Promise<void> {
+  /**
+   * Writes subnet.env by hand (for labs without agents): gateway = first
+   * address of `subnet`; `ipv6Subnet` makes the node dual-stack (network:
+   * the net-conf's IPv6Network, else the lab's default).
+   */
+  async writeSubnetEnv(ref: NodeRef, subnet: string, opts: { mtu?: number; ipMasq?: boolean; ipv6Subnet?: string } = {}): Promise<void> {
+    const conf = this.state.netConf;
     await writeSubnetEnv(this.subnetFile(ref), {
-      network: Cidr.parse(String(this.state.netConf.Network ?? DEFAULT_NETWORK)),
+      network: Cidr.parse(String(conf.Network ?? DEFAULT_NETWORK)),
       subnet: Cidr.parse(subnet),
+      ...(opts.ipv6Subnet
+        ? { ipv6: { network: Cidr.parse(String(conf.IPv6Network ?? DEFAULT_IPV6_NETWORK)), subnet: Cidr.parse(opts.ipv6Subnet) } }
+        : {}),
       mtu: opts.mtu ?? 1500,
       ipMasq: opts.ipMasq ?? false,
     });
@@ -309,7 +356,10 @@ export class Lab {
     this.state.pods.sort((a, b) => this.node(a.node).index - this.node(b.node).index || podOrdinal(a.name) - podOrdinal(b.name));
     await this.save();
     try {
-      pod.ip = await wirePod(node.ns, pod.ns, conf);
+      const ips = await wirePod(node.ns, pod.ns, conf);
+      pod.ip = String(ips.find((ip) => ip.family === this.families[0]) ?? ips[0] ?? '');
+      const ipv6 = ips.find((ip) => ip.family === 6);
+      if (ipv6) pod.ipv6 = ipv6.toString();
     } catch (err) {
       await this.removePod(pod).catch(() => {});
       throw err;
@@ -379,7 +429,7 @@ export class Lab {
     // Its data dir lies inside the lab dir: teardown recognises the pid by that path.
     const server = await EtcdServer.start({
       netns: this.underlayNs,
-      host: segment(0).gateway.toString(),
+      host: this.etcdHost,
       clientPort: ETCD_PORT,
       parentDir: this.dir,
       tag: 'etcd-',

@@ -1,21 +1,29 @@
-// Pod-to-pod reachability: one `ping -c 1` per ordered pair, in parallel with
-// a bound, and a text rendering of the result as a matrix.
+// Pod-to-pod reachability: one `ping -c 1` per ordered pair and address
+// family, in parallel with a bound, and a text rendering of each family's
+// result as a matrix.
+import type { Family } from '../core/cidr.js';
 import { mapLimited, runCommand } from './command.js';
+import { podAddress } from './state.js';
 
 export interface PingTarget {
   name: string;
   ns: string;
+  /** The address in the lab's first family. */
   ip: string;
+  /** The IPv6 address, in a lab that runs IPv6. */
+  ipv6?: string;
 }
 
 export interface PingRow {
   from: string;
   to: string;
+  /** The address pinged ("" when the destination has none in this family: the pair fails). */
   ip: string;
   ok: boolean;
 }
 
 export interface PingMatrix {
+  family: Family;
   ok: boolean;
   rows: PingRow[];
 }
@@ -37,14 +45,26 @@ export async function pingOnce(fromNs: string, ip: string, waitSeconds = 1): Pro
   return r.code === 0;
 }
 
-export async function pingMatrix(targets: readonly PingTarget[], opts: PingOptions = {}): Promise<PingMatrix> {
-  const pairs = targets.flatMap((from) => targets.filter((to) => to !== from).map((to) => ({ from, to })));
-  const rows = await mapLimited(pairs, opts.concurrency ?? 6, async ({ from, to }) => {
+/** One matrix per family, in the order given; the probes of all families share one bounded pool. */
+export async function pingMatrices(targets: readonly PingTarget[], families: readonly Family[], opts: PingOptions = {}): Promise<PingMatrix[]> {
+  const probes = families.flatMap((family) =>
+    targets.flatMap((from) => targets.filter((to) => to !== from).map((to) => ({ family, from, to, ip: podAddress(to, family) ?? '' }))),
+  );
+  const results = await mapLimited(probes, opts.concurrency ?? 6, async ({ from, ip }) => {
     let ok = false;
-    for (let i = 0; i < (opts.attempts ?? 2) && !ok; i++) ok = await pingOnce(from.ns, to.ip, opts.waitSeconds ?? 1);
-    return { from: from.name, to: to.name, ip: to.ip, ok };
+    for (let i = 0; i < (opts.attempts ?? 2) && !ok && ip; i++) ok = await pingOnce(from.ns, ip, opts.waitSeconds ?? 1);
+    return ok;
   });
-  return { ok: rows.every((r) => r.ok), rows };
+  return families.map((family) => {
+    const rows = probes.flatMap((p, i) => (p.family === family ? [{ from: p.from.name, to: p.to.name, ip: p.ip, ok: results[i]! }] : []));
+    return { family, ok: rows.every((r) => r.ok), rows };
+  });
+}
+
+/** Every ordered pair in one family (default IPv4). */
+export async function pingMatrix(targets: readonly PingTarget[], opts: PingOptions & { family?: Family } = {}): Promise<PingMatrix> {
+  const [matrix] = await pingMatrices(targets, [opts.family ?? 4], opts);
+  return matrix!;
 }
 
 /** Rows are sources, columns destinations: "ok", "--" (unreachable), "." (self). */
@@ -53,11 +73,11 @@ export function formatPingMatrix(matrix: PingMatrix): string {
   const cell = new Map(matrix.rows.map((r) => [`${r.from}\0${r.to}`, r.ok ? 'ok' : '--']));
   const width = Math.max(4, ...names.map((n) => n.length)) + 1;
   const pad = (s: string): string => s.padStart(width);
-  const lines = [pad('') + names.map(pad).join('')];
+  const lines = [`IPv${matrix.family}`.padEnd(width) + names.map(pad).join('')];
   for (const from of names) {
     lines.push(from.padEnd(width) + names.map((to) => pad(to === from ? '.' : (cell.get(`${from}\0${to}`) ?? '?'))).join(''));
   }
   const good = matrix.rows.filter((r) => r.ok).length;
-  lines.push(`${good}/${matrix.rows.length} pod pairs reachable`);
+  lines.push(`${good}/${matrix.rows.length} pod pairs reachable over IPv${matrix.family}`);
   return lines.join('\n');
 }

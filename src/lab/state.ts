@@ -4,6 +4,7 @@ import { readdir, readFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import { writeFileAtomic } from '../core/atomic-write.js';
 import { commandLine, isAlive } from '../core/process.js';
+import type { Family } from '../core/cidr.js';
 import type { Topology } from './topology.js';
 
 export const LAB_STATE_ROOT = '/run/weft-lab';
@@ -15,9 +16,14 @@ export interface LabNode {
   ns: string;
   index: number;
   segment: number;
+  /** The node's address in the lab's first family (IPv4, unless the lab is IPv6-only). */
   underlayIP: string;
+  /** The node's IPv6 underlay address, when the lab runs IPv6. */
+  underlayIPv6?: string;
   /** Pod subnet from subnet.env, e.g. "10.244.3.0/24", once known. */
   subnet?: string;
+  /** IPv6 pod subnet from subnet.env (FLANNEL_IPV6_SUBNET) on a dual-stack node. */
+  ipv6Subnet?: string;
   /** The agent's process, while the lab believes it runs. */
   agentPid?: number;
   /** Milliseconds from the agent's last start to its first 200 on /readyz. */
@@ -30,7 +36,10 @@ export interface LabPod {
   ns: string;
   /** Short name of the node it runs on. */
   node: string;
+  /** The pod's address in the lab's first family. */
   ip: string;
+  /** The pod's IPv6 address, when the lab runs IPv6. */
+  ipv6?: string;
   /** The CNI network config used for ADD, kept for DEL. */
   cniConfFile: string;
 }
@@ -41,6 +50,7 @@ export interface LabHost {
   ns: string;
   segment: number;
   ip: string;
+  ipv6?: string;
 }
 
 export interface LabState {
@@ -49,6 +59,8 @@ export interface LabState {
   /** The lab's temp dir: etcd data, per-node subnet.env, logs, CNI state. */
   dir: string;
   topology: Topology;
+  /** The underlay's (and the pods') address families; absent in labs from before dual-stack: IPv4. */
+  families?: Family[];
   netConf: Record<string, unknown>;
   etcdPrefix: string;
   startAgents: boolean;
@@ -91,6 +103,36 @@ export async function recordedLabNames(): Promise<string[]> {
   } catch {
     return [];
   }
+}
+
+/** The families a lab runs, IPv4 first, each once. */
+export function labFamilies(state: { families?: readonly Family[] }): Family[] {
+  const families = ([4, 6] as const).filter((f) => state.families?.includes(f));
+  return families.length ? families : [4];
+}
+
+/**
+ * `ip`/`underlayIP` hold the lab's first family, `ipv6`/`underlayIPv6` the
+ * IPv6 address in any lab that runs IPv6: the address in `family`, if any.
+ */
+function addressIn(family: Family, primary: string, ipv6: string | undefined): string | undefined {
+  if (family === 6) return ipv6;
+  return primary && !primary.includes(':') ? primary : undefined;
+}
+
+/** A pod's (or underlay host's) address in `family`. */
+export function podAddress(pod: { ip: string; ipv6?: string }, family: Family): string | undefined {
+  return addressIn(family, pod.ip, pod.ipv6);
+}
+
+/** A node's underlay address in `family`. */
+export function nodeUnderlayIP(node: Pick<LabNode, 'underlayIP' | 'underlayIPv6'>, family: Family): string | undefined {
+  return addressIn(family, node.underlayIP, node.underlayIPv6);
+}
+
+/** A node's pod subnet in `family`, once known. */
+export function nodeSubnet(node: Pick<LabNode, 'subnet' | 'ipv6Subnet'>, family: Family): string | undefined {
+  return family === 6 ? node.ipv6Subnet : node.subnet;
 }
 
 /** True when a recorded pid still runs and is the lab's own: pids get reused, so its command line must name the lab dir. */

@@ -22,7 +22,8 @@ t.test('weft bench host-gw: both variants measured, reports written, labs remove
   });
 
   const lines: string[] = [];
-  const result = await runBench({ backend: 'host-gw', reps: 2, seconds: 1, warmupSeconds: 0, labNamePrefix: PREFIX, log: (l) => lines.push(l) });
+  const [result] = await runBench({ backend: 'host-gw', reps: 2, seconds: 1, warmupSeconds: 0, labNamePrefix: PREFIX, log: (l) => lines.push(l) });
+  if (!result) throw new Error('runBench returned no result for IPv4');
   t.same([result.subject.label, ...result.baselines.map((b) => b.label)], ['weft host-gw', 'hand-built routes']);
   for (const v of [result.subject, ...result.baselines]) {
     t.equal(v.samples.length, 2, `${v.label}: one sample per repetition`);

@@ -23,7 +23,8 @@ for (const topology of ['flat', 'routed'] as Topology[]) {
     t.teardown(async () => {
       for (const name of LABS) await Lab.destroy(name);
     });
-    const result = await runBench({ backend: 'vxlan', topology, reps: 1, seconds: 1, warmupSeconds: 0, labNamePrefix: PREFIX });
+    const [result] = await runBench({ backend: 'vxlan', topology, reps: 1, seconds: 1, warmupSeconds: 0, labNamePrefix: PREFIX });
+    if (!result) throw new Error('runBench returned no result for IPv4');
     const expected = topology === 'flat' ? ['hand-built vxlan', 'weft host-gw'] : ['hand-built vxlan'];
     t.same(result.baselines.map((b) => b.label), expected, 'the baselines this topology allows');
     for (const v of [result.subject, ...result.baselines]) {

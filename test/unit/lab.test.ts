@@ -1,13 +1,21 @@
 import t from 'tap';
+import { mkdtemp, rm, writeFile } from 'node:fs/promises';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
 import { parseProcStat, cpuSecondsBetween } from '../../src/bench/cpu.js';
 import { parseIperfJson } from '../../src/bench/iperf.js';
 import { formatMarkdown } from '../../src/bench/report.js';
 import type { BenchResult } from '../../src/bench/runner.js';
 import { alternatingOrder, median, ratio } from '../../src/bench/stats.js';
-import { benchPlan } from '../../src/bench/variants.js';
+import { benchPlan, handSubnet } from '../../src/bench/variants.js';
+import { labNetConfFrom } from '../../src/cli/lab.js';
+import { Cidr, IP } from '../../src/core/cidr.js';
 import { weftConf } from '../../src/lab/cni.js';
-import { formatPingMatrix } from '../../src/lab/ping.js';
-import { checkLabName, hostAddress, labOfNs, nodeAddress, nodeSegment, segment, underlayNs } from '../../src/lab/topology.js';
+import { httpUrl } from '../../src/lab/etcd.js';
+import { labNetConf } from '../../src/lab/lab.js';
+import { formatPingMatrix, pingMatrices } from '../../src/lab/ping.js';
+import { labFamilies, nodeSubnet, nodeUnderlayIP, podAddress } from '../../src/lab/state.js';
+import { checkLabName, hostAddress, ipFamilyName, labOfNs, nodeAddress, nodeSegment, parseIpFamily, segment, underlayNs } from '../../src/lab/topology.js';
 
 t.test('lab names and namespaces', async (t) => {
   t.equal(checkLabName('demo'), 'demo');
@@ -31,6 +39,78 @@ t.test('underlay addressing', async (t) => {
   t.same([1, 2, 3, 4].map((i) => nodeSegment('routed', i)), [0, 1, 0, 1]);
 });
 
+t.test('IPv6 underlay: a /64 per segment inside 2001:db8::/48, host numbers as in IPv4', async (t) => {
+  const segments = [0, 1, 2].map((i) => segment(i, 6));
+  t.same(segments.map((s) => [s.bridge, s.cidr.toString(), s.gateway.toString()]), [
+    ['br0', '2001:db8::/64', '2001:db8::1'],
+    ['br1', '2001:db8:0:1::/64', '2001:db8:0:1::1'],
+    ['br2', '2001:db8:0:2::/64', '2001:db8:0:2::1'],
+  ]);
+  t.same([nodeAddress(segments[0]!, 1), nodeAddress(segments[1]!, 4), hostAddress(segments[2]!, 0)].map(String), ['2001:db8::11', '2001:db8:0:1::14', '2001:db8:0:2::100']);
+  const underlay = Cidr.parse('2001:db8::/48');
+  const all = segments.flatMap((s) => [s.gateway, nodeAddress(s, 89), hostAddress(s, 150)]);
+  t.same(all.filter((ip) => !underlay.contains(ip)).map(String), [], 'every underlay address, the highest included, lies inside 2001:db8::/48');
+  t.same(segments.map((s) => s.index), [0, 1, 2], 'a segment is the same bridge in both families');
+});
+
+t.test('--ip-family names', async (t) => {
+  t.same(['ipv4', '4', 'ipv6', '6', 'dual'].map((n) => parseIpFamily(n)), [[4], [4], [6], [6], [4, 6]]);
+  t.same([[4], [6], [4, 6]].map((f) => ipFamilyName(f as (4 | 6)[])), ['ipv4', 'ipv6', 'dual']);
+  t.throws(() => parseIpFamily('both'), { name: 'WeftError', message: /^--ip-family "both" is not an address family; use ipv4, ipv6, dual/ });
+  t.same([{}, { families: [6, 4] }, { families: [6, 6] }].map((s) => labFamilies(s as { families?: (4 | 6)[] })), [[4], [4, 6], [6]], 'IPv4 first, each once; IPv4 for labs from before dual-stack');
+});
+
+t.test('the lab net-conf per family: flannel keys, a /64 per node from 2001:db8:1000::/56', async (t) => {
+  t.same(labNetConf('host-gw'), { Network: '10.244.0.0/16', Backend: { Type: 'host-gw' } }, 'IPv4: as before dual-stack');
+  t.same(labNetConf('vxlan', [4, 6], { VNI: 2 }), {
+    Network: '10.244.0.0/16',
+    EnableIPv6: true,
+    IPv6Network: '2001:db8:1000::/56',
+    IPv6SubnetLen: 64,
+    Backend: { Type: 'vxlan', VNI: 2 },
+  });
+  t.same(labNetConf('host-gw', [6]), { EnableIPv4: false, EnableIPv6: true, IPv6Network: '2001:db8:1000::/56', IPv6SubnetLen: 64, Backend: { Type: 'host-gw' } });
+  t.same([handSubnet(4, 3), handSubnet(6, 3), handSubnet(6, 17)].map(String), ['10.244.3.0/24', '2001:db8:1000:3::/64', '2001:db8:1000:11::/64'], 'hand-built labs: subnet index = node index');
+  t.equal(httpUrl('2001:db8::1', 2379), 'http://[2001:db8::1]:2379', 'an IPv6 etcd endpoint in brackets');
+  t.equal(httpUrl('192.0.2.1', 2379), 'http://192.0.2.1:2379');
+});
+
+t.test('lab net-conf flags: refused as the agent refuses, contradictions named', async (t) => {
+  const dir = await mkdtemp(join(tmpdir(), 'wl-unit-netconf-'));
+  t.teardown(() => rm(dir, { recursive: true, force: true }));
+  const v4 = join(dir, 'v4.json');
+  await writeFile(v4, JSON.stringify({ Network: '10.244.0.0/16', Backend: { Type: 'vxlan' } }));
+  t.same(labNetConfFrom({ file: v4 }), { netConf: { Network: '10.244.0.0/16', Backend: { Type: 'vxlan' } }, families: [4] }, 'the file as written; its families');
+  t.throws(() => labNetConfFrom({ file: v4, families: [4, 6] }), { name: 'WeftError', message: /--ip-family asks for IPv6 but .*v4\.json does not enable it; add "EnableIPv6": true/ });
+  t.throws(() => labNetConfFrom({ file: v4, backend: 'host-gw' }), { message: /--net-conf has backend vxlan but --backend is host-gw/ });
+  t.throws(() => labNetConfFrom({ backend: 'host-gw', families: [6] }), {
+    name: 'WeftError',
+    message: /^the agent refuses an IPv6-only host-gw lab \(net-conf: EnableIPv4 false is not supported yet[^\n]*\); choose another --ip-family or --backend$/,
+  });
+  t.throws(() => labNetConfFrom({ backend: 'ovs' }), { message: /^unknown backend "ovs"/ });
+});
+
+t.test('addresses per family: the primary field holds the first family, ipv6 the IPv6 one', async (t) => {
+  const dual = { ip: '10.244.1.2', ipv6: '2001:db8:1000:1::2' };
+  const v6only = { ip: '2001:db8:1000:1::2', ipv6: '2001:db8:1000:1::2' };
+  t.same([podAddress(dual, 4), podAddress(dual, 6), podAddress(v6only, 4), podAddress({ ip: '10.244.1.2' }, 6)], ['10.244.1.2', '2001:db8:1000:1::2', undefined, undefined]);
+  const node = { underlayIP: '192.0.2.11', underlayIPv6: '2001:db8::11', subnet: '10.244.1.0/24', ipv6Subnet: '2001:db8:1000:1::/64' };
+  t.same([nodeUnderlayIP(node, 4), nodeUnderlayIP(node, 6), nodeSubnet(node, 4), nodeSubnet(node, 6)], ['192.0.2.11', '2001:db8::11', '10.244.1.0/24', '2001:db8:1000:1::/64']);
+});
+
+t.test('ping matrices: one per family, in the order asked; a pod without an address in a family fails there', async (t) => {
+  // No pod has an address, so no ping runs: what is left is the grouping.
+  const pods = [
+    { name: 'n1-p1', ns: 'wl-none-n1-p1', ip: '' },
+    { name: 'n2-p1', ns: 'wl-none-n2-p1', ip: '' },
+  ];
+  const matrices = await pingMatrices(pods, [4, 6]);
+  t.same(matrices, [
+    { family: 4, ok: false, rows: [{ from: 'n1-p1', to: 'n2-p1', ip: '', ok: false }, { from: 'n2-p1', to: 'n1-p1', ip: '', ok: false }] },
+    { family: 6, ok: false, rows: [{ from: 'n1-p1', to: 'n2-p1', ip: '', ok: false }, { from: 'n2-p1', to: 'n1-p1', ip: '', ok: false }] },
+  ]);
+});
+
 t.test('pods use the weft CNI plugin, its state in the node dir', async (t) => {
   const conf = weftConf('/tmp/x/n1');
   t.match(conf, { type: 'weft', name: 'weft', subnetFile: '/tmp/x/n1/subnet.env', dataDir: '/tmp/x/n1/cni' });
@@ -39,6 +119,7 @@ t.test('pods use the weft CNI plugin, its state in the node dir', async (t) => {
 
 t.test('ping matrix text', async (t) => {
   const text = formatPingMatrix({
+    family: 4,
     ok: false,
     rows: [
       { from: 'n1-p1', to: 'n2-p1', ip: '10.0.2.2', ok: true },
@@ -46,9 +127,12 @@ t.test('ping matrix text', async (t) => {
     ],
   });
   const lines = text.split('\n');
+  t.match(lines[0], /^IPv4\s+n1-p1\s+n2-p1$/, 'the corner names the family');
   t.match(lines[1], /^n1-p1\s+\.\s+ok$/);
   t.match(lines[2], /^n2-p1\s+--\s+\.$/);
-  t.equal(lines[3], '1/2 pod pairs reachable');
+  t.equal(lines[3], '1/2 pod pairs reachable over IPv4');
+  const v6 = formatPingMatrix({ family: 6, ok: true, rows: [{ from: 'n1-p1', to: 'n2-p1', ip: '2001:db8:1000:2::2', ok: true }] }).split('\n');
+  t.same([v6[0]?.split(/\s+/)[0], v6.at(-1)], ['IPv6', '1/1 pod pairs reachable over IPv6']);
 });
 
 t.test('bench statistics', async (t) => {
@@ -87,6 +171,7 @@ t.test('bench report names the ratio', async (t) => {
   });
   const r: BenchResult = {
     backend: 'host-gw',
+    family: 4,
     topology: 'flat',
     reps: 1,
     seconds: 5,
@@ -100,6 +185,8 @@ t.test('bench report names the ratio', async (t) => {
   t.match(md, /\| weft host-gw \| 9\.80 \|/);
   t.match(md, /\| hand-built routes \| 10\.00 \|/);
   t.match(md, /weft host-gw \/ hand-built routes\*\*: throughput 0\.980/);
+  t.match(md, /^## weft bench: host-gw \(flat topology, IPv4\)\n\niperf3 TCP pod to pod over IPv4 /);
+  t.match(formatMarkdown({ ...r, family: 6 }), /^## weft bench: host-gw \(flat topology, IPv6\)\n\niperf3 TCP pod to pod over IPv6 /, 'an IPv6 result says so');
 });
 
 t.test('bench plans: each backend against its hand-built equal', async (t) => {
@@ -110,4 +197,5 @@ t.test('bench plans: each backend against its hand-built equal', async (t) => {
   t.same(labels(routed), ['weft vxlan', 'hand-built vxlan'], 'routed vxlan: host-gw cannot cross the router');
   t.match(routed.notes.join(), /host-gw cannot reach a node behind a router/, 'the report says why host-gw is missing');
   t.throws(() => benchPlan('host-gw', undefined, 'routed'), /host-gw cannot reach a node behind a router/);
+  t.same(labels(benchPlan('vxlan', undefined, 'flat', [4, 6])), labels(benchPlan('vxlan')), 'dual-stack labs: the same equals, built in both families');
 });
