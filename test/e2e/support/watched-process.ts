@@ -65,6 +65,11 @@ export class LineRecorder {
   }
 }
 
+/** `text` matched literally inside a RegExp. */
+export function escapeRegExp(text: string): string {
+  return text.replace(/[.*+?^${}()|[\]\\]/g, '\\$&');
+}
+
 // A route no test or agent cares about: a /32 in a table of its own.
 const PROBE_ROUTE = ['unreachable', '192.0.2.254/32', 'table', '250', 'proto', 'static'];
 
@@ -86,8 +91,7 @@ export async function startEtcdWatch(opts: { netns: string; endpoint: string; pr
   if (!opts.probeKey.startsWith(opts.prefix)) throw new Error(`probe key ${opts.probeKey} is not under ${opts.prefix}`);
   const etcdctl = ['etcdctl', `--endpoints=${opts.endpoint}`, '--dial-timeout=3s', '--command-timeout=10s'];
   const watch = LineRecorder.start([...etcdctl, 'watch', '--prefix', opts.prefix], { netns: opts.netns });
-  const escaped = opts.probeKey.replace(/[.*+?^${}()|[\]\\]/g, '\\$&');
-  await watch.settle(new RegExp(`^${escaped}$`), () => runCommand([...etcdctl, 'put', opts.probeKey, 'probe'], { netns: opts.netns }));
+  await watch.settle(new RegExp(`^${escapeRegExp(opts.probeKey)}$`), () => runCommand([...etcdctl, 'put', opts.probeKey, 'probe'], { netns: opts.netns }));
   await runCommand([...etcdctl, 'del', opts.probeKey], { netns: opts.netns });
   return watch;
 }
