@@ -278,7 +278,11 @@ export class Lab {
     node.agentReadyMs = undefined;
     await this.save();
     await waitAgentReady(node, files, opts.readyTimeoutMs ?? 60_000);
-    await this.readSubnetEnv(node);
+    const env = await this.readSubnetEnv(node);
+    if (!env.ipv6 && this.families.includes(6) && this.state.netConf.EnableIPv6 === true) {
+      // Else the lab would come up dual-stack on paper and give its pods IPv4 only.
+      throw new WeftError(`the agent on ${node.ns} is ready without an IPv6 subnet although the net-conf enables IPv6 (no FLANNEL_IPV6_SUBNET in ${files.subnetFile})`, `its lease has no IPv6 half: see ${files.logFile}`);
+    }
     node.agentReadyMs = Date.now() - startedAt;
     await this.save();
     return { pid: node.agentPid, readyMs: node.agentReadyMs };
