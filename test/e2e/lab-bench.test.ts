@@ -1,6 +1,7 @@
 // The benchmark runner end to end, as a tool: it builds both variants, moves
-// traffic through each, writes its reports and removes its labs. It checks
-// that figures exist, never what they are (a benchmark is not a test).
+// traffic through each in both address families, writes its reports and
+// removes its labs. It checks that figures exist, never what they are (a
+// benchmark is not a test).
 import t from 'tap';
 import { existsSync } from 'node:fs';
 import { mkdtemp, readFile, readdir, rm } from 'node:fs/promises';
@@ -12,7 +13,7 @@ import { Lab } from '../../src/lab/lab.js';
 
 const PREFIX = 'tb';
 
-t.test('weft bench host-gw: both variants measured, reports written, labs removed', async (t) => {
+t.test('weft bench host-gw, dual: both variants measured in both families, reports written, labs removed', async (t) => {
   const labs = [`${PREFIX}0`, `${PREFIX}1`];
   for (const name of labs) await Lab.destroy(name);
   const out = await mkdtemp(join(tmpdir(), 'wl-bench-test-'));
@@ -22,27 +23,34 @@ t.test('weft bench host-gw: both variants measured, reports written, labs remove
   });
 
   const lines: string[] = [];
-  const [result] = await runBench({ backend: 'host-gw', reps: 2, seconds: 1, warmupSeconds: 0, labNamePrefix: PREFIX, log: (l) => lines.push(l) });
-  if (!result) throw new Error('runBench returned no result for IPv4');
-  t.same([result.subject.label, ...result.baselines.map((b) => b.label)], ['weft host-gw', 'hand-built routes']);
-  for (const v of [result.subject, ...result.baselines]) {
-    t.equal(v.samples.length, 2, `${v.label}: one sample per repetition`);
-    t.ok(v.samples.every((s) => s.gbps > 0 && Number.isFinite(s.cpuSecondsPerGbit)), `${v.label}: traffic flowed and CPU was accounted`);
-  }
+  const results = await runBench({ backend: 'host-gw', families: [4, 6], reps: 2, seconds: 1, warmupSeconds: 0, labNamePrefix: PREFIX, log: (l) => lines.push(l) });
+  t.same(results.map((r) => r.family), [4, 6], 'one result per family, IPv4 first');
+  t.same(results.map((r) => [r.subject.label, ...r.baselines.map((b) => b.label)]), [['weft host-gw', 'hand-built routes'], ['weft host-gw', 'hand-built routes']]);
+  const measured = results.flatMap((r) => [r.subject, ...r.baselines].map((v) => `IPv${r.family} ${v.label}: ${v.samples.length} samples, ${v.samples.every((s) => s.gbps > 0 && Number.isFinite(s.cpuSecondsPerGbit)) ? 'traffic' : 'NO TRAFFIC'}`));
+  t.same(measured, [
+    'IPv4 weft host-gw: 2 samples, traffic',
+    'IPv4 hand-built routes: 2 samples, traffic',
+    'IPv6 weft host-gw: 2 samples, traffic',
+    'IPv6 hand-built routes: 2 samples, traffic',
+  ], 'every variant moved traffic once per repetition in each family, CPU accounted');
   t.same(
     lines.filter((l) => l.startsWith('rep ')).map((l) => l.replace(/:.*/, '')),
-    ['rep 1/2 weft host-gw', 'rep 1/2 hand-built routes', 'rep 2/2 hand-built routes', 'rep 2/2 weft host-gw'],
-    'repetitions alternate the order of the variants',
+    [
+      'rep 1/2 weft host-gw over IPv4', 'rep 1/2 hand-built routes over IPv4', 'rep 1/2 weft host-gw over IPv6', 'rep 1/2 hand-built routes over IPv6',
+      'rep 2/2 hand-built routes over IPv4', 'rep 2/2 weft host-gw over IPv4', 'rep 2/2 hand-built routes over IPv6', 'rep 2/2 weft host-gw over IPv6',
+    ],
+    'repetitions alternate the order of the variants, in each family',
   );
-  t.equal(result.comparisons.length, 1);
-  t.ok(Number.isFinite(result.comparisons[0]!.throughputRatio));
-  t.comment(`host-gw/hand-built throughput ${result.comparisons[0]!.throughputRatio.toFixed(3)} (1 s runs on a shared machine: a smoke figure only)`);
+  t.same(results.map((r) => r.comparisons.map((c) => Number.isFinite(c.throughputRatio))), [[true], [true]], 'a ratio per family');
+  for (const r of results) t.comment(`IPv${r.family} host-gw/hand-built throughput ${r.comparisons[0]!.throughputRatio.toFixed(3)} (1 s runs on a shared machine: a smoke figure only)`);
 
-  const paths = await writeReport(result, out);
-  const saved = JSON.parse(await readFile(paths.json, 'utf8')) as BenchResult;
-  t.equal(saved.subject.medianGbps, result.subject.medianGbps);
-  t.match(await readFile(paths.markdown, 'utf8'), /\| hand-built routes \|/);
-  t.same((await readdir(out)).sort(), [paths.json, paths.markdown].map((p) => p.slice(out.length + 1)).sort());
+  const paths = [];
+  for (const r of results) paths.push(await writeReport(r, out));
+  const saved = await Promise.all(paths.map(async (p) => JSON.parse(await readFile(p.json, 'utf8')) as BenchResult));
+  t.same(saved.map((s) => [s.family, s.subject.medianGbps]), results.map((r) => [r.family, r.subject.medianGbps]), 'the JSON reports carry the family and the figures');
+  t.match(await readFile(paths[1]!.markdown, 'utf8'), /^## weft bench: host-gw \(flat topology, IPv6\)/);
+  t.same((await readdir(out)).sort(), paths.flatMap((p) => [p.json, p.markdown]).map((p) => p.slice(out.length + 1)).sort());
+  t.match(paths[1]!.json, /bench-host-gw-flat-ipv6-/, 'the IPv6 report is named apart');
 
   for (const name of labs) t.notOk(existsSync(`/run/weft-lab/${name}`), `lab ${name} was removed`);
   t.same((await readdir('/run/netns').catch(() => [] as string[])).filter((ns) => ns.startsWith(`wl-${PREFIX}`)), []);
