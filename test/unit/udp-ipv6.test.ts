@@ -4,7 +4,7 @@
 // ICMPv6 errors the loop writes back. Through the test binding, no root.
 import t from 'tap';
 import { randomBytes } from 'node:crypto';
-import type { UdpPeer } from '../../backends/udp/native.js';
+import { loadUdpAddon, type UdpPeer } from '../../backends/udp/native.js';
 import {
   PROTO_ICMPV6, PROTO_UDP,
   concat, icmpEcho, ipPacket, parseIpHeader, tcpPacket, transportChecksumOk, udpDatagram, vnetHeader,
@@ -138,4 +138,14 @@ t.test('transmit: an IPv6 packet too big for the tunnel gets Packet Too Big with
   t.same(ptb(1372), { type: 2, code: 0, mtu: 1372, checksumOk: true, fits: true, quotes: true });
   t.same(ptb(1000), { type: 2, code: 0, mtu: 1280, checksumOk: true, fits: true, quotes: true }, 'the IPv6 minimum MTU');
   t.same(addon.icmpError(udp6(A6, B6), 'tooBig', 900, '2001:db8:1000:2::')?.readUInt32BE(44), 1280, 'the builder itself never advertises less');
+});
+
+t.test('UdpLoop: an IPv6 underlay address beside an IPv4 one only', async (t) => {
+  const { UdpLoop } = loadUdpAddon();
+  // A bad second address makes the constructor stop before it opens anything.
+  const open = (bindAddress: string, bindAddressV6: string) => () => new UdpLoop({ device: 'weft-u6', port: 8285, bindAddress, bindAddressV6 });
+  const message = /bindAddressV6 must be an IPv6 address, beside an IPv4 bindAddress/;
+  t.throws(open('192.0.2.1', '192.0.2.2'), message, 'not IPv6');
+  t.throws(open('2001:db8::1', '2001:db8::2'), message, 'beside an IPv6 bindAddress');
+  t.throws(open('192.0.2.1', 'nonsense'), message, 'not an address');
 });
