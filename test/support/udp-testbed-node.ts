@@ -10,6 +10,7 @@ import { loadUdpAddon } from '../../backends/udp/native.js';
 import type { NetConf } from '../../src/config/netconf.js';
 import { Cidr, IP } from '../../src/core/cidr.js';
 import type { Lease } from '../../src/subnet/lease.js';
+import { extWithIPv6, withIPv6 } from './dual-stack.js';
 import type { NodeConfig, PeerSpec, TestbedNode } from './udp-testbed.js';
 
 interface ChildConfig extends NodeConfig {
@@ -39,11 +40,7 @@ function lease(p: PeerSpec): Lease {
   const attrs = { backendType: p.backendType ?? 'udp', backendData: null };
   if (stack === 'ipv6') return { subnet: Cidr.parse(p.ipv6Subnet!), attrs: { ...attrs, publicIP: IP.parse(p.publicIPv6!) } };
   const l: Lease = { subnet: Cidr.parse(p.subnet), attrs: { ...attrs, publicIP: IP.parse(p.publicIP) } };
-  if (stack === 'dual' && p.ipv6Subnet) {
-    l.ipv6Subnet = Cidr.parse(p.ipv6Subnet);
-    l.attrs.publicIPv6 = IP.parse(p.publicIPv6!);
-  }
-  return l;
+  return stack === 'dual' && p.ipv6Subnet ? withIPv6(l, p.ipv6Subnet, p.publicIPv6!) : l;
 }
 const own = lease({ subnet: node.subnet, publicIP: node.underlay, ipv6Subnet: node.subnet6, publicIPv6: node.underlay6 });
 /** The node's subnets in the families it runs. */
@@ -52,10 +49,10 @@ const ownSubnets = [own.subnet, ...(own.ipv6Subnet ? [own.ipv6Subnet] : [])];
 async function backendApi(): Promise<NodeApi> {
   const logger = pino({ level: 'warn' }, process.stderr);
   const config: NetConf = { network, subnetLen: own.subnet.prefixLen, subnetMin: own.subnet, subnetMax: own.subnet, backend: { type: 'udp', raw: cfg.backend ?? {} } };
-  const ip6 = IP.parse(node.underlay6);
   if (own.ipv6Subnet) config.ipv6 = { network: network6, subnetLen: 64, subnetMin: own.ipv6Subnet, subnetMax: own.ipv6Subnet };
   const underlay = own.attrs.publicIP;
-  const ext = { name: node.dev, ip: underlay, publicIP: underlay, mtu: cfg.underlayMtu, connected: [], ...(own.ipv6Subnet ? { ipv6: { ip: ip6, publicIP: ip6, connected: [] } } : {}) };
+  const single = { name: node.dev, ip: underlay, publicIP: underlay, mtu: cfg.underlayMtu, connected: [] };
+  const ext = own.ipv6Subnet ? extWithIPv6(single, node.underlay6, []) : single;
   const backend = (await createUdpBackend({ config, ext, logger, nodeName: cfg.node.ns, runDir: cfg.node.runDir })) as UdpBackend;
   // Stands in for the reconciler: applies the desired state with ip(8).
   const reconcile = (): void => {

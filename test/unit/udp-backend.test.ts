@@ -6,6 +6,7 @@ import { UDP_DEVICE, udpDesired, udpMtu, udpTable } from '../../backends/udp/des
 import { parseUdpOptions } from '../../backends/udp/options.js';
 import { Cidr, IP } from '../../src/core/cidr.js';
 import type { Lease } from '../../src/subnet/lease.js';
+import { extWithIPv6, withIPv6 } from '../support/dual-stack.js';
 
 const ext: ExternalInterface = {
   name: 'eth0',
@@ -15,21 +16,15 @@ const ext: ExternalInterface = {
   connected: [Cidr.parse('192.0.2.0/24')],
 };
 
-function lease(subnet: string, publicIP: string, backendType = 'udp', v6?: [subnet: string, publicIP: string]): Lease {
-  const l: Lease = { subnet: Cidr.parse(subnet), attrs: { publicIP: IP.parse(publicIP), backendType, backendData: null } };
-  if (v6) {
-    l.ipv6Subnet = Cidr.parse(v6[0]);
-    l.attrs.publicIPv6 = IP.parse(v6[1]);
-    l.attrs.backendV6Data = null;
-  }
-  return l;
+function lease(subnet: string, publicIP: string, backendType = 'udp'): Lease {
+  return { subnet: Cidr.parse(subnet), attrs: { publicIP: IP.parse(publicIP), backendType, backendData: null } };
 }
 const own = lease('10.5.1.0/24', '192.0.2.1');
 const NET = [Cidr.parse('10.5.0.0/16')];
 const NET_DUAL = [...NET, Cidr.parse('2001:db8:1000::/56')];
 // A dual-stack node: the same interface with an IPv6 side, the lease with an IPv6 half.
-const ext6: ExternalInterface = { ...ext, ipv6: { ip: IP.parse('2001:db8::1'), publicIP: IP.parse('2001:db8::1'), connected: [Cidr.parse('2001:db8::/64')] } };
-const ownDual = lease('10.5.1.0/24', '192.0.2.1', 'udp', ['2001:db8:1000:1::/64', '2001:db8::1']);
+const ext6 = extWithIPv6(ext, '2001:db8::1', ['2001:db8::/64']);
+const ownDual = withIPv6(own, '2001:db8:1000:1::/64', '2001:db8::1');
 
 function capture() {
   const lines: { msg: string; peer?: string }[] = [];
@@ -134,7 +129,7 @@ t.test('peers, dual-stack: IPv4 subnets over PublicIP, IPv6 subnets over PublicI
   const families = new NodeFamilies(logger);
   const peers = [
     ownDual,
-    lease('10.5.2.0/24', '192.0.2.2', 'udp', ['2001:db8:1000:2::/64', '2001:db8::2']),
+    withIPv6(lease('10.5.2.0/24', '192.0.2.2'), '2001:db8:1000:2::/64', '2001:db8::2'),
     lease('10.5.3.0/24', '192.0.2.3'),
   ];
   t.same(udpTable(families, ownDual, peers, ext6), {
