@@ -147,7 +147,7 @@ export class SubnetEnvFile {
  * unreadable or partly damaged still yields the keys that parse (a restarted
  * agent prefers its old subnet; teardown needs the old network).
  */
-export async function readPreviousSubnetEnv(path: string): Promise<{ network?: Cidr; subnet?: Cidr; mtu?: number }> {
+export async function readPreviousSubnetEnv(path: string): Promise<{ network?: Cidr; subnet?: Cidr; ipv6Subnet?: Cidr; mtu?: number }> {
   let text: string;
   try {
     text = await readFile(path, 'utf8');
@@ -164,6 +164,12 @@ export async function readPreviousSubnetEnv(path: string): Promise<{ network?: C
   };
   const network = attempt(() => Cidr.parse(vars.get('FLANNEL_NETWORK') ?? ''));
   const subnet = attempt(() => subnetOf(vars.get(KEYS.primary.subnet) ?? '', KEYS.primary.subnet).subnet);
+  const ipv6Subnet = attempt(() => subnetOf(vars.get(KEYS.ipv6.subnet) ?? '', KEYS.ipv6.subnet).subnet);
   const mtu = /^\d{1,5}$/.test(vars.get('FLANNEL_MTU') ?? '') ? Number(vars.get('FLANNEL_MTU')) : undefined;
-  return { ...(network ? { network } : {}), ...(subnet ? { subnet } : {}), ...(mtu !== undefined ? { mtu } : {}) };
+  return {
+    ...(network ? { network } : {}),
+    ...(subnet ? { subnet } : {}),
+    ...(ipv6Subnet?.family === 6 ? { ipv6Subnet } : {}),
+    ...(mtu !== undefined ? { mtu } : {}),
+  };
 }
