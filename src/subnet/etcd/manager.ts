@@ -14,7 +14,7 @@ import type { Cidr, IP } from '../../core/cidr.js';
 import { sameLeaseAttrs, withoutIPv6, type Lease, type LeaseAttrs, type LeaseEvent } from '../lease.js';
 import { LeaseGoneError, type SubnetManager } from '../manager.js';
 import { createEtcdClient, etcdFailure, type EtcdOptions } from './client.js';
-import { configKey, leaseKeyName, parseLeaseKeyName, prefixRangeEnd, subnetsDir, type KeySubnets } from './layout.js';
+import { configKey, leaseKeyName, parseLeaseKeyName, prefixRangeEnd, subnetKey, subnetsDir, type KeySubnets } from './layout.js';
 import { ownKeySubnets } from './free-subnet.js';
 import { formatLeaseValue, parseLeaseEntry } from './lease-value.js';
 import { watchLeaseKeys } from './watch.js';
@@ -121,7 +121,7 @@ export class EtcdSubnetManager implements SubnetManager {
     const subnets: KeySubnets = { subnet: lease.subnet, ...(lease.ipv6Subnet ? { ipv6Subnet: lease.ipv6Subnet } : {}) };
     const attrs = dual ? lease.attrs : withoutIPv6(lease.attrs);
     const name = leaseKeyName(lease.subnet, lease.ipv6Subnet);
-    const key = subnetsDir(this.prefix) + name;
+    const key = subnetKey(this.prefix, lease.subnet, lease.ipv6Subnet);
     const value = formatLeaseValue(attrs);
     for (let attempt = 1; attempt <= 3; attempt++) {
       const res = await this.call('renewing the lease', () => this.client.kv.range({ key: Buffer.from(key) }), signal);
@@ -273,7 +273,7 @@ export class EtcdSubnetManager implements SubnetManager {
   }
 
   private keyOf(subnets: KeySubnets): Buffer {
-    return Buffer.from(subnetsDir(this.prefix) + leaseKeyName(subnets.subnet, subnets.ipv6Subnet));
+    return Buffer.from(subnetKey(this.prefix, subnets.subnet, subnets.ipv6Subnet));
   }
 
   /** Creates the key only if it does not exist. Undefined on collision. */
