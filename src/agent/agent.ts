@@ -119,8 +119,8 @@ export class Agent {
       this.backend = await this.retry(`start the ${this.config.backend.type} backend`, signal, () => this.createBackend(this.config!));
       if (signal.aborted) return;
 
-      const prefer = (await readPreviousSubnetEnv(this.opts.subnetFile)).subnet;
-      const own = await this.lease.acquire(prefer, signal);
+      const { subnet, ipv6Subnet } = await readPreviousSubnetEnv(this.opts.subnetFile);
+      const own = await this.lease.acquire({ subnet, ipv6Subnet }, signal);
       if (signal.aborted) return;
       this.log.info({ subnet: String(own.subnet), ...(own.ipv6Subnet ? { ipv6Subnet: String(own.ipv6Subnet) } : {}), expiresAt: own.expiresAt }, 'subnet lease acquired');
 

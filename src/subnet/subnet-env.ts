@@ -151,7 +151,7 @@ export class SubnetEnvFile {
  * unreadable or partly damaged still yields the keys that parse (a restarted
  * agent prefers its old subnet; teardown needs the old network).
  */
-export async function readPreviousSubnetEnv(path: string): Promise<{ network?: Cidr; subnet?: Cidr; mtu?: number }> {
+export async function readPreviousSubnetEnv(path: string): Promise<{ network?: Cidr; subnet?: Cidr; ipv6Subnet?: Cidr; mtu?: number }> {
   let text: string;
   try {
     text = await readFile(path, 'utf8');
@@ -166,9 +166,17 @@ export async function readPreviousSubnetEnv(path: string): Promise<{ network?: C
       return undefined;
     }
   };
-  const keys = vars.has(KEYS.primary.network) || vars.has(KEYS.primary.subnet) ? KEYS.primary : KEYS.ipv6;
+  // IPv6-only: no IPv4 keys, and the IPv6 ones are the primary family's.
+  const ipv6Only = !vars.has(KEYS.primary.network) && !vars.has(KEYS.primary.subnet);
+  const keys = ipv6Only ? KEYS.ipv6 : KEYS.primary;
   const network = attempt(() => Cidr.parse(vars.get(keys.network) ?? ''));
   const subnet = attempt(() => subnetOf(vars.get(keys.subnet) ?? '', keys.subnet).subnet);
+  const ipv6Subnet = ipv6Only ? undefined : attempt(() => subnetOf(vars.get(KEYS.ipv6.subnet) ?? '', KEYS.ipv6.subnet).subnet);
   const mtu = /^\d{1,5}$/.test(vars.get('FLANNEL_MTU') ?? '') ? Number(vars.get('FLANNEL_MTU')) : undefined;
-  return { ...(network ? { network } : {}), ...(subnet ? { subnet } : {}), ...(mtu !== undefined ? { mtu } : {}) };
+  return {
+    ...(network ? { network } : {}),
+    ...(subnet ? { subnet } : {}),
+    ...(ipv6Subnet?.family === 6 ? { ipv6Subnet } : {}),
+    ...(mtu !== undefined ? { mtu } : {}),
+  };
 }
