@@ -109,7 +109,8 @@ t.test('unknown and unsupported top-level keys', async (t) => {
   rejectsDoc(t, { Network: '10.5.0.0/16', Foo: 1, Backend: hostGw }, /unknown key "Foo"; known keys: /);
   rejectsDoc(t, { Network: '10.5.0.0/16', ['x'.repeat(500)]: 1, Backend: hostGw }, /unknown key "x{10,64}"; /, 'a huge key name is cut');
   rejectsDoc(t, { Network: '10.5.0.0/16', EnableIPv6: 'no', Backend: hostGw }, /EnableIPv6 must be true or false, got string "no"/);
-  rejectsDoc(t, { Network: '10.5.0.0/16', EnableIPv4: false, Backend: hostGw }, /EnableIPv4 false is not supported yet \(IPv6-only clusters\)/);
+  rejectsDoc(t, { Network: '10.5.0.0/16', EnableIPv4: false, Backend: hostGw }, /^net-conf: EnableIPv4 and EnableIPv6 are both false: no address family left; enable one$/);
+  rejectsDoc(t, { Network: '10.5.0.0/16', EnableIPv4: false, EnableIPv6: true, IPv6Network: 'fd00:10::/56', Backend: hostGw }, /^net-conf: Network has no effect when "EnableIPv4" is false \(IPv6-only\); remove it, or remove EnableIPv4$/);
   rejectsDoc(t, { Network: '10.5.0.0/16', EnableIPv4: 0, Backend: hostGw }, /EnableIPv4 must be true or false, got number 0/);
   rejectsDoc(t, { Network: '10.5.0.0/16', EnableNFTables: 1, Backend: hostGw }, /EnableNFTables must be true or false, got number 1/);
   rejectsDoc(t, { Network: '10.5.0.0/16', Networks: ['10.6.0.0/16'], Backend: hostGw }, /Networks: several cluster networks are not supported/);
@@ -234,6 +235,12 @@ t.test('IPv6SubnetMin and IPv6SubnetMax', async (t) => {
   );
   rejectsDoc(t, { ...v4, EnableIPv6: true, IPv6Network: 'fd00:10:0:100::/56', IPv6SubnetMax: 'fd00:10:0:100::' }, /IPv6SubnetMin fd00:10:0:101::\/64 \(the default: the first subnet is skipped\) is above IPv6SubnetMax/);
   t.equal(dual({ SubnetMin: '10.5.9.0' }).ipv6?.subnetMin.toString(), 'fd00:10:0:101::/64', 'SubnetMin is the IPv4 side\'s only');
+});
+
+t.test('IPv6-only (EnableIPv4 false): the IPv6 range is the primary one', async (t) => {
+  const only = conf({ EnableIPv4: false, EnableIPv6: true, IPv6Network: 'fd00:10:0:100::/56', Backend: hostGw });
+  t.same([only.network.toString(), only.subnetLen, only.subnetMin.toString(), only.ipv6], ['fd00:10:0:100::/56', 64, 'fd00:10:0:101::/64', undefined]);
+  t.throws(() => checkBackendOptions({ ...only, backend: { type: 'udp', raw: {} } }), { message: /the udp backend does not program IPv6 yet/ });
 });
 
 t.test('IPv6 runs on the backends that program it; the others are refused in one line', async (t) => {
