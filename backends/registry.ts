@@ -50,7 +50,7 @@ const REGISTRY: Record<BackendType, BackendRegistration> = {
   udp: {
     type: 'udp',
     parseOptions: parseUdpOptions,
-    ipv6: false,
+    ipv6: true,
     create: async () => (await import('./udp/index.js')).createUdpBackend,
     teardown: async (node) => (await import('./udp/loop-client.js')).stopUdpLoop(node.runDir, { teardown: true }),
   },
