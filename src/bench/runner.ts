@@ -22,7 +22,7 @@ export interface BenchOptions {
   /** The subject's net-conf; default {Network: 10.244.0.0/16, Backend: {Type: backend}}. */
   netConf?: Record<string, unknown>;
   topology?: Topology;
-  /** The families measured (default [4]); with 6 the labs are dual-stack (weft needs its IPv4 side). */
+  /** The families measured and the labs run (default [4]); [4, 6] measures both from the same dual-stack labs. */
   families?: Family[];
   reps?: number;
   seconds?: number;
@@ -122,7 +122,7 @@ function summarize(run: Running, family: Family): VariantSummary {
 }
 
 async function start(variant: BenchVariant, labName: string, topology: Topology, families: readonly Family[]): Promise<Running> {
-  const lab = await variant.build(labName, topology, labFamiliesFor(families));
+  const lab = await variant.build(labName, topology, [...families]);
   const [client, server] = [lab.podsOf(lab.nodes[0]!)[0], lab.podsOf(lab.nodes[1]!)[0]];
   if (!client || !server) throw new Error(`bench lab ${labName} has no pod on each of its two nodes`);
   const serverIp = new Map<Family, string>();
@@ -138,10 +138,6 @@ async function start(variant: BenchVariant, labName: string, topology: Topology,
   return { variant, lab, clientNs: client.ns, serverIp, samples: new Map(families.map((f) => [f, []])) };
 }
 
-/** IPv6 pods need dual-stack labs: weft and the CNI keep an IPv4 side. */
-function labFamiliesFor(measured: readonly Family[]): Family[] {
-  return measured.includes(6) ? [4, 6] : [4];
-}
 
 async function waitReachable(ns: string, ip: string, what: string, timeoutMs = 30_000): Promise<void> {
   const deadline = Date.now() + timeoutMs;
@@ -158,7 +154,7 @@ export async function runBench(opts: BenchOptions): Promise<BenchResult[]> {
   const seconds = opts.seconds ?? 5;
   checkLabPrerequisites({ needIperf3: true, agentEntry: agentEntry() });
   const families = labFamilies(opts);
-  const plan = benchPlan(opts.backend, opts.netConf, topology, labFamiliesFor(families));
+  const plan = benchPlan(opts.backend, opts.netConf, topology, families);
   const variants = [plan.subject, ...plan.baselines];
   // A run on dual-stack labs names the family in its progress lines; an IPv4 run's lines stay as they were.
   const tag = (family: Family): string => (families.includes(6) ? ` over IPv${family}` : '');

@@ -51,8 +51,8 @@ export function handSubnet(family: Family, index: number): Cidr {
 }
 
 /**
- * A lab without agents: subnet.env written by hand (dual-stack when the lab
- * runs IPv6), pods wired by CNI, then `wire` lays the data path.
+ * A lab without agents: subnet.env written by hand in the lab's families
+ * (the first one primary), pods wired by CNI, then `wire` lays the data path.
  */
 function handBuiltVariant(label: string, podMtu: (families: Family[]) => number, wire: (lab: Lab) => Promise<void>): BenchVariant {
   return {
@@ -60,9 +60,10 @@ function handBuiltVariant(label: string, podMtu: (families: Family[]) => number,
     async build(name, topology, families) {
       const lab = await Lab.up({ name, nodes: 2, podsPerNode: 1, topology, families, startAgents: false });
       try {
+        const [primary, second] = lab.families;
         for (const node of lab.nodes) {
-          const ipv6Subnet = families.includes(6) ? handSubnet(6, node.index).toString() : undefined;
-          await lab.writeSubnetEnv(node, handSubnet(4, node.index).toString(), { mtu: podMtu(families), ipv6Subnet });
+          const ipv6Subnet = second ? handSubnet(second, node.index).toString() : undefined;
+          await lab.writeSubnetEnv(node, handSubnet(primary!, node.index).toString(), { mtu: podMtu(lab.families), ipv6Subnet });
           await lab.addPod(node);
         }
         await wire(lab);
@@ -127,8 +128,8 @@ export const handVxlan = handBuiltVariant(
 );
 
 /**
- * The variants of a run on `families` (the labs' families: IPv4, or IPv4
- * and IPv6). `netConf` is the subject's; by default the lab's for the backend.
+ * The variants of a run on `families` (the labs' families). `netConf` is the
+ * subject's; by default the lab's for the backend.
  */
 export function benchPlan(backend: BackendType, netConf?: Record<string, unknown>, topology: Topology = 'flat', families: Family[] = [4]): BenchPlan {
   const weft = (b: BackendType, options?: Record<string, unknown>): Record<string, unknown> => labNetConf(b, families, options);

@@ -13,9 +13,9 @@ const HELP = `usage: weft bench --backend host-gw|vxlan|udp|bgp [flags]
   --reps N            repetitions per variant (default 3, at least 3 for a median worth reading)
   --seconds N         length of each iperf3 run (default 5)
   --topology T        flat or routed (default flat)
-  --ip-family F       4, 6 or dual: the pod addresses measured (default 4); with 6 or
-                      dual the labs are dual-stack and the hand-built equals are built
-                      over the IPv6 underlay too; dual measures both in one run
+  --ip-family F       4, 6 or dual: the labs' address families and the pod addresses
+                      measured (default 4); the hand-built equals are built over the
+                      IPv6 underlay too; dual measures both in one run
   --net-conf FILE     the weft side's net-conf.json (default: Network 10.244.0.0/16,
                       with 6 also IPv6Network 2001:db8:1000::/56, the backend's defaults)
   --out DIR           where the JSON and Markdown reports go (default bench-results/;
@@ -53,8 +53,8 @@ export async function run(argv: string[]): Promise<number> {
   const topology = values.topology ?? 'flat';
   if (!(TOPOLOGIES as readonly string[]).includes(topology)) throw new WeftError(`unknown topology "${topology}"`, `use ${TOPOLOGIES.join(' or ')}`);
   const families = parseIpFamily(values['ip-family'] ?? '4');
-  // The weft side's net-conf, checked as its agents will check it; IPv6 pods need dual-stack labs.
-  const { netConf } = labNetConfFrom({ backend: values.backend, file: values['net-conf'], families: families.includes(6) ? [4, 6] : [4] });
+  // The weft side's net-conf, checked as its agents will check it.
+  const { netConf } = labNetConfFrom({ backend: values.backend, file: values['net-conf'], families });
   const results = await runBench({
     backend: (netConf.Backend as { Type: BackendType }).Type,
     netConf,

@@ -2,13 +2,13 @@
 import { checkBackendOptions } from '../../backends/registry.js';
 import { spawn } from 'node:child_process';
 import { parseArgs, type ParseArgsConfig } from 'node:util';
-import { BACKEND_TYPES, ConfigError, type BackendType, type NetConf } from '../config/netconf.js';
+import { BACKEND_TYPES, ConfigError, confNetworks, type BackendType, type NetConf } from '../config/netconf.js';
 import { parseNetConf, readNetConfFile } from '../config/parse.js';
 import type { Family } from '../core/cidr.js';
 import { WeftError } from '../errors.js';
 import { DEFAULT_LAB_NAME, Lab, labNetConf } from '../lab/lab.js';
 import { formatPingMatrix } from '../lab/ping.js';
-import { readLabState, recordedLabNames } from '../lab/state.js';
+import { labFamilies, readLabState, recordedLabNames } from '../lab/state.js';
 import { TOPOLOGIES, ipFamilyName, parseIpFamily, type Topology } from '../lab/topology.js';
 
 const HELP = `usage: weft lab <command> [flags]
@@ -23,7 +23,7 @@ const HELP = `usage: weft lab <command> [flags]
 
 --ip-family gives the underlay and the pods IPv4 (the default), both (dual:
 an IPv6 /64 per segment in 2001:db8::/48, pods in 2001:db8:1000::/56) or
-IPv6 only. With --net-conf the file decides (EnableIPv6 means dual).
+IPv6 only. With --net-conf the file decides (EnableIPv4, EnableIPv6).
 The lab name defaults to "${DEFAULT_LAB_NAME}"; its namespaces are wl-<name>-*.`;
 
 const COMMON = { name: { type: 'string', default: DEFAULT_LAB_NAME }, help: { type: 'boolean', short: 'h' } } as const;
@@ -69,15 +69,12 @@ export function labNetConfFrom(opts: { backend?: string; file?: string; families
     // The flags built this config: say which lab, with the agent's own reason.
     throw new WeftError(`the agent refuses ${LAB_KIND[ipFamilyName(opts.families ?? [4])]} ${backend ?? 'host-gw'} lab (${err.message})`, 'choose another --ip-family or --backend');
   }
-  const families: Family[] = conf.ipv6 ? [4, 6] : [4];
+  const families = labFamilies({ families: confNetworks(conf).map((n) => n.family) });
   if (file && backend !== undefined && conf.backend.type !== backend) {
     throw new WeftError(`--net-conf has backend ${conf.backend.type} but --backend is ${backend}`, 'make them agree, or leave --backend out');
   }
-  const wantIPv6 = opts.families?.includes(6);
-  if (file && wantIPv6 !== undefined && wantIPv6 !== families.includes(6)) {
-    throw wantIPv6
-      ? new WeftError(`--ip-family asks for IPv6 but ${file} does not enable it`, 'add "EnableIPv6": true and an IPv6Network to the file, or leave --ip-family out')
-      : new WeftError(`${file} enables IPv6 but --ip-family is ipv4`, 'leave --ip-family out, or pass dual');
+  if (file && opts.families && ipFamilyName(labFamilies(opts)) !== ipFamilyName(families)) {
+    throw new WeftError(`${file} runs ${ipFamilyName(families)} but --ip-family asks for ${ipFamilyName(labFamilies(opts))}`, 'make them agree (EnableIPv4, EnableIPv6 in the file), or leave --ip-family out');
   }
   return { netConf: JSON.parse(text) as Record<string, unknown>, families };
 }

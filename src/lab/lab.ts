@@ -278,8 +278,8 @@ export class Lab {
     node.agentReadyMs = undefined;
     await this.save();
     await waitAgentReady(node, files, opts.readyTimeoutMs ?? 60_000);
-    const env = await this.readSubnetEnv(node);
-    if (!env.ipv6 && this.families.includes(6) && this.state.netConf.EnableIPv6 === true) {
+    await this.readSubnetEnv(node);
+    if (!node.ipv6Subnet && this.families.includes(6) && this.state.netConf.EnableIPv6 === true) {
       // Else the lab would come up dual-stack on paper and give its pods IPv4 only.
       throw new WeftError(`the agent on ${node.ns} is ready without an IPv6 subnet although the net-conf enables IPv6 (no FLANNEL_IPV6_SUBNET in ${files.subnetFile})`, `its lease has no IPv6 half: see ${files.logFile}`);
     }
@@ -318,7 +318,9 @@ export class Lab {
     const node = this.node(ref);
     const file = this.subnetFile(node);
     const env = parseNodeSubnet(await readFile(file, 'utf8'), file);
-    const [subnet, ipv6Subnet] = [env.subnet.toString(), env.ipv6?.subnet.toString()];
+    // An IPv6-only node's primary subnet is its IPv6 one.
+    const subnet = env.subnet.toString();
+    const ipv6Subnet = (env.ipv6?.subnet ?? (env.subnet.family === 6 ? env.subnet : undefined))?.toString();
     if (node.subnet !== subnet || node.ipv6Subnet !== ipv6Subnet) {
       node.subnet = subnet;
       if (ipv6Subnet) node.ipv6Subnet = ipv6Subnet;
@@ -330,17 +332,19 @@ export class Lab {
 
   /**
    * Writes subnet.env by hand (for labs without agents): gateway = first
-   * address of `subnet`; `ipv6Subnet` makes the node dual-stack (network:
-   * the net-conf's IPv6Network, else the lab's default).
+   * address of `subnet` (IPv6 on an IPv6-only node); `ipv6Subnet` makes the
+   * node dual-stack. Networks: the net-conf's, else the lab's defaults.
    */
   async writeSubnetEnv(ref: NodeRef, subnet: string, opts: { mtu?: number; ipMasq?: boolean; ipv6Subnet?: string } = {}): Promise<void> {
     const conf = this.state.netConf;
+    const part = (text: string): { network: Cidr; subnet: Cidr } => {
+      const cidr = Cidr.parse(text);
+      const network = cidr.family === 6 ? (conf.IPv6Network ?? DEFAULT_IPV6_NETWORK) : (conf.Network ?? DEFAULT_NETWORK);
+      return { network: Cidr.parse(String(network)), subnet: cidr };
+    };
     await writeSubnetEnv(this.subnetFile(ref), {
-      network: Cidr.parse(String(conf.Network ?? DEFAULT_NETWORK)),
-      subnet: Cidr.parse(subnet),
-      ...(opts.ipv6Subnet
-        ? { ipv6: { network: Cidr.parse(String(conf.IPv6Network ?? DEFAULT_IPV6_NETWORK)), subnet: Cidr.parse(opts.ipv6Subnet) } }
-        : {}),
+      ...part(subnet),
+      ...(opts.ipv6Subnet ? { ipv6: part(opts.ipv6Subnet) } : {}),
       mtu: opts.mtu ?? 1500,
       ipMasq: opts.ipMasq ?? false,
     });

@@ -8,7 +8,10 @@ import { formatMarkdown } from '../../src/bench/report.js';
 import type { BenchResult } from '../../src/bench/runner.js';
 import { alternatingOrder, median, ratio } from '../../src/bench/stats.js';
 import { benchPlan, handSubnet } from '../../src/bench/variants.js';
+import { checkBackendOptions } from '../../backends/registry.js';
 import { labNetConfFrom } from '../../src/cli/lab.js';
+import { BACKEND_TYPES, type BackendType } from '../../src/config/netconf.js';
+import { parseNetConf } from '../../src/config/parse.js';
 import { Cidr, IP } from '../../src/core/cidr.js';
 import { weftConf } from '../../src/lab/cni.js';
 import { httpUrl } from '../../src/lab/etcd.js';
@@ -75,18 +78,32 @@ t.test('the lab net-conf per family: flannel keys, a /64 per node from 2001:db8:
   t.equal(httpUrl('192.0.2.1', 2379), 'http://192.0.2.1:2379');
 });
 
-t.test('lab net-conf flags: refused as the agent refuses, contradictions named', async (t) => {
+t.test('lab net-conf flags: checked as the agent checks them, contradictions named', async (t) => {
   const dir = await mkdtemp(join(tmpdir(), 'wl-unit-netconf-'));
   t.teardown(() => rm(dir, { recursive: true, force: true }));
   const v4 = join(dir, 'v4.json');
   await writeFile(v4, JSON.stringify({ Network: '10.244.0.0/16', Backend: { Type: 'vxlan' } }));
   t.same(labNetConfFrom({ file: v4 }), { netConf: { Network: '10.244.0.0/16', Backend: { Type: 'vxlan' } }, families: [4] }, 'the file as written; its families');
-  t.throws(() => labNetConfFrom({ file: v4, families: [4, 6] }), { name: 'WeftError', message: /--ip-family asks for IPv6 but .*v4\.json does not enable it; add "EnableIPv6": true/ });
+  t.throws(() => labNetConfFrom({ file: v4, families: [4, 6] }), { name: 'WeftError', message: /v4\.json runs ipv4 but --ip-family asks for dual; make them agree/ });
   t.throws(() => labNetConfFrom({ file: v4, backend: 'host-gw' }), { message: /--net-conf has backend vxlan but --backend is host-gw/ });
-  t.throws(() => labNetConfFrom({ backend: 'host-gw', families: [6] }), {
-    name: 'WeftError',
-    message: /^the agent refuses an IPv6-only host-gw lab \(net-conf: EnableIPv4 false is not supported yet[^\n]*\); choose another --ip-family or --backend$/,
+  t.same(labNetConfFrom({ backend: 'host-gw', families: [6] }).families, [6], 'IPv6-only: the lab builds an IPv6-only underlay');
+  // Each backend either runs dual-stack or is refused at once with the agent's own reason, naming the lab asked for.
+  const dual = BACKEND_TYPES.map((b) => {
+    try {
+      return `${b}: ${ipFamilyName(labNetConfFrom({ backend: b, families: [4, 6] }).families)}`;
+    } catch (err) {
+      return `${b}: ${(err as Error).message}`;
+    }
   });
+  const agentReason = (b: BackendType): string => {
+    try {
+      checkBackendOptions(parseNetConf(JSON.stringify(labNetConf(b, [4, 6]))));
+      return '';
+    } catch (err) {
+      return (err as Error).message;
+    }
+  };
+  t.same(dual, BACKEND_TYPES.map((b) => (agentReason(b) ? `${b}: the agent refuses a dual-stack ${b} lab (${agentReason(b)}); choose another --ip-family or --backend` : `${b}: dual`)));
   t.throws(() => labNetConfFrom({ backend: 'ovs' }), { message: /^unknown backend "ovs"/ });
 });
 
