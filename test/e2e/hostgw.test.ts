@@ -11,8 +11,8 @@ import { dirname, join } from 'node:path';
 import { Lab, agentEntry, type LabNode } from '../../src/lab/lab.js';
 import { commandLine } from '../../src/core/process.js';
 import { WEFT_ROUTE_PROTO } from '../../src/dataplane/state.js';
-import { freshLab, routesOf, rssKiB, runUnhooked, unusedSubnets, waitUntil, weftCli } from './support/lab-fixture.js';
-import { PingFlow, startEtcdWatch, startRouteMonitor, type LineRecorder } from './support/watched-process.js';
+import { freshLab, routesOf, rssKiB, runUnhooked, timeJoin, unusedSubnets, waitUntil, weftCli } from './support/lab-fixture.js';
+import { PingFlow, startRouteMonitor, type LineRecorder } from './support/watched-process.js';
 
 const PREFIX = '/weft/network';
 const NETWORK = '10.244.0.0/16';
@@ -105,45 +105,25 @@ t.test('3 nodes x 2 pods: full pod matrix, exactly N-1 host-gw routes per node',
   reportMatrix(t, matrix, 'full matrix');
 });
 
-t.test('a 4th node joins: every pod reaches its pods, every node routes to it', async (t) => {
-  const lab = await freshLab(t, { name: 'hg2', nodes: 3, podsPerNode: 2 });
+t.test('a 4th node joins a dual-stack cluster: every pod reaches its pods in both families, every node routes to it', async (t) => {
+  const lab = await freshLab(t, { name: 'hg2', nodes: 3, podsPerNode: 2, families: [4, 6] });
   const old = [...lab.nodes];
   t.ok((await waitConverged(lab, old)).ok, 'the first three converge');
 
-  // Lease appearance and route arrival, timestamped as the events arrive.
-  const recorders: LineRecorder[] = [];
-  t.teardown(() => Promise.all(recorders.map((r) => r.stop())));
-  const leaseWatch = await startEtcdWatch({ netns: lab.underlayNs, endpoint: lab.etcdEndpoint, prefix: `${PREFIX}/`, probeKey: `${PREFIX}/hg2-watch-probe` });
-  recorders.push(leaseWatch);
-  const monitors: LineRecorder[] = [];
-  for (const n of old) monitors.push(await startRouteMonitor(n.ns));
-  recorders.push(...monitors);
-
-  const n4 = await lab.addNode();
+  // From the lease appearing in etcd to the route in every peer's kernel, per family, as the events arrive.
+  const { node: n4, leaseToRoutesMs } = await timeJoin(lab, () => lab.addNode());
   t.ok(n4.subnet && !old.some((n) => n.subnet === n4.subnet), `n4 leased a new subnet ${n4.subnet}`);
   t.comment(`n4 agent start to /readyz: ${n4.agentReadyMs} ms`);
   const all = [...old, n4];
   const converged = await waitConverged(lab, all);
   t.ok(converged.ok, 'all four converge');
   await assertRoutes(t, lab, all);
+  t.same([...leaseToRoutesMs].filter(([, ms]) => ms === undefined).map(([f]) => `IPv${f}`), [], "every peer's kernel reported n4's route in each family");
+  t.comment(`join -> route: lease written to route on all peers ${[...leaseToRoutesMs].map(([f, ms]) => `IPv${f} ${ms} ms`).join(', ')}`);
 
-  const leasePattern = new RegExp(`^${leaseKey(n4.subnet!).replace(/\./g, '\\.')}$`);
-  const routePattern = new RegExp(`^${n4.subnet!.replace(/\./g, '\\.')} via ${n4.underlayIP.replace(/\./g, '\\.')} dev eth0 proto ${PROTO}`);
-  // The observers' lines may trail the polled state by a moment.
-  await waitUntil(() => leaseWatch.find(leasePattern) && monitors.every((m) => m.find(routePattern)), { timeoutMs: 5000 });
-  const leaseSeen = leaseWatch.find(leasePattern);
-  const routeSeen = monitors.map((m) => m.find(routePattern));
-  t.ok(leaseSeen, 'the etcd watch saw the new lease');
-  t.ok(routeSeen.every(Boolean), 'every peer\'s kernel reported the new route');
-  if (leaseSeen && routeSeen.every(Boolean)) {
-    const perPeer = routeSeen.map((r, i) => `${old[i]!.name} ${Math.round(r!.at - leaseSeen.at)} ms`);
-    const last = Math.max(...routeSeen.map((r) => r!.at - leaseSeen.at));
-    t.comment(`join -> route: lease written to route on all peers ${Math.round(last)} ms (${perPeer.join(', ')})`);
-  }
-
-  const matrix = await lab.pingMatrix();
-  t.equal(matrix.rows.length, 56, '8 pods, 56 ordered pairs');
-  reportMatrix(t, matrix, 'matrix with the new node');
+  const matrices = await lab.pingMatrices();
+  t.same(matrices.map((m) => [m.family, m.rows.length]), [[4, 56], [6, 56]], '8 pods, 56 ordered pairs in each family');
+  for (const m of matrices) reportMatrix(t, m, `IPv${m.family} matrix with the new node`);
 });
 
 t.test('an agent stopped (SIGTERM) and its lease deleted: peers drop its route, its own routes stay', async (t) => {

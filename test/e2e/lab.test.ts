@@ -15,7 +15,7 @@ import type { PingMatrix } from '../../src/lab/ping.js';
 import { isAlive } from '../../src/core/process.js';
 import { Cidr, IP } from '../../src/core/cidr.js';
 import { nodeSubnet, nodeUnderlayIP, readLabState } from '../../src/lab/state.js';
-import { timeJoin, waitUntil } from './support/lab-fixture.js';
+import { waitUntil } from './support/lab-fixture.js';
 
 const root = join(fileURLToPath(import.meta.url), '..', '..', '..');
 const cli = agentEntry();
@@ -281,7 +281,7 @@ t.test('weft lab up --ip-family ipv6: an IPv6-only underlay, etcd and pods, ever
   t.same([ping.code, (JSON.parse(ping.stdout || '[]') as PingMatrix[]).map((m) => [m.family, m.ok])], [0, [[6, true]]], 'one matrix, IPv6, every pair answers');
 });
 
-t.test('weft lab up --ip-family dual with agents: every pod pair in both families, a join timed per family', async (t) => {
+t.test('weft lab up --ip-family dual with agents: every pod pair answers in both families', async (t) => {
   await fresh(t, 't8');
   const up = await weft(['lab', 'up', '--name', 't8', '--nodes', '3', '--pods', '1', '--ip-family', 'dual']);
   t.equal(up.code, 0, up.stderr.trim());
@@ -292,14 +292,8 @@ t.test('weft lab up --ip-family dual with agents: every pod pair in both familie
   // Ready agents may still be learning of each other: wait for a full matrix, then look at it.
   const converged = await waitUntil(async () => failures(await lab.pingMatrices()).length === 0, { timeoutMs: 30_000, intervalMs: 500 });
   t.comment(`every pair answers in both families ${converged.ms} ms after lab up`);
-  t.same(failures(await lab.pingMatrices()), [], '3 nodes: every pod pair answers over IPv4 and IPv6');
   const json = await weft(['lab', 'ping', '--name', 't8', '--json']);
-  t.same([json.code, (JSON.parse(json.stdout || '[]') as PingMatrix[]).map((m) => m.family)], [0, [4, 6]], 'weft lab ping checks both families');
-
-  const { node, leaseToRoutesMs } = await timeJoin(lab, () => lab.addNode());
-  t.same([...leaseToRoutesMs].filter(([, ms]) => ms === undefined).map(([f]) => `IPv${f}`), [], `${node.name}'s subnet of each family reached every peer's kernel`);
-  t.comment(`join -> route on all peers: ${[...leaseToRoutesMs].map(([f, ms]) => `IPv${f} ${ms} ms`).join(', ')}`);
-  t.same(failures(await lab.pingMatrices()), [], '4 nodes: every pod pair answers over IPv4 and IPv6');
+  t.same([json.code, (JSON.parse(json.stdout || '[]') as PingMatrix[]).map((m) => [m.family, m.ok])], [0, [[4, true], [6, true]]], 'weft lab ping: every pod pair answers over IPv4 and over IPv6');
 });
 
 t.test('without root the lab says so in one line', async (t) => {
