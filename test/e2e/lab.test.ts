@@ -265,35 +265,42 @@ t.test('dual-stack underlay without agents: an IPv6 /64 per segment, routed betw
   t.same(await leftovers('t7'), []);
 });
 
+/** `weft lab up --name NAME ARGS` with agents; the lab, or undefined (and a failed assertion) when it did not come up. */
+async function labUp(t: Test, name: string, args: string[]): Promise<Lab | undefined> {
+  await fresh(t, name);
+  const up = await weft(['lab', 'up', '--name', name, ...args]);
+  t.equal(up.code, 0, `weft lab up ${args.join(' ')}${up.code ? `: ${up.stderr.trim()}` : ''}`);
+  return up.code === 0 ? Lab.attach(name) : undefined;
+}
+
+/**
+ * Ready agents may still be learning of each other: waits for a full matrix
+ * in every family, then runs `weft lab ping --json`: its exit code and each
+ * matrix's family and verdict.
+ */
+async function cliPing(t: Test, lab: Lab): Promise<[number, Array<[number, boolean]>]> {
+  const converged = await waitUntil(async () => failures(await lab.pingMatrices()).length === 0, { timeoutMs: 30_000, intervalMs: 500 });
+  t.comment(`every pair answers ${converged.ms} ms after lab up`);
+  const ping = await weft(['lab', 'ping', '--name', lab.name, '--json']);
+  return [ping.code, (JSON.parse(ping.stdout || '[]') as PingMatrix[]).map((m) => [m.family, m.ok])];
+}
+
 t.test('weft lab up --ip-family ipv6: an IPv6-only underlay, etcd and pods, every pair answers over IPv6', async (t) => {
-  await fresh(t, 't9');
-  const up = await weft(['lab', 'up', '--name', 't9', '--nodes', '2', '--pods', '1', '--ip-family', 'ipv6']);
-  t.equal(up.code, 0, up.stderr.trim());
-  if (up.code !== 0) return;
-  const lab = await Lab.attach('t9');
+  const lab = await labUp(t, 't9', ['--nodes', '2', '--pods', '1', '--ip-family', 'ipv6']);
+  if (!lab) return;
   t.same(lab.nodes.map((n) => n.underlayIP), ['2001:db8::11', '2001:db8::12']);
   t.equal(lab.etcdEndpoint, 'http://[2001:db8::1]:2379', 'etcd listens on the IPv6 gateway');
   t.equal((await lab.exec('n1', ['ip', '-4', '-o', 'addr', 'show', 'eth0'])).stdout, '', 'no IPv4 on the underlay');
   t.same(lab.pods.filter((p) => !p.ip.startsWith('2001:db8:1000:')).map((p) => p.name), [], 'pods have IPv6 addresses only');
-  const converged = await waitUntil(async () => failures(await lab.pingMatrices()).length === 0, { timeoutMs: 30_000, intervalMs: 500 });
-  t.comment(`every pair answers ${converged.ms} ms after lab up`);
-  const ping = await weft(['lab', 'ping', '--name', 't9', '--json']);
-  t.same([ping.code, (JSON.parse(ping.stdout || '[]') as PingMatrix[]).map((m) => [m.family, m.ok])], [0, [[6, true]]], 'one matrix, IPv6, every pair answers');
+  t.same(await cliPing(t, lab), [0, [[6, true]]], 'weft lab ping: one matrix, IPv6, every pair answers');
 });
 
 t.test('weft lab up --ip-family dual with agents: every pod pair answers in both families', async (t) => {
-  await fresh(t, 't8');
-  const up = await weft(['lab', 'up', '--name', 't8', '--nodes', '3', '--pods', '1', '--ip-family', 'dual']);
-  t.equal(up.code, 0, up.stderr.trim());
-  if (up.code !== 0) return;
-  const lab = await Lab.attach('t8');
+  const lab = await labUp(t, 't8', ['--nodes', '3', '--pods', '1', '--ip-family', 'dual']);
+  if (!lab) return;
   const v6net = Cidr.parse('2001:db8:1000::/56');
   t.same(lab.nodes.filter((n) => !(n.ipv6Subnet && v6net.covers(Cidr.parse(n.ipv6Subnet)) && n.ipv6Subnet.endsWith('/64'))).map((n) => n.name), [], 'every node leased a /64 of the IPv6 network');
-  // Ready agents may still be learning of each other: wait for a full matrix, then look at it.
-  const converged = await waitUntil(async () => failures(await lab.pingMatrices()).length === 0, { timeoutMs: 30_000, intervalMs: 500 });
-  t.comment(`every pair answers in both families ${converged.ms} ms after lab up`);
-  const json = await weft(['lab', 'ping', '--name', 't8', '--json']);
-  t.same([json.code, (JSON.parse(json.stdout || '[]') as PingMatrix[]).map((m) => [m.family, m.ok])], [0, [[4, true], [6, true]]], 'weft lab ping: every pod pair answers over IPv4 and over IPv6');
+  t.same(await cliPing(t, lab), [0, [[4, true], [6, true]]], 'weft lab ping: every pod pair answers over IPv4 and over IPv6');
 });
 
 t.test('without root the lab says so in one line', async (t) => {
