@@ -23,8 +23,8 @@ export interface NodeContext {
 
 export interface BackendRegistration {
   type: BackendType;
-  /** Validates the Backend section's keys (without Type); throws ConfigError naming the key. */
-  parseOptions(raw: JsonObject): unknown;
+  /** Validates the Backend section's keys (without Type), against the rest of the net-conf when given; throws ConfigError naming the key. */
+  parseOptions(raw: JsonObject, conf?: NetConf): unknown;
   create(): Promise<BackendFactory>;
   /** Removes what the backend keeps outside the kernel state the reconciler owns (its processes). */
   teardown?(node: NodeContext): Promise<unknown>;
@@ -80,6 +80,6 @@ export async function backendFactory(type: BackendType): Promise<BackendFactory 
 export function checkBackendOptions(conf: NetConf): NetConf {
   // The config reads IPv6 (flannel's dual-stack keys); no backend programs it yet.
   if (conf.ipv6) throw new ConfigError('EnableIPv6: this weft does not program IPv6 yet; remove EnableIPv6 and the IPv6 keys');
-  backendRegistration(conf.backend.type)?.parseOptions(conf.backend.raw);
+  backendRegistration(conf.backend.type)?.parseOptions(conf.backend.raw, conf);
   return conf;
 }

@@ -36,3 +36,8 @@ export class ConfigError extends Error {
     this.name = 'ConfigError';
   }
 }
+
+/** The cluster Network of each family the net-conf enables, IPv4's first. */
+export function confNetworks(conf: NetConf): Cidr[] {
+  return conf.ipv6 ? [conf.network, conf.ipv6.network] : [conf.network];
+}
