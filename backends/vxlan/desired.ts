@@ -2,11 +2,13 @@
 // entry (peer gateway -> peer VTEP MAC), an FDB entry (VTEP MAC -> peer
 // PublicIP) and an onlink route through the gateway. Static entries only:
 // learning is off, so the kernel never floods or ARPs across the tunnel.
+// Written for one family; a dual-stack node runs it per family (NodeFamilies).
 import type { ExternalInterface } from '../backend.js';
 import { directRoute, isOnLink, isSelf, otherBackendRoute } from '../peers.js';
 import type { PeerWarnings } from '../peer-warnings.js';
 import { isJsonObject, jsonType } from '../../src/config/fields.js';
 import { emptyState, WEFT_LINK_PREFIX, type DesiredState } from '../../src/dataplane/state.js';
+import type { Family } from '../../src/core/cidr.js';
 import type { Lease } from '../../src/subnet/lease.js';
 import { parseUnicastMac } from './mac.js';
 import type { VxlanOptions } from './options.js';
@@ -27,8 +29,13 @@ export interface VxlanSetup {
   warnings: PeerWarnings;
 }
 
-export function vxlanDeviceName(vni: number): string {
-  return `${WEFT_LINK_PREFIX}.${vni}`;
+/**
+ * One device per family, as flannel has (flannel.<VNI>, flannel-v6.<VNI>):
+ * IPv6 pod traffic rides an IPv6 underlay on its own device, whose VTEP MAC
+ * a dual-stack lease carries in BackendV6Data.
+ */
+export function vxlanDeviceName(vni: number, family: Family = 4): string {
+  return family === 4 ? `${WEFT_LINK_PREFIX}.${vni}` : `${WEFT_LINK_PREFIX}-v6.${vni}`;
 }
 
 /** Outer IP header + UDP (8) + VXLAN (8) + the inner Ethernet header (14). */
@@ -42,7 +49,7 @@ export function vxlanMtu(options: VxlanOptions, ext: ExternalInterface): number 
 
 export function vxlanDesired(own: Lease, peers: readonly Lease[], setup: VxlanSetup): DesiredState {
   const { options, ext, mac, warnings } = setup;
-  const dev = vxlanDeviceName(options.vni);
+  const dev = vxlanDeviceName(options.vni, own.subnet.family);
   const state = emptyState();
   state.links.push({
     name: dev,

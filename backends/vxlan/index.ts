@@ -1,40 +1,58 @@
 // vxlan backend: kernel VXLAN device with static FDB and neighbour entries.
 // The pure part (desired state) lives in desired.ts.
-import type { BackendFactory } from '../backend.js';
-import { PeerWarnings } from '../peer-warnings.js';
-import { parseVxlanOptions } from './options.js';
+import type { Logger } from 'pino';
+import { extHalf, type BackendFactory, type ExternalInterface } from '../backend.js';
+import { NodeFamilies } from '../peers.js';
+import { parseVxlanOptions, type VxlanOptions } from './options.js';
+import type { Family } from '../../src/core/cidr.js';
 import { WeftError } from '../../src/errors.js';
-import { VXLAN, vxlanDesired, vxlanMtu, vxlanOverhead, type VxlanBackendData, type VxlanSetup } from './desired.js';
+import { VXLAN, vxlanDesired, vxlanMtu, vxlanOverhead, type VxlanBackendData } from './desired.js';
 import { vtepMac } from './mac.js';
 
-/** Smallest MTU the kernel allows on an IPv4 device. */
+/** Smallest MTU the kernel allows on a device carrying IPv4, and IPv6's minimum link MTU. */
 const MIN_MTU = 68;
+const MIN_MTU6 = 1280;
 
 export const createVxlanBackend: BackendFactory = async (ctx) => {
   const options = parseVxlanOptions(ctx.config.backend.raw);
-  const { ext } = ctx;
-  const mtu = vxlanMtu(options, ext);
-  if (mtu < MIN_MTU) {
-    throw new WeftError(`${ext.name} has MTU ${ext.mtu}, too small for VXLAN (${vxlanOverhead(ext)} bytes of headers)`, `raise the MTU of ${ext.name}`);
-  }
-  if (mtu > ext.mtu - vxlanOverhead(ext)) {
-    ctx.logger.warn(
-      { mtu, underlayMtu: ext.mtu },
-      `Backend.MTU ${mtu} plus ${vxlanOverhead(ext)} bytes of VXLAN headers exceeds ${ext.name}'s MTU ${ext.mtu}; tunnelled packets will be fragmented`,
-    );
-  }
-  // Node name and address together: lab nodes may share a hostname, and a
-  // node that changes address publishes a new lease anyway.
-  const mac = vtepMac(`${ctx.nodeName}/${ext.publicIP}`);
-  const setup: VxlanSetup = { options, ext, mac, warnings: new PeerWarnings(ctx.logger) };
-  const backendData: VxlanBackendData = { VNI: options.vni, VtepMAC: mac };
+  const families = new NodeFamilies(ctx.logger);
+  // The interface's side and VTEP MAC of each family the node may run (IPv6 only with EnableIPv6).
+  const sides = [ctx.ext, ...(ctx.config.ipv6 && ctx.ext.ipv6 ? [extHalf(ctx.ext, 6)!] : [])].map((ext) => ({
+    ext,
+    // Node name and address together: lab nodes may share a hostname, and a
+    // node that changes address publishes a new lease anyway.
+    mac: vtepMac(`${ctx.nodeName}/${ext.publicIP}`),
+    mtu: checkedMtu(options, ext, ctx.logger),
+  }));
+  const sideOf = (family: Family) => sides.find((s) => s.ext.ip.family === family)!;
+  const backendData = (family: Family): VxlanBackendData => ({ VNI: options.vni, VtepMAC: sideOf(family).mac });
   return {
     type: VXLAN,
-    mtu,
-    backendData,
+    // Pods have one MTU for both families: the smaller tunnel's.
+    mtu: Math.min(...sides.map((s) => s.mtu)),
+    backendData: backendData(ctx.ext.ip.family),
+    ...(sides.length > 1 ? { backendV6Data: backendData(6) } : {}),
     tunnelPort: options.port,
-    desired: (own, peers) => vxlanDesired(own, peers, setup),
-    // The device and entries are the reconciler's to keep or remove.
+    desired: (own, peers) =>
+      families.desired(own, peers, ctx.ext, (v) => vxlanDesired(v.own, v.peers, { options, ext: v.ext, mac: sideOf(v.family).mac, warnings: v.warnings })),
+    // The devices and entries are the reconciler's to keep or remove.
     stop: async () => {},
   };
 };
+
+/** The tunnel MTU over `ext`: refused when the underlay cannot carry the headers, warned when it fragments. */
+function checkedMtu(options: VxlanOptions, ext: ExternalInterface, logger: Logger): number {
+  const mtu = vxlanMtu(options, ext);
+  const overhead = vxlanOverhead(ext);
+  const min = ext.ip.family === 4 ? MIN_MTU : MIN_MTU6;
+  if (mtu < min) {
+    throw new WeftError(`${ext.name} has MTU ${ext.mtu}, too small for IPv${ext.ip.family} VXLAN (${overhead} bytes of headers)`, `raise the MTU of ${ext.name}`);
+  }
+  if (mtu > ext.mtu - overhead) {
+    logger.warn(
+      { mtu, underlayMtu: ext.mtu },
+      `Backend.MTU ${mtu} plus ${overhead} bytes of IPv${ext.ip.family} VXLAN headers exceeds ${ext.name}'s MTU ${ext.mtu}; tunnelled packets will be fragmented`,
+    );
+  }
+  return mtu;
+}

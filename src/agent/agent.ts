@@ -7,7 +7,7 @@ import { SerialQueue } from '../core/serial-queue.js';
 import type { Logger } from 'pino';
 import type { Backend, ExternalInterface } from '../../backends/backend.js';
 import { AVAILABLE_BACKENDS, backendFactory, checkBackendOptions } from '../../backends/registry.js';
-import type { NetConf } from '../config/netconf.js';
+import { confNetworks, type NetConf } from '../config/netconf.js';
 import { loadNetConfFile } from '../config/parse.js';
 import { Dataplane } from '../dataplane/dataplane.js';
 import { WeftError, oneLine } from '../errors.js';
@@ -25,7 +25,7 @@ import { findExternalInterface, type IfaceSelector } from './extiface.js';
 import { firewallRules } from './firewall.js';
 import { serveHealth } from './health.js';
 import type { AgentCounters } from './metrics.js';
-import { SubnetEnvFile, readPreviousSubnetEnv } from '../subnet/subnet-env.js';
+import { SubnetEnvFile, readPreviousSubnetEnv, type SubnetEnv } from '../subnet/subnet-env.js';
 
 export interface AgentOptions {
   subnetManager: SubnetManager;
@@ -112,6 +112,10 @@ export class Agent {
       this.log.info({ iface: this.ext.name, ip: String(this.ext.ip), publicIP: String(this.ext.publicIP), mtu: this.ext.mtu }, 'using external interface');
       this.config = await this.retry('read network config', signal, () => this.loadConfig(signal));
       if (signal.aborted) return;
+      if (this.config.ipv6) {
+        this.ext = await findExternalInterface(this.opts.iface, 4, true);
+        this.log.info({ iface: this.ext.name, ipv6: String(this.ext.ipv6!.ip), publicIPv6: String(this.ext.ipv6!.publicIP) }, 'dual-stack: using the interface\'s IPv6 address too');
+      }
       await mkdir(this.opts.runDir, { recursive: true });
       // Retried: a missing prerequisite (e.g. BIRD not installed) may be fixed while the agent waits.
       this.backend = await this.retry(`start the ${this.config.backend.type} backend`, signal, () => this.createBackend(this.config!));
@@ -120,7 +124,7 @@ export class Agent {
       const prefer = (await readPreviousSubnetEnv(this.opts.subnetFile)).subnet;
       const own = await this.lease.acquire(prefer, signal);
       if (signal.aborted) return;
-      this.log.info({ subnet: String(own.subnet), expiresAt: own.expiresAt }, 'subnet lease acquired');
+      this.log.info({ subnet: String(own.subnet), ...(own.ipv6Subnet ? { ipv6Subnet: String(own.ipv6Subnet) } : {}), expiresAt: own.expiresAt }, 'subnet lease acquired');
 
       this.dataplane = new Dataplane({ logger: this.log, resyncMs: this.opts.resyncMs, requestPass: () => void this.program() });
       this.dataplane.start(signal);
@@ -163,7 +167,14 @@ export class Agent {
   /** What this node publishes with the backend it runs now. */
   private attrs(): LeaseAttrs {
     const backend = this.backend!;
-    return { publicIP: this.ext!.publicIP, backendType: backend.type, backendData: backend.backendData, nodeName: this.opts.nodeName };
+    const ipv6 = this.config?.ipv6 && this.ext!.ipv6;
+    return {
+      publicIP: this.ext!.publicIP,
+      ...(ipv6 ? { publicIPv6: ipv6.publicIP, backendV6Data: backend.backendV6Data ?? null } : {}),
+      backendType: backend.type,
+      backendData: backend.backendData,
+      nodeName: this.opts.nodeName,
+    };
   }
 
   /** Queues data-plane work behind what is already queued; errors are the caller's to log inside `fn`. */
@@ -229,7 +240,7 @@ export class Agent {
     const tunnelPort = backend.tunnelPort ?? drain?.backend.tunnelPort;
     const failed = await dataplane.apply({
       kernel,
-      nft: firewallRules({ tunnelPort, own, peers, network: this.config!.network, ipMasq: this.opts.ipMasq }),
+      nft: firewallRules({ tunnelPort, own, peers, networks: confNetworks(this.config!), ipMasq: this.opts.ipMasq }),
       extras: [
         {
           name: 'backend',
@@ -238,13 +249,19 @@ export class Agent {
             if (drain) await drain.backend.sync?.(own, oldPeers);
           },
         },
-        { name: 'subnet.env', apply: () => this.subnetEnv.write({ network: this.config!.network, subnet: own.subnet, mtu: backend.mtu, ipMasq: this.opts.ipMasq }) },
+        { name: 'subnet.env', apply: () => this.subnetEnv.write(this.subnetEnvOf(own, backend)) },
       ],
     });
     this.ready = true;
     this.counters.program_total++;
     await this.writeStatus();
     if (failed.length) throw new Error(failed.join('; '));
+  }
+
+  /** subnet.env for this lease: both families' network and subnet on a dual-stack node. */
+  private subnetEnvOf(own: Lease, backend: Backend): SubnetEnv {
+    const ipv6 = this.config!.ipv6 && own.ipv6Subnet ? { network: this.config!.ipv6.network, subnet: own.ipv6Subnet } : undefined;
+    return { network: this.config!.network, subnet: own.subnet, ...(ipv6 ? { ipv6 } : {}), mtu: backend.mtu, ipMasq: this.opts.ipMasq };
   }
 
   // --- live config changes ------------------------------------------------
@@ -370,6 +387,7 @@ export class Agent {
       iface: this.ext!.name,
       backend: this.backend!.type,
       subnet: String(this.own!.subnet),
+      ...(this.own!.ipv6Subnet ? { ipv6Subnet: String(this.own!.ipv6Subnet) } : {}),
       ready: this.ready,
       peers: [...this.peers.values()].map(peerStatus),
       updatedAt: new Date().toISOString(),

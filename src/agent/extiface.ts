@@ -1,5 +1,6 @@
 // Finds the node's underlay interface the way flannel does: --iface (name or
-// address, first match wins), else --iface-regex, else the default route's.
+// address, first match wins), else --iface-regex, else the default route's;
+// on a dual-stack node, that interface's IPv6 address too.
 import type { ExternalInterface } from '../../backends/backend.js';
 import { runCommand } from '../core/command.js';
 import { WeftError } from '../errors.js';
@@ -20,6 +21,8 @@ export interface IfaceSelector {
   regexes: string[];
   /** Published address override (--public-ip). */
   publicIP?: string;
+  /** Published IPv6 address override on a dual-stack node (--public-ipv6). */
+  publicIPv6?: string;
 }
 
 /** iproute2's name for an address family. */
@@ -29,33 +32,53 @@ function globalAddrs(link: IpLink, family: Family): IpAddrInfo[] {
   return (link.addr_info ?? []).filter((a) => a.family === IP_FAMILY[family] && a.scope === 'global');
 }
 
-function describe(link: IpLink, addr: IpAddrInfo, publicIP: string | undefined, family: Family): ExternalInterface {
+/** One family's side of the interface: the address used, the published one, the connected prefixes. */
+function side(link: IpLink, addr: IpAddrInfo, publicIP: string | undefined, family: Family): { ip: IP; publicIP: IP; connected: Cidr[] } {
   const ip = IP.parse(addr.local);
   return {
-    name: link.ifname,
     ip,
     publicIP: publicIP ? IP.parse(publicIP) : ip,
-    mtu: link.mtu,
     connected: globalAddrs(link, family).map((a) => Cidr.of(IP.parse(a.local), a.prefixlen)),
-    mac: link.address,
   };
 }
 
-/** The underlay interface and its address of `family` (default IPv4). */
-export async function findExternalInterface(sel: IfaceSelector, family: Family = 4): Promise<ExternalInterface> {
-  const addrsOf = (link: IpLink): IpAddrInfo[] => globalAddrs(link, family);
-  if (sel.publicIP) {
-    try {
-      IP.parse(sel.publicIP);
-    } catch {
-      throw new WeftError(`--public-ip "${sel.publicIP}" is not an IP address`, 'pass the address peers should use');
-    }
+/** A --public-ip style flag's value, checked to be an address of `family`. */
+function checkPublic(flag: string, value: string | undefined, family: Family): void {
+  if (value === undefined) return;
+  let ip: IP;
+  try {
+    ip = IP.parse(value);
+  } catch {
+    throw new WeftError(`${flag} "${value}" is not an IP address`, 'pass the address peers should use');
   }
+  if (ip.family !== family) throw new WeftError(`${flag} ${value} is not an IPv${family} address`, `pass the IPv${family} address peers should use`);
+}
+
+/**
+ * The underlay interface with its address of `family` (default IPv4) and,
+ * with `dualStack`, the same interface's IPv6 side (`ipv6`): the first
+ * global IPv6 address, or the one --iface names.
+ */
+export async function findExternalInterface(sel: IfaceSelector, family: Family = 4, dualStack = false): Promise<ExternalInterface> {
+  checkPublic(family === 4 ? '--public-ip' : '--public-ipv6', family === 4 ? sel.publicIP : sel.publicIPv6, family);
+  if (dualStack) checkPublic('--public-ipv6', sel.publicIPv6, 6);
   const links = await ipJson<IpLink[]>(['addr', 'show']);
+  const ext = await pickInterface(sel, links, family);
+  if (!dualStack || family === 6) return ext;
+  const link = links.find((l) => l.ifname === ext.name)!;
+  const addr6 = globalAddrs(link, 6).find((a) => sel.ifaces.includes(a.local)) ?? globalAddrs(link, 6)[0];
+  if (!addr6) {
+    throw new WeftError(`EnableIPv6 is set but ${ext.name} has no global IPv6 address`, `add one to ${ext.name}, pick an interface that has one with --iface, or remove EnableIPv6 from the net-conf`);
+  }
+  return { ...ext, ipv6: side(link, addr6, sel.publicIPv6, 6) };
+}
+
+async function pickInterface(sel: IfaceSelector, links: IpLink[], family: Family): Promise<ExternalInterface> {
+  const addrsOf = (link: IpLink): IpAddrInfo[] => globalAddrs(link, family);
   const pick = (link: IpLink, addr?: IpAddrInfo): ExternalInterface => {
     const a = addr ?? addrsOf(link)[0];
     if (!a) throw new WeftError(`interface ${link.ifname} has no global IPv${family} address`, 'pick another with --iface');
-    return describe(link, a, sel.publicIP, family);
+    return { name: link.ifname, mtu: link.mtu, mac: link.address, ...side(link, a, family === 4 ? sel.publicIP : sel.publicIPv6, family) };
   };
 
   for (const want of sel.ifaces) {

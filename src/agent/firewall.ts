@@ -4,29 +4,38 @@
 // when no rule is wanted.
 import type { NftRules } from '../dataplane/nft.js';
 import type { Cidr } from '../core/cidr.js';
-import type { Lease } from '../subnet/lease.js';
+import { leaseFamilies, leaseHalf, leaseHalves, type Lease } from '../subnet/lease.js';
 
 export interface FirewallInput {
   /** UDP port only peers may reach (the running backend's tunnel), if any. */
   tunnelPort?: number;
   own: Lease;
   peers: readonly Lease[];
-  network: Cidr;
+  /** The cluster Network of each family the node runs (IPv4's, and IPv6's on a dual-stack node). */
+  networks: readonly Cidr[];
   ipMasq: boolean;
 }
 
 /** The rules this node needs, or undefined when it needs none. */
 export function firewallRules(input: FirewallInput): NftRules | undefined {
-  const { own, peers, network } = input;
+  const { own, peers } = input;
   const rules: NftRules = { allowedPeers: [] };
+  // Each family the node runs, with its lease half and Network.
+  const families = leaseFamilies(own).flatMap((family) => {
+    const half = leaseHalf(own, family);
+    const network = input.networks.find((n) => n.family === family);
+    return half && network ? [{ family, half, network }] : [];
+  });
   if (input.tunnelPort !== undefined) {
     rules.vxlanPort = input.tunnelPort;
     // Every current lease holder, whatever its backend: during a switch the cluster is briefly mixed.
-    rules.allowedPeers = peers.filter((p) => !p.attrs.publicIP.equals(own.attrs.publicIP)).map((p) => p.attrs.publicIP.toString());
+    rules.allowedPeers = families.flatMap(({ family, half }) =>
+      leaseHalves(peers, family).filter((p) => !p.attrs.publicIP.equals(half.attrs.publicIP)).map((p) => p.attrs.publicIP.toString()),
+    );
   }
   if (input.ipMasq) {
-    rules.masquerade = [{ network: network.toString(), podSubnet: own.subnet.toString() }];
-    rules.forwardNetworks = [network.toString()];
+    rules.masquerade = families.map(({ half, network }) => ({ network: network.toString(), podSubnet: half.subnet.toString() }));
+    rules.forwardNetworks = families.map(({ network }) => network.toString());
   }
   return rules.vxlanPort === undefined && !rules.masquerade ? undefined : rules;
 }

@@ -17,8 +17,10 @@ export interface AgentStatus {
   iface: string;
   backend: string;
   subnet: string;
+  /** The IPv6 subnet on a dual-stack node. */
+  ipv6Subnet?: string;
   ready: boolean;
-  peers: { subnet: string; publicIP: string; backend: string; node?: string }[];
+  peers: { subnet: string; publicIP: string; ipv6Subnet?: string; publicIPv6?: string; backend: string; node?: string }[];
   updatedAt: string;
 }
 
@@ -84,5 +86,11 @@ export async function writeAgentStatus(runDir: string, status: AgentStatus): Pro
 
 /** A lease as status.json lists a peer. */
 export function peerStatus(l: Lease): AgentStatus['peers'][number] {
-  return { subnet: String(l.subnet), publicIP: String(l.attrs.publicIP), backend: l.attrs.backendType, ...(l.attrs.nodeName ? { node: l.attrs.nodeName } : {}) };
+  return {
+    subnet: String(l.subnet),
+    publicIP: String(l.attrs.publicIP),
+    ...(l.ipv6Subnet && l.attrs.publicIPv6 ? { ipv6Subnet: String(l.ipv6Subnet), publicIPv6: String(l.attrs.publicIPv6) } : {}),
+    backend: l.attrs.backendType,
+    ...(l.attrs.nodeName ? { node: l.attrs.nodeName } : {}),
+  };
 }

@@ -21,6 +21,7 @@ const HELP = `usage: weft agent [flags]
   --iface NAME|IP         external interface (repeatable, first match wins; default: the default route's)
   --iface-regex RE        external interface by name or address pattern (repeatable)
   --public-ip IP          address published to peers (default: the interface's)
+  --public-ipv6 IP        IPv6 address published to peers with EnableIPv6 (default: the interface's)
   --subnet-file PATH      where to write subnet.env (default /run/weft/subnet.env)
   --net-conf FILE         read net-conf.json from FILE instead of etcd
   --ip-masq               masquerade pod traffic leaving the cluster network
@@ -67,6 +68,7 @@ export async function run(argv: string[]): Promise<number> {
       iface: { type: 'string', multiple: true, default: [] },
       'iface-regex': { type: 'string', multiple: true, default: [] },
       'public-ip': { type: 'string' },
+      'public-ipv6': { type: 'string' },
       'subnet-file': { type: 'string', default: '/run/weft/subnet.env' },
       'net-conf': { type: 'string' },
       'ip-masq': { type: 'boolean', default: false },
@@ -121,7 +123,7 @@ export async function run(argv: string[]): Promise<number> {
     subnetManager,
     netConfFile,
     configSource,
-    iface: { ifaces: values.iface ?? [], regexes: values['iface-regex'] ?? [], publicIP: values['public-ip'] },
+    iface: { ifaces: values.iface ?? [], regexes: values['iface-regex'] ?? [], publicIP: values['public-ip'], publicIPv6: values['public-ipv6'] },
     subnetFile,
     runDir,
     healthzAddr: values['healthz-addr'] || undefined,

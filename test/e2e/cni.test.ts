@@ -257,6 +257,11 @@ if (stale) {
       reached = ping6();
     }
     t.ok(reached, `pod 2 reaches pod 1 over IPv6 (${target6})`);
+    const checked = await cni('CHECK', { pod: PODS[0], conf: netConf({ prevResult: added[0] }) });
+    t.equal(checked.code, 0, 'CHECK accepts a pod with both addresses', { stdout: checked.stdout, stderr: checked.stderr });
+    sh('ip', ['-n', PODS[0]!, 'addr', 'del', addrs(added[0]!)[1]!, 'dev', 'eth0']);
+    const missing6 = await cni('CHECK', { pod: PODS[0], conf: netConf({ prevResult: added[0] }) });
+    t.not(missing6.code, 0, 'CHECK fails once the pod lost its IPv6 address');
     const ipamNet = join(ipamDir, 'wk8-cni');
     const leased = () => readdirSync(ipamNet).filter((f) => /^[0-9.]+$|:/.test(f));
     t.equal(leased().length, 4, 'two addresses per pod leased');

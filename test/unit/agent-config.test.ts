@@ -1,6 +1,6 @@
 // What a new net-conf means for a running agent, and the subnet.env text it writes.
 import t from 'tap';
-import { classifyConfigChange, describeBackend } from '../../src/agent/config-change.js';
+import { classifyConfigChange, describeBackend, refusalLine } from '../../src/agent/config-change.js';
 import { formatSubnetEnv } from '../../src/subnet/subnet-env.js';
 import { parseNetConf } from '../../src/config/parse.js';
 import { Cidr } from '../../src/core/cidr.js';
@@ -40,7 +40,6 @@ t.test('invalid: refused with the validator\'s one-line reason', async (t) => {
     [conf({ Backend: { Type: 'host-gw', VNI: 1 } }), /host-gw takes no options/],
     ['', /not valid JSON/],
     ['[]', /must be a JSON object/],
-    [conf({ EnableIPv6: true, IPv6Network: 'fd00:10::/56' }), /^net-conf: EnableIPv6: this weft does not program IPv6 yet; remove EnableIPv6 and the IPv6 keys$/],
   ];
   for (const [text, reason] of cases) {
     const c = classifyConfigChange(current, text);
@@ -75,4 +74,22 @@ t.test('subnet.env: flannel keys, gateway address with the subnet length, MTU of
     formatSubnetEnv({ network: Cidr.parse('10.244.0.0/16'), subnet: Cidr.parse('10.244.17.0/26'), mtu: 1500, ipMasq: false }),
     'FLANNEL_NETWORK=10.244.0.0/16\nFLANNEL_SUBNET=10.244.17.1/26\nFLANNEL_MTU=1500\nFLANNEL_IPMASQ=false\n',
   );
+});
+
+t.test('dual-stack: EnableIPv6 toggled waits for restarts; the IPv6 range is compared like the IPv4 one', async (t) => {
+  const v6 = { EnableIPv6: true, IPv6Network: '2001:db8:1000::/56' };
+  const on = classifyConfigChange(current, conf(v6));
+  t.match(on, { kind: 'family-changed', reason: 'EnableIPv6 changed from false to true' });
+  t.match(
+    refusalLine({ text: conf(v6) }, on, 'etcd', 'host-gw'),
+    /^new network config in etcd refused: EnableIPv6 changed from false to true, which takes effect when each agent restarts .*; backend host-gw keeps running$/,
+  );
+  const dual = parseNetConf(conf(v6));
+  t.match(classifyConfigChange(dual, conf({})), { kind: 'family-changed', reason: 'EnableIPv6 changed from true to false' });
+  t.match(classifyConfigChange(dual, conf({ ...v6, IPv6Network: '2001:db8:2000::/56' })), {
+    kind: 'network-changed',
+    reason: 'IPv6Network changed from 2001:db8:1000::/56 to 2001:db8:2000::/56',
+  });
+  t.match(classifyConfigChange(dual, conf({ ...v6, IPv6SubnetLen: 60 })), { kind: 'network-changed', reason: 'IPv6SubnetLen changed from 64 to 60' });
+  t.match(classifyConfigChange(dual, conf({ ...v6, IPv6SubnetMin: '2001:db8:1000:10::' })), { kind: 'same', rangeChanged: true });
 });

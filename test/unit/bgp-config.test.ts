@@ -13,6 +13,7 @@ import { parseBgpOptions } from '../../backends/bgp/options.js';
 import { Cidr, IP } from '../../src/core/cidr.js';
 import type { Lease } from '../../src/subnet/lease.js';
 import { birdParse } from './support/bird-parse.js';
+import { extWithIPv6, withIPv6 } from '../support/dual-stack.js';
 
 const GOLDEN = join(dirname(fileURLToPath(import.meta.url)), 'fixtures', 'bgp');
 const UPDATE = process.env.WEFT_UPDATE_GOLDEN === '1';
@@ -24,31 +25,17 @@ const silent = pino({ level: 'silent' });
 
 /** Node n: 10.5.n.0/24 at 198.51.100.n; dual-stack adds 2001:db8:1000:n::/64 at 2001:db8::n. */
 function lease(n: number, extra: Partial<Lease['attrs']> = {}, dual = false): Lease {
-  return {
+  const v4: Lease = {
     subnet: Cidr.parse(`10.5.${n}.0/24`),
-    ...(dual ? { ipv6Subnet: Cidr.parse(`2001:db8:1000:${n}::/64`) } : {}),
-    attrs: {
-      publicIP: IP.parse(`198.51.100.${n}`),
-      ...(dual ? { publicIPv6: IP.parse(`2001:db8::${n}`) } : {}),
-      backendType: 'bgp',
-      backendData: null,
-      nodeName: `n${n}`,
-      ...extra,
-    },
+    attrs: { publicIP: IP.parse(`198.51.100.${n}`), backendType: 'bgp', backendData: null, nodeName: `n${n}`, ...extra },
   };
+  return dual ? withIPv6(v4, `2001:db8:1000:${n}::/64`, `2001:db8::${n}`) : v4;
 }
 
 function ext(n: number, dual: boolean, sourceIP?: IP): ExternalInterface {
   const ip = IP.parse(`198.51.100.${n}`);
-  const ip6 = IP.parse(`2001:db8::${n}`);
-  return {
-    name: 'eth0',
-    ip: sourceIP ?? ip,
-    publicIP: ip,
-    mtu: 1500,
-    connected: UNDERLAY,
-    ...(dual ? { ipv6: { ip: ip6, publicIP: ip6, connected: UNDERLAY6 } } : {}),
-  };
+  const v4: ExternalInterface = { name: 'eth0', ip: sourceIP ?? ip, publicIP: ip, mtu: 1500, connected: UNDERLAY };
+  return dual ? extWithIPv6(v4, `2001:db8::${n}`, UNDERLAY6.map(String)) : v4;
 }
 
 /** The families a node runs, split as the backend splits them (NodeFamilies), each with its Network. */

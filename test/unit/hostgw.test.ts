@@ -6,6 +6,7 @@ import { ConfigError } from '../../src/config/netconf.js';
 import { parseNetConf } from '../../src/config/parse.js';
 import { Cidr, IP } from '../../src/core/cidr.js';
 import type { Lease } from '../../src/subnet/lease.js';
+import { extWithIPv6, withIPv6 } from '../support/dual-stack.js';
 
 const ext: ExternalInterface = {
   name: 'eth0',
@@ -20,12 +21,12 @@ function lease(subnet: string, publicIP: string, backendType = 'host-gw', backen
 }
 
 /** A host-gw backend whose warnings land in `warnings`. */
-async function hostGw(raw: Record<string, unknown> = {}) {
+async function hostGw(raw: Record<string, unknown> = {}, ext0 = ext) {
   const warnings: { msg: string; peer: string; publicIP: string }[] = [];
   const logger = pino({ level: 'info' }, { write: (line: string) => void warnings.push(JSON.parse(line)) });
   const config = parseNetConf(JSON.stringify({ Network: '10.5.0.0/16', Backend: { Type: 'host-gw' } }));
   config.backend.raw = raw;
-  const ctx: BackendContext = { config, ext, logger, nodeName: 'node-1', runDir: '/nonexistent' };
+  const ctx: BackendContext = { config, ext: ext0, logger, nodeName: 'node-1', runDir: '/nonexistent' };
   return { backend: await createHostGwBackend(ctx), warnings };
 }
 
@@ -125,6 +126,27 @@ t.test('an IPv6 peer address is never on-link to an IPv4 interface', async (t) =
   const { backend, warnings } = await hostGw();
   t.same(backend.desired(own, [lease('10.5.4.0/24', '2001:db8::4')]).routes, []);
   t.equal(warnings.length, 1);
+});
+
+t.test('dual-stack: one route per family via the peer\'s address of that family; a peer without IPv6 is reached in IPv4', async (t) => {
+  const { backend, warnings } = await hostGw({}, extWithIPv6(ext, '2001:db8::1', ['2001:db8::/64']));
+  const own6 = withIPv6(own, '2001:db8:1000:1::/64', '2001:db8::1');
+  const peers = [
+    withIPv6(lease('10.5.2.0/24', '192.0.2.2'), '2001:db8:1000:2::/64', '2001:db8::2'),
+    withIPv6(lease('10.5.3.0/24', '192.0.2.3'), '2001:db8:1000:3::/64', '2001:db8:ffff::3'), // IPv6 off-link
+    lease('10.5.4.0/24', '192.0.2.4'), // no IPv6 half
+  ];
+  backend.desired(own6, peers);
+  t.same(backend.desired(own6, peers).routes, [
+    { dst: '10.5.2.0/24', via: '192.0.2.2', dev: 'eth0' },
+    { dst: '10.5.3.0/24', via: '192.0.2.3', dev: 'eth0' },
+    { dst: '10.5.4.0/24', via: '192.0.2.4', dev: 'eth0' },
+    { dst: '2001:db8:1000:2::/64', via: '2001:db8::2', dev: 'eth0' },
+  ]);
+  t.same(warnings.map((w) => w.msg), [
+    'peer 10.5.4.0/24 at 192.0.2.4 is reached in IPv4 only: its lease has no IPv6 subnet and address (is IPv6 enabled on that node, with an address on its interface?)',
+    'host-gw cannot reach peer 2001:db8:1000:3::/64 at 2001:db8:ffff::3: not on a network directly connected to eth0 (2001:db8::/64); use the vxlan backend for nodes on other segments',
+  ], 'one warning each over two passes');
 });
 
 t.test('host-gw options are checked when the backend starts', async (t) => {

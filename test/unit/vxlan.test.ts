@@ -11,6 +11,7 @@ import { ConfigError } from '../../src/config/netconf.js';
 import { parseNetConf } from '../../src/config/parse.js';
 import { Cidr, IP } from '../../src/core/cidr.js';
 import type { Lease } from '../../src/subnet/lease.js';
+import { extWithIPv6, withIPv6 } from '../support/dual-stack.js';
 
 const ext: ExternalInterface = {
   name: 'eth0',
@@ -232,9 +233,9 @@ t.test('desired: a VTEP MAC claimed by two peers goes to the lower subnet', asyn
 });
 
 /** A vxlan backend built the way the agent builds it. */
-async function backend(backendKeys: Record<string, unknown> = {}, ext0: ExternalInterface = ext) {
+async function backend(backendKeys: Record<string, unknown> = {}, ext0: ExternalInterface = ext, confKeys: Record<string, unknown> = {}) {
   const { logger, lines } = capture();
-  const config = parseNetConf(JSON.stringify({ Network: '10.5.0.0/16', Backend: { Type: 'vxlan', ...backendKeys } }));
+  const config = parseNetConf(JSON.stringify({ Network: '10.5.0.0/16', ...confKeys, Backend: { Type: 'vxlan', ...backendKeys } }));
   const ctx: BackendContext = { config, ext: ext0, logger, nodeName: 'node-1', runDir: '/nonexistent' };
   return { backend: await createVxlanBackend(ctx), lines };
 }
@@ -258,12 +259,47 @@ t.test('createVxlanBackend: BackendData in flannel shape, MTU, desired', async (
   t.equal((await backend({ MTU: 1400 })).backend.mtu, 1400, 'Backend.MTU overrides');
 });
 
+t.test('dual-stack: a second device weft-v6.<VNI> over the IPv6 underlay, its MAC in BackendV6Data', async (t) => {
+  const ext6 = extWithIPv6(ext, '2001:db8::1', ['2001:db8::/64']);
+  const { backend: b, lines } = await backend({ VNI: 7 }, ext6, { EnableIPv6: true, IPv6Network: '2001:db8:1000::/56' });
+  const mac6 = vtepMac('node-1/2001:db8::1');
+  t.same(b.backendV6Data, { VNI: 7, VtepMAC: mac6 }, 'flannel\'s BackendV6Data shape, a MAC of its own');
+  t.not(mac6, vtepMac('node-1/192.0.2.1'));
+  t.equal(b.mtu, 1430, 'one pod MTU for both families: the IPv6 tunnel\'s (underlay - 70)');
+  t.same((await backend({ VNI: 7 }, ext6, { EnableIPv6: true, IPv6Network: '2001:db8:1000::/56' })).backend.backendV6Data, b.backendV6Data, 'stable across restarts');
+
+  const own6 = withIPv6(lease('10.5.1.0/24', '192.0.2.1', b.backendData), '2001:db8:1000:1::/64', '2001:db8::1', b.backendV6Data);
+  const peerMac = '0a:00:00:00:00:02';
+  const peerMac6 = '0a:00:00:00:06:02';
+  const p = withIPv6(lease('10.5.2.0/24', '192.0.2.2', { VNI: 7, VtepMAC: peerMac }), '2001:db8:1000:2::/64', '2001:db8::2', { VNI: 7, VtepMAC: peerMac6 });
+  const state = b.desired(own6, [p]);
+  t.same(
+    state.links.map((l) => [l.name, l.spec, l.mac, l.mtu]),
+    [
+      ['weft.7', { kind: 'vxlan', vni: 7, port: 8472, local: '192.0.2.1', dev: 'eth0', learning: false }, vtepMac('node-1/192.0.2.1'), 1450],
+      ['weft-v6.7', { kind: 'vxlan', vni: 7, port: 8472, local: '2001:db8::1', dev: 'eth0', learning: false }, mac6, 1430],
+    ],
+  );
+  t.same(state.addrs, [{ dev: 'weft.7', cidr: '10.5.1.0/32' }, { dev: 'weft-v6.7', cidr: '2001:db8:1000:1::/128' }]);
+  t.same(state.neighs, [{ dev: 'weft.7', ip: '10.5.2.0', mac: peerMac }, { dev: 'weft-v6.7', ip: '2001:db8:1000:2::', mac: peerMac6 }]);
+  t.same(state.fdb, [{ dev: 'weft.7', mac: peerMac, dst: '192.0.2.2' }, { dev: 'weft-v6.7', mac: peerMac6, dst: '2001:db8::2' }]);
+  t.same(state.routes, [
+    { dst: '10.5.2.0/24', via: '10.5.2.0', dev: 'weft.7', onlink: true },
+    { dst: '2001:db8:1000:2::/64', via: '2001:db8:1000:2::', dev: 'weft-v6.7', onlink: true },
+  ]);
+  t.same(lines, []);
+
+  const bad = withIPv6(lease('10.5.3.0/24', '192.0.2.3', { VNI: 7, VtepMAC: '0a:00:00:00:00:03' }), '2001:db8:1000:3::/64', '2001:db8::3', 'garbage');
+  t.same(b.desired(own6, [bad]).routes.map((r) => r.dst), ['10.5.3.0/24'], 'a hostile BackendV6Data costs the IPv6 half only');
+  t.match(lines.map((l) => l.msg), [/^ignoring vxlan peer 2001:db8:1000:3::\/64 at 2001:db8::3: its BackendData is string, not/]);
+});
+
 t.test('createVxlanBackend: MTU problems', async (t) => {
   const big = await backend({ MTU: 1480 });
   t.equal(big.backend.mtu, 1480);
   t.equal(big.lines.length, 1, 'an MTU that fragments on the underlay is warned about');
-  t.match(big.lines[0]!.msg, /Backend\.MTU 1480 plus 50 bytes of VXLAN headers exceeds eth0's MTU 1500/);
-  await t.rejects(backend({}, { ...ext, mtu: 100 }), { name: 'WeftError', message: /eth0 has MTU 100, too small for VXLAN.*raise the MTU of eth0/ });
+  t.match(big.lines[0]!.msg, /Backend\.MTU 1480 plus 50 bytes of IPv4 VXLAN headers exceeds eth0's MTU 1500/);
+  await t.rejects(backend({}, { ...ext, mtu: 100 }), { name: 'WeftError', message: /eth0 has MTU 100, too small for IPv4 VXLAN.*raise the MTU of eth0/ });
   const hand = parseNetConf(JSON.stringify({ Network: '10.5.0.0/16', Backend: { Type: 'vxlan' } }));
   hand.backend.raw = { VNI: 0 };
   await t.rejects(createVxlanBackend({ config: hand, ext, logger: capture().logger, nodeName: 'n', runDir: '/x' }), ConfigError);
