@@ -75,3 +75,12 @@ t.test('every BGP example in the README validates and renders a config BIRD acce
     t.ok(result.ok, `example ${i + 1} validates and its BIRD config passes bird -p${result.message ? `: ${result.message}` : ''}`);
   }
 });
+
+t.test('the top-of-rack example is dual-stack: an IPv6 session to the router, taking only the IPv6 allowed prefix', async (t) => {
+  const examples = bgpExamples(await readFile(README, 'utf8'));
+  const text = renderExample(examples[2]!);
+  t.same(
+    [/neighbor 2001:db8::1 as 65000;/.test(text), /function weft_in_allowed6\(\) \{ return net ~ \[ 2001:db8:ff::\/48\+ \]; \}/.test(text)],
+    [true, true],
+  );
+});
