@@ -15,6 +15,7 @@ import type { BackendContext } from '../../backends/backend.js';
 import { Cidr, IP, type Family } from '../../src/core/cidr.js';
 import type { Lease } from '../../src/subnet/lease.js';
 import { until } from './support/lab-fixture.js';
+import { withIPv6 } from '../support/dual-stack.js';
 import { BgpNetns, TOR, podAddress, podSubnet, sh, sleep, underlayIP } from './support/bgp-netns.js';
 
 const NS = 'wb6-';
@@ -30,12 +31,10 @@ if (process.getuid?.() !== 0) {
   process.exit(1);
 }
 
-function lease(n: number): Lease {
-  return {
-    subnet: Cidr.parse(podSubnet(n, 4)),
-    ipv6Subnet: Cidr.parse(podSubnet(n, 6)),
-    attrs: { publicIP: IP.parse(underlayIP(n, 4)), publicIPv6: IP.parse(underlayIP(n, 6)), backendType: 'bgp', backendData: null, nodeName: `n${n}` },
-  };
+/** Node n's lease: dual-stack, or (`v4only`) as a node publishes it before IPv6 is turned on. */
+function lease(n: number, v4only = false): Lease {
+  const v4: Lease = { subnet: Cidr.parse(podSubnet(n, 4)), attrs: { publicIP: IP.parse(underlayIP(n, 4)), backendType: 'bgp', backendData: null, nodeName: `n${n}` } };
+  return v4only ? v4 : withIPv6(v4, podSubnet(n, 6), underlayIP(n, 6));
 }
 
 interface Node {
@@ -70,8 +69,8 @@ async function startNode(n: number, raw: Record<string, unknown>): Promise<Node>
   return node;
 }
 
-async function syncAll(members: number[]): Promise<void> {
-  await Promise.all(nodes.map((node) => node.backend.sync!(lease(node.n), members.filter((m) => m !== node.n).map(lease))));
+async function syncAll(members: number[], v4only = false): Promise<void> {
+  await Promise.all(nodes.map((node) => node.backend.sync!(lease(node.n, v4only), members.filter((m) => m !== node.n).map((m) => lease(m, v4only)))));
 }
 
 async function stopAll(): Promise<void> {
@@ -80,10 +79,10 @@ async function stopAll(): Promise<void> {
 }
 
 /** "nN:prefix" of every member's expected route (each other member's subnet, each family, via its address) that node n lacks. */
-async function missingRoutes(members: number[]): Promise<string[]> {
+async function missingRoutes(members: number[], families: readonly Family[] = FAMILIES): Promise<string[]> {
   const missing = await Promise.all(
     members.flatMap((n) =>
-      FAMILIES.map(async (family) => {
+      families.map(async (family) => {
         const routes = await net.birdRoutes(net.nodeNs(n), family);
         return members.filter((m) => m !== n && routes.get(podSubnet(m, family)) !== underlayIP(m, family)).map((m) => `n${n}:${podSubnet(m, family)}`);
       }),
@@ -92,16 +91,16 @@ async function missingRoutes(members: number[]): Promise<string[]> {
   return missing.flat();
 }
 
-async function waitConverged(members: number[]): Promise<void> {
-  await until(`IPv4 and IPv6 routes on ${members.map((m) => `n${m}`).join(',')}`, async () => (await missingRoutes(members)).length === 0);
+async function waitConverged(members: number[], families: readonly Family[] = FAMILIES): Promise<void> {
+  await until(`IPv${families.join('+IPv')} routes on ${members.map((m) => `n${m}`).join(',')}`, async () => (await missingRoutes(members, families)).length === 0);
 }
 
-/** Samples every member's routes of both families every 100 ms for `ms`; returns what was ever missing. */
-async function watchRoutes(members: number[], ms: number): Promise<string[]> {
+/** Samples every member's routes (of both families) every 100 ms for `ms`; returns what was ever missing. */
+async function watchRoutes(members: number[], ms: number, families: readonly Family[] = FAMILIES): Promise<string[]> {
   const missing = new Set<string>();
   const end = Date.now() + ms;
   while (Date.now() < end) {
-    for (const m of await missingRoutes(members)) missing.add(m);
+    for (const m of await missingRoutes(members, families)) missing.add(m);
     await sleep(100);
   }
   return [...missing];
@@ -131,12 +130,20 @@ t.teardown(async () => {
   await net.cleanup();
 });
 
-t.test('dual-stack mesh of 3: IPv6 pod routes in every kernel next to IPv4, pods ping across in both families', async (t) => {
+t.test('IPv6 turned on in a running IPv4 mesh of 3: IPv6 pod routes in every kernel, IPv4 untouched, pods ping across in both families', async (t) => {
   for (const n of MEMBERS) await startNode(n, {});
+  await syncAll(MEMBERS, true);
+  await waitConverged(MEMBERS, [4]);
+  const ipv4Since = async (): Promise<string[]> => (await Promise.all(nodes.map(async (n) => (await n.backend.sessions()).filter((s) => !s.peer.includes(':')).map((s) => `n${n.n} ${s.peer} ${s.since}`)))).flat().sort();
+  const before = await ipv4Since();
+  // The nodes' leases gain their IPv6 halves, as when each agent restarts with EnableIPv6.
+  const watching = watchRoutes(MEMBERS, 4000, [4]);
   const started = Date.now();
   await syncAll(MEMBERS);
   await waitConverged(MEMBERS);
-  t.comment(`dual-stack mesh of 3: both families' routes on every node ${Date.now() - started} ms after the first apply (BIRD start included)`);
+  t.comment(`IPv6 turned on: both families' routes on every node ${Date.now() - started} ms after the apply`);
+  t.same(await watching, [], 'no IPv4 route vanished while IPv6 was turned on');
+  t.same(await ipv4Since(), before, 'every IPv4 session stayed up (same Since): the IPv4 part of the config did not change');
   await pingMatrix(t, MEMBERS);
 
   const sessions = await Promise.all(nodes.map(async (node) => ({ n: node.n, list: await node.backend.sessions() })));
@@ -175,7 +182,7 @@ t.test('data path continuity in IPv6: a route deleted by hand comes back; BIRD k
   await old.backend.stop({ teardown: false });
   nodes.splice(nodes.indexOf(old), 1);
   const fresh = await startNode(2, {});
-  await fresh.backend.sync!(lease(2), [1, 3].map(lease));
+  await fresh.backend.sync!(lease(2), [1, 3].map((m) => lease(m)));
   t.equal(await net.birdPid(2), pid2, 'the restarted agent adopted the running BIRD');
   t.same(await watching, [], 'agent restart: no route of either family vanished');
   await waitConverged(MEMBERS);
