@@ -72,3 +72,13 @@ export interface Backend {
 }
 
 export type BackendFactory = (ctx: BackendContext) => Promise<Backend>;
+
+/**
+ * The interface's side of each family a tunnel runs over: the primary one,
+ * and the IPv6 one when the net-conf enables IPv6 and the interface has an
+ * IPv6 address (dual-stack).
+ */
+export function extSides(ext: ExternalInterface, ipv6Enabled: boolean): ExternalInterface[] {
+  const v6 = ipv6Enabled && ext.ip.family === 4 ? extHalf(ext, 6) : undefined;
+  return v6 ? [ext, v6] : [ext];
+}

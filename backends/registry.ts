@@ -5,7 +5,7 @@
 // `weft agent --teardown` and `weft status`. Config, the agent and the CLI
 // reach backends only through here.
 import type { JsonObject } from '../src/config/fields.js';
-import { ConfigError, type BackendType, type NetConf } from '../src/config/netconf.js';
+import { ConfigError, confNetworks, type BackendType, type NetConf } from '../src/config/netconf.js';
 import type { BackendFactory } from './backend.js';
 import { parseBgpOptions } from './bgp/options.js';
 import { parseHostGwOptions } from './hostgw/options.js';
@@ -50,7 +50,7 @@ const REGISTRY: Record<BackendType, BackendRegistration> = {
   udp: {
     type: 'udp',
     parseOptions: parseUdpOptions,
-    ipv6: false,
+    ipv6: true,
     create: async () => (await import('./udp/index.js')).createUdpBackend,
     teardown: async (node) => (await import('./udp/loop-client.js')).stopUdpLoop(node.runDir, { teardown: true }),
   },
@@ -85,7 +85,7 @@ export async function backendFactory(type: BackendType): Promise<BackendFactory 
  */
 export function checkBackendOptions(conf: NetConf): NetConf {
   const registration = backendRegistration(conf.backend.type);
-  if (conf.ipv6 && registration && !registration.ipv6) {
+  if (confNetworks(conf).some((n) => n.family === 6) && registration && !registration.ipv6) {
     const able = registeredBackends().filter((r) => r.ipv6).map((r) => r.type).join(', ');
     throw new ConfigError(`EnableIPv6: the ${conf.backend.type} backend does not program IPv6 yet; use ${able} for dual-stack, or remove EnableIPv6 and the IPv6 keys`);
   }

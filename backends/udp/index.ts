@@ -1,21 +1,24 @@
 // udp backend: flannel's wire format (the inner IP packet as the payload of a
 // UDP datagram to port 8285), carried by the native loop in native/. The loop
 // runs in a process of its own (loop-process.ts) that outlives the agent; the
-// kernel side is one TUN device and one route; the peer table is pushed to
-// the loop process after every reconcile.
+// kernel side is one TUN device and one route per family; the peer table is
+// pushed to the loop process after every reconcile. A dual-stack node's loop
+// receives on the interface's IPv4 and IPv6 addresses alike.
 import { availableParallelism } from 'node:os';
-import type { Backend, BackendFactory } from '../backend.js';
-import { PeerWarnings } from '../peer-warnings.js';
+import { extSides, type Backend, type BackendFactory } from '../backend.js';
+import { NodeFamilies } from '../peers.js';
 import { parseUdpOptions } from './options.js';
+import { confNetworks } from '../../src/config/netconf.js';
 import { WeftError } from '../../src/errors.js';
-import { UDP, UDP_DEVICE, udpDesired, udpMtu, udpOverhead, udpPeers } from './desired.js';
+import { UDP, UDP_DEVICE, udpDesired, udpMtu, udpOverhead, udpTable } from './desired.js';
 import type { LoopStatus } from './loop-client.js';
 import { LoopSupervisor } from './loop-supervisor.js';
 import { udpMetrics } from './metrics.js';
 import type { DropReason, UdpCounters, UdpFeatures, UdpLoopOptions } from './native.js';
 
-/** Smallest MTU the kernel allows on an IPv4 device. */
+/** Smallest MTU the kernel allows on a device carrying IPv4, and IPv6's minimum link MTU. */
 const MIN_MTU = 68;
+const MIN_MTU6 = 1280;
 /** How often drop counters are checked for the (rate-limited) warning. */
 const DROP_REPORT_MS = 30_000;
 
@@ -32,39 +35,48 @@ export interface UdpBackend extends Backend {
 export const createUdpBackend: BackendFactory = async (ctx): Promise<UdpBackend> => {
   const options = parseUdpOptions(ctx.config.backend.raw);
   const { ext, logger } = ctx;
-  const mtu = udpMtu(options, ext);
-  if (mtu < MIN_MTU) {
-    throw new WeftError(`${ext.name} has MTU ${ext.mtu}, too small for the udp backend (${udpOverhead(ext)} bytes of headers)`, `raise the MTU of ${ext.name}`);
+  const networks = confNetworks(ctx.config);
+  // The underlay's side of each family: the costliest one's headers decide the MTU.
+  const sides = extSides(ext, ctx.config.ipv6 !== undefined);
+  const overhead = Math.max(...sides.map(udpOverhead));
+  const mtu = udpMtu(options, sides);
+  // The kernel keeps IPv6 off a device below 1280 bytes.
+  const min = networks.some((n) => n.family === 6) ? MIN_MTU6 : MIN_MTU;
+  if (mtu < min) {
+    throw new WeftError(`${ext.name} has MTU ${ext.mtu}, too small for the udp backend (${overhead} bytes of headers, and ${UDP_DEVICE} needs at least ${min})`, `raise the MTU of ${ext.name}`);
   }
-  if (mtu > ext.mtu - udpOverhead(ext)) {
+  if (mtu > ext.mtu - overhead) {
     logger.warn(
       { mtu, underlayMtu: ext.mtu },
-      `Backend.MTU ${mtu} plus ${udpOverhead(ext)} bytes of headers exceeds ${ext.name}'s MTU ${ext.mtu}; oversized packets will be refused with ICMP fragmentation-needed`,
+      `Backend.MTU ${mtu} plus ${overhead} bytes of headers exceeds ${ext.name}'s MTU ${ext.mtu}; oversized packets will be refused with ICMP fragmentation-needed`,
     );
   }
-  const address = ext.ip.toString();
+  const [address, addressV6] = sides.map((s) => s.ip.toString()) as [string, string | undefined];
   const loopOptions: UdpLoopOptions = {
     device: UDP_DEVICE,
     port: options.port,
     bindAddress: address,
+    ...(addressV6 ? { bindAddressV6: addressV6 } : {}),
     mode: options.mode,
     queues: options.mode === 'simple' ? 1 : options.queues ?? Math.min(availableParallelism(), 4),
   };
-  const loop = await LoopSupervisor.open({ runDir: ctx.runDir, options: loopOptions, logger, explain: (err) => explainLoopError(err, options.port, address) });
+  const listening = [address, ...(addressV6 ? [`[${addressV6}]`] : [])].map((a) => `${a}:${options.port}`).join(' and ');
+  const loop = await LoopSupervisor.open({ runDir: ctx.runDir, options: loopOptions, logger, explain: (err) => explainLoopError(err, options.port, [address, addressV6].filter(Boolean).join(' or ')) });
   logger.info(
     { loopPid: loop.pid, features: loop.last.features },
-    `udp backend: ${loop.adopted ? 'adopted the running loop process' : 'started the loop process'}; ${UDP_DEVICE} up, listening on ${address}:${options.port}`,
+    `udp backend: ${loop.adopted ? 'adopted the running loop process' : 'started the loop process'}; ${UDP_DEVICE} up, listening on ${listening}`,
   );
 
-  const warnings = new PeerWarnings(logger);
+  const families = new NodeFamilies(logger);
   const dropReport = reportDrops(() => loop.last, logger);
   return {
     type: UDP,
     mtu,
     backendData: null,
-    desired: (own, peers) => udpDesired(own, ctx.config.network, mtu, { peers, ext, warnings }),
+    backendV6Data: null,
+    desired: (own, peers) => udpDesired(families, own, peers, ext, networks, mtu),
     sync: async (own, peers) => {
-      const reopened = await loop.setPeers({ peers: udpPeers(own, peers, ext, warnings), ownSubnet: own.subnet.toString() });
+      const reopened = await loop.setPeers(udpTable(families, own, peers, ext));
       // The next reconcile gives the recreated device its address and route back.
       if (reopened) logger.warn(`${UDP_DEVICE} was deleted under the udp loop; the loop process recreated it`);
     },

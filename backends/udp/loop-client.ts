@@ -27,7 +27,8 @@ export interface LoopStatus {
 
 export interface LoopTable {
   peers: UdpPeer[];
-  ownSubnet: string | null;
+  /** This node's subnet; one per family on a dual-stack node (a single one stays a string, as older loop processes take it). */
+  ownSubnet: string | string[] | null;
 }
 
 /** An error the loop process answered with; `code` is the addon's errno name (EADDRINUSE, ...). */

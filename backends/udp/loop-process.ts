@@ -43,14 +43,15 @@ let table: LoopTable = { peers: [], ownSubnet: null };
 let entries: number | null = null;
 try {
   loop = open();
-  log.info({ options, features: loop.features() }, `udp loop up on ${options.device}, ${options.bindAddress}:${options.port}`);
+  const addresses = [options.bindAddress, ...(options.bindAddressV6 ? [options.bindAddressV6] : [])].join(' and ');
+  log.info({ options, features: loop.features() }, `udp loop up on ${options.device}, port ${options.port} on ${addresses}`);
 } catch (err) {
   startError = describe(err);
   log.error(`udp loop failed to start: ${startError.message}`);
   setTimeout(() => exit(1), FAILED_LINGER_MS);
 }
 
-type Request = { id: number; op: string; peers?: LoopTable['peers']; ownSubnet?: string | null; teardown?: boolean };
+type Request = { id: number; op: string; peers?: LoopTable['peers']; ownSubnet?: LoopTable['ownSubnet']; teardown?: boolean };
 
 /** Answers one request; `after` runs once the answer is written. */
 function handle(req: Request): { reply: object; after?: () => void } {

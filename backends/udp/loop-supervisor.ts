@@ -194,6 +194,7 @@ export class LoopSupervisor {
 }
 
 function sameOptions(a: UdpLoopOptions, b: UdpLoopOptions): boolean {
-  const key = (o: UdpLoopOptions) => JSON.stringify([o.device, o.port, o.bindAddress, o.mode, o.queues, o.offload ?? null]);
+  // bindAddressV6 only when set: a single-stack loop started before it existed is still adopted.
+  const key = (o: UdpLoopOptions) => JSON.stringify([o.device, o.port, o.bindAddress, o.mode, o.queues, o.offload ?? null, ...(o.bindAddressV6 ? [o.bindAddressV6] : [])]);
   return key(a) === key(b);
 }

@@ -8,6 +8,8 @@ export interface UdpLoopOptions {
   port: number;
   /** Local underlay address the UDP sockets bind to; its family is the tunnel's. */
   bindAddress: string;
+  /** A dual-stack node's IPv6 underlay address (bindAddress is then IPv4): the loop receives on both, and reaches each peer over its address's family. */
+  bindAddressV6?: string;
   mode?: 'fast' | 'simple';
   queues?: number;
   /** Offloads to try in fast mode (all default on); for measuring each one's gain. */
@@ -79,8 +81,8 @@ export interface UdpLoop {
   start(): void;
   /** Wakes and joins the workers and closes the fds; `teardown` also deletes the device. */
   stop(teardown?: boolean): void;
-  /** Swaps the peer table in atomically; returns how many entries it holds. */
-  setPeers(peers: readonly UdpPeer[], ownSubnet: string | null): number;
+  /** Swaps the peer table in atomically; returns how many entries it holds (peers over an underlay family the loop has no socket for are left out). */
+  setPeers(peers: readonly UdpPeer[], ownSubnet: string | readonly string[] | null): number;
   counters(): UdpCounters;
   features(): UdpFeatures;
   /** True once the TUN device was deleted under the loop; it must be reopened. */

@@ -1,7 +1,7 @@
 // vxlan backend: kernel VXLAN device with static FDB and neighbour entries.
 // The pure part (desired state) lives in desired.ts.
 import type { Logger } from 'pino';
-import { extHalf, type BackendFactory, type ExternalInterface } from '../backend.js';
+import { extSides, type BackendFactory, type ExternalInterface } from '../backend.js';
 import { NodeFamilies } from '../peers.js';
 import { parseVxlanOptions, type VxlanOptions } from './options.js';
 import type { Family } from '../../src/core/cidr.js';
@@ -17,7 +17,7 @@ export const createVxlanBackend: BackendFactory = async (ctx) => {
   const options = parseVxlanOptions(ctx.config.backend.raw);
   const families = new NodeFamilies(ctx.logger);
   // The interface's side and VTEP MAC of each family the node may run (IPv6 only with EnableIPv6).
-  const sides = [ctx.ext, ...(ctx.config.ipv6 && ctx.ext.ipv6 ? [extHalf(ctx.ext, 6)!] : [])].map((ext) => ({
+  const sides = extSides(ctx.ext, Boolean(ctx.config.ipv6)).map((ext) => ({
     ext,
     // Node name and address together: lab nodes may share a hostname, and a
     // node that changes address publishes a new lease anyway.

@@ -40,30 +40,34 @@ static inline const uint8_t *fz_take(const uint8_t **d, size_t *n, size_t *len) 
 static volatile uint64_t fz_sink;
 static inline void fz_touch(const void *p, size_t n) { fz_sink += csum_add(0, p, n); }
 
-/* Peers 10.244.2.0/24 and fd00:2::/64 at 192.0.2.2, 10.244.16.0/20 at
- * 192.0.2.16; this node owns 10.244.1.0/24 (own_family 4) or fd00:1::/64. */
-static inline struct peer_table *fz_table(int own_family) {
-  static const char *const subnets[] = {"10.244.2.0/24", "fd00:2::/64", "10.244.16.0/20"};
-  static const char *const pubs[] = {"192.0.2.2", "192.0.2.2", "192.0.2.16"};
-  struct peer_spec specs[3];
+/* A dual-stack node: peers 10.244.2.0/24 and fd00:2::/64 at 192.0.2.2,
+ * 10.244.16.0/20 at 192.0.2.16, and 10.244.3.0/24 and 2001:db8:1000:3::/64
+ * over the IPv6 underlay at 2001:db8::3; this node owns 10.244.1.0/24 and
+ * fd00:1::/64. */
+#define FZ_PEER4 "192.0.2.2"
+#define FZ_PEER6 "2001:db8::3"
+static inline struct peer_table *fz_table(void) {
+  static const char *const subnets[] = {"10.244.2.0/24", "fd00:2::/64", "10.244.16.0/20", "10.244.3.0/24",
+                                        "2001:db8:1000:3::/64"};
+  static const char *const pubs[] = {FZ_PEER4, FZ_PEER4, "192.0.2.16", FZ_PEER6, FZ_PEER6};
+  struct peer_spec specs[5];
   memset(specs, 0, sizeof specs);
-  for (int i = 0; i < 3; i++) {
+  for (int i = 0; i < 5; i++) {
     CHECK(prefix_parse(subnets[i], &specs[i].subnet));
     CHECK(addr_parse(pubs[i], &specs[i].pub_family, specs[i].pub));
   }
-  struct prefix own;
-  CHECK(prefix_parse(own_family == 4 ? "10.244.1.0/24" : "fd00:1::/64", &own));
-  struct peer_table *t = peer_table_build(specs, 3, &own, 4, 8285);
+  struct prefix own[2];
+  CHECK(prefix_parse("10.244.1.0/24", &own[0]) && prefix_parse("fd00:1::/64", &own[1]));
+  struct peer_table *t = peer_table_build(specs, 5, own, 2, UNDERLAY_V4 | UNDERLAY_V6, 8285);
   CHECK(t);
   return t;
 }
 
-/* The transmit-side probe both tx harnesses share (IPv4 underlay, own
- * subnet 10.244.1.0/24), made once. */
-static inline struct probe *fz_tx_probe(void) {
+/* The probe every harness shares over that table, made once. */
+static inline struct probe *fz_probe(void) {
   static struct probe *p;
   if (!p) {
-    p = probe_new(fz_table(4), 4);
+    p = probe_new(fz_table());
     CHECK(p);
   }
   return p;

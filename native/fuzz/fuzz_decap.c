@@ -1,9 +1,8 @@
 /* Inbound decap: one received datagram (or UDP GRO train) through
  * rx_datagram: sender and inner-packet validation, then coalescing into
- * TUN writes. Input: a selector byte (bit 0: this node owns the IPv6
- * subnet; bit 1: the datagram comes from a non-peer; bit 2: fix up
- * checksums, see common.h), a 16-bit GRO segment size (0: none), then the
- * datagram. */
+ * TUN writes. Input: a selector byte (bit 0: the datagram comes over the
+ * IPv6 underlay; bit 1: from a non-peer; bit 2: fix up checksums, see
+ * common.h), a 16-bit GRO segment size (0: none), then the datagram. */
 #include "common.h"
 
 static uint8_t pkt[65536 + 64];
@@ -34,23 +33,19 @@ static int emit(void *ctx, struct iovec *iov, unsigned iovcnt, bool gso) {
 }
 
 int LLVMFuzzerTestOneInput(const uint8_t *d, size_t n) {
-  static struct peer_table *t4, *t6;
-  static struct probe *p4, *p6;
-  if (!p4) {
-    t4 = fz_table(4), t6 = fz_table(6);
-    p4 = probe_new(t4, 4), p6 = probe_new(t6, 4);
-    CHECK(p4 && p6);
-  }
+  struct probe *p = fz_probe();
   if (n < 3) return 0;
   uint8_t sel = d[0];
   unsigned gro = fz_get16(d + 1);
-  uint8_t from[16] = {192, 0, 2, (sel & 2) ? 77 : 2};
+  uint8_t fam, from[16];
+  CHECK(addr_parse(sel & 1 ? FZ_PEER6 : FZ_PEER4, &fam, from));
+  if (sel & 2) from[fam == 4 ? 3 : 15] = 77; /* a stranger beside the peer */
   static uint8_t buf[65536];
   size_t len = n - 3 < sizeof buf ? n - 3 : sizeof buf;
   memcpy(buf, d + 3, len);
   if (sel & 4)
     for (size_t off = 0, step = gro ? gro : len; off < len; off += step)
       fz_fix(buf + off, len - off < step ? len - off : step, true);
-  probe_rx(sel & 1 ? p6 : p4, 4, from, buf, len, gro, emit, NULL);
+  probe_rx(p, fam, from, buf, len, gro, emit, NULL);
   return 0;
 }

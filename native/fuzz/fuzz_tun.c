@@ -41,7 +41,7 @@ static void each(void *ctx, unsigned msg, const struct msghdr *h, const uint8_t 
 }
 
 int LLVMFuzzerTestOneInput(const uint8_t *d, size_t n) {
-  struct probe *p = fz_tx_probe();
+  struct probe *p = fz_probe();
   const uint8_t *reads[16];
   size_t lens[16];
   unsigned k = fz_reads(d, n, reads, lens);

@@ -13,6 +13,8 @@ import {
 const here = dirname(fileURLToPath(import.meta.url));
 const A = '10.244.1.5', B = '10.244.2.7', C = '10.244.3.4';
 const A6 = 'fd00:1::5', B6 = 'fd00:2::7';
+// A peer reached over the IPv6 underlay (2001:db8::3 in common.h).
+const C6 = '2001:db8:1000:3::7';
 const PLAIN = vnetHeader({ flags: 0, gsoType: 0, hdrLen: 0, gsoSize: 0, csumStart: 0, csumOffset: 0 });
 const u16 = (n) => { const b = Buffer.alloc(2); b.writeUInt16BE(n); return b; };
 const records = (bufs) => concat(bufs.flatMap((b) => [u16(b.length), b]));
@@ -64,7 +66,12 @@ const seeds = {
   decap: {
     tcp: concat([Buffer.from([0]), u16(0), seg({ seq: 0, src: '10.244.2.9' }, 100)]),
     gro: concat([Buffer.from([4]), u16(1040), seg({ seq: 0 }, 1000), seg({ seq: 1000 }, 1000), seg({ seq: 2000 }, 300)]),
-    v6: concat([Buffer.from([5]), u16(0), tcpPacket({ src: B6, dst: A6, sport: 1, dport: 2, seq: 0 }, pattern(200))]),
+    v6: concat([Buffer.from([4]), u16(0), tcpPacket({ src: B6, dst: A6, sport: 1, dport: 2, seq: 0 }, pattern(200))]),
+    'v6-underlay': concat([Buffer.from([5]), u16(0), tcpPacket({ src: C6, dst: A6, sport: 1, dport: 2, seq: 0 }, pattern(200))]),
+    'v6-underlay-gro': concat([Buffer.from([5]), u16(1060), ...[0, 1000, 2000].map((seq) => tcpPacket({ src: C6, dst: A6, sport: 1, dport: 2, seq }, pattern(1000, seq)))]),
+    'v6-underlay-v4-inner': concat([Buffer.from([5]), u16(0), seg({ seq: 0, src: '10.244.3.9' }, 100)]),
+    'v6-spoofed': concat([Buffer.from([5]), u16(0), tcpPacket({ src: B6, dst: A6, sport: 1, dport: 2, seq: 0 }, pattern(50))]),
+    'v6-stranger': concat([Buffer.from([7]), u16(0), tcpPacket({ src: C6, dst: A6, sport: 1, dport: 2, seq: 0 }, pattern(50))]),
     echo: concat([Buffer.from([0]), u16(0), ipPacket({ src: B, dst: A, proto: PROTO_ICMP }, icmpEcho(B, A, 1, 1, pattern(56)))]),
     stranger: concat([Buffer.from([2]), u16(0), seg({ seq: 0 }, 100)]),
   },
@@ -74,6 +81,10 @@ const seeds = {
     partial: reads([udpPartial(20)]),
     unreach: reads([plain(tcpPacket({ src: A, dst: '10.9.9.9', sport: 1, dport: 2, seq: 0 }, pattern(10)))]),
     ttl: reads([plain(tcpPacket({ src: A, dst: B, sport: 1, dport: 2, seq: 0, ttl: 1 }, pattern(10)))]),
+    'v6-underlay': reads([tcpSuperpacket({ src: A6, dst: C6, sport: 40000, dport: 80, seq: 9 }, pattern(5000), 1000), plain(tcpPacket({ src: A, dst: '10.244.3.4', sport: 1, dport: 2, seq: 7 }, pattern(600)))]),
+    'v6-unreach': reads([plain(tcpPacket({ src: A6, dst: 'fd00:9::9', sport: 1, dport: 2, seq: 0 }, pattern(10)))]),
+    'v6-hop-limit': reads([plain(tcpPacket({ src: A6, dst: C6, sport: 1, dport: 2, seq: 0, ttl: 1 }, pattern(10)))]),
+    'mixed-families': reads([B, B6, C6, '10.244.3.4'].map((dst) => plain(tcpPacket({ src: dst.includes(':') ? A6 : A, dst, sport: 1, dport: 2, seq: 0 }, pattern(300))))),
   },
   coalesce: {
     train: concat([Buffer.from([6]), records([seg({ seq: 0 }, 1000), seg({ seq: 1000 }, 1000), seg({ seq: 2000, flags: TCP_ACK | TCP_PSH }, 1000)])]),
@@ -84,6 +95,8 @@ const seeds = {
   icmp: {
     tso: concat([u16(1400), reads([tcpSuperpacket({ src: A, dst: B, sport: 40000, dport: 80, seq: 9 }, pattern(5000), 1400), otherPod])]),
     v6: concat([u16(1280), reads([tcpSuperpacket({ src: A6, dst: B6, sport: 4, dport: 80, seq: 9 }, pattern(3000), 1400)])]),
+    'v6-underlay': concat([u16(1232), reads([tcpSuperpacket({ src: A6, dst: C6, sport: 4, dport: 80, seq: 9 }, pattern(3000), 1400), plain(tcpPacket({ src: A6, dst: C6, sport: 4, dport: 80, seq: 9 }, pattern(1400)))])]),
+    'v6-replies': concat([u16(1400), reads([plain(tcpPacket({ src: A6, dst: 'fd00:9::9', sport: 1, dport: 2, seq: 0 }, pattern(1300))), plain(tcpPacket({ src: A6, dst: C6, sport: 1, dport: 2, seq: 0, ttl: 1 }, pattern(10))), plain(tcpPacket({ src: A, dst: '10.9.9.9', sport: 1, dport: 2, seq: 0 }, pattern(10)))])]),
     echo: concat([u16(1000), reads([plain(ipPacket({ src: A, dst: B, proto: PROTO_ICMP }, icmpEcho(A, B, 1, 1, pattern(1200))))])]),
   },
   // netlink inputs: one datagram as the socket returns it (message header, fixed header, attributes).

@@ -86,10 +86,23 @@ static napi_value UdpLoop_new(napi_env env, napi_callback_info info) {
     return NULL;
   }
   o.port = (uint16_t)port;
+  uint8_t fam;
+  uint8_t addr[16];
   if (!get_prop(env, argv[0], "bindAddress", &v) || !get_string(env, v, text, sizeof text) ||
-      !addr_parse(text, &o.bind_family, o.bind_addr)) {
+      !addr_parse(text, &fam, addr)) {
     napi_throw_type_error(env, NULL, "bindAddress must be an IP address");
     return NULL;
+  }
+  o.bind_on[fam_index(fam)] = true;
+  memcpy(o.bind_addr[fam_index(fam)], addr, 16);
+  /* A dual-stack node receives on its IPv6 underlay address too. */
+  if (get_prop(env, argv[0], "bindAddressV6", &v)) {
+    if (fam != 4 || !get_string(env, v, text, sizeof text) || !addr_parse(text, &fam, addr) || fam != 6) {
+      napi_throw_type_error(env, NULL, "bindAddressV6 must be an IPv6 address, beside an IPv4 bindAddress");
+      return NULL;
+    }
+    o.bind_on[1] = true;
+    memcpy(o.bind_addr[1], addr, 16);
   }
   o.simple = false;
   if (get_prop(env, argv[0], "mode", &v)) {
@@ -165,8 +178,8 @@ static napi_value UdpLoop_setPeers(napi_env env, napi_callback_info info) {
     napi_throw_type_error(env, NULL, "setPeers(peers, ownSubnet)");
     return NULL;
   }
-  struct peer_table *t = table_from_js(env, argv[0], argc >= 2 ? argv[1] : NULL,
-                                       (int)loop_underlay_family(l), loop_port(l));
+  struct peer_table *t = table_from_js(env, argv[0], argc >= 2 ? argv[1] : NULL, loop_underlays(l),
+                                       loop_port(l));
   if (!t) return NULL;
   uint32_t n = t->n;
   loop_set_table(l, t);

@@ -3,6 +3,7 @@
  * transmit path without sockets (probe.h), the netlink parser, and
  * PeerSwapHarness. */
 #include "napi_values.h"
+#include <arpa/inet.h>
 #include <errno.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -51,9 +52,19 @@ static napi_value fn_peerTable(napi_env env, napi_callback_info info) {
   size_t argc = 3;
   napi_value argv[3] = {NULL, NULL, NULL};
   this_arg(env, info, &argc, argv);
-  uint32_t fam = 4;
-  if (argc >= 3 && argv[2]) napi_get_value_uint32(env, argv[2], &fam);
-  struct peer_table *t = table_from_js(env, argv[0], argc >= 2 ? argv[1] : NULL, (int)fam, 8285);
+  /* The underlay families: 4, 6, or an array of them (default 4). */
+  unsigned underlays = 0;
+  bool isarr = false;
+  uint32_t nf = 0, fam = 4;
+  if (argc >= 3 && argv[2]) napi_is_array(env, argv[2], &isarr);
+  if (isarr) napi_get_array_length(env, argv[2], &nf);
+  for (uint32_t i = 0; i < (isarr ? nf : 1); i++) {
+    napi_value f = isarr ? NULL : (argc >= 3 ? argv[2] : NULL);
+    if (isarr) napi_get_element(env, argv[2], i, &f);
+    if (f) napi_get_value_uint32(env, f, &fam);
+    underlays |= fam_bit((int)fam);
+  }
+  struct peer_table *t = table_from_js(env, argv[0], argc >= 2 ? argv[1] : NULL, underlays, 8285);
   if (!t) return NULL;
   napi_value ext;
   NAPI_OK(napi_create_external(env, t, table_finalize, NULL, &ext));
@@ -254,9 +265,16 @@ static void transmit_each(void *ctx, unsigned msg, const struct msghdr *h, const
   napi_env env = o->env;
   size_t total = 0;
   for (size_t i = 0; i < h->msg_iovlen; i++) total += h->msg_iov[i].iov_len;
-  napi_value item, dgram, err;
+  napi_value item, dgram, err, to;
   void *data;
   napi_create_object(env, &item);
+  /* Where it goes: the peer's underlay address, in its own family. */
+  char addr[INET6_ADDRSTRLEN] = "?";
+  const struct sockaddr *sa = h->msg_name;
+  if (sa->sa_family == AF_INET) inet_ntop(AF_INET, &((const struct sockaddr_in *)sa)->sin_addr, addr, sizeof addr);
+  else inet_ntop(AF_INET6, &((const struct sockaddr_in6 *)sa)->sin6_addr, addr, sizeof addr);
+  napi_create_string_utf8(env, addr, NAPI_AUTO_LENGTH, &to);
+  napi_set_named_property(env, item, "to", to);
   napi_create_buffer(env, total, &data, &dgram);
   size_t off = 0;
   for (size_t i = 0; i < h->msg_iovlen; i++) {
@@ -270,18 +288,22 @@ static void transmit_each(void *ctx, unsigned msg, const struct msghdr *h, const
   napi_set_element(env, o->arr, msg, item);
 }
 
+/* transmit(table, reads, mtu, replies?): each queued message; the packets
+ * the loop wrote back into the TUN device (ICMP errors) are pushed onto the
+ * array `replies` when one is given. */
 static napi_value fn_transmit(napi_env env, napi_callback_info info) {
-  size_t argc = 3;
-  napi_value argv[3];
+  size_t argc = 4;
+  napi_value argv[4] = {NULL, NULL, NULL, NULL};
   this_arg(env, info, &argc, argv);
   struct peer_table *t = NULL;
-  bool isarr = false;
+  bool isarr = false, want_replies = false;
   uint32_t n = 0, mtu = 0;
   if (argc >= 2) napi_is_array(env, argv[1], &isarr);
+  if (argc >= 4) napi_is_array(env, argv[3], &want_replies);
   if (argc < 3 || napi_get_value_external(env, argv[0], (void **)&t) != napi_ok || !isarr ||
       napi_get_array_length(env, argv[1], &n) != napi_ok || n > 16 ||
       napi_get_value_uint32(env, argv[2], &mtu) != napi_ok) {
-    napi_throw_type_error(env, NULL, "transmit(table, reads: Buffer[] (at most 16), mtu)");
+    napi_throw_type_error(env, NULL, "transmit(table, reads: Buffer[] (at most 16), mtu, replies?: Buffer[])");
     return NULL;
   }
   const uint8_t *reads[16];
@@ -296,7 +318,7 @@ static napi_value fn_transmit(napi_env env, napi_callback_info info) {
     }
     reads[i] = d;
   }
-  struct probe *p = probe_new(t, 4);
+  struct probe *p = probe_new(t);
   if (!p) {
     napi_throw_error(env, "ENOMEM", "out of memory");
     return NULL;
@@ -304,6 +326,16 @@ static napi_value fn_transmit(napi_env env, napi_callback_info info) {
   struct transmit_out o = {env, NULL};
   napi_create_array(env, &o.arr);
   probe_tx(p, reads, lens, n, mtu, transmit_each, &o);
+  uint8_t reply[2048];
+  size_t rl;
+  uint32_t have = 0;
+  if (want_replies) napi_get_array_length(env, argv[3], &have);
+  while (want_replies && (rl = probe_reply(p, reply, sizeof reply)) > 0) {
+    void *data;
+    napi_value b;
+    napi_create_buffer_copy(env, rl, reply, &data, &b);
+    napi_set_element(env, argv[3], have++, b);
+  }
   probe_free(p);
   return o.arr;
 }

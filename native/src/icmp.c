@@ -89,8 +89,6 @@ static bool too_big_wanted(const struct txmeta *m) {
 
 size_t too_big_build(struct worker *w, const struct txmeta *m, uint32_t mtu) {
   if (!too_big_wanted(m)) return 0;
-  uint32_t floor = m->pi->family == 4 ? 68 : 1280;
-  if (mtu < floor) mtu = floor;
   const struct superpacket *sp = m->sp;
   if (!sp->gso) return icmp_build(w, sp->pkt, m->pi, ICMP_KIND_TOO_BIG, mtu, m->peer->subnet.addr);
   /* Quote the message's first wire segment, not the superpacket: its header

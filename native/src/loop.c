@@ -50,7 +50,7 @@ static void tx_unbatch(struct worker *w, unsigned i, int err) {
     h.msg_namelen = mm->msg_hdr.msg_namelen;
     h.msg_iov = &w->iov[m->first_iov + 2 * k];
     h.msg_iovlen = 2;
-    ssize_t r = sendmsg(w->tx, &h, 0);
+    ssize_t r = sendmsg(w->tx[m->fi], &h, 0);
     CADD(w->k.c[C_UDP_TX_CALLS], 1);
     if (r < 0) {
       /* Equal-sized segments fail alike: drop the rest together. */
@@ -67,12 +67,17 @@ static void tx_flush(struct worker *w) {
   unsigned off = 0;
   while (off < w->nmsgs) {
     int r;
+    /* One system call per run of messages over the same underlay family. */
+    uint8_t fi = w->meta[off].fi;
+    int sock = w->tx[fi];
     if (w->simple) {
-      ssize_t s = sendmsg(w->tx, &w->msgs[off].msg_hdr, 0);
+      ssize_t s = sendmsg(sock, &w->msgs[off].msg_hdr, 0);
       if (s >= 0) w->msgs[off].msg_len = (unsigned)s;
       r = s >= 0 ? 1 : -1;
     } else {
-      r = sendmmsg(w->tx, w->msgs + off, w->nmsgs - off, 0);
+      unsigned end = off + 1;
+      while (end < w->nmsgs && w->meta[end].fi == fi) end++;
+      r = sendmmsg(sock, w->msgs + off, end - off, 0);
     }
     CADD(w->k.c[C_UDP_TX_CALLS], 1);
     if (r > 0) {
@@ -132,7 +137,9 @@ void tx_packet(struct worker *w, unsigned slot, size_t n) {
     return;
   }
   uint32_t seg_size = sp_seg_size(sp);
-  uint32_t max_payload = 0xffff - 8 - (w->l->o.bind_family == 4 ? 20 : 0);
+  /* The UDP payload limit: IPv4's length field counts its header, IPv6's does not. */
+  uint32_t max_payload = 0xffff - 8 - (peer->pub_family == 4 ? 20 : 0);
+  uint8_t fi = (uint8_t)fam_index(peer->pub_family);
   uint32_t per_msg = 1;
   if (w->udp_gso && sp->gso && seg_size) {
     per_msg = max_payload / seg_size;
@@ -159,6 +166,7 @@ void tx_packet(struct worker *w, unsigned slot, size_t n) {
       m->peer = peer;
       m->first_iov = w->niov;
       m->nsegs = nk;
+      m->fi = fi;
       m->gso = nk > 1;
       for (uint32_t j = 0; j < nk; j++) {
         const struct segment *s = &w->segs[k + j];
@@ -291,7 +299,7 @@ void rx_datagram(struct worker *w, unsigned i, unsigned len) {
   }
 }
 
-static unsigned udp_side(struct worker *w) {
+static unsigned udp_side(struct worker *w, int sock) {
   unsigned batch = w->simple ? 1 : RXB;
   for (unsigned i = 0; i < batch; i++) {
     struct msghdr *h = &w->rmsgs[i].msg_hdr;
@@ -305,11 +313,11 @@ static unsigned udp_side(struct worker *w) {
   }
   int n;
   if (w->simple) {
-    ssize_t r = recvmsg(w->rx, &w->rmsgs[0].msg_hdr, MSG_DONTWAIT);
+    ssize_t r = recvmsg(sock, &w->rmsgs[0].msg_hdr, MSG_DONTWAIT);
     if (r >= 0) w->rmsgs[0].msg_len = (unsigned)r;
     n = r >= 0 ? 1 : -1;
   } else {
-    n = recvmmsg(w->rx, w->rmsgs, batch, MSG_DONTWAIT, NULL);
+    n = recvmmsg(sock, w->rmsgs, batch, MSG_DONTWAIT, NULL);
   }
   if (n <= 0) return 0;
   CADD(w->k.c[C_UDP_RX_CALLS], 1);
@@ -330,14 +338,15 @@ void *worker_main(void *arg) {
   snprintf(name, sizeof name, "weft-udp-%u", w->idx);
   pthread_setname_np(pthread_self(), name);
 #endif
-  struct pollfd p[3] = {{w->tun, POLLIN, 0}, {w->rx, POLLIN, 0}, {l->wake, POLLIN, 0}};
+  /* An underlay family without a socket has fd -1, which poll skips. */
+  struct pollfd p[4] = {{w->tun, POLLIN, 0}, {w->rx[0], POLLIN, 0}, {w->rx[1], POLLIN, 0}, {l->wake, POLLIN, 0}};
   while (!atomic_load_explicit(&l->stopping, memory_order_relaxed)) {
-    int r = poll(p, 3, -1);
+    int r = poll(p, 4, -1);
     if (r < 0) {
       if (errno == EINTR) continue;
       break;
     }
-    if (p[2].revents) break;
+    if (p[3].revents) break;
     if (p[0].revents & (POLLERR | POLLHUP | POLLNVAL)) {
       /* The device went away under us: stop reading it; the owner recreates it. */
       tun_failed(w, EBADFD);
@@ -352,7 +361,8 @@ void *worker_main(void *arg) {
       }
       unsigned got = 0;
       if (p[0].fd >= 0) got += tun_side(w);
-      got += udp_side(w);
+      for (unsigned fi = 0; fi < 2; fi++)
+        if (w->rx[fi] >= 0) got += udp_side(w, w->rx[fi]);
       w->t = NULL;
       w->srcs.t = NULL; /* the table may be freed once we leave: never trust a cached entry across */
       domain_leave(&l->dom, w->idx);

@@ -11,8 +11,10 @@
 struct loop_opts {
   char dev[IFNAMSIZ];
   uint16_t port;
-  uint8_t bind_family; /* 4 or 6: the underlay family */
-  uint8_t bind_addr[16];
+  /* The underlay addresses to receive on, per family (fam_index): one, or
+   * both on a dual-stack node. A peer is reached over its address's family. */
+  bool bind_on[2];
+  uint8_t bind_addr[2][16];
   bool simple;         /* one packet per system call, no offloads */
   unsigned queues;     /* worker threads / TUN queues (fast mode) */
   /* Offloads to try (fast mode); each is probed and dropped when unavailable. */
@@ -85,7 +87,8 @@ void loop_counters(struct loop *l, struct counters *out);
 void loop_features(struct loop *l, struct loop_features *out);
 /* True once any worker found its TUN queue detached (device deleted). */
 bool loop_device_lost(struct loop *l);
-unsigned loop_underlay_family(struct loop *l);
+/* The underlay families the loop has sockets for (UNDERLAY_V4 | UNDERLAY_V6). */
+unsigned loop_underlays(struct loop *l);
 uint16_t loop_port(struct loop *l);
 
 /* Deletes a persistent TUN device by name (attach, clear persist, close). */

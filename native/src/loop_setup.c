@@ -119,9 +119,10 @@ static void set_buf(int s, int force, int plain, int bytes) {
     (void)setsockopt(s, SOL_SOCKET, plain, &bytes, sizeof bytes);
 }
 
-static int udp_open(const struct loop_opts *o, uint16_t port, bool reuseport, char *err,
+static int udp_open(const struct loop_opts *o, unsigned fi, uint16_t port, bool reuseport, char *err,
                     size_t errlen) {
-  int fam = o->bind_family == 4 ? AF_INET : AF_INET6;
+  uint8_t family = fi ? 6 : 4;
+  int fam = fi ? AF_INET6 : AF_INET;
   int s = socket(fam, SOCK_DGRAM | SOCK_CLOEXEC, 0);
   if (s < 0) {
     int e = errno;
@@ -146,11 +147,11 @@ static int udp_open(const struct loop_opts *o, uint16_t port, bool reuseport, ch
   (void)setsockopt(s, SOL_SOCKET, SO_SNDTIMEO, &tv, sizeof tv);
   struct sockaddr_storage ss;
   socklen_t sl;
-  sock_addr(o->bind_family, o->bind_addr, port, &ss, &sl);
+  sock_addr(family, o->bind_addr[fi], port, &ss, &sl);
   if (bind(s, (struct sockaddr *)&ss, sl) < 0) {
     int e = errno;
     char a[64] = "?";
-    inet_ntop(fam, o->bind_addr, a, sizeof a);
+    inet_ntop(fam, o->bind_addr[fi], a, sizeof a);
     close(s);
     set_err(err, errlen, "cannot bind UDP %s port %u: %s", a, port, strerror(e));
     return -e;
@@ -170,10 +171,13 @@ static void close_fds(struct loop *l) {
   for (unsigned i = 0; i < l->nw; i++) {
     struct worker *w = l->w[i];
     if (!w) continue;
-    if (w->tx >= 0 && w->tx != w->rx) close(w->tx);
-    if (w->rx >= 0) close(w->rx);
+    for (unsigned fi = 0; fi < 2; fi++) {
+      if (w->tx[fi] >= 0 && w->tx[fi] != w->rx[fi]) close(w->tx[fi]);
+      if (w->rx[fi] >= 0) close(w->rx[fi]);
+      w->tx[fi] = w->rx[fi] = -1;
+    }
     if (w->tun >= 0) close(w->tun);
-    w->tx = w->rx = w->tun = -1;
+    w->tun = -1;
   }
   if (l->wake >= 0) close(l->wake);
   l->wake = -1;
@@ -201,7 +205,7 @@ int loop_open(const struct loop_opts *o, struct loop **out, char *err, size_t er
     l->w[l->nw++] = w;
     w->l = l;
     w->idx = i;
-    w->tun = w->rx = w->tx = -1;
+    w->tun = w->rx[0] = w->rx[1] = w->tx[0] = w->tx[1] = -1;
     w->simple = o->simple;
     w->vnet = f->vnet_hdr;
     w->tokens = ICMP_BURST;
@@ -221,14 +225,17 @@ int loop_open(const struct loop_opts *o, struct loop **out, char *err, size_t er
     rc = tun_attach(o->dev, flags, i == 0 ? f->dev : NULL, err, errlen);
     if (rc < 0) goto fail;
     w->tun = rc;
-    rc = udp_open(o, o->port, true, err, errlen);
-    if (rc < 0) goto fail;
-    w->rx = w->tx = rc;
-    if (i > 0) {
-      /* Its own source port, so the peer's SO_REUSEPORT spreads our flows. */
-      rc = udp_open(o, 0, false, err, errlen);
+    for (unsigned fi = 0; fi < 2; fi++) {
+      if (!o->bind_on[fi]) continue;
+      rc = udp_open(o, fi, o->port, true, err, errlen);
       if (rc < 0) goto fail;
-      w->tx = rc;
+      w->rx[fi] = w->tx[fi] = rc;
+      if (i > 0) {
+        /* Its own source port, so the peer's SO_REUSEPORT spreads our flows. */
+        rc = udp_open(o, fi, 0, false, err, errlen);
+        if (rc < 0) goto fail;
+        w->tx[fi] = rc;
+      }
     }
   }
   f->queues = l->nw;
@@ -262,8 +269,11 @@ int loop_open(const struct loop_opts *o, struct loop **out, char *err, size_t er
     f->udp_gso = o->gso;
     for (unsigned i = 0; i < l->nw; i++) {
       struct worker *w = l->w[i];
-      if (f->udp_gro && setsockopt(w->rx, SOL_UDP, UDP_GRO, &one, sizeof one) < 0) f->udp_gro = false;
-      if (f->udp_gso && setsockopt(w->tx, SOL_UDP, UDP_SEGMENT, &zero, sizeof zero) < 0) f->udp_gso = false;
+      for (unsigned fi = 0; fi < 2; fi++) {
+        if (w->rx[fi] < 0) continue;
+        if (f->udp_gro && setsockopt(w->rx[fi], SOL_UDP, UDP_GRO, &one, sizeof one) < 0) f->udp_gro = false;
+        if (f->udp_gso && setsockopt(w->tx[fi], SOL_UDP, UDP_SEGMENT, &zero, sizeof zero) < 0) f->udp_gso = false;
+      }
     }
     f->coalesce = o->coalesce && f->vnet_hdr;
   }
@@ -382,5 +392,7 @@ bool loop_device_lost(struct loop *l) {
   return false;
 }
 
-unsigned loop_underlay_family(struct loop *l) { return l->o.bind_family; }
+unsigned loop_underlays(struct loop *l) {
+  return (l->o.bind_on[0] ? UNDERLAY_V4 : 0) | (l->o.bind_on[1] ? UNDERLAY_V6 : 0);
+}
 uint16_t loop_port(struct loop *l) { return l->o.port; }

@@ -47,7 +47,28 @@ void set_num(napi_env env, napi_value obj, const char *name, double v) {
   napi_set_named_property(env, obj, name, n);
 }
 
-struct peer_table *table_from_js(napi_env env, napi_value arr, napi_value ownv, int underlay_family,
+/* Parses this node's subnets: a CIDR, or an array of at most one per family. */
+static bool own_from_js(napi_env env, napi_value ownv, struct prefix own[2], unsigned *nown) {
+  char text[80];
+  *nown = 0;
+  napi_valuetype ot = napi_undefined;
+  if (ownv) napi_typeof(env, ownv, &ot);
+  if (ot == napi_undefined || ot == napi_null) return true;
+  bool isarr = false;
+  napi_is_array(env, ownv, &isarr);
+  uint32_t n = 1;
+  if (isarr && (napi_get_array_length(env, ownv, &n) != napi_ok || n > 2)) return false;
+  for (uint32_t i = 0; i < n; i++) {
+    napi_value v = ownv;
+    if (isarr) napi_get_element(env, ownv, i, &v);
+    if (!get_string(env, v, text, sizeof text) || !prefix_parse(text, &own[i])) return false;
+    if (i > 0 && own[i].family == own[0].family) return false;
+  }
+  *nown = n;
+  return true;
+}
+
+struct peer_table *table_from_js(napi_env env, napi_value arr, napi_value ownv, unsigned underlays,
                                  uint16_t port) {
   bool isarr = false;
   napi_is_array(env, arr, &isarr);
@@ -81,18 +102,13 @@ struct peer_table *table_from_js(napi_env env, napi_value arr, napi_value ownv, 
       goto bad;
     }
   }
-  struct prefix own;
-  bool has_own = false;
-  napi_valuetype ot = napi_undefined;
-  if (ownv) napi_typeof(env, ownv, &ot);
-  if (ot != napi_undefined && ot != napi_null) {
-    if (!get_string(env, ownv, text, sizeof text) || !prefix_parse(text, &own)) {
-      snprintf(msg, sizeof msg, "own subnet is not a CIDR");
-      goto bad;
-    }
-    has_own = true;
+  struct prefix own[2];
+  unsigned nown;
+  if (!own_from_js(env, ownv, own, &nown)) {
+    snprintf(msg, sizeof msg, "own subnet is not a CIDR, or an array of one CIDR per family");
+    goto bad;
   }
-  struct peer_table *tab = peer_table_build(specs, n, has_own ? &own : NULL, underlay_family, port);
+  struct peer_table *tab = peer_table_build(specs, n, own, nown, underlays, port);
   free(specs);
   if (!tab) napi_throw_error(env, "ENOMEM", "out of memory building the peer table");
   return tab;

@@ -126,7 +126,7 @@ enum drop_reason pkt_check_inner(const struct peer_table *t, int from_family, co
   }
   if (!e || e->pub_family != from_family || memcmp(e->pub, from, from_family == 4 ? 4 : 16) != 0)
     return DROP_SPOOFED_SRC;
-  if (!t->has_own || !prefix_contains(&t->own, pi->family, pi->dst)) return DROP_DST_NOT_LOCAL;
+  if (!peer_own_contains(t, pi->family, pi->dst)) return DROP_DST_NOT_LOCAL;
   return DROP_NONE;
 }
 
@@ -175,6 +175,9 @@ size_t icmp_build_error(uint8_t *out, size_t cap, const uint8_t *p, const struct
   if (!pkt_may_icmp_error(p, pi)) return 0;
   /* "Fragmentation needed and DF set" about a packet without DF is a lie. */
   if (kind == ICMP_KIND_TOO_BIG && !pi->df) return 0;
+  /* Never advertise less than the family's minimum MTU (RFC 791, RFC 8200 §5). */
+  uint32_t floor = pi->family == 4 ? 68 : 1280;
+  if (kind == ICMP_KIND_TOO_BIG && mtu < floor) mtu = floor;
   if (pi->family == 4) {
     size_t quote = pi->len < 576 - 28 ? pi->len : 576 - 28; /* RFC 1812 §4.3.2.3 */
     size_t total = 28 + quote;

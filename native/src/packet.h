@@ -80,7 +80,8 @@ bool pkt_may_icmp_error(const uint8_t *p, const struct pkt_info *pi);
 enum icmp_kind { ICMP_KIND_UNREACH, ICMP_KIND_TIME_EXCEEDED, ICMP_KIND_TOO_BIG };
 
 /* Builds an ICMP(v6) error about packet `p` from `src_addr` (same family) into
- * `out` (at least 1280 bytes). Returns the length, or 0 when none may be sent. */
+ * `out` (at least 1280 bytes); a too-big error advertises at least the
+ * family's minimum MTU (68, 1280). Returns the length, or 0 when none may be sent. */
 size_t icmp_build_error(uint8_t *out, size_t cap, const uint8_t *p, const struct pkt_info *pi,
                         enum icmp_kind kind, uint32_t mtu, const uint8_t *src_addr);
 

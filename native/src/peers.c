@@ -4,7 +4,6 @@
 #include <stdlib.h>
 #include <string.h>
 
-static inline unsigned fam_index(int family) { return family == 6 ? 1 : 0; }
 static inline unsigned fam_bytes(int family) { return family == 6 ? 16 : 4; }
 
 static void mask_addr(uint8_t *a, unsigned plen, unsigned bytes) {
@@ -41,7 +40,7 @@ static uint32_t pow2_at_least(uint32_t n) {
 }
 
 struct peer_table *peer_table_build(const struct peer_spec *specs, uint32_t n,
-                                    const struct prefix *own, int underlay_family,
+                                    const struct prefix *own, unsigned nown, unsigned underlays,
                                     uint16_t port) {
   struct peer_table *t = calloc(1, sizeof *t);
   if (!t) return NULL;
@@ -55,14 +54,15 @@ struct peer_table *peer_table_build(const struct peer_spec *specs, uint32_t n,
     peer_table_free(t);
     return NULL;
   }
-  if (own) {
-    t->has_own = true;
-    t->own = *own;
+  for (unsigned i = 0; i < nown; i++) {
+    unsigned fi = fam_index(own[i].family);
+    t->has_own[fi] = true;
+    t->own[fi] = own[i];
   }
   bool seen[2][129] = {{false}};
   for (uint32_t i = 0; i < n; i++) {
     const struct peer_spec *s = &specs[i];
-    if (s->pub_family != underlay_family) continue;
+    if (!(underlays & fam_bit(s->pub_family))) continue;
     if (s->subnet.family != 4 && s->subnet.family != 6) continue;
     struct peer_entry *e = &t->e[t->n];
     e->subnet = s->subnet;

@@ -36,8 +36,8 @@ struct peer_table {
   uint32_t *pslot;
   uint8_t nplen[2]; /* distinct prefix lengths per family, longest first */
   uint8_t plens[2][129];
-  bool has_own;
-  struct prefix own; /* this node's subnet */
+  bool has_own[2];
+  struct prefix own[2]; /* this node's subnet per family (fam_index) */
   uint64_t magic;    /* poisoned on free, so use-after-free is detectable in tests */
 };
 
@@ -49,11 +49,21 @@ struct peer_spec {
   uint8_t pub[16];
 };
 
-/* Builds a table; entries whose underlay family is not `underlay_family`
- * are skipped. Returns NULL on allocation failure. */
+/* Index of a family in per-family arrays (IPv4 0, IPv6 1), and its bit in
+ * an underlay set. */
+static inline unsigned fam_index(int family) { return family == 6 ? 1 : 0; }
+static inline unsigned fam_bit(int family) { return 1u << fam_index(family); }
+#define UNDERLAY_V4 1u
+#define UNDERLAY_V6 2u
+
+/* Builds a table; `own` holds `nown` subnets of this node (at most one per
+ * family; a dual-stack node has both). Entries whose underlay family is not
+ * in `underlays` (UNDERLAY_V4 | UNDERLAY_V6) are skipped: the loop has no
+ * socket to reach them. Returns NULL on allocation failure. */
 struct peer_table *peer_table_build(const struct peer_spec *specs, uint32_t n,
-                                    const struct prefix *own, int underlay_family,
+                                    const struct prefix *own, unsigned nown, unsigned underlays,
                                     uint16_t port);
+
 void peer_table_free(struct peer_table *t);
 
 /* Longest-prefix match of `addr` (family 4/6) against peer subnets. */
@@ -62,6 +72,12 @@ const struct peer_entry *peer_lookup(const struct peer_table *t, int family,
 /* True when `addr` is the underlay address of some peer. */
 bool peer_is_underlay(const struct peer_table *t, int family, const uint8_t *addr);
 bool prefix_contains(const struct prefix *p, int family, const uint8_t *addr);
+
+/* Is `addr` (family 4/6) inside this node's subnet of that family? */
+static inline bool peer_own_contains(const struct peer_table *t, int family, const uint8_t *addr) {
+  unsigned fi = fam_index(family);
+  return t->has_own[fi] && prefix_contains(&t->own[fi], family, addr);
+}
 
 /* Text forms: "10.1.2.0/24", "192.0.2.1", "2001:db8::/64". Return false on error. */
 bool prefix_parse(const char *text, struct prefix *out);

@@ -7,20 +7,29 @@
 #include "worker.h"
 #include <stdlib.h>
 #include <string.h>
+#include <sys/socket.h>
+#include <unistd.h>
 
 struct probe {
   struct loop l;
   struct worker w;
+  int replies; /* the other end of the worker's "TUN device", a datagram socket pair */
 };
 
-struct probe *probe_new(const struct peer_table *t, uint8_t underlay_family) {
+struct probe *probe_new(const struct peer_table *t) {
   struct probe *p = calloc(1, sizeof *p);
   if (!p) return NULL;
   struct worker *w = &p->w;
-  p->l.o.bind_family = underlay_family;
   p->l.wake = -1;
   w->l = &p->l;
-  w->tun = w->rx = w->tx = -1;
+  w->rx[0] = w->rx[1] = w->tx[0] = w->tx[1] = -1;
+  int sv[2];
+  if (socketpair(AF_UNIX, SOCK_DGRAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0, sv) < 0) {
+    free(p);
+    return NULL;
+  }
+  w->tun = sv[0];
+  p->replies = sv[1];
   w->vnet = w->udp_gso = true;
   w->tokens = ICMP_BURST;
   clock_gettime(CLOCK_MONOTONIC, &w->tlast);
@@ -39,6 +48,8 @@ struct probe *probe_new(const struct peer_table *t, uint8_t underlay_family) {
 
 void probe_free(struct probe *p) {
   if (!p) return;
+  close(p->w.tun);
+  close(p->replies);
   free(p->w.rbuf);
   free(p->w.arena);
   free(p->w.xbuf);
@@ -49,6 +60,9 @@ unsigned probe_tx(struct probe *p, const uint8_t *const *reads, const size_t *le
                   uint32_t mtu, probe_tx_fn each, void *ctx) {
   struct worker *w = &p->w;
   w->nmsgs = w->niov = 0;
+  uint8_t drain[1];
+  while (recv(p->replies, drain, sizeof drain, 0) >= 0) {
+  }
   for (unsigned slot = 0; slot < n && slot < TXB; slot++) {
     size_t len = lens[slot] < RBUF_SIZE ? lens[slot] : RBUF_SIZE;
     memcpy(w->rbuf + (size_t)slot * RBUF_SIZE, reads[slot], len);
@@ -61,6 +75,16 @@ unsigned probe_tx(struct probe *p, const uint8_t *const *reads, const size_t *le
   }
   w->nmsgs = w->niov = 0;
   return msgs;
+}
+
+size_t probe_reply(struct probe *p, uint8_t *buf, size_t cap) {
+  uint8_t b[VNET_HDR_LEN + 2048];
+  ssize_t n = recv(p->replies, b, sizeof b, 0);
+  if (n <= VNET_HDR_LEN) return 0;
+  size_t len = (size_t)n - VNET_HDR_LEN;
+  if (len > cap) len = cap;
+  memcpy(buf, b + VNET_HDR_LEN, len);
+  return len;
 }
 
 void probe_rx(struct probe *p, int from_family, const uint8_t *from, const uint8_t *dgram,

@@ -54,6 +54,7 @@ struct txmeta {
   struct pkt_info *pi;
   const struct peer_entry *peer;
   uint32_t first_iov, nsegs;
+  uint8_t fi; /* the peer's underlay family (fam_index): which socket sends it */
   bool gso;
 };
 
@@ -62,7 +63,7 @@ struct worker {
   unsigned idx;
   pthread_t th;
   bool thread_started;
-  int tun, rx, tx;
+  int tun, rx[2], tx[2]; /* sockets per underlay family (fam_index); -1 when not bound */
   bool vnet, udp_gso, simple;
   const struct peer_table *t; /* valid between domain_enter and domain_leave */
   const struct peer_table *last_t;

@@ -108,21 +108,19 @@ export class Agent {
     const started = Date.now();
     if (this.opts.healthzAddr) this.health = await serveHealth(this.opts.healthzAddr, nodeHealthSource(() => this.view()));
     try {
-      this.ext = await findExternalInterface(this.opts.iface);
-      this.log.info({ iface: this.ext.name, ip: String(this.ext.ip), publicIP: String(this.ext.publicIP), mtu: this.ext.mtu }, 'using external interface');
       this.config = await this.retry('read network config', signal, () => this.loadConfig(signal));
       if (signal.aborted) return;
-      if (this.config.ipv6) {
-        this.ext = await findExternalInterface(this.opts.iface, 4, true);
-        this.log.info({ iface: this.ext.name, ipv6: String(this.ext.ipv6!.ip), publicIPv6: String(this.ext.ipv6!.publicIP) }, 'dual-stack: using the interface\'s IPv6 address too');
-      }
+      // The config says which families the interface must have: IPv4, IPv6 (IPv6-only) or both.
+      this.ext = await findExternalInterface(this.opts.iface, this.config.network.family, Boolean(this.config.ipv6));
+      const { name, ip, publicIP, mtu, ipv6 } = this.ext;
+      this.log.info({ iface: name, ip: String(ip), publicIP: String(publicIP), mtu, ...(ipv6 ? { ipv6: String(ipv6.ip), publicIPv6: String(ipv6.publicIP) } : {}) }, 'using external interface');
       await mkdir(this.opts.runDir, { recursive: true });
       // Retried: a missing prerequisite (e.g. BIRD not installed) may be fixed while the agent waits.
       this.backend = await this.retry(`start the ${this.config.backend.type} backend`, signal, () => this.createBackend(this.config!));
       if (signal.aborted) return;
 
-      const prefer = (await readPreviousSubnetEnv(this.opts.subnetFile)).subnet;
-      const own = await this.lease.acquire(prefer, signal);
+      const { subnet, ipv6Subnet } = await readPreviousSubnetEnv(this.opts.subnetFile);
+      const own = await this.lease.acquire({ subnet, ipv6Subnet }, signal);
       if (signal.aborted) return;
       this.log.info({ subnet: String(own.subnet), ...(own.ipv6Subnet ? { ipv6Subnet: String(own.ipv6Subnet) } : {}), expiresAt: own.expiresAt }, 'subnet lease acquired');
 

@@ -22,6 +22,12 @@ export interface LeaseKeeperOptions {
   onReacquired: (lease: Lease) => Promise<void>;
 }
 
+/** The subnets a lease should keep if it can: an earlier run's (subnet.env), or the lease that vanished. */
+export interface PreferredSubnets {
+  subnet?: Cidr;
+  ipv6Subnet?: Cidr;
+}
+
 export class LeaseKeeper {
   private current?: Lease;
   private readonly writes = new SerialQueue();
@@ -33,14 +39,14 @@ export class LeaseKeeper {
     return this.current;
   }
 
-  /** Takes the first lease, retrying until it succeeds or `signal` aborts. */
-  async acquire(prefer: Cidr | undefined, signal: AbortSignal): Promise<Lease> {
+  /** Takes the first lease (the subnets of an earlier run preferred), retrying until it succeeds or `signal` aborts. */
+  async acquire(prefer: PreferredSubnets, signal: AbortSignal): Promise<Lease> {
     this.current = await this.opts.retry('acquire a subnet lease', signal, () => this.take(prefer, signal));
     return this.current;
   }
 
-  private take(prefer: Cidr | undefined, signal: AbortSignal): Promise<Lease> {
-    return this.opts.subnetManager.acquireLease(this.opts.attrs(), { prefer, signal });
+  private take(prefer: PreferredSubnets, signal: AbortSignal): Promise<Lease> {
+    return this.opts.subnetManager.acquireLease(this.opts.attrs(), { prefer: prefer.subnet, preferIPv6: prefer.ipv6Subnet, signal });
   }
 
   /** Publishes the current backend's attributes on our lease (same subnet). */
@@ -66,9 +72,10 @@ export class LeaseKeeper {
     if (this.reacquiring || signal.aborted || !this.current) return;
     this.reacquiring = true;
     const previous = this.current.subnet;
+    const prefer = { subnet: previous, ipv6Subnet: this.current.ipv6Subnet };
     this.opts.logger.warn({ subnet: String(previous) }, 'own lease vanished; re-acquiring (same subnet preferred)');
     try {
-      const lease = await this.writes.run(() => this.opts.retry('re-acquire the subnet lease', signal, () => this.take(previous, signal)));
+      const lease = await this.writes.run(() => this.opts.retry('re-acquire the subnet lease', signal, () => this.take(prefer, signal)));
       this.opts.counters.lease_reacquisitions_total++;
       if (!lease.subnet.equals(previous)) {
         this.opts.logger.warn({ old: String(previous), new: String(lease.subnet) }, 'subnet changed; pods on the old subnet need restarting');

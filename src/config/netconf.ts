@@ -13,7 +13,11 @@ export interface SubnetRange {
   subnetMax: Cidr;
 }
 
-/** The IPv4 range (always on) at the top level; the IPv6 range when EnableIPv6 is true. */
+/**
+ * The primary family's range at the top level: IPv4's, or IPv6's in an
+ * IPv6-only cluster (EnableIPv4 false). `ipv6` is the second range of a
+ * dual-stack cluster (EnableIPv4 and EnableIPv6 true).
+ */
 export interface NetConf extends SubnetRange {
   ipv6?: SubnetRange;
   backend: BackendConf;
@@ -37,7 +41,7 @@ export class ConfigError extends Error {
   }
 }
 
-/** The cluster Network of each family the net-conf enables, IPv4's first. */
+/** The cluster Network of each family the net-conf enables, the primary (IPv4's unless IPv6-only) first. */
 export function confNetworks(conf: NetConf): Cidr[] {
   return conf.ipv6 ? [conf.network, conf.ipv6.network] : [conf.network];
 }

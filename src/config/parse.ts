@@ -85,12 +85,13 @@ export function parseNetConf(text: string): NetConf {
   if (!isJsonObject(doc)) throw new ConfigError(`must be a JSON object, got ${jsonType(doc)}`);
 
   rejectUnsupportedKeys(doc);
-  const ipv6 = ipv6Enabled(doc);
+  const { ipv4, ipv6 } = enabledFamilies(doc);
   rejectUnknownKeys(doc, KNOWN_KEYS);
   optionalBoolean(doc, 'EnableNFTables'); // weft always uses nftables; accepted for flannel configs
 
-  const ipv4 = parseRange(doc, IPV4_KEYS);
-  return { ...ipv4, ...(ipv6 ? { ipv6: parseRange(doc, IPV6_KEYS) } : {}), backend: parseBackend(doc) };
+  // IPv6-only: the IPv6 range is the primary (top-level) one.
+  if (!ipv4) return { ...parseRange(doc, IPV6_KEYS), backend: parseBackend(doc) };
+  return { ...parseRange(doc, IPV4_KEYS), ...(ipv6 ? { ipv6: parseRange(doc, IPV6_KEYS) } : {}), backend: parseBackend(doc) };
 }
 
 /** Reads and parses a net-conf.json file; a missing or unreadable file is one line. */
@@ -145,19 +146,20 @@ function rejectUnsupportedKeys(doc: JsonObject): void {
 }
 
 /**
- * EnableIPv4 and EnableIPv6 with flannel's defaults (true, false); true when
- * the IPv6 range is to be read. flannel ignores the IPv6 keys while IPv6 is
- * off; weft refuses them, so a forgotten EnableIPv6 does not quietly give an
- * IPv4-only cluster.
+ * EnableIPv4 and EnableIPv6 with flannel's defaults (true, false). flannel
+ * ignores a disabled family's keys; weft refuses them, so a forgotten
+ * EnableIPv6 does not quietly give an IPv4-only cluster, nor a forgotten
+ * Network an IPv6-only one.
  */
-function ipv6Enabled(doc: JsonObject): boolean {
-  if (optionalBoolean(doc, 'EnableIPv4') === false) {
-    throw new ConfigError('EnableIPv4 false is not supported yet (IPv6-only clusters): weft needs an IPv4 Network; remove it');
-  }
-  const enabled = optionalBoolean(doc, 'EnableIPv6') ?? false;
-  const ignored = enabled ? undefined : rangeKeys(IPV6_KEYS).find((key) => key in doc);
+function enabledFamilies(doc: JsonObject): { ipv4: boolean; ipv6: boolean } {
+  const ipv4 = optionalBoolean(doc, 'EnableIPv4') ?? true;
+  const ipv6 = optionalBoolean(doc, 'EnableIPv6') ?? false;
+  if (!ipv4 && !ipv6) throw new ConfigError('EnableIPv4 and EnableIPv6 are both false: no address family left; enable one');
+  const ignored = (!ipv6 ? rangeKeys(IPV6_KEYS).find((key) => key in doc) : undefined);
   if (ignored) throw new ConfigError(`${ignored} has no effect unless "EnableIPv6": true; add that, or remove the IPv6 keys`);
-  return enabled;
+  const ignored4 = !ipv4 ? rangeKeys(IPV4_KEYS).find((key) => key in doc) : undefined;
+  if (ignored4) throw new ConfigError(`${ignored4} has no effect when "EnableIPv4" is false (IPv6-only); remove it, or remove EnableIPv4`);
+  return { ipv4, ipv6 };
 }
 
 /** One family's network and leasable range, checked the same way for IPv4 and IPv6. */

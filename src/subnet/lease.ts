@@ -62,6 +62,18 @@ export function sameLeaseAttrs(a: LeaseAttrs, b: LeaseAttrs): boolean {
   );
 }
 
+/** Whether two leases name the same subnets (both families). */
+export function sameSubnets(a: Lease, b: Lease): boolean {
+  const sameV6 = a.ipv6Subnet && b.ipv6Subnet ? a.ipv6Subnet.equals(b.ipv6Subnet) : a.ipv6Subnet === b.ipv6Subnet;
+  return a.subnet.equals(b.subnet) && sameV6;
+}
+
+/** attrs without their IPv6 half: what a lease without an IPv6 subnet publishes. */
+export function withoutIPv6(attrs: LeaseAttrs): LeaseAttrs {
+  const { publicIPv6: _p, backendV6Data: _d, ...rest } = attrs;
+  return rest;
+}
+
 /**
  * One address family's half of a lease, shaped as a single-family lease:
  * the primary half is the lease itself (without its IPv6 fields); the IPv6
@@ -73,8 +85,7 @@ export function sameLeaseAttrs(a: LeaseAttrs, b: LeaseAttrs): boolean {
 export function leaseHalf(lease: Lease, family: Family): Lease | undefined {
   if (lease.subnet.family === family) {
     if (!lease.ipv6Subnet) return lease;
-    const { publicIPv6: _p, backendV6Data: _d, ...attrs } = lease.attrs;
-    return { subnet: lease.subnet, attrs, expiresAt: lease.expiresAt };
+    return { subnet: lease.subnet, attrs: withoutIPv6(lease.attrs), expiresAt: lease.expiresAt };
   }
   if (family !== 6 || !lease.ipv6Subnet || !lease.attrs.publicIPv6) return undefined;
   const { publicIPv6, backendV6Data, ...attrs } = lease.attrs;

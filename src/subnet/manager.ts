@@ -12,11 +12,18 @@ export interface SubnetManager {
 
   /**
    * Obtain this node's lease: reuse one carrying attrs.publicIP, else
-   * `prefer` if still free, else a free subnet. Publishes attrs.
+   * `prefer` if still free, else a free subnet. Publishes attrs. With an
+   * IPv6 range in the net-conf and attrs.publicIPv6 the lease is dual-stack
+   * (`ipv6Subnet` set; `preferIPv6` is the IPv6 twin of `prefer`), and a
+   * reused lease keeps its IPv4 subnet while gaining or losing the IPv6 half.
    */
-  acquireLease(attrs: LeaseAttrs, opts: { prefer?: Cidr; signal?: AbortSignal }): Promise<Lease>;
+  acquireLease(attrs: LeaseAttrs, opts: { prefer?: Cidr; preferIPv6?: Cidr; signal?: AbortSignal }): Promise<Lease>;
 
-  /** Renew (and republish attrs of) this node's lease; throws LeaseGoneError if it vanished. */
+  /**
+   * Renew (and republish attrs of) this node's lease, both halves; throws
+   * LeaseGoneError if it vanished, or if attrs now ask for the other shape
+   * (an IPv6 half added or removed), which acquireLease then converts.
+   */
   renewLease(lease: Lease, signal?: AbortSignal): Promise<Lease>;
 
   /**

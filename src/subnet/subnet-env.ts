@@ -45,8 +45,9 @@ export function formatSubnetEnv(env: SubnetEnv): string {
   // A subnet is written as its first usable address (the bridge gateway) with the subnet's length.
   const family = (keys: FamilyKeys, part: { network: Cidr; subnet: Cidr }): string[] =>
     [`${keys.network}=${part.network}`, `${keys.subnet}=${part.subnet.ip.add(1)}/${part.subnet.prefixLen}`];
+  // IPv6-only (the primary family is IPv6): flannel writes the IPv6 keys alone.
   return [
-    ...family(KEYS.primary, env),
+    ...family(env.network.family === 6 ? KEYS.ipv6 : KEYS.primary, env),
     ...(env.ipv6 ? family(KEYS.ipv6, env.ipv6) : []),
     `FLANNEL_MTU=${env.mtu}`,
     `FLANNEL_IPMASQ=${env.ipMasq}`,
@@ -73,10 +74,13 @@ export function parseSubnetEnv(text: string): ParsedSubnetEnv {
     return v;
   };
 
-  const primary = familyPart(get, KEYS.primary);
+  const has = (keys: FamilyKeys): boolean => vars.has(keys.network) || vars.has(keys.subnet);
+  // No IPv4 keys but IPv6 ones: an IPv6-only node, whose primary family is IPv6.
+  const ipv6Only = !has(KEYS.primary) && has(KEYS.ipv6);
+  const primary = ipv6Only ? familyPart(get, KEYS.ipv6, 6) : familyPart(get, KEYS.primary);
   const { network } = primary;
   let ipv6: ParsedSubnetEnv['ipv6'];
-  if (vars.has(KEYS.ipv6.network) || vars.has(KEYS.ipv6.subnet)) {
+  if (!ipv6Only && has(KEYS.ipv6)) {
     ipv6 = familyPart(get, KEYS.ipv6, 6);
   }
 
@@ -147,7 +151,7 @@ export class SubnetEnvFile {
  * unreadable or partly damaged still yields the keys that parse (a restarted
  * agent prefers its old subnet; teardown needs the old network).
  */
-export async function readPreviousSubnetEnv(path: string): Promise<{ network?: Cidr; subnet?: Cidr; mtu?: number }> {
+export async function readPreviousSubnetEnv(path: string): Promise<{ network?: Cidr; subnet?: Cidr; ipv6Subnet?: Cidr; mtu?: number }> {
   let text: string;
   try {
     text = await readFile(path, 'utf8');
@@ -162,8 +166,17 @@ export async function readPreviousSubnetEnv(path: string): Promise<{ network?: C
       return undefined;
     }
   };
-  const network = attempt(() => Cidr.parse(vars.get('FLANNEL_NETWORK') ?? ''));
-  const subnet = attempt(() => subnetOf(vars.get(KEYS.primary.subnet) ?? '', KEYS.primary.subnet).subnet);
+  // IPv6-only: no IPv4 keys, and the IPv6 ones are the primary family's.
+  const ipv6Only = !vars.has(KEYS.primary.network) && !vars.has(KEYS.primary.subnet);
+  const keys = ipv6Only ? KEYS.ipv6 : KEYS.primary;
+  const network = attempt(() => Cidr.parse(vars.get(keys.network) ?? ''));
+  const subnet = attempt(() => subnetOf(vars.get(keys.subnet) ?? '', keys.subnet).subnet);
+  const ipv6Subnet = ipv6Only ? undefined : attempt(() => subnetOf(vars.get(KEYS.ipv6.subnet) ?? '', KEYS.ipv6.subnet).subnet);
   const mtu = /^\d{1,5}$/.test(vars.get('FLANNEL_MTU') ?? '') ? Number(vars.get('FLANNEL_MTU')) : undefined;
-  return { ...(network ? { network } : {}), ...(subnet ? { subnet } : {}), ...(mtu !== undefined ? { mtu } : {}) };
+  return {
+    ...(network ? { network } : {}),
+    ...(subnet ? { subnet } : {}),
+    ...(ipv6Subnet?.family === 6 ? { ipv6Subnet } : {}),
+    ...(mtu !== undefined ? { mtu } : {}),
+  };
 }

@@ -6,6 +6,8 @@ import type { Etcd3 } from 'etcd3';
 import { pino, type Logger } from 'pino';
 import t from 'tap';
 import { WeftError } from '../../src/errors.js';
+import { parseNetConf } from '../../src/config/parse.js';
+import type { NetConf } from '../../src/config/netconf.js';
 import { EtcdServer, removeEtcdLeftovers } from '../../src/lab/etcd.js';
 import { Cidr, IP } from '../../src/core/cidr.js';
 import { createEtcdClient, EtcdUnreachableError } from '../../src/subnet/etcd/client.js';
@@ -138,11 +140,12 @@ function main(etcd: EtcdServer): void {
     await put(`${prefix}/config`, JSON.stringify(conf));
   }
 
-  function manager(prefix: string, opts: { ttl?: number; endpoint?: string; logger?: Logger; timeoutMs?: number } = {}): EtcdSubnetManager {
+  function manager(prefix: string, opts: { ttl?: number; endpoint?: string; logger?: Logger; timeoutMs?: number; netConf?: NetConf } = {}): EtcdSubnetManager {
     const m = new EtcdSubnetManager({
       etcd: { endpoints: [opts.endpoint ?? etcd.endpoint], prefix, dialTimeoutMs: opts.timeoutMs },
       logger: opts.logger ?? pino({ level: 'silent' }),
       leaseTtlSeconds: opts.ttl,
+      netConf: opts.netConf,
     });
     closers.push(() => m.close());
     return m;
@@ -414,6 +417,94 @@ function main(etcd: EtcdServer): void {
     const err = await EtcdServer.start({ tag: TAG, binary: '/nonexistent/etcd' }).catch((e: unknown) => e);
     t.type(err, WeftError);
     t.equal((err as Error).message, '/nonexistent/etcd is missing; install it: apt-get install etcd-server');
+  });
+
+  t.test('dual-stack: both halves in flannel\'s key and value, kept on renewal, re-keyed atomically keeping the IPv4 subnet', async (t) => {
+    const prefix = '/weft-test/dual';
+    const conf = { Network: '10.14.0.0/16', EnableIPv6: true, IPv6Network: '2001:db8:1000::/56', Backend: { Type: 'vxlan' } };
+    await network(prefix, conf);
+    const dir = `${prefix}/subnets/`;
+    const { logger, lines } = capturingLogger();
+    const w = watchInto(manager(prefix, { logger }));
+    t.teardown(w.stop);
+    const vx = (n: number, v6: boolean, vni = 1): LeaseAttrs =>
+      attrs(`198.51.100.${n}`, {
+        backendType: 'vxlan',
+        backendData: { VNI: vni, VtepMAC: `0e:00:00:00:04:0${n}` },
+        ...(v6 ? { publicIPv6: IP.parse(`2001:db8::${n}`), backendV6Data: { VNI: vni, VtepMAC: `0e:00:00:00:06:0${n}` } } : {}),
+      });
+    const keyOf = (l: Lease) => `${dir}${l.subnet.toKey()}${l.ipv6Subnet ? `&${l.ipv6Subnet.toKey()}` : ''}`;
+
+    // Acquire: flannel's dual key, flannel's value field order.
+    const a = manager(prefix);
+    const lease = await a.acquireLease(vx(1, true), {});
+    const v6net = Cidr.parse('2001:db8:1000::/56');
+    t.ok(lease.ipv6Subnet && v6net.covers(lease.ipv6Subnet) && lease.ipv6Subnet.prefixLen === 64, `IPv6 subnet ${lease.ipv6Subnet} is a /64 of IPv6Network`);
+    const stored = await get(keyOf(lease));
+    t.equal(
+      stored?.value.toString(),
+      '{"PublicIP":"198.51.100.1","PublicIPv6":"2001:db8::1","BackendType":"vxlan","BackendData":{"VNI":1,"VtepMAC":"0e:00:00:00:04:01"},"BackendV6Data":{"VNI":1,"VtepMAC":"0e:00:00:00:06:01"}}',
+      `stored as ${keyOf(lease)} in flannel's field order`,
+    );
+
+    // Renew: both halves kept, a changed IPv6 half republished.
+    const renewed = await a.renewLease({ ...lease, attrs: vx(1, true, 2) });
+    t.same([String(renewed.subnet), String(renewed.ipv6Subnet)], [String(lease.subnet), String(lease.ipv6Subnet)], 'renewal keeps both subnets');
+    t.match(JSON.parse((await get(keyOf(lease)))!.value.toString()), { PublicIPv6: '2001:db8::1', BackendV6Data: { VNI: 2 } }, 'the IPv6 half republished');
+    t.type(await a.renewLease({ ...renewed, attrs: vx(1, false) }).catch((e: unknown) => e), LeaseGoneError, 'a renewal that would drop the IPv6 half asks for a re-acquire instead');
+
+    // Upgrade: a node's IPv4-only key becomes a dual key with the same IPv4 subnet, in one etcd revision.
+    const single = await manager(prefix).acquireLease(vx(2, false), {});
+    t.equal(single.ipv6Subnet, undefined, 'without PublicIPv6 a lease stays IPv4-only');
+    await waitFor('the IPv4-only lease seen', () => w.view.has(String(single.subnet)));
+    const batches = w.batches.length;
+    const upgraded = await manager(prefix).acquireLease(vx(2, true), {});
+    t.equal(String(upgraded.subnet), String(single.subnet), 'upgrade keeps the IPv4 subnet');
+    t.ok(upgraded.ipv6Subnet, 'and gains an IPv6 one');
+    const moved = await get(keyOf(upgraded));
+    t.equal(await get(keyOf(single)), undefined, 'the IPv4-only key is gone');
+    const atCreate = await raw.kv.range({ key: Buffer.from(keyOf(single)), revision: Number(moved!.create_revision) - 1 });
+    t.equal(atCreate.kvs.length, 1, 'the old key lived until the revision that made the new one: one transaction');
+    await waitFor('the watcher to see the upgrade', () => w.view.get(String(single.subnet))?.ipv6Subnet !== undefined);
+    t.same(
+      w.batches.slice(batches).map((b) => b.events.map((e) => `${e.type} ${e.lease.subnet}${e.lease.ipv6Subnet ? `&${e.lease.ipv6Subnet}` : ''}`)),
+      [[`removed ${single.subnet}`, `added ${single.subnet}&${upgraded.ipv6Subnet}`]],
+      'peers see the swap in one batch',
+    );
+
+    // Downgrade: with IPv6 disabled the dual key goes back to IPv4-only, same IPv4 subnet.
+    const v4conf = parseNetConf(JSON.stringify({ Network: conf.Network, Backend: conf.Backend }));
+    const downgraded = await manager(prefix, { netConf: v4conf }).acquireLease(vx(2, true), {});
+    t.same([String(downgraded.subnet), downgraded.ipv6Subnet, downgraded.attrs.publicIPv6], [String(single.subnet), undefined, undefined], 'downgrade keeps the IPv4 subnet, drops the IPv6 half');
+    t.same(JSON.parse((await get(keyOf(downgraded)))!.value.toString()).PublicIPv6, undefined, 'no PublicIPv6 on an IPv4-only key');
+    t.equal(await get(keyOf(upgraded)), undefined, 'the dual key is gone');
+
+    // flannel-written dual keys: a peer's is read whole; a node's own is taken over keeping both subnets.
+    const flannelValue = (n: number) =>
+      `{"PublicIP":"198.51.100.${n}","PublicIPv6":"2001:db8::${n}","BackendType":"vxlan","BackendData":{"VNI":1,"VtepMAC":"7a:00:00:00:04:0${n}"},"BackendV6Data":{"VNI":1,"VtepMAC":"7a:00:00:00:06:0${n}"}}`;
+    await put(`${dir}10.14.50.0-24&2001:db8:1000:50::-64`, flannelValue(5), await grant(600));
+    await put(`${dir}10.14.60.0-24&2001:db8:1000:60::-64`, flannelValue(6), await grant(600));
+    await put(`${dir}10.14.70.0-24&2001:db8:2000::-64`, flannelValue(7), await grant(600)); // IPv6 half outside IPv6Network
+    await waitFor('the flannel leases seen', () => w.view.has('10.14.50.0/24') && w.view.has('10.14.70.0/24'));
+    const peer = w.view.get('10.14.50.0/24')!;
+    t.same(
+      [String(peer.ipv6Subnet), String(peer.attrs.publicIPv6), peer.attrs.backendV6Data],
+      ['2001:db8:1000:50::/64', '2001:db8::5', { VNI: 1, VtepMAC: '7a:00:00:00:06:05' }],
+      "a flannel peer's IPv6 half is read",
+    );
+    const takeover = await manager(prefix).acquireLease(vx(6, true), {});
+    t.equal(`${takeover.subnet}&${takeover.ipv6Subnet}`, '10.14.60.0/24&2001:db8:1000:60::/64', "a flannel node's own dual key is taken over with both subnets");
+    const outside = lines.filter((l) => l.level === 40 && l.key === `${dir}10.14.70.0-24&2001:db8:2000::-64`);
+    t.same(
+      outside.map((l) => l.reason),
+      ['IPv6 half dropped: subnet 2001:db8:2000::/64 is outside IPv6Network 2001:db8:1000::/56'],
+      'an IPv6 half outside IPv6Network: one warning naming the key, the subnet and the network',
+    );
+    t.equal(w.view.get('10.14.70.0/24')?.ipv6Subnet, undefined, 'its IPv4 half is still used');
+
+    // `weft leases` shows both halves.
+    const table = await captureStdout(() => leasesCli([`--etcd-endpoints=${etcd.endpoint}`, `--etcd-prefix=${prefix}`]));
+    t.match(table.out, /\n10\.14\.50\.0\/24,2001:db8:1000:50::\/64\s+198\.51\.100\.5,2001:db8::5\s+vxlan\s/);
   });
 
   t.test("a flannel cluster's /coreos.com/network keys read unchanged", async (t) => {

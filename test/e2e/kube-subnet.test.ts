@@ -286,3 +286,79 @@ t.test('three agents against the API server', async (t) => {
     t.equal(server.openWatches, 0, 'all watches ended');
   });
 });
+
+t.test('dual-stack: podCIDRs give both halves, the IPv6 annotations carry PublicIPv6 both ways', async (t) => {
+  const dir = mkdtempSync(join(tmpdir(), 'wk6-kube-'));
+  const netConfFile = join(dir, 'net-conf.json');
+  writeFileSync(netConfFile, JSON.stringify({ Network: '10.244.0.0/16', EnableIPv6: true, IPv6Network: '2001:db8:1000::/56', Backend: { Type: 'vxlan' } }));
+  const server = await FakeApiServer.start();
+  const managers: KubeSubnetManager[] = [];
+  const stop = new AbortController();
+  let watching = Promise.resolve();
+  t.teardown(async () => {
+    stop.abort();
+    for (const m of managers) await m.close();
+    await watching;
+    await server.close();
+    rmSync(dir, { recursive: true, force: true });
+  });
+  const logs: Record<string, any>[] = [];
+  const managerFor = (nodeName: string) => {
+    const logger = pino({ level: 'debug' }, { write: (line: string) => void logs.push(JSON.parse(line)) });
+    const m = new KubeSubnetManager({ nodeName, netConfFile, kubeConfig: kubeConfigFor(server), logger, watchTimeoutSeconds: 30 });
+    managers.push(m);
+    return m;
+  };
+  const dual = (ip: string, ip6: string): LeaseAttrs => ({ ...attrs(ip), publicIPv6: IP.parse(ip6), backendV6Data: { VNI: 1, VtepMAC: '0e:00:00:00:00:06' } });
+  server.addNode('wk6-n1', ['10.244.1.0/24', '2001:db8:1000:1::/64']);
+  server.addNode('wk6-n2', ['10.244.2.0/24', '2001:db8:1000:2::/64']);
+  server.addNode('wk6-v4only', '10.244.3.0/24');
+
+  const m1 = managerFor('wk6-n1');
+  const own = await m1.acquireLease(dual('192.0.2.1', '2001:db8::1'), {});
+  t.same([String(own.subnet), String(own.ipv6Subnet)], ['10.244.1.0/24', '2001:db8:1000:1::/64'], 'the IPv6 podCIDR is the IPv6 half');
+  t.match(server.node('wk6-n1')?.metadata.annotations, { 'weft.io/public-ipv6': '2001:db8::1', 'weft.io/backend-v6-data': '{"VNI":1,"VtepMAC":"0e:00:00:00:00:06"}' });
+
+  // A peer reads it, and a flannel-annotated dual-stack node too.
+  server.addNode('wk6-flannel', ['10.244.5.0/24', '2001:db8:1000:5::/64'], {
+    'flannel.alpha.coreos.com/public-ip': '192.0.2.5',
+    'flannel.alpha.coreos.com/public-ipv6': '2001:db8::5',
+    'flannel.alpha.coreos.com/backend-type': 'vxlan',
+    'flannel.alpha.coreos.com/backend-v6-data': '{"VNI":1,"VtepMAC":"7a:00:00:00:00:05"}',
+  });
+  const seen = new Map<string, Lease>();
+  watching = managerFor('wk6-n2').watchLeases((events) => {
+    for (const e of events) {
+      if (e.type === 'added') seen.set(String(e.lease.subnet), e.lease);
+      else seen.delete(String(e.lease.subnet));
+    }
+  }, stop.signal);
+  await waitFor('both dual-stack peers', () => seen.has('10.244.1.0/24') && seen.has('10.244.5.0/24'));
+  const half = (subnet: string) => {
+    const l = seen.get(subnet);
+    return [String(l?.ipv6Subnet), String(l?.attrs.publicIPv6)];
+  };
+  t.same([half('10.244.1.0/24'), half('10.244.5.0/24')], [['2001:db8:1000:1::/64', '2001:db8::1'], ['2001:db8:1000:5::/64', '2001:db8::5']], "peers' IPv6 halves, weft's and flannel's annotations");
+
+  // Renewal keeps both halves; a renewal without PublicIPv6 is a shape change, taken again as IPv4-only.
+  const renewed = await m1.renewLease(own);
+  t.equal(String(renewed.ipv6Subnet), '2001:db8:1000:1::/64', 'renewal keeps the IPv6 half');
+  t.type(await m1.renewLease({ ...renewed, attrs: attrs('192.0.2.1') }).catch((e: unknown) => e), LeaseGoneError, 'losing PublicIPv6 asks for a re-acquire');
+  const single = await m1.acquireLease(attrs('192.0.2.1'), {});
+  t.same([String(single.subnet), single.ipv6Subnet], ['10.244.1.0/24', undefined], 'taken again without the IPv6 half');
+  t.same(
+    Object.keys(server.node('wk6-n1')?.metadata.annotations).filter((k) => /v6/.test(k)),
+    [],
+    'the IPv6 annotations are removed',
+  );
+  await waitFor('peers to see the IPv6 half go', () => seen.get('10.244.1.0/24')?.ipv6Subnet === undefined);
+  t.ok(seen.has('10.244.1.0/24'), 'and keep its IPv4 half');
+
+  // EnableIPv6 on a node without an IPv6 podCIDR: one line, cause and fix.
+  const err = await managerFor('wk6-v4only').acquireLease(dual('192.0.2.3', '2001:db8::3'), {}).catch((e: unknown) => e);
+  t.match(err, {
+    name: 'WeftError',
+    message: /^node wk6-v4only has no IPv6 range in spec\.podCIDRs \(10\.244\.3\.0\/24\), but net-conf has EnableIPv6; give kube-controller-manager a dual-stack --cluster-cidr/,
+  });
+  t.notMatch((err as Error).message, /\n/);
+});

@@ -27,7 +27,8 @@ export interface TestAddon {
   };
   /** The Internet checksum of `buf` as a number (0 when `buf` carries a valid one). */
   checksum(buf: Buffer): number;
-  peerTable(peers: readonly UdpPeer[], ownSubnet: string | null, underlayFamily?: 4 | 6): unknown;
+  /** A table as the loop builds it: `ownSubnet` one CIDR or one per family; peers over an underlay family not in `underlays` (default 4) left out. */
+  peerTable(peers: readonly UdpPeer[], ownSubnet: string | readonly string[] | null, underlays?: 4 | 6 | readonly (4 | 6)[]): unknown;
   /** What the loop does with `packet` arriving from `fromIP`: "ok" or the drop reason. */
   inboundVerdict(table: unknown, fromIP: string, packet: Buffer): 'ok' | DropReason;
   /** Splits virtio header + packet into wire segments, or returns the drop reason. */
@@ -37,10 +38,12 @@ export interface TestAddon {
   icmpError(packet: Buffer, kind: IcmpKind, mtu: number, sourceIP: string): Buffer | null;
   /**
    * Runs TUN reads (virtio header + packet, at most 16) through the transmit
-   * path with no sockets: each queued UDP message, and the frag-needed error
-   * the loop would send if the kernel refused it as too big (`mtu` advertised).
+   * path with no sockets: each queued UDP message, the underlay address it
+   * goes to, and the frag-needed error the loop would send if the kernel
+   * refused it as too big (`mtu` advertised). The errors the loop wrote back
+   * into the TUN device (no route, hop limit) are pushed onto `replies`.
    */
-  transmit(table: unknown, reads: readonly Buffer[], mtu: number): { datagram: Buffer; tooBig: Buffer | null }[];
+  transmit(table: unknown, reads: readonly Buffer[], mtu: number, replies?: Buffer[]): { datagram: Buffer; to: string; tooBig: Buffer | null }[];
   /** The events the parser finds in raw netlink bytes (tests feed it garbage). */
   parseNetlink(buf: Buffer): KernelEvent[];
 }

@@ -6,7 +6,7 @@ import { readFileSync } from 'node:fs';
 
 const [file, bind, target, port] = process.argv.slice(2) as [string, string, string, string];
 const data = readFileSync(file);
-const sock = createSocket('udp4');
+const sock = createSocket(bind.includes(':') ? 'udp6' : 'udp4');
 sock.bind({ address: bind, port: 0 }, async () => {
   let off = 0;
   let sent = 0;

@@ -10,11 +10,13 @@ import { loadUdpAddon } from '../../backends/udp/native.js';
 import type { NetConf } from '../../src/config/netconf.js';
 import { Cidr, IP } from '../../src/core/cidr.js';
 import type { Lease } from '../../src/subnet/lease.js';
+import { extWithIPv6, withIPv6 } from './dual-stack.js';
 import type { NodeConfig, PeerSpec, TestbedNode } from './udp-testbed.js';
 
 interface ChildConfig extends NodeConfig {
   node: TestbedNode;
   network: string;
+  network6: string;
   underlayMtu: number;
 }
 
@@ -28,14 +30,29 @@ interface NodeApi {
 const cfg = JSON.parse(process.argv[2] ?? '{}') as ChildConfig;
 const out = (o: unknown): void => void process.stdout.write(JSON.stringify(o) + '\n');
 const ip = (...args: string[]): void => void execFileSync('ip', args, { stdio: ['ignore', 'ignore', 'pipe'] });
-const network = Cidr.parse(cfg.network);
-const own: Lease = { subnet: Cidr.parse(cfg.node.subnet), attrs: { publicIP: IP.parse(cfg.node.underlay), backendType: 'udp', backendData: null } };
-const lease = (p: PeerSpec): Lease => ({ subnet: Cidr.parse(p.subnet), attrs: { publicIP: IP.parse(p.publicIP), backendType: p.backendType ?? 'udp', backendData: null } });
+const stack = cfg.stack ?? 'ipv4';
+const network = Cidr.parse(stack === 'ipv6' ? cfg.network6 : cfg.network);
+const network6 = Cidr.parse(cfg.network6);
+const { node } = cfg;
+
+/** A lease as the agent would pass it for this node's stack: IPv4 with the IPv6 half (dual), or the IPv6 half alone. */
+function lease(p: PeerSpec): Lease {
+  const attrs = { backendType: p.backendType ?? 'udp', backendData: null };
+  if (stack === 'ipv6') return { subnet: Cidr.parse(p.ipv6Subnet!), attrs: { ...attrs, publicIP: IP.parse(p.publicIPv6!) } };
+  const l: Lease = { subnet: Cidr.parse(p.subnet), attrs: { ...attrs, publicIP: IP.parse(p.publicIP) } };
+  return stack === 'dual' && p.ipv6Subnet ? withIPv6(l, p.ipv6Subnet, p.publicIPv6!) : l;
+}
+const own = lease({ subnet: node.subnet, publicIP: node.underlay, ipv6Subnet: node.subnet6, publicIPv6: node.underlay6 });
+/** The node's subnets in the families it runs. */
+const ownSubnets = [own.subnet, ...(own.ipv6Subnet ? [own.ipv6Subnet] : [])];
 
 async function backendApi(): Promise<NodeApi> {
   const logger = pino({ level: 'warn' }, process.stderr);
   const config: NetConf = { network, subnetLen: own.subnet.prefixLen, subnetMin: own.subnet, subnetMax: own.subnet, backend: { type: 'udp', raw: cfg.backend ?? {} } };
-  const ext = { name: cfg.node.dev, ip: IP.parse(cfg.node.underlay), publicIP: IP.parse(cfg.node.underlay), mtu: cfg.underlayMtu, connected: [] };
+  if (own.ipv6Subnet) config.ipv6 = { network: network6, subnetLen: 64, subnetMin: own.ipv6Subnet, subnetMax: own.ipv6Subnet };
+  const underlay = own.attrs.publicIP;
+  const single = { name: node.dev, ip: underlay, publicIP: underlay, mtu: cfg.underlayMtu, connected: [] };
+  const ext = own.ipv6Subnet ? extWithIPv6(single, node.underlay6, []) : single;
   const backend = (await createUdpBackend({ config, ext, logger, nodeName: cfg.node.ns, runDir: cfg.node.runDir })) as UdpBackend;
   // Stands in for the reconciler: applies the desired state with ip(8).
   const reconcile = (): void => {
@@ -60,15 +77,21 @@ async function backendApi(): Promise<NodeApi> {
 function loopApi(): NodeApi {
   const addon = loadUdpAddon();
   const opts = cfg.loop ?? {};
-  const loop = new addon.UdpLoop({ device: 'weft0', port: 8285, bindAddress: cfg.node.underlay, ...opts });
+  const dual = stack === 'dual';
+  const loop = new addon.UdpLoop({ device: 'weft0', port: 8285, bindAddress: own.attrs.publicIP.toString(), ...(dual ? { bindAddressV6: node.underlay6 } : {}), ...opts });
   loop.start();
-  ip('link', 'set', 'weft0', 'mtu', String(opts.mtu ?? cfg.underlayMtu - 28), 'up');
-  ip('addr', 'replace', `${own.subnet.ip}/32`, 'dev', 'weft0');
-  ip('route', 'replace', network.toString(), 'dev', 'weft0', 'proto', '147');
+  ip('link', 'set', 'weft0', 'mtu', String(opts.mtu ?? cfg.underlayMtu - (stack === 'ipv4' ? 28 : 48)), 'up');
+  for (const s of ownSubnets) ip('addr', 'replace', `${s.ip}/${s.ip.bits}`, 'dev', 'weft0');
+  for (const n of dual ? [network, network6] : [network]) ip('route', 'replace', n.toString(), 'dev', 'weft0', 'proto', '147');
   return {
-    sync: async (peers) => ({
-      entries: loop.setPeers(peers.filter((p) => (p.backendType ?? 'udp') === 'udp').map(({ subnet, publicIP }) => ({ subnet, publicIP })), cfg.node.subnet),
-    }),
+    sync: async (peers) => {
+      const leases = peers.filter((p) => (p.backendType ?? 'udp') === 'udp').map(lease);
+      const entries = leases.flatMap((l) => [
+        { subnet: l.subnet.toString(), publicIP: l.attrs.publicIP.toString() },
+        ...(l.ipv6Subnet ? [{ subnet: l.ipv6Subnet.toString(), publicIP: l.attrs.publicIPv6!.toString() }] : []),
+      ]);
+      return { entries: loop.setPeers(entries, ownSubnets.map(String)) };
+    },
     counters: () => loop.counters(),
     features: () => loop.features(),
     stop: async (teardown) => loop.stop(teardown),

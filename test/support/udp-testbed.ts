@@ -32,6 +32,10 @@ export interface TestbedNode {
   subnet: string;
   /** The pod's address; the node side of its link is .1. */
   pod: string;
+  /** The IPv6 side (configured only with TestbedOptions.ipv6): underlay, subnet, pod, the node side of its link ::1. */
+  underlay6: string;
+  subnet6: string;
+  pod6: string;
   /** The backend's run dir: its loop process listens on a socket there. */
   runDir: string;
 }
@@ -77,6 +81,8 @@ export async function removeLeftovers(prefix: string): Promise<void> {
 export interface NodeConfig {
   /** "backend": createUdpBackend with Backend keys; "loop": the bare addon with loop options. */
   kind: 'backend' | 'loop';
+  /** The families the node runs (the testbed needs `ipv6` for the last two): IPv4 (default), both, or IPv6 only. */
+  stack?: 'ipv4' | 'dual' | 'ipv6';
   backend?: Record<string, unknown>;
   loop?: { mode?: 'fast' | 'simple'; queues?: number; offload?: Record<string, boolean>; mtu?: number };
 }
@@ -84,6 +90,9 @@ export interface NodeConfig {
 export interface PeerSpec {
   subnet: string;
   publicIP: string;
+  /** The lease's IPv6 half, on a testbed with IPv6. */
+  ipv6Subnet?: string;
+  publicIPv6?: string;
   backendType?: string;
 }
 
@@ -164,13 +173,19 @@ export interface TestbedOptions {
   underlayMtu?: number;
   /** The whole pod network; node i gets 10.250.i.0/24 inside it. */
   network?: string;
+  /** Dual-stack underlay and pods: node i at 2001:db8::i, its pods in 2001:db8:1000:i::/64 of network6. */
+  ipv6?: boolean;
 }
+
+/** The IPv6 pod network of a testbed with ipv6. */
+export const NETWORK6 = '2001:db8:1000::/56';
 
 export class UdpTestbed {
   readonly nodes: TestbedNode[];
   readonly switchNs: string;
-  /** An address on the switch namespace's bridge: a host that is not a peer. */
+  /** An address on the switch namespace's bridge: a host that is not a peer (and its IPv6 one, with ipv6). */
   readonly outsider = '192.0.2.200';
+  readonly outsider6 = '2001:db8::c8';
   readonly network: string;
   private readonly children = new Set<NodeProcess>();
 
@@ -187,13 +202,16 @@ export class UdpTestbed {
         underlay: `192.0.2.${i}`,
         subnet: `10.250.${i}.0/24`,
         pod: `10.250.${i}.5`,
+        underlay6: `2001:db8::${i}`,
+        subnet6: `2001:db8:1000:${i}::/64`,
+        pod6: `2001:db8:1000:${i}::5`,
         runDir: join(runDirs(o.prefix), `n${i}`),
       };
     });
   }
 
   static async create(options: TestbedOptions): Promise<UdpTestbed> {
-    const tb = new UdpTestbed({ underlayMtu: 1500, network: '10.250.0.0/16', ...options });
+    const tb = new UdpTestbed({ underlayMtu: 1500, network: '10.250.0.0/16', ipv6: false, ...options });
     await removeLeftovers(options.prefix);
     try {
       await tb.build();
@@ -212,6 +230,8 @@ export class UdpTestbed {
     await must('ip', ['-n', sw, 'link', 'add', 'br0', 'type', 'bridge']);
     await must('ip', ['-n', sw, 'link', 'set', 'br0', 'mtu', String(underlayMtu), 'up']);
     await must('ip', ['-n', sw, 'addr', 'add', `${this.outsider}/24`, 'dev', 'br0']);
+    // nodad: an address is usable at once, not after duplicate detection.
+    if (this.o.ipv6) await must('ip', ['-n', sw, 'addr', 'add', `${this.outsider6}/64`, 'dev', 'br0', 'nodad']);
     for (const n of this.nodes) {
       await mkdir(n.runDir, { recursive: true });
       const port = `${prefix}-s${n.index}`;
@@ -231,12 +251,25 @@ export class UdpTestbed {
       await must('ip', ['-n', n.ns, 'addr', 'add', `${gw}/24`, 'dev', `${prefix}-h`]);
       await must('ip', ['-n', n.ns, 'link', 'set', `${prefix}-h`, 'up']);
       await must('ip', ['netns', 'exec', n.ns, 'sysctl', '-qw', 'net.ipv4.ip_forward=1']);
+      if (this.o.ipv6) await this.buildIpv6(n);
     }
+  }
+
+  private async buildIpv6(n: TestbedNode): Promise<void> {
+    const { prefix } = this.o;
+    const gw = n.pod6.replace(/::5$/, '::1');
+    await must('ip', ['-n', n.ns, 'addr', 'add', `${n.underlay6}/64`, 'dev', n.dev, 'nodad']);
+    await must('ip', ['-n', n.podNs, 'addr', 'add', `${n.pod6}/64`, 'dev', `${prefix}-pod`, 'nodad']);
+    await must('ip', ['-n', n.ns, 'addr', 'add', `${gw}/64`, 'dev', `${prefix}-h`, 'nodad']);
+    await must('ip', ['-n', n.podNs, '-6', 'route', 'add', 'default', 'via', gw]);
+    await must('ip', ['netns', 'exec', n.ns, 'sysctl', '-qw', 'net.ipv6.conf.all.forwarding=1']);
   }
 
   /** Peers of node `i` as the agent would pass them: every other node. */
   peersOf(node: TestbedNode): PeerSpec[] {
-    return this.nodes.filter((n) => n !== node).map((n) => ({ subnet: n.subnet, publicIP: n.underlay }));
+    return this.nodes
+      .filter((n) => n !== node)
+      .map((n) => ({ subnet: n.subnet, publicIP: n.underlay, ...(this.o.ipv6 ? { ipv6Subnet: n.subnet6, publicIPv6: n.underlay6 } : {}) }));
   }
 
   /** Starts the udp loop for `node` in its namespace and waits until it is up. */
@@ -245,6 +278,7 @@ export class UdpTestbed {
       ...config,
       node,
       network: this.network,
+      network6: NETWORK6,
       underlayMtu: this.o.underlayMtu,
     };
     const stderr: string[] = [];

@@ -107,6 +107,14 @@ t.test('bridge delegate config on a dual-stack node: two host-local ranges and r
   });
 });
 
+t.test('IPv6-only subnet.env (FLANNEL_IPV6_* keys alone): IPv6 is the primary family, one range', async (t) => {
+  const only = 'FLANNEL_IPV6_NETWORK=2001:db8:10::/56\nFLANNEL_IPV6_SUBNET=2001:db8:10:7::1/64\nFLANNEL_MTU=1430\nFLANNEL_IPMASQ=false\n';
+  const n = parseNodeSubnet(only, 'f');
+  t.same([n.network.toString(), n.subnet.toString(), n.gateway.toString(), n.ipv6], ['2001:db8:10::/56', '2001:db8:10:7::/64', '2001:db8:10:7::1', undefined]);
+  t.equal(formatSubnetEnv(n), only, 'written back with the IPv6 keys only, as flannel does');
+  t.same((bridgeConf({ cniVersion: '1.0.0', name: 'weft' }, n).ipam as Record<string, unknown>).ranges, [[{ subnet: '2001:db8:10:7::/64', gateway: '2001:db8:10:7::1' }]]);
+});
+
 t.test('runCni answers protocol errors without running a delegate', async (t) => {
   const dir = mkdtempSync(join(tmpdir(), 'wk8-cni-unit-'));
   t.teardown(() => rmSync(dir, { recursive: true, force: true }));

@@ -109,7 +109,8 @@ t.test('unknown and unsupported top-level keys', async (t) => {
   rejectsDoc(t, { Network: '10.5.0.0/16', Foo: 1, Backend: hostGw }, /unknown key "Foo"; known keys: /);
   rejectsDoc(t, { Network: '10.5.0.0/16', ['x'.repeat(500)]: 1, Backend: hostGw }, /unknown key "x{10,64}"; /, 'a huge key name is cut');
   rejectsDoc(t, { Network: '10.5.0.0/16', EnableIPv6: 'no', Backend: hostGw }, /EnableIPv6 must be true or false, got string "no"/);
-  rejectsDoc(t, { Network: '10.5.0.0/16', EnableIPv4: false, Backend: hostGw }, /EnableIPv4 false is not supported yet \(IPv6-only clusters\)/);
+  rejectsDoc(t, { Network: '10.5.0.0/16', EnableIPv4: false, Backend: hostGw }, /^net-conf: EnableIPv4 and EnableIPv6 are both false: no address family left; enable one$/);
+  rejectsDoc(t, { Network: '10.5.0.0/16', EnableIPv4: false, EnableIPv6: true, IPv6Network: 'fd00:10::/56', Backend: hostGw }, /^net-conf: Network has no effect when "EnableIPv4" is false \(IPv6-only\); remove it, or remove EnableIPv4$/);
   rejectsDoc(t, { Network: '10.5.0.0/16', EnableIPv4: 0, Backend: hostGw }, /EnableIPv4 must be true or false, got number 0/);
   rejectsDoc(t, { Network: '10.5.0.0/16', EnableNFTables: 1, Backend: hostGw }, /EnableNFTables must be true or false, got number 1/);
   rejectsDoc(t, { Network: '10.5.0.0/16', Networks: ['10.6.0.0/16'], Backend: hostGw }, /Networks: several cluster networks are not supported/);
@@ -236,10 +237,16 @@ t.test('IPv6SubnetMin and IPv6SubnetMax', async (t) => {
   t.equal(dual({ SubnetMin: '10.5.9.0' }).ipv6?.subnetMin.toString(), 'fd00:10:0:101::/64', 'SubnetMin is the IPv4 side\'s only');
 });
 
+t.test('IPv6-only (EnableIPv4 false): the IPv6 range is the primary one', async (t) => {
+  const only = conf({ EnableIPv4: false, EnableIPv6: true, IPv6Network: 'fd00:10:0:100::/56', Backend: hostGw });
+  t.same([only.network.toString(), only.subnetLen, only.subnetMin.toString(), only.ipv6], ['fd00:10:0:100::/56', 64, 'fd00:10:0:101::/64', undefined]);
+  t.throws(() => checkBackendOptions({ ...only, backend: { type: 'bgp', raw: {} } }), { message: /the bgp backend does not program IPv6 yet/ });
+});
+
 t.test('IPv6 runs on the backends that program it; the others are refused in one line', async (t) => {
   t.ok(checkBackendOptions(dual({ Backend: { Type: 'vxlan' } })).ipv6, 'vxlan runs dual-stack');
-  const refusal = /^net-conf: EnableIPv6: the udp backend does not program IPv6 yet; use host-gw, vxlan(, \w+)* for dual-stack, or remove EnableIPv6 and the IPv6 keys$/;
-  t.throws(() => checkBackendOptions(dual({ Backend: { Type: 'udp' } })), { message: refusal });
+  const refusal = /^net-conf: EnableIPv6: the bgp backend does not program IPv6 yet; use host-gw, vxlan(, \w+)* for dual-stack, or remove EnableIPv6 and the IPv6 keys$/;
+  t.throws(() => checkBackendOptions(dual({ Backend: { Type: 'bgp' } })), { message: refusal });
 });
 
 t.test('Backend', async (t) => {
@@ -363,7 +370,7 @@ t.test('weft config validate / put', async (t) => {
   writeFileSync(dualStack, JSON.stringify({ Network: '10.5.0.0/16', EnableIPv6: true, IPv6Network: 'fd00:10::/56', Backend: hostGw }));
   const v6 = await runCli(['validate', dualStack]);
   t.equal(v6.error, undefined, 'validate accepts dual-stack host-gw');
-  writeFileSync(dualStack, JSON.stringify({ Network: '10.5.0.0/16', EnableIPv6: true, IPv6Network: 'fd00:10::/56', Backend: { Type: 'udp' } }));
+  writeFileSync(dualStack, JSON.stringify({ Network: '10.5.0.0/16', EnableIPv6: true, IPv6Network: 'fd00:10::/56', Backend: { Type: 'bgp' } }));
   const v6Put = await runCli(['put', '--etcd-endpoints', 'http://127.0.0.1:1', dualStack]);
   t.type(v6Put.error, ConfigError, 'put refuses IPv6 on a backend without it before etcd is contacted');
 

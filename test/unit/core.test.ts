@@ -68,6 +68,8 @@ t.test('subnet.env: one format, a strict parser naming the key, a lenient read o
   const left = await readPreviousSubnetEnv(file);
   t.same([String(left.subnet), left.network, left.mtu], ['10.244.9.0/24', undefined, undefined], 'a damaged file still yields the keys that parse');
   t.same(await readPreviousSubnetEnv(join(dir, 'missing')), {}, 'a missing file yields nothing');
+  writeFileSync(file, 'FLANNEL_SUBNET=10.244.9.1/24\nFLANNEL_IPV6_SUBNET=2001:db8:1000:9::1/64\n');
+  t.equal(String((await readPreviousSubnetEnv(file)).ipv6Subnet), '2001:db8:1000:9::/64', "a dual-stack node's IPv6 subnet, for its lease to keep");
 });
 
 t.test('SerialQueue: jobs run one at a time, in order, past a failure', async (t) => {

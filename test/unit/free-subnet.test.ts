@@ -2,7 +2,7 @@ import t from 'tap';
 import { parseNetConf } from '../../src/config/parse.js';
 import type { SubnetRange } from '../../src/config/netconf.js';
 import { Cidr } from '../../src/core/cidr.js';
-import { pickFreeSubnet } from '../../src/subnet/etcd/free-subnet.js';
+import { ownKeySubnets, pickFreeSubnet } from '../../src/subnet/etcd/free-subnet.js';
 
 // Four leasable /24s: 10.5.1.0 .. 10.5.4.0.
 const small = parseNetConf(JSON.stringify({ Network: '10.5.0.0/16', SubnetMin: '10.5.1.0', SubnetMax: '10.5.4.0', Backend: { Type: 'host-gw' } }));
@@ -121,4 +121,57 @@ t.test('a probe of a huge IPv6 range stays at or above IPv6SubnetMin', async (t)
   const upper = ipv6Range({ IPv6Network: 'fd00:10::/32', IPv6SubnetMin: 'fd00:10:fffe::' });
   const picked = pickFreeSubnet(upper, []);
   t.ok(upper.network.indexOf(picked) >= upper.network.indexOf(upper.subnetMin), String(picked));
+});
+
+// ownKeySubnets: which subnets a node's own key names, per shape change.
+const dualConf = parseNetConf(
+  JSON.stringify({ Network: '10.5.0.0/16', SubnetMin: '10.5.1.0', SubnetMax: '10.5.4.0', EnableIPv6: true, IPv6Network: '2001:db8:1000::/56', IPv6SubnetMin: '2001:db8:1000:1::', IPv6SubnetMax: '2001:db8:1000:4::', Backend: { Type: 'vxlan' } }),
+);
+const v6range = dualConf.ipv6!;
+/** Keys of other nodes: every leasable subnet but 10.5.4.0/24 and 2001:db8:1000:4::/64 is taken. */
+const otherKeys = ['10.5.1.0-24&2001:db8:1000:1::-64', '10.5.2.0-24&2001:db8:1000:2::-64', '10.5.3.0-24&2001:db8:1000:3::-64'];
+const shown = (s: { subnet: Cidr; ipv6Subnet?: Cidr }) => [s.subnet, s.ipv6Subnet].filter((c) => c !== undefined).join(',');
+const cidr = (text: string) => Cidr.parse(text);
+
+t.test('own key: upgrade keeps the IPv4 subnet, downgrade drops the IPv6 one, a dual key stays', async (t) => {
+  const mine = { subnet: cidr('10.5.9.0/24') }; // outside SubnetMin/Max: an own subnet is kept all the same
+  t.strictSame(
+    {
+      upgrade: shown(ownKeySubnets(dualConf, v6range, otherKeys, mine)),
+      upgradePrefer: shown(ownKeySubnets(dualConf, v6range, otherKeys.slice(0, 2), mine, { ipv6Subnet: cidr('2001:db8:1000:3::/64') })),
+      stays: shown(ownKeySubnets(dualConf, v6range, otherKeys, { ...mine, ipv6Subnet: cidr('2001:db8:1000:4::/64') })),
+      downgrade: shown(ownKeySubnets(dualConf, undefined, otherKeys, { ...mine, ipv6Subnet: cidr('2001:db8:1000:4::/64') })),
+      single: shown(ownKeySubnets(dualConf, undefined, otherKeys, mine)),
+    },
+    {
+      upgrade: '10.5.9.0/24,2001:db8:1000:4::/64',
+      upgradePrefer: '10.5.9.0/24,2001:db8:1000:3::/64',
+      stays: '10.5.9.0/24,2001:db8:1000:4::/64',
+      downgrade: '10.5.9.0/24',
+      single: '10.5.9.0/24',
+    },
+  );
+});
+
+t.test('own key: an IPv6 subnet no longer leasable, or now another key\'s, is replaced by a free one', async (t) => {
+  const mine = (v6: string) => ({ subnet: cidr('10.5.9.0/24'), ipv6Subnet: cidr(v6) });
+  t.strictSame(
+    {
+      outsideNetwork: shown(ownKeySubnets(dualConf, v6range, otherKeys, mine('2001:db8:2000::/64'))),
+      otherLength: shown(ownKeySubnets(dualConf, v6range, otherKeys, mine('2001:db8:1000:4::/80'))),
+      takenByAnother: shown(ownKeySubnets(dualConf, v6range, otherKeys, mine('2001:db8:1000:3::/64'))),
+    },
+    { outsideNetwork: '10.5.9.0/24,2001:db8:1000:4::/64', otherLength: '10.5.9.0/24,2001:db8:1000:4::/64', takenByAnother: '10.5.9.0/24,2001:db8:1000:4::/64' },
+  );
+});
+
+t.test('own key: a new node takes the preferred pair when free, else free ones', async (t) => {
+  const prefer = { subnet: cidr('10.5.3.0/24'), ipv6Subnet: cidr('2001:db8:1000:3::/64') };
+  t.strictSame(
+    {
+      free: shown(ownKeySubnets(dualConf, v6range, [], undefined, prefer)),
+      taken: shown(ownKeySubnets(dualConf, v6range, otherKeys, undefined, prefer)),
+    },
+    { free: '10.5.3.0/24,2001:db8:1000:3::/64', taken: '10.5.4.0/24,2001:db8:1000:4::/64' },
+  );
 });

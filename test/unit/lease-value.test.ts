@@ -308,3 +308,31 @@ t.test('never throws on arbitrary input', async (t) => {
   }
   t.equal(threw, 0);
 });
+
+// A dual-stack cluster's net-conf: the IPv6 half of a key is checked against IPv6Network and IPv6SubnetLen.
+const dual = parseNetConf(JSON.stringify({ Network: '10.5.0.0/16', EnableIPv6: true, IPv6Network: '2001:db8:1000::/56', Backend: { Type: 'vxlan' } }));
+
+t.test('with EnableIPv6, an IPv6 half outside IPv6Network or of another length is dropped, naming subnet and network', async (t) => {
+  const warningOf = (name: string) => {
+    const r = parseLeaseEntry(name, json(dualValue), dual);
+    return r.ok ? { ipv6Subnet: r.lease.ipv6Subnet?.toString(), warning: r.warning } : { invalid: r.reason };
+  };
+  t.strictSame(
+    {
+      inside: warningOf('10.5.3.0-24&2001:db8:1000:3::-64'),
+      outside: warningOf('10.5.3.0-24&2001:db8:2000::-64'),
+      longer: warningOf('10.5.3.0-24&2001:db8:1000:3::-80'),
+      shorter: warningOf('10.5.3.0-24&2001:db8:1000::-60'),
+    },
+    {
+      inside: { ipv6Subnet: '2001:db8:1000:3::/64', warning: undefined },
+      outside: { ipv6Subnet: undefined, warning: 'IPv6 half dropped: subnet 2001:db8:2000::/64 is outside IPv6Network 2001:db8:1000::/56' },
+      longer: { ipv6Subnet: undefined, warning: 'IPv6 half dropped: subnet 2001:db8:1000:3::/80 is not a /64 (IPv6SubnetLen)' },
+      shorter: { ipv6Subnet: undefined, warning: 'IPv6 half dropped: subnet 2001:db8:1000::/60 is not a /64 (IPv6SubnetLen)' },
+    },
+  );
+});
+
+t.test('without EnableIPv6 there is no IPv6Network to check a half against: it is read as written', async (t) => {
+  t.equal(view('10.5.3.0-24&2001:db8:2000::-64', json(dualValue)).ipv6Subnet, '2001:db8:2000::/64');
+});

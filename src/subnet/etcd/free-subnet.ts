@@ -1,12 +1,13 @@
-// Choosing the subnet a new lease asks for: the preferred one when it is free,
-// else a random free one in [SubnetMin, SubnetMax]. Pure arithmetic over the
-// names of the keys already under <prefix>/subnets/; no etcd access. One code
-// path for both families: the range says which.
+// Choosing the subnets a lease asks for: the preferred one when it is free,
+// else a random free one in [SubnetMin, SubnetMax]; and which subnets this
+// node's own key names when it has one. Pure arithmetic over the names of the
+// keys already under <prefix>/subnets/; no etcd access. One code path for
+// both families: the range says which.
 import { randomBytes, randomInt } from 'node:crypto';
 import type { SubnetRange } from '../../config/netconf.js';
 import type { Cidr } from '../../core/cidr.js';
 import { WeftError } from '../../errors.js';
-import { subnetsOfKeyName } from './layout.js';
+import { subnetsOfKeyName, type KeySubnets } from './layout.js';
 
 /** Ranges up to this many subnets are enumerated; larger ones (IPv6) are probed at random. */
 const ENUMERATE_LIMIT = 1n << 16n;
@@ -50,6 +51,28 @@ export function pickFreeSubnet(range: SubnetRange, keyNames: Iterable<string>, p
     const i = lo + randomBelow(count);
     if (!taken.has(i)) return range.network.subnet(range.subnetLen, i);
   }
+}
+
+/**
+ * The subnets this node's lease key is to name. The IPv4 subnet is the
+ * existing key's (never moved), else `prefer.subnet` if free, else a random
+ * free one. With `ipv6` (IPv6 enabled and the node has an IPv6 address) an
+ * IPv6 subnet joins it: the existing key's (or, for a key without one,
+ * `prefer.ipv6Subnet`) while leasable and free, else a random free one. Without `ipv6` an
+ * existing key's IPv6 subnet is dropped. So a single-family key is upgraded
+ * to a dual-stack one and back keeping its IPv4 subnet. `others` are the
+ * other keys' names (the node's own key does not occupy its own subnets).
+ */
+export function ownKeySubnets(
+  net: SubnetRange,
+  ipv6: SubnetRange | undefined,
+  others: readonly string[],
+  existing?: KeySubnets,
+  prefer: { subnet?: Cidr; ipv6Subnet?: Cidr } = {},
+): KeySubnets {
+  const subnet = existing?.subnet ?? pickFreeSubnet(net, others, prefer.subnet);
+  if (!ipv6) return { subnet };
+  return { subnet, ipv6Subnet: pickFreeSubnet(ipv6, others, existing?.ipv6Subnet ?? prefer.ipv6Subnet) };
 }
 
 /** Index of `subnet` within the range's network if it may be leased (same family and length, in [min, max]). */

@@ -5,7 +5,7 @@
 // any node (or a person with etcdctl) can write garbage.
 import { isUtf8 } from 'node:buffer';
 import ipaddr from 'ipaddr.js';
-import { BACKEND_TYPES, type NetConf } from '../../config/netconf.js';
+import { BACKEND_TYPES, type NetConf, type SubnetRange } from '../../config/netconf.js';
 import { IP, type Cidr, type Family } from '../../core/cidr.js';
 import type { Lease, LeaseAttrs, LeaseValue } from '../lease.js';
 import { leaseKeyName, parseLeaseKeyName, type KeySubnets } from './layout.js';
@@ -56,6 +56,16 @@ function parsePublicIP(field: 'PublicIP' | 'PublicIPv6', raw: unknown, family: F
   return ip;
 }
 
+/**
+ * Why `subnet` cannot be a lease in `range`, or undefined. `keys` is the
+ * prefix of the net-conf keys the range came from ("" or "IPv6"), for the message.
+ */
+function misfit(subnet: Cidr, range: SubnetRange, keys: '' | 'IPv6'): string | undefined {
+  if (!range.network.covers(subnet)) return `subnet ${subnet} is outside ${keys}Network ${range.network}`;
+  if (subnet.prefixLen !== range.subnetLen) return `subnet ${subnet} is not a /${range.subnetLen} (${keys}SubnetLen)`;
+  return undefined;
+}
+
 function parseSubnetName(name: string, net: NetConf): KeySubnets | string {
   const subnets = parseLeaseKeyName(name);
   if (typeof subnets === 'string') return subnets;
@@ -63,16 +73,17 @@ function parseSubnetName(name: string, net: NetConf): KeySubnets | string {
   // One subnet, one spelling: otherwise "fd00:0::-64" and "fd00::-64" could both be leased.
   const canonical = leaseKeyName(subnet, ipv6Subnet);
   if (name !== canonical) return `key is not in canonical form (want ${canonical})`;
-  if (!net.network.covers(subnet)) return `subnet ${subnet} is outside Network ${net.network}`;
-  if (subnet.prefixLen !== net.subnetLen) return `subnet ${subnet} is not a /${net.subnetLen} (SubnetLen)`;
-  return subnets;
+  return misfit(subnet, net, '') ?? subnets;
 }
 
 /**
  * The IPv6 half of a dual-stack lease, or why it is unusable. An unusable
  * half is dropped, not the lease: the IPv4 half stands on its own fields.
+ * Its subnet is checked against IPv6Network when this cluster has one.
  */
-function parseIPv6Half(field: (name: keyof LeaseValue) => unknown, ipv6Subnet: Cidr): { publicIPv6: IP; backendV6Data: unknown } | string {
+function parseIPv6Half(field: (name: keyof LeaseValue) => unknown, ipv6Subnet: Cidr, range: SubnetRange | undefined): { publicIPv6: IP; backendV6Data: unknown } | string {
+  const outside = range && misfit(ipv6Subnet, range, 'IPv6');
+  if (outside) return outside;
   // flannel writes null for "no IPv6 address".
   const publicIPv6 = parsePublicIP('PublicIPv6', field('PublicIPv6') ?? undefined, 6, `the key's subnet ${ipv6Subnet}`);
   if (typeof publicIPv6 === 'string') return publicIPv6;
@@ -126,7 +137,7 @@ export function parseLeaseEntry(name: string, value: Buffer | Uint8Array | strin
   const lease: Lease = { subnet: subnets.subnet, attrs };
   // PublicIPv6 and BackendV6Data belong to the key's IPv6 subnet; without one they are not read (flannel ignores them too).
   if (!subnets.ipv6Subnet) return { ok: true, lease };
-  const half = parseIPv6Half(field, subnets.ipv6Subnet);
+  const half = parseIPv6Half(field, subnets.ipv6Subnet, net.ipv6);
   if (typeof half === 'string') return { ok: true, lease, warning: `IPv6 half dropped: ${half}` };
   lease.ipv6Subnet = subnets.ipv6Subnet;
   attrs.publicIPv6 = half.publicIPv6;

@@ -11,11 +11,11 @@ import { abortable, sleep } from '../../core/backoff.js';
 import { SaidOnce } from '../../core/said-once.js';
 import { WeftError } from '../../errors.js';
 import type { Cidr, IP } from '../../core/cidr.js';
-import { sameLeaseAttrs, type Lease, type LeaseAttrs, type LeaseEvent } from '../lease.js';
+import { sameLeaseAttrs, withoutIPv6, type Lease, type LeaseAttrs, type LeaseEvent } from '../lease.js';
 import { LeaseGoneError, type SubnetManager } from '../manager.js';
 import { createEtcdClient, etcdFailure, type EtcdOptions } from './client.js';
-import { configKey, parseLeaseKeyName, prefixRangeEnd, subnetKey, subnetsDir } from './layout.js';
-import { pickFreeSubnet } from './free-subnet.js';
+import { configKey, leaseKeyName, parseLeaseKeyName, prefixRangeEnd, subnetKey, subnetsDir, type KeySubnets } from './layout.js';
+import { ownKeySubnets } from './free-subnet.js';
 import { formatLeaseValue, parseLeaseEntry } from './lease-value.js';
 import { watchLeaseKeys } from './watch.js';
 
@@ -78,17 +78,27 @@ export class EtcdSubnetManager implements SubnetManager {
     return this.netConf;
   }
 
-  async acquireLease(attrs: LeaseAttrs, opts: { prefer?: Cidr; signal?: AbortSignal } = {}): Promise<Lease> {
+  async acquireLease(attrs: LeaseAttrs, opts: { prefer?: Cidr; preferIPv6?: Cidr; signal?: AbortSignal } = {}): Promise<Lease> {
     const net = await this.getNetworkConfig(opts.signal);
-    const value = formatLeaseValue(attrs);
+    const ipv6 = attrs.publicIPv6 ? net.ipv6 : undefined;
+    const published = ipv6 ? attrs : withoutIPv6(attrs);
+    const value = formatLeaseValue(published);
     for (let attempt = 1; attempt <= MAX_ACQUIRE_ATTEMPTS; attempt++) {
       const kvs = await this.listSubnetKeys(opts.signal);
       const own = this.findOwn(kvs, attrs.publicIP, opts.prefer);
-      const lease = own
-        ? await this.reclaim(own.kv, own.lease, attrs, value, opts.signal)
-        : await this.create(pickFreeSubnet(net, this.keyNames(kvs), opts.prefer), attrs, value, opts.signal);
+      const ownName = own && this.keyName(own.kv);
+      const others = this.keyNames(kvs).filter((name) => name !== ownName);
+      const subnets = ownKeySubnets(net, ipv6, others, own?.subnets, { subnet: opts.prefer, ipv6Subnet: opts.preferIPv6 });
+      const lease = !own
+        ? await this.create(subnets, published, value, opts.signal)
+        : leaseKeyName(subnets.subnet, subnets.ipv6Subnet) === ownName
+          ? await this.reclaim(own.kv, own.lease.attrs, subnets, published, value, opts.signal)
+          : await this.rekey(own.kv, subnets, published, value, opts.signal);
       if (lease) {
-        this.logger.info({ subnet: lease.subnet.toString(), publicIP: attrs.publicIP.toString(), reused: !!own }, 'subnet lease acquired');
+        this.logger.info(
+          { subnet: lease.subnet.toString(), ...(lease.ipv6Subnet ? { ipv6Subnet: lease.ipv6Subnet.toString() } : {}), publicIP: attrs.publicIP.toString(), reused: !!own },
+          'subnet lease acquired',
+        );
         return lease;
       }
       // Someone changed the key between our read and our write: read again, after a short random pause.
@@ -102,18 +112,27 @@ export class EtcdSubnetManager implements SubnetManager {
 
   async renewLease(lease: Lease, signal?: AbortSignal): Promise<Lease> {
     const net = await this.getNetworkConfig(signal);
-    const key = subnetKey(this.prefix, lease.subnet);
-    const value = formatLeaseValue(lease.attrs);
+    const dual = !!(lease.attrs.publicIPv6 && net.ipv6);
+    if (dual !== !!lease.ipv6Subnet) {
+      // Renewing would publish a dual-stack key without its IPv6 half (or the reverse): acquireLease re-keys it, IPv4 subnet kept.
+      this.logger.info({ subnet: lease.subnet.toString(), ipv6: dual }, `the lease ${dual ? 'gains' : 'loses'} its IPv6 half; taking it again`);
+      throw new LeaseGoneError(lease.subnet);
+    }
+    const subnets: KeySubnets = { subnet: lease.subnet, ...(lease.ipv6Subnet ? { ipv6Subnet: lease.ipv6Subnet } : {}) };
+    const attrs = dual ? lease.attrs : withoutIPv6(lease.attrs);
+    const name = leaseKeyName(lease.subnet, lease.ipv6Subnet);
+    const key = subnetKey(this.prefix, lease.subnet, lease.ipv6Subnet);
+    const value = formatLeaseValue(attrs);
     for (let attempt = 1; attempt <= 3; attempt++) {
       const res = await this.call('renewing the lease', () => this.client.kv.range({ key: Buffer.from(key) }), signal);
       const kv = res.kvs[0];
       if (!kv) throw new LeaseGoneError(lease.subnet);
-      const current = parseLeaseEntry(lease.subnet.toKey(), kv.value, net);
-      if (!current.ok || !current.lease.attrs.publicIP.equals(lease.attrs.publicIP)) throw new LeaseGoneError(lease.subnet);
-      const unchanged = sameLeaseAttrs(current.lease.attrs, lease.attrs);
+      const current = parseLeaseEntry(name, kv.value, net);
+      if (!current.ok || !current.lease.attrs.publicIP.equals(attrs.publicIP)) throw new LeaseGoneError(lease.subnet);
+      const unchanged = sameLeaseAttrs(current.lease.attrs, attrs);
       if (kv.lease === '0') {
         if (!unchanged && !(await this.replace(kv, value, '0', signal))) continue;
-        return { subnet: lease.subnet, attrs: lease.attrs };
+        return leaseOn(subnets, attrs);
       }
       // Republish changed attrs without touching the TTL: an unchanged lease renews with no event for peers.
       if (!unchanged && !(await this.replace(kv, value, undefined, signal))) continue;
@@ -121,11 +140,11 @@ export class EtcdSubnetManager implements SubnetManager {
       if (ttl <= 0) throw new LeaseGoneError(lease.subnet);
       if (ttl !== this.ttlSeconds) {
         // The TTL setting changed since the lease was made: move the key to a lease of the new TTL.
-        const fresh = await this.reclaim(kv, current.lease, lease.attrs, value, signal);
+        const fresh = await this.reclaim(kv, current.lease.attrs, subnets, attrs, value, signal);
         if (!fresh) continue;
         return fresh;
       }
-      return { subnet: lease.subnet, attrs: lease.attrs, expiresAt: Date.now() + ttl * 1000 };
+      return leaseOn(subnets, attrs, Date.now() + ttl * 1000);
     }
     throw new LeaseGoneError(lease.subnet);
   }
@@ -223,57 +242,67 @@ export class EtcdSubnetManager implements SubnetManager {
     else this.warned.retain(keys);
   }
 
-  /** The key already carrying this PublicIP: a reservation first, then `prefer`, then any. */
-  private findOwn(kvs: IKeyValue[], publicIP: IP, prefer?: Cidr): { kv: IKeyValue; lease: Lease } | undefined {
+  /**
+   * The key already carrying this PublicIP (a reservation first, then
+   * `prefer`, then any), whatever its shape: acquireLease re-keys a
+   * single-family key to dual-stack and back, so taking over a dual-stack key
+   * never publishes it without its IPv6 half.
+   */
+  private findOwn(kvs: IKeyValue[], publicIP: IP, prefer?: Cidr): { kv: IKeyValue; lease: Lease; subnets: KeySubnets } | undefined {
     const net = this.netConf!;
-    const own: { kv: IKeyValue; lease: Lease }[] = [];
-    const dir = subnetsDir(this.prefix);
+    const own: { kv: IKeyValue; lease: Lease; subnets: KeySubnets }[] = [];
     for (const kv of kvs) {
-      // A dual-stack key is never taken over: weft would republish it without its IPv6 half, which flannel peers cannot route.
-      const subnets = parseLeaseKeyName(kv.key.toString('utf8').slice(dir.length));
-      if (typeof subnets !== 'string' && subnets.ipv6Subnet) continue;
       const lease = this.readLease(kv, net);
-      if (lease?.attrs.publicIP.equals(publicIP)) own.push({ kv, lease });
+      if (!lease?.attrs.publicIP.equals(publicIP)) continue;
+      // The key's subnets, not the lease's: an IPv6 half dropped as unusable is still the key's, and is replaced.
+      const subnets = parseLeaseKeyName(this.keyName(kv));
+      if (typeof subnets !== 'string') own.push({ kv, lease, subnets });
     }
     return (
       own.find((o) => o.kv.lease === '0') ?? own.find((o) => prefer && o.lease.subnet.equals(prefer)) ?? own[0]
     );
   }
 
-  /** Key names relative to <prefix>/subnets/ ("10.244.3.0-24"). */
+  /** A key's name relative to <prefix>/subnets/ ("10.244.3.0-24"). */
+  private keyName(kv: IKeyValue): string {
+    return kv.key.toString('utf8').slice(subnetsDir(this.prefix).length);
+  }
+
   private keyNames(kvs: IKeyValue[]): string[] {
-    const dir = subnetsDir(this.prefix);
-    return kvs.map((kv) => kv.key.toString('utf8').slice(dir.length));
+    return kvs.map((kv) => this.keyName(kv));
+  }
+
+  private keyOf(subnets: KeySubnets): Buffer {
+    return Buffer.from(subnetKey(this.prefix, subnets.subnet, subnets.ipv6Subnet));
   }
 
   /** Creates the key only if it does not exist. Undefined on collision. */
-  private async create(subnet: Cidr, attrs: LeaseAttrs, value: string, signal?: AbortSignal): Promise<Lease | undefined> {
-    this.checkOwnValue(subnet, value);
-    const key = Buffer.from(subnetKey(this.prefix, subnet));
+  private async create(subnets: KeySubnets, attrs: LeaseAttrs, value: string, signal?: AbortSignal): Promise<Lease | undefined> {
+    this.checkOwnValue(subnets, value);
+    const key = this.keyOf(subnets);
     const { id, ttl } = await this.grant(signal);
     const ok = await this.txn(
       'creating a lease',
       [{ key, target: 'Create', result: 'Equal', create_revision: 0 }],
-      { request_put: { key, value: Buffer.from(value), lease: id } },
+      [{ request_put: { key, value: Buffer.from(value), lease: id } }],
       signal,
     );
     if (!ok) {
       this.revoke(id);
       return undefined;
     }
-    return { subnet, attrs, expiresAt: Date.now() + ttl * 1000 };
+    return leaseOn(subnets, attrs, Date.now() + ttl * 1000);
   }
 
   /**
    * Takes over our existing key: republishes attrs and moves it to a fresh
    * etcd lease (a reservation stays without one). Undefined if the key changed meanwhile.
    */
-  private async reclaim(kv: IKeyValue, existing: Lease, attrs: LeaseAttrs, value: string, signal?: AbortSignal): Promise<Lease | undefined> {
-    const subnet = existing.subnet;
-    this.checkOwnValue(subnet, value);
+  private async reclaim(kv: IKeyValue, existing: LeaseAttrs, subnets: KeySubnets, attrs: LeaseAttrs, value: string, signal?: AbortSignal): Promise<Lease | undefined> {
+    this.checkOwnValue(subnets, value);
     if (kv.lease === '0') {
-      if (!sameLeaseAttrs(existing.attrs, attrs) && !(await this.replace(kv, value, '0', signal))) return undefined;
-      return { subnet, attrs };
+      if (!sameLeaseAttrs(existing, attrs) && !(await this.replace(kv, value, '0', signal))) return undefined;
+      return leaseOn(subnets, attrs);
     }
     const { id, ttl } = await this.grant(signal);
     if (!(await this.replace(kv, value, id, signal))) {
@@ -281,7 +310,36 @@ export class EtcdSubnetManager implements SubnetManager {
       return undefined;
     }
     this.revokeIfUnused(kv.lease);
-    return { subnet, attrs, expiresAt: Date.now() + ttl * 1000 };
+    return leaseOn(subnets, attrs, Date.now() + ttl * 1000);
+  }
+
+  /**
+   * Moves our key to the one naming `subnets` (a single-family key upgraded to
+   * dual-stack, or back) in one transaction: the old key goes and the new one
+   * comes at the same revision, so peers never see the node without a lease and
+   * nobody can take the subnets in between. A reservation stays one. Undefined
+   * if the old key changed or the new one exists.
+   */
+  private async rekey(kv: IKeyValue, subnets: KeySubnets, attrs: LeaseAttrs, value: string, signal?: AbortSignal): Promise<Lease | undefined> {
+    this.checkOwnValue(subnets, value);
+    const key = this.keyOf(subnets);
+    const granted = kv.lease === '0' ? undefined : await this.grant(signal);
+    const ok = await this.txn(
+      'moving a lease to its new key',
+      [
+        { key: kv.key, target: 'Mod', result: 'Equal', mod_revision: kv.mod_revision },
+        { key, target: 'Create', result: 'Equal', create_revision: 0 },
+      ],
+      [{ request_delete_range: { key: kv.key } }, { request_put: { key, value: Buffer.from(value), ...(granted ? { lease: granted.id } : {}) } }],
+      signal,
+    );
+    if (!ok) {
+      if (granted) this.revoke(granted.id);
+      return undefined;
+    }
+    if (granted) this.revokeIfUnused(kv.lease);
+    this.logger.info({ from: kv.key.toString('utf8').slice(0, 256), to: key.toString('utf8') }, subnets.ipv6Subnet ? 'lease moved to a dual-stack key' : 'lease moved to an IPv4-only key');
+    return leaseOn(subnets, attrs, granted && Date.now() + granted.ttl * 1000);
   }
 
   /** Rewrites `kv` if it is unchanged since read; `leaseId` undefined keeps its etcd lease. */
@@ -290,11 +348,11 @@ export class EtcdSubnetManager implements SubnetManager {
       leaseId === undefined
         ? { key: kv.key, value: Buffer.from(value), ignore_lease: true }
         : { key: kv.key, value: Buffer.from(value), lease: leaseId };
-    return this.txn('updating a lease', [{ key: kv.key, target: 'Mod', result: 'Equal', mod_revision: kv.mod_revision }], { request_put: put }, signal);
+    return this.txn('updating a lease', [{ key: kv.key, target: 'Mod', result: 'Equal', mod_revision: kv.mod_revision }], [{ request_put: put }], signal);
   }
 
-  private async txn(doing: string, compare: ICompare[], success: IRequestOp, signal?: AbortSignal): Promise<boolean> {
-    const res = await this.call(doing, () => this.client.kv.txn({ compare, success: [success] }), signal);
+  private async txn(doing: string, compare: ICompare[], success: IRequestOp[], signal?: AbortSignal): Promise<boolean> {
+    const res = await this.call(doing, () => this.client.kv.txn({ compare, success }), signal);
     return res.succeeded;
   }
 
@@ -343,10 +401,12 @@ export class EtcdSubnetManager implements SubnetManager {
     );
   }
 
-  /** Our own value must pass the checks peers apply to it, or they would skip us. */
-  private checkOwnValue(subnet: Cidr, value: string): void {
-    const entry = parseLeaseEntry(subnet.toKey(), value, this.netConf!);
-    if (!entry.ok) throw new WeftError(`refusing to publish lease ${subnet}: ${entry.reason}`, 'check --public-ip and the backend config');
+  /** Our own value must pass the checks peers apply to it, whole: they would skip us, or our IPv6 half. */
+  private checkOwnValue(subnets: KeySubnets, value: string): void {
+    const name = leaseKeyName(subnets.subnet, subnets.ipv6Subnet);
+    const entry = parseLeaseEntry(name, value, this.netConf!);
+    const problem = entry.ok ? entry.warning : entry.reason;
+    if (problem) throw new WeftError(`refusing to publish lease ${name}: ${problem}`, 'check --public-ip, --public-ipv6 and the backend config');
   }
 
   /** Runs one etcd call, abortable, with failures turned into one line naming the endpoints. */
@@ -359,6 +419,11 @@ export class EtcdSubnetManager implements SubnetManager {
       throw etcdFailure(err, this.endpoints, doing);
     }
   }
+}
+
+/** This node's lease on the key naming `subnets`; `expiresAt` undefined for a reservation. */
+function leaseOn(subnets: KeySubnets, attrs: LeaseAttrs, expiresAt?: number): Lease {
+  return { ...subnets, attrs, ...(expiresAt === undefined ? {} : { expiresAt }) };
 }
 
 /** Lists the leases with a short-lived client, for `weft leases`. */

@@ -3,7 +3,7 @@
 // seen (nothing missed); a compacted one re-lists and delivers the difference.
 import type { Etcd3, IEvent, IKeyValue } from 'etcd3';
 import type { Logger } from 'pino';
-import { sameLeaseAttrs, type Lease, type LeaseEvent } from '../lease.js';
+import { sameLeaseAttrs, sameSubnets, type Lease, type LeaseEvent } from '../lease.js';
 import { Backoff, abortable } from '../../core/backoff.js';
 import { loggedSteps } from '../../core/retry-log.js';
 import { prefixRangeEnd } from './layout.js';
@@ -31,8 +31,7 @@ export async function watchLeaseKeys(src: LeaseKeySource, onEvents: OnEvents, si
 }
 
 function sameLease(a: Lease, b: Lease): boolean {
-  const sameV6 = a.ipv6Subnet && b.ipv6Subnet ? a.ipv6Subnet.equals(b.ipv6Subnet) : a.ipv6Subnet === b.ipv6Subnet;
-  return a.subnet.equals(b.subnet) && sameV6 && sameLeaseAttrs(a.attrs, b.attrs);
+  return sameSubnets(a, b) && sameLeaseAttrs(a.attrs, b.attrs);
 }
 
 class LeaseWatch {

@@ -1,5 +1,6 @@
-// SubnetManager on the Kubernetes API (--kube-subnet-mgr): the node's subnet
-// is spec.podCIDR (allocated by kube-controller-manager), this node's lease
+// SubnetManager on the Kubernetes API (--kube-subnet-mgr): the node's subnets
+// are spec.podCIDRs (allocated by kube-controller-manager; the IPv6 one is
+// the IPv6 half of a dual-stack lease), this node's lease
 // attributes are published as annotations, peers come from a node watch.
 import { hostname } from 'node:os';
 import { KubeConfig } from '@kubernetes/client-node';
@@ -10,10 +11,10 @@ import { WeftError, oneLine } from '../../errors.js';
 import { Backoff, sleep } from '../../core/backoff.js';
 import { SaidOnce } from '../../core/said-once.js';
 import { loggedSteps } from '../../core/retry-log.js';
-import { sameLeaseAttrs, type Lease, type LeaseAttrs, type LeaseEvent } from '../lease.js';
+import { sameLeaseAttrs, sameSubnets, withoutIPv6, type Lease, type LeaseAttrs, type LeaseEvent } from '../lease.js';
 import { LeaseGoneError, type SubnetManager } from '../manager.js';
 import { KubeApiError, NodeApi, type NodeWatchEvent } from './api.js';
-import { leaseAnnotations, nodeLease, podCidrOf, type NodeObject } from './node-lease.js';
+import { leaseAnnotations, nodeLease, podCidrsOf, podCidrsText, type NodeObject, type PodCidrs } from './node-lease.js';
 
 /** Where the DaemonSet mounts the weft-config ConfigMap's net-conf.json. */
 export const KUBE_NET_CONF_FILE = '/etc/weft/net-conf.json';
@@ -73,8 +74,10 @@ export class KubeSubnetManager implements SubnetManager {
   }
 
   /**
-   * This node's podCIDR, waiting for kube-controller-manager to assign one;
-   * publishes attrs. `prefer` does not apply: the podCIDR is authoritative.
+   * This node's podCIDR, waiting for kube-controller-manager to assign one,
+   * with its IPv6 podCIDR as the IPv6 half when the net-conf has an IPv6
+   * range and attrs.publicIPv6 is set; publishes attrs. `prefer` does not
+   * apply: the podCIDRs are authoritative.
    */
   async acquireLease(attrs: LeaseAttrs, opts: { signal?: AbortSignal } = {}): Promise<Lease> {
     const name = this.opts.nodeName;
@@ -94,34 +97,30 @@ export class KubeSubnetManager implements SubnetManager {
       if (!node) {
         throw new WeftError(`node "${name}" does not exist in the API server`, 'set NODE_NAME from the downward API (spec.nodeName) or pass --node-name');
       }
-      const subnet = this.podCidr(node);
-      if (!subnet) {
+      const lease = this.ownLease(node, net, attrs);
+      if (!lease) {
         if (!waitLogged) this.log.info({ node: name }, 'waiting for kube-controller-manager to assign spec.podCIDR (--allocate-node-cidrs)');
         waitLogged = true;
         if (!(await sleep(1000, opts.signal))) opts.signal?.throwIfAborted();
         continue;
       }
-      if (!net.network.covers(subnet)) {
-        throw new WeftError(
-          `node ${name} has podCIDR ${subnet}, outside the net-conf Network ${net.network}`,
-          "make net-conf Network match kube-controller-manager's --cluster-cidr",
-        );
-      }
-      const lease: Lease = { subnet, attrs: { ...attrs, nodeName: name } };
       await this.publish(node, lease.attrs, opts.signal);
-      this.log.info({ subnet: subnet.toString() }, 'using the node podCIDR');
+      this.log.info({ subnet: lease.subnet.toString(), ...(lease.ipv6Subnet ? { ipv6Subnet: lease.ipv6Subnet.toString() } : {}) }, 'using the node podCIDR');
       return lease;
     }
   }
 
-  /** Re-reads the node: gone or re-addressed means the lease is gone; republishes attrs. */
+  /**
+   * Re-reads the node: gone or re-addressed (either family, or an IPv6 half
+   * gained or lost) means the lease is gone; republishes attrs of both halves.
+   */
   async renewLease(lease: Lease, signal?: AbortSignal): Promise<Lease> {
+    const net = this.netConf ?? (await this.getNetworkConfig());
     const node = await this.api.getNode(this.opts.nodeName, signal);
-    const subnet = node ? this.podCidr(node) : undefined;
-    if (!node || !subnet || !subnet.equals(lease.subnet)) throw new LeaseGoneError(lease.subnet);
-    const attrs = { ...lease.attrs, nodeName: this.opts.nodeName };
-    await this.publish(node, attrs, signal);
-    return { subnet, attrs };
+    const now = node && this.ownLease(node, net, lease.attrs);
+    if (!node || !now || !sameSubnets(now, lease)) throw new LeaseGoneError(lease.subnet);
+    await this.publish(node, now.attrs, signal);
+    return now;
   }
 
   /** Sets the node condition NetworkUnavailable=False; the agent calls it once pods can be wired. */
@@ -207,18 +206,50 @@ export class KubeSubnetManager implements SubnetManager {
     this.closing.abort();
   }
 
-  private podCidr(node: NodeObject): ReturnType<typeof podCidrOf> {
+  private podCidrs(node: NodeObject): PodCidrs {
     try {
-      return podCidrOf(node);
+      return podCidrsOf(node);
     } catch (err) {
       throw new WeftError(`node ${this.opts.nodeName}: ${(err as Error).message}`, 'fix the node object or the controller-manager that assigned it');
     }
   }
 
+  /**
+   * This node's lease from its node object, or undefined before it has a
+   * podCIDR. Dual-stack when the net-conf has an IPv6 range and attrs carry
+   * PublicIPv6; throws one line when the podCIDRs cannot serve that.
+   */
+  private ownLease(node: NodeObject, net: NetConf, attrs: LeaseAttrs): Lease | undefined {
+    const name = this.opts.nodeName;
+    const cidrs = this.podCidrs(node);
+    const { subnet, ipv6Subnet } = cidrs;
+    if (!subnet) return undefined;
+    if (!net.network.covers(subnet)) {
+      throw new WeftError(
+        `node ${name} has podCIDR ${subnet}, outside the net-conf Network ${net.network}`,
+        "make net-conf Network match kube-controller-manager's --cluster-cidr",
+      );
+    }
+    if (!net.ipv6 || !attrs.publicIPv6) return { subnet, attrs: { ...withoutIPv6(attrs), nodeName: name } };
+    if (!ipv6Subnet) {
+      throw new WeftError(
+        `node ${name} has no IPv6 range in spec.podCIDRs (${podCidrsText(cidrs)}), but net-conf has EnableIPv6`,
+        'give kube-controller-manager a dual-stack --cluster-cidr (IPv4,IPv6) so nodes get an IPv6 podCIDR, or set EnableIPv6 false',
+      );
+    }
+    if (!net.ipv6.network.covers(ipv6Subnet)) {
+      throw new WeftError(
+        `node ${name} has IPv6 podCIDR ${ipv6Subnet}, outside the net-conf IPv6Network ${net.ipv6.network}`,
+        "make net-conf IPv6Network match the IPv6 part of kube-controller-manager's --cluster-cidr",
+      );
+    }
+    return { subnet, ipv6Subnet, attrs: { ...attrs, nodeName: name } };
+  }
+
   private async publish(node: NodeObject, attrs: LeaseAttrs, signal?: AbortSignal): Promise<void> {
     const want = leaseAnnotations(attrs);
     const have = node.metadata?.annotations ?? {};
-    const changed = Object.fromEntries(Object.entries(want).filter(([k, v]) => have[k] !== v));
+    const changed = Object.fromEntries(Object.entries(want).filter(([k, v]) => (have[k] ?? null) !== v));
     if (Object.keys(changed).length === 0) return;
     await this.api.patchAnnotations(this.opts.nodeName, changed, signal);
   }
@@ -244,7 +275,13 @@ export class KubeSubnetManager implements SubnetManager {
       }
       return undefined;
     }
-    this.warned.forget(name);
+    if (result.kind === 'lease' && result.warning) {
+      if (this.warned.news(name, result.warning)) {
+        this.log.warn({ node: name.slice(0, 253), reason: result.warning }, 'using only part of a node lease');
+      }
+    } else {
+      this.warned.forget(name);
+    }
     return result.kind === 'lease' ? result.lease : undefined;
   }
 
@@ -260,7 +297,7 @@ export class KubeSubnetManager implements SubnetManager {
 }
 
 function leaseChange(before: Lease | undefined, after: Lease | undefined): LeaseEvent[] {
-  if (before && after && before.subnet.equals(after.subnet)) {
+  if (before && after && sameSubnets(before, after)) {
     return sameLeaseAttrs(before.attrs, after.attrs) ? [] : [{ type: 'added', lease: after }];
   }
   const events: LeaseEvent[] = [];
