@@ -23,8 +23,8 @@ export interface NodeContext {
 
 export interface BackendRegistration {
   type: BackendType;
-  /** Validates the Backend section's keys (without Type); throws ConfigError naming the key. */
-  parseOptions(raw: JsonObject): unknown;
+  /** Validates the Backend section's keys (without Type), against the rest of the net-conf when given; throws ConfigError naming the key. */
+  parseOptions(raw: JsonObject, conf?: NetConf): unknown;
   create(): Promise<BackendFactory>;
   /** Programs IPv6 too: runs a net-conf with EnableIPv6 (dual-stack). */
   ipv6: boolean;
@@ -57,7 +57,7 @@ const REGISTRY: Record<BackendType, BackendRegistration> = {
   bgp: {
     type: 'bgp',
     parseOptions: parseBgpOptions,
-    ipv6: false,
+    ipv6: true,
     create: async () => (await import('./bgp/index.js')).createBgpBackend,
     teardown: async (node) => (await import('./bgp/node.js')).removeNodeBird(node),
     status: async (node) => (await import('./bgp/node.js')).bgpNodeStatus(node),
@@ -89,6 +89,6 @@ export function checkBackendOptions(conf: NetConf): NetConf {
     const able = registeredBackends().filter((r) => r.ipv6).map((r) => r.type).join(', ');
     throw new ConfigError(`EnableIPv6: the ${conf.backend.type} backend does not program IPv6 yet; use ${able} for dual-stack, or remove EnableIPv6 and the IPv6 keys`);
   }
-  registration?.parseOptions(conf.backend.raw);
+  registration?.parseOptions(conf.backend.raw, conf);
   return conf;
 }
