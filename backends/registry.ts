@@ -5,7 +5,7 @@
 // `weft agent --teardown` and `weft status`. Config, the agent and the CLI
 // reach backends only through here.
 import type { JsonObject } from '../src/config/fields.js';
-import { ConfigError, confNetworks, type BackendType, type NetConf } from '../src/config/netconf.js';
+import type { BackendType, NetConf } from '../src/config/netconf.js';
 import type { BackendFactory } from './backend.js';
 import { parseBgpOptions } from './bgp/options.js';
 import { parseHostGwOptions } from './hostgw/options.js';
@@ -23,11 +23,9 @@ export interface NodeContext {
 
 export interface BackendRegistration {
   type: BackendType;
-  /** Validates the Backend section's keys (without Type); throws ConfigError naming the key. */
-  parseOptions(raw: JsonObject): unknown;
+  /** Validates the Backend section's keys (without Type), against the rest of the net-conf when given; throws ConfigError naming the key. */
+  parseOptions(raw: JsonObject, conf?: NetConf): unknown;
   create(): Promise<BackendFactory>;
-  /** Programs IPv6 too: runs a net-conf with EnableIPv6 (dual-stack). */
-  ipv6: boolean;
   /** Removes what the backend keeps outside the kernel state the reconciler owns (its processes). */
   teardown?(node: NodeContext): Promise<unknown>;
   /** Extra status for `weft status`: JSON, and lines for a terminal. */
@@ -38,26 +36,22 @@ const REGISTRY: Record<BackendType, BackendRegistration> = {
   'host-gw': {
     type: 'host-gw',
     parseOptions: parseHostGwOptions,
-    ipv6: true,
     create: async () => (await import('./hostgw/index.js')).createHostGwBackend,
   },
   vxlan: {
     type: 'vxlan',
     parseOptions: parseVxlanOptions,
-    ipv6: true,
     create: async () => (await import('./vxlan/index.js')).createVxlanBackend,
   },
   udp: {
     type: 'udp',
     parseOptions: parseUdpOptions,
-    ipv6: true,
     create: async () => (await import('./udp/index.js')).createUdpBackend,
     teardown: async (node) => (await import('./udp/loop-client.js')).stopUdpLoop(node.runDir, { teardown: true }),
   },
   bgp: {
     type: 'bgp',
     parseOptions: parseBgpOptions,
-    ipv6: false,
     create: async () => (await import('./bgp/index.js')).createBgpBackend,
     teardown: async (node) => (await import('./bgp/node.js')).removeNodeBird(node),
     status: async (node) => (await import('./bgp/node.js')).bgpNodeStatus(node),
@@ -81,14 +75,9 @@ export async function backendFactory(type: BackendType): Promise<BackendFactory 
 
 /**
  * Whether this build can run a parsed net-conf: its backend's keys, checked
- * by the backend's own parser, and its address families. Throws ConfigError.
+ * by the backend's own parser against the families the net-conf runs. Throws ConfigError.
  */
 export function checkBackendOptions(conf: NetConf): NetConf {
-  const registration = backendRegistration(conf.backend.type);
-  if (confNetworks(conf).some((n) => n.family === 6) && registration && !registration.ipv6) {
-    const able = registeredBackends().filter((r) => r.ipv6).map((r) => r.type).join(', ');
-    throw new ConfigError(`EnableIPv6: the ${conf.backend.type} backend does not program IPv6 yet; use ${able} for dual-stack, or remove EnableIPv6 and the IPv6 keys`);
-  }
-  registration?.parseOptions(conf.backend.raw);
+  backendRegistration(conf.backend.type)?.parseOptions(conf.backend.raw, conf);
   return conf;
 }

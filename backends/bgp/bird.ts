@@ -147,8 +147,9 @@ export class Bird {
    * protocol (with `learn`) re-installs a route of BIRD's that went missing,
    * and leaves a foreign route that replaced it alone.
    */
-  async rescanKernel(protocol: string): Promise<void> {
-    await this.command(['reload', 'in', protocol]);
+  async rescanKernel(protocols: readonly string[]): Promise<void> {
+    // One per family: a scan is cheap, and which family lost a route is not worth tracking.
+    for (const protocol of protocols) await this.command(['reload', 'in', protocol]);
   }
 
   /**

@@ -1,12 +1,13 @@
 // Talking to a BIRD 2 over its control socket with birdc: sessions, whether
 // it answers, commands with BIRD's reply codes mapped to one-line errors, and
 // the node teardown that stops weft's own BIRD and flushes its routes.
-import { access, rm } from 'node:fs/promises';
+import { readFile, rm } from 'node:fs/promises';
 import { join } from 'node:path';
 import { sleep } from '../../src/core/backoff.js';
 import { runCommand } from '../../src/core/command.js';
 import { flushProtocolRoutes } from '../../src/dataplane/iproute.js';
 import { WeftError, oneLine } from '../../src/errors.js';
+import { ROUTED_PREFIXES_LINE } from './config.js';
 import { parseBgpSessions, type BgpSession } from './status.js';
 
 const BIRDC_TIMEOUT_MS = 10_000;
@@ -69,12 +70,15 @@ export async function showBgpSessions(socket: string): Promise<BgpSession[]> {
 /**
  * For `weft agent --teardown`: stops the node's own BIRD (the one under
  * `dir`, never one given by --bird-socket) so peers withdraw this node, and
- * flushes the routes it kept in the kernel (`persist`) inside `network`.
+ * flushes the routes it kept in the kernel (`persist`), in every family:
+ * inside the prefixes its config names (each family's Network and the
+ * AllowedPrefixes), else inside `network` (a config from before that line).
  * Does nothing where weft never ran BIRD.
  */
 export async function removeOwnBird(dir: string, network: string | undefined): Promise<boolean> {
+  let conf: string;
   try {
-    await access(join(dir, 'bird.conf'));
+    conf = await readFile(join(dir, 'bird.conf'), 'utf8');
   } catch {
     return false;
   }
@@ -82,9 +86,10 @@ export async function removeOwnBird(dir: string, network: string | undefined): P
   const down = await run('birdc', ['-s', socket, 'down'], 5000);
   // The agent leaves BIRD running: flush only once it has gone, or it might re-add what was flushed.
   if (down.code === 0) await waitFor(async () => (await run('birdc', ['-s', socket, 'show', 'status'], 3000)).code !== 0, STOP_TIMEOUT_MS);
-  if (network) {
-    await flushProtocolRoutes(network, 'bird').catch((err: unknown) => {
-      throw new WeftError(`cannot flush BIRD's routes in ${network}: ${oneLine(err)}`, 'remove them with ip route flush proto bird');
+  const named = ROUTED_PREFIXES_LINE.exec(conf)?.[1]?.split(/\s+/).filter(Boolean);
+  for (const prefix of named ?? (network ? [network] : [])) {
+    await flushProtocolRoutes(prefix, 'bird').catch((err: unknown) => {
+      throw new WeftError(`cannot flush BIRD's routes in ${prefix}: ${oneLine(err)}`, 'remove them with ip route flush proto bird');
     });
   }
   await rm(join(dir, 'bird.conf'), { force: true });

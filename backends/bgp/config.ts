@@ -1,22 +1,32 @@
 // Pure: (own lease, peer leases, options) -> the complete BIRD 2 config text.
 // Nothing here touches the system, so every topology is unit-tested as text
 // and parse-checked with `bird -p`.
-import { IP, type Cidr, type Family } from '../../src/core/cidr.js';
+import type { Cidr, Family, IP } from '../../src/core/cidr.js';
 import type { Lease } from '../../src/subnet/lease.js';
+import type { ExternalInterface } from '../backend.js';
 import { WeftError } from '../../src/errors.js';
-import type { BgpOptions } from './options.js';
+import { reflectorAddress, type BgpOptions } from './options.js';
+
+/** One address family this node runs: its lease half, the peers' halves and the interface's side (NodeFamilies' view) with that family's cluster Network. */
+export interface BirdFamily {
+  family: Family;
+  /** The cluster Network of this family: the only prefixes taken from nodes. */
+  network: Cidr;
+  own: Lease;
+  peers: readonly Lease[];
+  /** `ip` is the local end of the sessions; `connected` prefixes make peers inside them `direct`. */
+  ext: Pick<ExternalInterface, 'ip' | 'connected'>;
+}
 
 export interface BirdConfigInput {
   nodeName: string;
+  /** This node's whole lease: reflector lists may name either of its addresses. */
   own: Lease;
+  /** The peers' whole leases, likewise. */
   peers: readonly Lease[];
-  /** The cluster Network: the only prefixes taken from nodes. */
-  network: Cidr;
+  /** The families this node runs, primary first. Each gets its own sessions, filters and kernel protocol. */
+  families: readonly BirdFamily[];
   options: BgpOptions;
-  /** Underlay prefixes on this node's interface: peers inside them get `direct` sessions. */
-  connected: readonly Cidr[];
-  /** Local end of the sessions (the interface address); defaults to the PublicIP. */
-  sourceIP?: IP;
   /** This node also reflects routes (a per-node flag published in its lease). */
   selfReflector?: boolean;
   /** Named in the header so an operator knows how to reach this BIRD. */
@@ -43,15 +53,26 @@ export interface BirdSession {
 export interface BirdConfig {
   text: string;
   sessions: BirdSession[];
-  /** Leases that get no session, each with the reason (logged once by the backend). */
-  skipped: { lease: Lease; reason: string }[];
+  /** Kernel protocols, one per family (weft asks them to rescan when one of their routes was deleted). */
+  kernelProtocols: string[];
+  /** Leases (the family's half) that get no session, each with the reason (logged once by the backend). */
+  skipped: { family: Family; lease: Lease; reason: string }[];
   /** RouteReflectors entries that match no lease (names not seen yet). */
   unresolvedReflectors: string[];
+  /** A secondary family this node cannot route (no reflector has a half in it), with the reason. */
+  familyProblems: string[];
 }
 
 const BGP = 'bgp';
-/** The kernel protocol's name (weft asks it to rescan when one of its routes was deleted). */
-export const KERNEL_PROTOCOL = 'weft_kernel';
+
+/**
+ * A BIRD name of one family's protocol, filter or function. IPv4 keeps the
+ * names weft used before dual-stack, so a BIRD adopted across an upgrade is
+ * reconfigured without restarting a protocol (which would flap its routes).
+ */
+export function familyName(base: string, family: Family): string {
+  return family === 4 ? base : `${base}6`;
+}
 
 /** The lease attribute a node sets to act as a reflector without being listed. */
 function leaseSaysReflector(lease: Lease): boolean {
@@ -59,25 +80,51 @@ function leaseSaysReflector(lease: Lease): boolean {
   return typeof data === 'object' && data !== null && (data as Record<string, unknown>).RouteReflector === true;
 }
 
-export function birdConfig(input: BirdConfigInput): BirdConfig {
-  const { own, network } = input;
-  const family = network.family;
-  if (own.attrs.publicIP.family !== family) {
-    throw new WeftError(`bgp: PublicIP ${own.attrs.publicIP} and Network ${network} are of different address families`, 'use an underlay address of the Network\'s family (--public-ip / --iface)');
-  }
-  const { peers, skipped } = usablePeers(input);
-  const plan = planSessions(input, peers);
-  const sessions = [...plan.sessions, ...externalSessions(input)];
-  return { text: render(input, family, plan.selfReflector, sessions), sessions, skipped, unresolvedReflectors: plan.unresolved };
+/** Every address of a whole lease (PublicIP, PublicIPv6), as text. */
+function leaseAddresses(lease: Lease): string[] {
+  return [lease.attrs.publicIP, ...(lease.attrs.publicIPv6 ? [lease.attrs.publicIPv6] : [])].map(String);
 }
 
-/** Peers that can get a session, sorted by address so the text is stable; the rest with reasons. */
-function usablePeers(input: BirdConfigInput): { peers: Lease[]; skipped: BirdConfig['skipped'] } {
-  const { own, network, options } = input;
-  const skipped: BirdConfig['skipped'] = [];
+export function birdConfig(input: BirdConfigInput): BirdConfig {
+  const primary = input.families[0];
+  if (!primary) throw new WeftError('bgp: this node runs no address family (no lease half matches an interface address)', 'check --iface and --public-ip');
+  const result: BirdConfig = { text: '', sessions: [], kernelProtocols: [], skipped: [], unresolvedReflectors: unresolvedReflectors(input), familyProblems: [] };
+  const parts: string[] = [];
+  let selfReflector = false;
+  for (const f of input.families) {
+    if (f.own.attrs.publicIP.family !== f.network.family || f.family !== f.network.family) {
+      throw new WeftError(`bgp: PublicIP ${f.own.attrs.publicIP} and Network ${f.network} are of different address families`, 'use an underlay address of the Network\'s family (--public-ip / --iface)');
+    }
+    const { peers, skipped } = usablePeers(input, f);
+    result.skipped.push(...skipped.map((s) => ({ family: f.family, ...s })));
+    let plan: SessionPlan;
+    try {
+      plan = planSessions(input, f, peers);
+    } catch (err) {
+      // Only the primary family's trouble stops the config; IPv6 without a reflector leaves IPv4 routed.
+      if (f === primary || !(err instanceof WeftError)) throw err;
+      result.familyProblems.push(`IPv${f.family}: ${err.message}`);
+      continue;
+    }
+    selfReflector ||= plan.selfReflector;
+    const sessions = [...plan.sessions, ...externalSessions(input, f)];
+    result.sessions.push(...sessions);
+    result.kernelProtocols.push(familyName(KERNEL_BASE, f.family));
+    parts.push(renderFamily(input, f, plan.selfReflector, sessions));
+  }
+  result.text = [renderHeader(input, primary, selfReflector), ...parts].join('\n');
+  return result;
+}
+
+const KERNEL_BASE = 'weft_kernel';
+
+/** Peers of one family that can get a session, sorted by address so the text is stable; the rest with reasons. */
+function usablePeers(input: BirdConfigInput, f: BirdFamily): { peers: Lease[]; skipped: { lease: Lease; reason: string }[] } {
+  const { own, network } = f;
+  const skipped: { lease: Lease; reason: string }[] = [];
   const byAddress = new Map<bigint, Lease>();
-  const external = new Set(options.externalPeers.map((p) => p.peerIP.toString()));
-  const sorted = [...input.peers].sort((a, b) => compareBig(a.attrs.publicIP.value, b.attrs.publicIP.value) || compareBig(a.subnet.ip.value, b.subnet.ip.value));
+  const external = new Set(input.options.externalPeers.map((p) => p.peerIP.toString()));
+  const sorted = [...f.peers].sort((a, b) => compareBig(a.attrs.publicIP.value, b.attrs.publicIP.value) || compareBig(a.subnet.ip.value, b.subnet.ip.value));
   for (const lease of sorted) {
     const ip = lease.attrs.publicIP;
     if (lease.subnet.equals(own.subnet) || ip.equals(own.attrs.publicIP)) continue;
@@ -96,13 +143,19 @@ function usablePeers(input: BirdConfigInput): { peers: Lease[]; skipped: BirdCon
 interface SessionPlan {
   sessions: BirdSession[];
   selfReflector: boolean;
-  unresolved: string[];
 }
 
-function planSessions(input: BirdConfigInput, peers: Lease[]): SessionPlan {
-  const { own, options } = input;
+/** RouteReflectors names that are no address and match no node name seen yet. */
+function unresolvedReflectors(input: BirdConfigInput): string[] {
+  const names = new Set([input.own, ...input.peers].flatMap((l) => (l.attrs.nodeName ? [l.attrs.nodeName.toLowerCase()] : [])));
+  names.add(input.nodeName.toLowerCase());
+  return input.options.routeReflectors.filter((r) => reflectorAddress(r) === undefined && !names.has(r.toLowerCase()));
+}
+
+function planSessions(input: BirdConfigInput, f: BirdFamily, peers: Lease[]): SessionPlan {
+  const { options } = input;
   const asn = options.asn;
-  const ownIP = own.attrs.publicIP;
+  const ownIP = f.own.attrs.publicIP;
   // The higher address waits: each pair has exactly one side connecting.
   const passiveTowards = (peer: IP): boolean => ownIP.value > peer.value;
   const session = (peer: IP, role: BirdSessionRole, passive: boolean): BirdSession => ({
@@ -114,27 +167,31 @@ function planSessions(input: BirdConfigInput, peers: Lease[]): SessionPlan {
   });
 
   if (options.topology === 'mesh') {
-    return { sessions: peers.map((p) => session(p.attrs.publicIP, 'mesh', passiveTowards(p.attrs.publicIP))), selfReflector: false, unresolved: [] };
+    return { sessions: peers.map((p) => session(p.attrs.publicIP, 'mesh', passiveTowards(p.attrs.publicIP))), selfReflector: false };
   }
 
+  // Reflectors are named by node name or by either of a node's addresses; the
+  // name is looked up on the whole lease, so one list serves both families.
   const listed = new Set(options.routeReflectors.map((r) => r.toLowerCase()));
+  const wholeOf = (half: Lease): Lease => input.peers.find((l) => leaseAddresses(l).includes(half.attrs.publicIP.toString())) ?? half;
   const named = (lease: Lease): boolean =>
-    listed.has(lease.attrs.publicIP.toString()) || (lease.attrs.nodeName !== undefined && listed.has(lease.attrs.nodeName.toLowerCase()));
-  const selfReflector = input.selfReflector === true || listed.has(ownIP.toString()) || listed.has(input.nodeName.toLowerCase());
-  const reflectorPeers = peers.filter((p) => named(p) || leaseSaysReflector(p));
-  const leaseIPs = new Set([own, ...input.peers].map((l) => l.attrs.publicIP.toString()));
-  const leaseNames = new Set([own, ...peers].flatMap((l) => (l.attrs.nodeName ? [l.attrs.nodeName.toLowerCase()] : [])));
-  leaseNames.add(input.nodeName.toLowerCase());
+    leaseAddresses(lease).some((a) => listed.has(a)) || (lease.attrs.nodeName !== undefined && listed.has(lease.attrs.nodeName.toLowerCase()));
+  const isReflector = (half: Lease): boolean => {
+    const whole = wholeOf(half);
+    return named(whole) || leaseSaysReflector(whole);
+  };
+  const selfReflector = input.selfReflector === true || named(input.own) || listed.has(input.nodeName.toLowerCase());
+  const reflectorPeers = peers.filter(isReflector);
+  const leaseIPs = new Set([input.own, ...input.peers].flatMap(leaseAddresses));
   // Listed addresses that are no weft node: a reflector run by someone else (gobgpd, a router).
   const external = new Set(options.externalPeers.map((p) => p.peerIP.toString()));
   const foreignReflectors = options.routeReflectors
-    .map(asAddress)
-    .filter((ip): ip is IP => ip !== undefined && ip.family === input.network.family && !leaseIPs.has(ip.toString()) && !external.has(ip.toString()));
-  const unresolved = options.routeReflectors.filter((r) => asAddress(r) === undefined && !leaseNames.has(r.toLowerCase()));
+    .map(reflectorAddress)
+    .filter((ip): ip is IP => ip !== undefined && ip.family === f.family && !leaseIPs.has(ip.toString()) && !external.has(ip.toString()));
 
   if (!selfReflector && reflectorPeers.length === 0 && foreignReflectors.length === 0) {
     throw new WeftError(
-      `bgp: Backend.RouteReflectors (${options.routeReflectors.join(', ').slice(0, 120)}) names no node in the cluster`,
+      `bgp: Backend.RouteReflectors (${options.routeReflectors.join(', ').slice(0, 120)}) names no node in the cluster${f.family === 6 ? ' with an IPv6 address' : ''}`,
       'list the node names or PublicIPs of running nodes, or wait until a reflector node has joined',
     );
   }
@@ -150,12 +207,12 @@ function planSessions(input: BirdConfigInput, peers: Lease[]): SessionPlan {
     }
   }
   sessions.sort((a, b) => compareBig(a.peer.value, b.peer.value));
-  return { sessions, selfReflector, unresolved };
+  return { sessions, selfReflector };
 }
 
-function externalSessions(input: BirdConfigInput): BirdSession[] {
+function externalSessions(input: BirdConfigInput, f: BirdFamily): BirdSession[] {
   return input.options.externalPeers
-    .filter((p) => p.peerIP.family === input.network.family && !p.peerIP.equals(input.own.attrs.publicIP))
+    .filter((p) => p.peerIP.family === f.family && !p.peerIP.equals(f.own.attrs.publicIP))
     .map((p) => ({ name: protocolName('ext', p.peerIP), peer: p.peerIP, asn: p.asn, role: 'external' as const, passive: false }));
 }
 
@@ -164,22 +221,19 @@ export function protocolName(prefix: string, ip: IP): string {
   return `${prefix}_${ip.toString().replace(/[.:]/g, '_')}`;
 }
 
-function render(input: BirdConfigInput, family: Family, selfReflector: boolean, sessions: BirdSession[]): string {
-  const { own, network, options } = input;
-  const ch = family === 4 ? 'ipv4' : 'ipv6';
-  const ownSubnet = own.subnet.toString();
-  const routerId = own.attrs.publicIP.family === 4 ? own.attrs.publicIP : lowBitsAsId(own.attrs.publicIP);
-  const source = input.sourceIP ?? own.attrs.publicIP;
-  const allowed = options.allowedPrefixes.filter((c) => c.family === family);
-  const t = options.timers;
-  const out: string[] = [];
-  const line = (...ls: string[]): void => void out.push(...ls);
-
-  line(
+/** What the whole BIRD shares: logging, router id, graceful restart, the device scan. */
+function renderHeader(input: BirdConfigInput, primary: BirdFamily, selfReflector: boolean): string {
+  const { options } = input;
+  const ownIP = primary.own.attrs.publicIP;
+  // The primary family's address: a node that turns IPv6 on keeps its router id, so no session restarts.
+  const routerId = ownIP.family === 4 ? ownIP : lowBitsAsId(ownIP);
+  return [
     `# BIRD 2 configuration for weft node ${safeComment(input.nodeName)}, generated by the bgp backend.`,
     `# Do not edit: weft rewrites this file whenever the cluster's leases change.`,
     `# Inspect: birdc -s ${safeComment(input.controlSocket)} show protocols all`,
     `# Topology: ${options.topology}${options.topology === 'reflectors' ? (selfReflector ? ' (this node reflects)' : ' (this node is a client)') : ''}; AS ${options.asn}`,
+    `# Families: ${input.families.map((f) => `IPv${f.family}`).join(', ')}; each has its own sessions between the nodes' addresses of that family.`,
+    `# Routed prefixes: ${routedPrefixesOf(input).join(' ')}`,
     '',
     'log stderr { info, remote, warning, error, auth, fatal, bug };',
     ...(input.logFile !== undefined ? [`log "${birdString(input.logFile)}" 1048576 "${birdString(input.logFile)}.old" { info, remote, warning, error, auth, fatal, bug };`] : []),
@@ -189,24 +243,57 @@ function render(input: BirdConfigInput, family: Family, selfReflector: boolean, 
     '# until every session has resynchronised, or this many seconds have passed.',
     'graceful restart wait 10;',
     '',
+    '# Unnamed, so BIRD calls it device1 like most configs do: taking over a running',
+    '# BIRD (--bird-socket) then keeps its interface list instead of rebuilding it.',
+    'protocol device {',
+    '  scan time 10;',
+    '}',
+    '',
+  ].join('\n');
+}
+
+/** The prefixes whose routes BIRD puts into the kernel, every family: what teardown flushes. */
+function routedPrefixesOf(input: BirdConfigInput): string[] {
+  const families = new Set(input.families.map((f) => f.family));
+  return [...input.families.map((f) => f.network), ...input.options.allowedPrefixes.filter((c) => families.has(c.family))].map(String);
+}
+
+/** The header line naming the routed prefixes, read back by teardown (which has no net-conf). */
+export const ROUTED_PREFIXES_LINE = /^# Routed prefixes: (.*)$/m;
+
+/** One family's filters, protocols, templates and sessions; every name carries the family (familyName). */
+function renderFamily(input: BirdConfigInput, f: BirdFamily, selfReflector: boolean, sessions: BirdSession[]): string {
+  const { options } = input;
+  const { own, network, family } = f;
+  const n = (base: string): string => familyName(base, family);
+  const ch = family === 4 ? 'ipv4' : 'ipv6';
+  const ownSubnet = own.subnet.toString();
+  const source = f.ext.ip;
+  const allowed = options.allowedPrefixes.filter((c) => c.family === family);
+  const t = options.timers;
+  const out: string[] = [];
+  const line = (...ls: string[]): void => void out.push(...ls);
+
+  line(
+    `# ---- IPv${family}: pod network ${network}, this node's subnet ${ownSubnet} ----`,
     `# Nodes may announce prefixes inside the Network, never this node's own subnet`,
     `# or a part of it (that would steal traffic meant for local pods).`,
-    `function weft_in_network() { return net ~ [ ${network}+ ]; }`,
-    `function weft_not_own() { return !(net ~ [ ${ownSubnet}+ ]); }`,
+    `function ${n('weft_in_network')}() { return net ~ [ ${network}+ ]; }`,
+    `function ${n('weft_not_own')}() { return !(net ~ [ ${ownSubnet}+ ]); }`,
     allowed.length > 0
-      ? `function weft_in_allowed() { return net ~ [ ${allowed.map((c) => `${c}+`).join(', ')} ]; }`
-      : 'function weft_in_allowed() { return false; }',
+      ? `function ${n('weft_in_allowed')}() { return net ~ [ ${allowed.map((c) => `${c}+`).join(', ')} ]; }`
+      : `function ${n('weft_in_allowed')}() { return false; }`,
     '',
-    'filter weft_import_nodes {',
-    '  if weft_in_network() && weft_not_own() then accept;',
+    `filter ${n('weft_import_nodes')} {`,
+    `  if ${n('weft_in_network')}() && ${n('weft_not_own')}() then accept;`,
     '  reject;',
     '}',
     '# External peers (ToR routers) are heard only inside Backend.AllowedPrefixes.',
-    'filter weft_import_external {',
-    '  if weft_in_allowed() && weft_not_own() then accept;',
+    `filter ${n('weft_import_external')} {`,
+    `  if ${n('weft_in_allowed')}() && ${n('weft_not_own')}() then accept;`,
     '  reject;',
     '}',
-    'filter weft_export_own {',
+    `filter ${n('weft_export_own')} {`,
     `  if source = RTS_STATIC && net = ${ownSubnet} then accept;`,
     '  reject;',
     '}',
@@ -214,40 +301,34 @@ function render(input: BirdConfigInput, family: Family, selfReflector: boolean, 
   if (selfReflector) {
     line(
       '# Reflectors pass on what nodes announce, still only inside the Network.',
-      'filter weft_export_reflected {',
+      `filter ${n('weft_export_reflected')} {`,
       `  if source = RTS_STATIC && net = ${ownSubnet} then accept;`,
-      '  if source = RTS_BGP && weft_in_network() && weft_not_own() then accept;',
+      `  if source = RTS_BGP && ${n('weft_in_network')}() && ${n('weft_not_own')}() then accept;`,
       '  reject;',
       '}',
     );
   }
   line(
     '# Only routes learned over BGP reach the kernel; the own subnet stays on the CNI bridge.',
-    'filter weft_kernel_export {',
-    '  if source = RTS_BGP && (weft_in_network() || weft_in_allowed()) && weft_not_own() then accept;',
+    `filter ${n('weft_kernel_export')} {`,
+    `  if source = RTS_BGP && (${n('weft_in_network')}() || ${n('weft_in_allowed')}()) && ${n('weft_not_own')}() then accept;`,
     '  reject;',
     '}',
     '# Underlay routes (for next hops of multihop sessions), never pod or allowed prefixes.',
-    'filter weft_underlay_import {',
-    '  if weft_in_network() || weft_in_allowed() then reject;',
+    `filter ${n('weft_underlay_import')} {`,
+    `  if ${n('weft_in_network')}() || ${n('weft_in_allowed')}() then reject;`,
     '  accept;',
     '}',
     '',
-    '# Unnamed, so BIRD calls it device1 like most configs do: taking over a running',
-    '# BIRD (--bird-socket) then keeps its interface list instead of rebuilding it.',
-    'protocol device {',
-    '  scan time 10;',
-    '}',
-    '',
-    'protocol direct weft_direct {',
-    `  ${ch} { import filter weft_underlay_import; };`,
+    `protocol direct ${n('weft_direct')} {`,
+    `  ${ch} { import filter ${n('weft_underlay_import')}; };`,
     '  interface "*";',
     '}',
     '',
-    `protocol kernel ${KERNEL_PROTOCOL} {`,
+    `protocol kernel ${n(KERNEL_BASE)} {`,
     `  ${ch} {`,
-    '    import filter weft_underlay_import;',
-    '    export filter weft_kernel_export;',
+    `    import filter ${n('weft_underlay_import')};`,
+    `    export filter ${n('weft_kernel_export')};`,
     '  };',
     '  learn;',
     '  # Routes stay in the kernel when BIRD stops, so pods keep talking while weft restarts.',
@@ -257,8 +338,8 @@ function render(input: BirdConfigInput, family: Family, selfReflector: boolean, 
     '}',
     '',
     '# This node\'s pod subnet, announced to peers. A blackhole in BIRD\'s table only:',
-    '# the kernel already routes it to the CNI bridge and weft_kernel_export drops it.',
-    'protocol static weft_own_subnet {',
+    `# the kernel already routes it to the CNI bridge and ${n('weft_kernel_export')} drops it.`,
+    `protocol static ${n('weft_own_subnet')} {`,
     `  ${ch};`,
     `  route ${ownSubnet} blackhole;`,
     '}',
@@ -267,7 +348,7 @@ function render(input: BirdConfigInput, family: Family, selfReflector: boolean, 
 
   line(
     '# Timers and graceful restart shared by every session.',
-    'template bgp weft_peer {',
+    `template bgp ${n('weft_peer')} {`,
     `  local ${source} as ${options.asn};`,
     `  hold time ${t.holdTime};`,
     `  startup hold time ${t.holdTime};`,
@@ -291,18 +372,20 @@ function render(input: BirdConfigInput, family: Family, selfReflector: boolean, 
     '  };',
   ];
   const template = (name: string, exportFilter: string, extra: string[] = []): void =>
-    line(`template bgp ${name} from weft_peer {`, ...extra, ...channel('weft_import_nodes', exportFilter), '}', '');
+    line(`template bgp ${name} from ${n('weft_peer')} {`, ...extra, ...channel(n('weft_import_nodes'), exportFilter), '}', '');
 
   const roles = new Set(sessions.map((s) => s.role));
-  if (roles.has('mesh')) template('weft_mesh', 'weft_export_own');
-  if (roles.has('reflector')) template('weft_reflector', selfReflector ? 'weft_export_reflected' : 'weft_export_own');
-  if (roles.has('rr-client')) template('weft_rr_client', 'weft_export_reflected', ['  rr client;', `  rr cluster id ${options.clusterID};`]);
+  const exportOwn = n('weft_export_own');
+  const exportReflected = n('weft_export_reflected');
+  if (roles.has('mesh')) template(n('weft_mesh'), exportOwn);
+  if (roles.has('reflector')) template(n('weft_reflector'), selfReflector ? exportReflected : exportOwn);
+  if (roles.has('rr-client')) template(n('weft_rr_client'), exportReflected, ['  rr client;', `  rr cluster id ${options.clusterID};`]);
 
-  const connected = (ip: IP): boolean => input.connected.some((c) => c.contains(ip));
+  const connected = (ip: IP): boolean => f.ext.connected.some((c) => c.contains(ip));
   const reach = (ip: IP): string => (connected(ip) ? '  direct;' : '  multihop;');
   for (const s of sessions.filter((x) => x.role !== 'external')) {
     const tpl = s.role === 'mesh' ? 'weft_mesh' : s.role === 'reflector' ? 'weft_reflector' : 'weft_rr_client';
-    line(`protocol bgp ${s.name} from ${tpl} {`, `  neighbor ${s.peer} as ${s.asn};`, reach(s.peer));
+    line(`protocol bgp ${s.name} from ${n(tpl)} {`, `  neighbor ${s.peer} as ${s.asn};`, reach(s.peer));
     if (s.passive) line('  passive on;');
     line('}', '');
   }
@@ -310,9 +393,9 @@ function render(input: BirdConfigInput, family: Family, selfReflector: boolean, 
   for (const peer of options.externalPeers) {
     const s = sessions.find((x) => x.role === 'external' && x.peer.equals(peer.peerIP));
     if (!s) continue;
-    line(`protocol bgp ${s.name} from weft_peer {`, `  neighbor ${peer.peerIP} as ${peer.asn};`, reach(peer.peerIP));
+    line(`protocol bgp ${s.name} from ${n('weft_peer')} {`, `  neighbor ${peer.peerIP} as ${peer.asn};`, reach(peer.peerIP));
     if (peer.password !== undefined) line(`  password "${peer.password}";`);
-    line(...channel('weft_import_external', 'weft_export_own', ['    next hop self;']), '}', '');
+    line(...channel(n('weft_import_external'), exportOwn, ['    next hop self;']), '}', '');
   }
   return out.join('\n');
 }
@@ -332,14 +415,6 @@ function birdString(text: string): string {
 /** Text from leases or flags placed in a comment: no newline may end the comment early. */
 function safeComment(text: string): string {
   return text.replace(/[^\x20-\x7e]/g, '?').slice(0, 200);
-}
-
-function asAddress(text: string): IP | undefined {
-  try {
-    return IP.parse(text);
-  } catch {
-    return undefined;
-  }
 }
 
 function compareBig(a: bigint, b: bigint): number {

@@ -2,15 +2,16 @@
 // work is keeping BIRD's config equal to the lease set and BIRD alive.
 import { join } from 'node:path';
 import type { Backend, BackendContext } from '../backend.js';
-import { PeerWarnings } from '../peer-warnings.js';
+import { NodeFamilies } from '../peers.js';
 import { flushProtocolRoutes } from '../../src/dataplane/iproute.js';
 import { emptyState } from '../../src/dataplane/state.js';
 import { oneLine } from '../../src/errors.js';
+import { confNetworks, type NetConf } from '../../src/config/netconf.js';
 import type { Cidr } from '../../src/core/cidr.js';
 import type { Lease } from '../../src/subnet/lease.js';
 import { Bird } from './bird.js';
 import { bgpMetrics } from './metrics.js';
-import { KERNEL_PROTOCOL, birdConfig, type BirdSession } from './config.js';
+import { birdConfig, type BirdFamily, type BirdSession } from './config.js';
 import { parseBgpOptions, type BgpOptions } from './options.js';
 import { DeletedRouteWatch } from './restore.js';
 import type { BgpSession } from './status.js';
@@ -44,7 +45,7 @@ export interface BgpBackend extends Backend {
 const BGP = 'bgp';
 
 export async function createBgpBackend(ctx: BackendContext, opts: BgpRuntimeOptions = {}): Promise<BgpBackend> {
-  const options = parseBgpOptions(ctx.config.backend.raw);
+  const options = parseBgpOptions(ctx.config.backend.raw, ctx.config);
   const externalSocket = opts.birdSocket ?? ctx.birdSocket;
   const birdDir = join(ctx.runDir, 'bird');
   const bird = await Bird.open({
@@ -54,7 +55,8 @@ export async function createBgpBackend(ctx: BackendContext, opts: BgpRuntimeOpti
     ...(opts.execPrefix ? { execPrefix: opts.execPrefix } : {}),
     ...(opts.restartDelayMs ? { restartDelayMs: opts.restartDelayMs } : {}),
   });
-  const warnings = new PeerWarnings(ctx.logger);
+  const families = new NodeFamilies(ctx.logger);
+  const networks = confNetworks(ctx.config);
   const graceMs = opts.readyGraceMs ?? 60_000;
   let configured: BirdSession[] = [];
   let applied = false;
@@ -62,11 +64,13 @@ export async function createBgpBackend(ctx: BackendContext, opts: BgpRuntimeOpti
   let liveError: string | undefined;
   let poller: NodeJS.Timeout | undefined;
   let stopped = false;
+  let kernelProtocols: string[] = [];
   let lastUnresolved = '';
+  let lastProblems = '';
   const restorer = new DeletedRouteWatch({
-    prefixes: routedPrefixes(ctx.config.network, options),
+    prefixes: routedPrefixes(ctx.config, options),
     execPrefix: opts.execPrefix ?? [],
-    rescan: () => bird.rescanKernel(KERNEL_PROTOCOL),
+    rescan: () => bird.rescanKernel(kernelProtocols),
     logger: ctx.logger,
   });
 
@@ -89,28 +93,37 @@ export async function createBgpBackend(ctx: BackendContext, opts: BgpRuntimeOpti
   };
 
   const sync = async (own: Lease, peers: readonly Lease[]): Promise<void> => {
+    // Each family the node runs gets its own sessions, between the nodes' addresses of that family.
+    const views = families.views(own, peers, ctx.ext).flatMap((v): (BirdFamily & Pick<typeof v, 'warnings'>)[] => {
+      const network = networks.find((n) => n.family === v.family);
+      return network ? [{ ...v, network }] : [];
+    });
     const cfg = birdConfig({
       nodeName: ctx.nodeName,
       own,
       peers,
-      network: ctx.config.network,
+      families: views,
       options,
-      connected: ctx.ext.connected,
-      sourceIP: ctx.ext.ip,
       selfReflector: opts.routeReflector === true,
       controlSocket: bird.socket,
       ...(bird.supervised ? { logFile: join(birdDir, 'bird.log') } : {}),
     });
-    warnings.retain(peers);
-    const skipped = new Set(cfg.skipped.map((s) => s.lease));
-    for (const { lease, reason } of cfg.skipped) warnings.warn(lease, `no BGP session for peer ${lease.subnet} at ${lease.attrs.publicIP}: ${reason}`);
-    for (const peer of peers) if (!skipped.has(peer)) warnings.clear(peer);
+    for (const view of views) {
+      view.warnings.retain(view.peers);
+      const skipped = cfg.skipped.filter((s) => s.family === view.family);
+      for (const { lease, reason } of skipped) view.warnings.warn(lease, `no IPv${view.family} BGP session for peer ${lease.subnet} at ${lease.attrs.publicIP}: ${reason}`);
+      for (const peer of view.peers) if (!skipped.some((s) => s.lease === peer)) view.warnings.clear(peer);
+    }
     const unresolved = cfg.unresolvedReflectors.join(', ');
     if (unresolved && unresolved !== lastUnresolved) ctx.logger.warn(`Backend.RouteReflectors names nodes without a lease yet: ${unresolved}`);
     lastUnresolved = unresolved;
+    const problems = cfg.familyProblems.join('; ');
+    if (problems && problems !== lastProblems) ctx.logger.warn(`not routed over BGP: ${problems}`);
+    lastProblems = problems;
 
     if (await bird.apply(cfg.text)) {
       configured = cfg.sessions;
+      kernelProtocols = cfg.kernelProtocols;
       ctx.logger.info({ sessions: cfg.sessions.length, topology: options.topology }, 'BIRD config applied');
     }
     const first = !applied;
@@ -138,7 +151,7 @@ export async function createBgpBackend(ctx: BackendContext, opts: BgpRuntimeOpti
       // Without teardown BIRD runs on, sessions and kernel routes untouched,
       // and the next agent adopts it: the data path never notices.
       await bird.stop({ keepRunning: !teardown });
-      if (teardown && bird.supervised) await flushBirdRoutes(routedPrefixes(ctx.config.network, options), opts.execPrefix ?? [], ctx);
+      if (teardown && bird.supervised) await flushBirdRoutes(routedPrefixes(ctx.config, options), opts.execPrefix ?? [], ctx);
     },
   };
 }
@@ -167,11 +180,12 @@ export function sessionReadiness(input: {
   return `BGP sessions not Established after ${Math.round(input.graceMs / 1000)} s: ${list((s) => `${s.peer} (${state.get(s.name) ?? 'not in BIRD'})`)}; check that peer and its BIRD`;
 }
 
-function routedPrefixes(network: Cidr, options: BgpOptions): Cidr[] {
-  return [network, ...options.allowedPrefixes.filter((c) => c.family === network.family)];
+/** Every family's Network and the AllowedPrefixes (parseBgpOptions keeps those to the families the net-conf runs). */
+function routedPrefixes(config: NetConf, options: BgpOptions): Cidr[] {
+  return [...confNetworks(config), ...options.allowedPrefixes];
 }
 
-/** Teardown: BIRD's persisted routes (proto bird) inside the prefixes it owned. */
+/** Teardown: BIRD's persisted routes (proto bird) inside the prefixes it owned, each family. */
 async function flushBirdRoutes(prefixes: Cidr[], prefix: string[], ctx: BackendContext): Promise<void> {
   for (const cidr of prefixes) {
     await flushProtocolRoutes(cidr.toString(), 'bird', prefix).catch((err: unknown) => ctx.logger.warn(`removing BIRD's routes in ${cidr} failed: ${oneLine(err)}`));

@@ -1,9 +1,9 @@
 // The bgp backend's keys of the Backend section. Everything here ends up in
 // BIRD's config text, so values are checked strictly: a value BIRD would
 // misread (a quote in a password) is refused here, never escaped by hope.
-import { ConfigError } from '../../src/config/netconf.js';
+import { ConfigError, confNetworks, type NetConf } from '../../src/config/netconf.js';
 import { isJsonObject, jsonType, optionalInteger, optionalString, rejectUnknownKeys, type JsonObject } from '../../src/config/fields.js';
-import { Cidr, IP } from '../../src/core/cidr.js';
+import { Cidr, IP, type Family } from '../../src/core/cidr.js';
 
 export type BgpTopology = 'mesh' | 'reflectors';
 
@@ -51,8 +51,16 @@ const NODE_NAME = /^[a-z0-9]([a-z0-9.-]{0,251}[a-z0-9])?$/i;
 
 const DEFAULT_TIMERS: BgpTimers = { holdTime: 30, keepaliveTime: 10, connectRetryTime: 5 };
 
-/** `raw` is the Backend section without its Type key. */
-export function parseBgpOptions(raw: JsonObject): BgpOptions {
+/**
+ * `raw` is the Backend section without its Type key. With the whole net-conf,
+ * addresses and prefixes are also checked against the families it runs.
+ */
+export function parseBgpOptions(raw: JsonObject, conf?: NetConf): BgpOptions {
+  const options = parseKeys(raw);
+  return conf ? checkBgpFamilies(options, confNetworks(conf).map((n) => n.family)) : options;
+}
+
+function parseKeys(raw: JsonObject): BgpOptions {
   rejectUnknownKeys(raw, KEYS, WHERE);
   const asn = raw.ASN === undefined ? DEFAULT_ASN : parseAsn(raw.ASN, `${WHERE}ASN`);
   const topology = parseTopology(raw);
@@ -67,6 +75,30 @@ export function parseBgpOptions(raw: JsonObject): BgpOptions {
     allowedPrefixes: parseAllowedPrefixes(raw.AllowedPrefixes),
     timers: parseTimers(raw),
   };
+}
+
+/**
+ * Addresses and prefixes must be of a family the cluster runs (Network, and
+ * IPv6Network with EnableIPv6): one of another family would get no session
+ * and no filter, and silently do nothing. Each family's sessions take only
+ * its own entries, so a dual-stack cluster lists both. Throws ConfigError.
+ */
+export function checkBgpFamilies(options: BgpOptions, families: readonly Family[]): BgpOptions {
+  const runs = (family: Family): boolean => families.includes(family);
+  const fix = (family: Family): string =>
+    family === 6 ? 'set EnableIPv6 and IPv6Network to run IPv6, or remove it' : 'the cluster runs IPv6 only; remove it';
+  options.allowedPrefixes.forEach((cidr, i) => {
+    if (!runs(cidr.family)) throw new ConfigError(`${WHERE}AllowedPrefixes[${i}] ${cidr} is IPv${cidr.family}, a family the cluster does not run; ${fix(cidr.family)}`);
+  });
+  options.externalPeers.forEach((peer, i) => {
+    const family = peer.peerIP.family;
+    if (!runs(family)) throw new ConfigError(`${WHERE}ExternalPeers[${i}].PeerIP ${peer.peerIP} is IPv${family}, a family the cluster does not run; ${fix(family)}`);
+  });
+  options.routeReflectors.forEach((entry, i) => {
+    const family = reflectorAddress(entry)?.family;
+    if (family !== undefined && !runs(family)) throw new ConfigError(`${WHERE}RouteReflectors[${i}] ${entry} is IPv${family}, a family the cluster does not run; ${fix(family)}`);
+  });
+  return options;
 }
 
 /** An AS number: 1..4294967295 without AS_TRANS; a decimal string is accepted too. */
@@ -107,6 +139,15 @@ function parseReflectors(value: unknown, topology: BgpTopology): string[] {
     seen.add(key);
     return name;
   });
+}
+
+/** The address a RouteReflectors entry names, undefined for a node name. */
+export function reflectorAddress(entry: string): IP | undefined {
+  try {
+    return IP.parse(entry);
+  } catch {
+    return undefined;
+  }
 }
 
 function normaliseReflector(entry: string, field: string): string {

@@ -4,8 +4,9 @@
 // Needs root. Every namespace starts with wbg-.
 import t, { type Test } from 'tap';
 import { until } from './support/lab-fixture.js';
-import { execFile, spawn, type ChildProcess } from 'node:child_process';
-import { mkdtemp, readFile, readdir, rm, writeFile } from 'node:fs/promises';
+import { BgpNetns, TOR, sh, sleep } from './support/bgp-netns.js';
+import { spawn } from 'node:child_process';
+import { mkdtemp, rm, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { pino } from 'pino';
@@ -16,63 +17,19 @@ import { Cidr, IP } from '../../src/core/cidr.js';
 import type { Lease } from '../../src/subnet/lease.js';
 
 const NS = 'wbg-';
-const SWITCH = 'wbg-sw';
 const NETWORK = Cidr.parse('10.5.0.0/16');
 const UNDERLAY = Cidr.parse('198.51.100.0/24');
-const TOR = 254;
 const logger = pino({ level: process.env.WBG_LOG ?? 'warn' }, pino.destination({ fd: 2, sync: true }));
+const net = new BgpNetns(NS, [4], logger);
+const nodeNs = (n: number): string => net.nodeNs(n);
+const inNs = (n: number, argv: string[]): string[] => net.inNs(n, argv);
+const birdRoutes = (ns: string): Promise<Map<string, string>> => net.birdRoutes(ns);
+const birdPid = (n: number): Promise<number | undefined> => net.birdPid(n);
+const gobgp = (args: string[]): Promise<{ code: number; out: string }> => net.gobgp(args);
 
 if (process.getuid?.() !== 0) {
   t.fail('the bgp e2e test needs root (network namespaces); run it as root');
   process.exit(1);
-}
-
-function sh(argv: string[], opts: { check?: boolean; timeoutMs?: number } = {}): Promise<{ code: number; out: string }> {
-  return new Promise((resolve, reject) => {
-    execFile(argv[0]!, argv.slice(1), { timeout: opts.timeoutMs ?? 20_000 }, (err, stdout, stderr) => {
-      const code = err ? (typeof (err as { code?: unknown }).code === 'number' ? (err as { code: number }).code : 1) : 0;
-      if (code !== 0 && opts.check !== false) reject(new Error(`${argv.join(' ')}: ${stderr || stdout || err?.message}`));
-      else resolve({ code, out: `${stdout}` });
-    });
-  });
-}
-const inNs = (n: number | string, argv: string[]): string[] => ['ip', 'netns', 'exec', typeof n === 'number' ? nodeNs(n) : n, ...argv];
-const nodeNs = (n: number): string => `${NS}n${n}`;
-const sleep = (ms: number): Promise<void> => new Promise((r) => setTimeout(r, ms));
-
-/** Namespaces, processes and temp dirs of earlier runs: processes first (by pid, found per namespace). */
-async function cleanup(): Promise<void> {
-  const { out } = await sh(['ip', 'netns', 'list'], { check: false });
-  const spaces = out.split('\n').map((l) => l.split(' ')[0]!).filter((n) => n.startsWith(NS));
-  for (const ns of spaces) {
-    const pids = (await sh(['ip', 'netns', 'pids', ns], { check: false })).out.split(/\s+/).filter(Boolean);
-    for (const pid of pids) {
-      try {
-        process.kill(Number(pid), 'SIGKILL');
-      } catch {
-        /* gone already */
-      }
-    }
-  }
-  for (const ns of spaces) await sh(['ip', 'netns', 'del', ns], { check: false });
-  for (const entry of await readdir(tmpdir())) {
-    if (entry.startsWith('wbg-e2e-')) await rm(join(tmpdir(), entry), { recursive: true, force: true });
-  }
-}
-
-/** A node namespace on the underlay switch; `pods` adds a port-less bridge holding 10.5.n.1/24 (the CNI bridge's stand-in). */
-async function addHost(n: number, ns: string, pods: boolean): Promise<void> {
-  await sh(['ip', 'netns', 'add', ns]);
-  await sh(['ip', '-n', ns, 'link', 'set', 'lo', 'up']);
-  await sh(['ip', 'link', 'add', `${NS}e${n}`, 'netns', ns, 'type', 'veth', 'peer', 'name', `${NS}p${n}`, 'netns', SWITCH]);
-  await sh(['ip', '-n', ns, 'addr', 'add', `198.51.100.${n}/24`, 'dev', `${NS}e${n}`]);
-  await sh(['ip', '-n', ns, 'link', 'set', `${NS}e${n}`, 'up']);
-  await sh(['ip', '-n', SWITCH, 'link', 'set', `${NS}p${n}`, 'master', `${NS}br`, 'up']);
-  if (pods) {
-    await sh(['ip', '-n', ns, 'link', 'add', `${NS}cni`, 'type', 'bridge']);
-    await sh(['ip', '-n', ns, 'addr', 'add', `10.5.${n}.1/24`, 'dev', `${NS}cni`]);
-    await sh(['ip', '-n', ns, 'link', 'set', `${NS}cni`, 'up']);
-  }
 }
 
 function lease(n: number): Lease {
@@ -102,17 +59,6 @@ async function startNode(n: number, raw: Record<string, unknown>, more: BgpRunti
 /** Each node's BIRD gets the config for the lease set `ns` (all syncs at once, like agents watching etcd). */
 async function syncAll(nodes: Node[], members: number[]): Promise<void> {
   await Promise.all(nodes.map((node) => node.backend.sync!(lease(node.n), members.filter((m) => m !== node.n).map(lease))));
-}
-
-/** prefix -> gateway of the routes BIRD put into a namespace's kernel. */
-async function birdRoutes(ns: string): Promise<Map<string, string>> {
-  const { out } = await sh(['ip', '-n', ns, '-4', 'route', 'show', 'proto', 'bird']);
-  const routes = new Map<string, string>();
-  for (const line of out.split('\n')) {
-    const m = /^(\S+)\s+via\s+(\S+)/.exec(line);
-    if (m) routes.set(m[1]!, m[2]!);
-  }
-  return routes;
 }
 
 /** True when node n's kernel routes every other member's subnet via that member (and not its own). */
@@ -163,70 +109,18 @@ async function watchRoutes(members: number[], expect: (n: number) => string[], m
   return [...missing];
 }
 
-/** The pid of the BIRD running in node n's namespace. */
-async function birdPid(n: number): Promise<number | undefined> {
-  const pids = (await sh(['ip', 'netns', 'pids', nodeNs(n)])).out.split(/\s+/).filter(Boolean);
-  for (const pid of pids) {
-    const comm = await readFile(`/proc/${pid}/comm`, 'utf8').catch(() => '');
-    if (comm.trim() === 'bird') return Number(pid);
-  }
-  return undefined;
-}
-
-let gobgpd: ChildProcess | undefined;
-
-async function startGobgpd(conf: string): Promise<void> {
-  const file = join(runDir, 'gobgpd.toml');
-  await writeFile(file, conf);
-  const torNs = `${NS}tor`;
-  gobgpd = spawn('ip', ['netns', 'exec', torNs, 'gobgpd', '-f', file, '-t', 'toml', '--api-hosts', `198.51.100.${TOR}:50051`, '--pprof-disable', '-l', 'warn', '-p'], {
-    stdio: ['ignore', 'ignore', 'pipe'],
-  });
-  gobgpd.stderr!.on('data', (d: Buffer) => logger.debug({ gobgpd: d.toString().trim() }));
-  await until('gobgpd API', async () => (await gobgp(['global'])).code === 0, 20_000);
-}
-
-async function stopGobgpd(): Promise<void> {
-  const p = gobgpd;
-  gobgpd = undefined;
-  if (!p || p.exitCode !== null) return;
-  const closed = new Promise((r) => p.once('close', r));
-  p.kill('SIGTERM');
-  await Promise.race([closed, sleep(5000)]);
-  if (p.exitCode === null) p.kill('SIGKILL');
-}
-
-function gobgp(args: string[]): Promise<{ code: number; out: string }> {
-  return sh(inNs(`${NS}tor`, ['gobgp', '-u', `198.51.100.${TOR}`, ...args]), { check: false });
-}
-
-/** prefix -> next hops of the paths in gobgpd's global RIB. */
-async function torRib(): Promise<Map<string, string[]>> {
-  const { out } = await gobgp(['global', 'rib', '-a', 'ipv4', '-j']);
-  const rib = JSON.parse(out || '{}') as Record<string, { nlri: { prefix: string }; attrs: { type: number; nexthop?: string }[] }[]>;
-  const result = new Map<string, string[]>();
-  for (const [prefix, paths] of Object.entries(rib)) {
-    result.set(prefix, paths.map((p) => p.attrs.find((a) => a.nexthop !== undefined)?.nexthop ?? '?'));
-  }
-  return result;
-}
-
 const nodes: Node[] = [];
 
 t.before(async () => {
-  await cleanup();
+  await net.cleanup();
   runDir = await mkdtemp(join(tmpdir(), 'wbg-e2e-'));
-  await sh(['ip', 'netns', 'add', SWITCH]);
-  await sh(['ip', '-n', SWITCH, 'link', 'add', `${NS}br`, 'type', 'bridge']);
-  await sh(['ip', '-n', SWITCH, 'link', 'set', `${NS}br`, 'up']);
-  for (const n of [1, 2, 3, 4, 5]) await addHost(n, nodeNs(n), true);
-  await addHost(TOR, `${NS}tor`, false);
+  await net.setUp([1, 2, 3, 4, 5]);
 });
 
 t.teardown(async () => {
   await stopAll(nodes);
-  await stopGobgpd();
-  await cleanup();
+  await net.stopGobgpd();
+  await net.cleanup();
 });
 
 t.test('full mesh of 4: every node learns every subnet into the kernel (proto bird)', async (t) => {
@@ -413,7 +307,8 @@ t.test('--bird-socket: a BIRD someone else runs is configured, and left running 
 
 t.test('gobgpd as external ToR peer (eBGP): sees every subnet; only allowed prefixes come back', async (t) => {
   const members = [1, 2, 3];
-  await startGobgpd(
+  await net.startGobgpd(
+    runDir,
     [
       '[global.config]',
       '  as = 65000',
@@ -428,7 +323,7 @@ t.test('gobgpd as external ToR peer (eBGP): sees every subnet; only allowed pref
   await waitConverged(members);
 
   const rib = await until('ToR RIB with every node subnet', async () => {
-    const r = await torRib();
+    const r = await net.torRib();
     return members.every((n) => r.has(`10.5.${n}.0/24`)) ? r : undefined;
   });
   for (const n of members) t.same(rib.get(`10.5.${n}.0/24`), [`198.51.100.${n}`], `ToR: 10.5.${n}.0/24 via n${n} only (nodes export nothing but their own subnet)`);
@@ -451,12 +346,13 @@ t.test('gobgpd as external ToR peer (eBGP): sees every subnet; only allowed pref
   t.equal(ext?.importedRoutes, 1, 'n1 imported exactly one route from the ToR');
   t.equal(ext?.exportedRoutes, 1, 'n1 exported exactly its own subnet to the ToR');
   await stopAll(nodes);
-  await stopGobgpd();
+  await net.stopGobgpd();
 });
 
 t.test('gobgpd as the route reflector of the cluster: full matrix', async (t) => {
   const members = [1, 2, 3, 4];
-  await startGobgpd(
+  await net.startGobgpd(
+    runDir,
     [
       '[global.config]',
       '  as = 64512',
@@ -482,5 +378,5 @@ t.test('gobgpd as the route reflector of the cluster: full matrix', async (t) =>
   for (const node of nodes) t.equal((await node.backend.sessions()).length, 1, `n${node.n} has one session, to gobgpd`);
   await pingMatrix(t, members);
   await stopAll(nodes);
-  await stopGobgpd();
+  await net.stopGobgpd();
 });

@@ -5,27 +5,16 @@
 // node, and pod-to-pod traffic keeps the pod's address.
 import t from 'tap';
 import { setTimeout as sleep } from 'node:timers/promises';
-import type { Lab, LabNode, LabPod } from '../../src/lab/lab.js';
+import type { Lab, LabNode } from '../../src/lab/lab.js';
 import { freshLab, waitUntil } from './support/lab-fixture.js';
 import { LineRecorder } from './support/watched-process.js';
-import { UdpListener, labVxlanProblems, leaseOf, leasesOf, sendUdp, vxlanUdpFrame } from './support/vxlan.js';
+import { UdpListener, labVxlanProblems, leaseOf, leasesOf, seenSource, sendUdp, sendUntil, vxlanUdpFrame } from './support/vxlan.js';
 
 const VXLAN_PORT = 8472;
 const PROBE_PORT = 7777;
 
 async function converged(lab: Lab): Promise<boolean> {
   return (await waitUntil(async () => (await labVxlanProblems(lab)).length === 0, { timeoutMs: 30_000, intervalMs: 200 })).ok;
-}
-
-/** Sends `count` datagrams at a time until `done()` or the deadline; true when done. */
-async function sendUntil(send: () => Promise<void>, done: () => boolean, timeoutMs = 15_000): Promise<boolean> {
-  const deadline = Date.now() + timeoutMs;
-  while (!done()) {
-    if (Date.now() > deadline) return false;
-    await send();
-    await sleep(200);
-  }
-  return true;
 }
 
 t.test('a crafted VXLAN frame from a non-peer never reaches a pod; the same frame from a peer does', async (t) => {
@@ -74,17 +63,6 @@ t.test('a crafted VXLAN frame from a non-peer never reaches a pod; the same fram
   t.ok((await lab.pingMatrix()).ok, 'pod traffic through the tunnel is unaffected');
 });
 
-/** The source address `to` sees for a datagram `from` sends it. */
-async function seenSource(lab: Lab, from: LabPod, to: { ns: string; ip: string }, tag: string): Promise<string | undefined> {
-  const listener = await UdpListener.start(to.ns, PROBE_PORT);
-  try {
-    await sendUntil(() => sendUdp(from.ns, { ip: to.ip, port: PROBE_PORT }, Buffer.from(tag), { count: 2 }), () => listener.matching(tag).length > 0);
-    return listener.matching(tag)[0]?.from;
-  } finally {
-    await listener.stop();
-  }
-}
-
 t.test('--ip-masq: the outside sees the node, pods see pods', async (t) => {
   for (const masq of [false, true]) {
     t.test(masq ? 'with --ip-masq' : 'without --ip-masq (control)', async (t) => {
@@ -96,7 +74,7 @@ t.test('--ip-masq: the outside sees the node, pods see pods', async (t) => {
       const [n1] = lab.nodes as [LabNode];
       const [p1, p2] = [lab.podsOf('n1')[0]!, lab.podsOf('n2')[0]!];
 
-      const out = await seenSource(lab, p1, outside, `to-outside-${name}`);
+      const out = await seenSource(p1, outside, `to-outside-${name}`, PROBE_PORT);
       if (masq) {
         t.equal(out, n1.underlayIP, 'the outside host sees the node\'s address');
         const ping = await lab.exec(p1, ['ping', '-n', '-c', '2', '-W', '2', outside.ip], { check: false });
@@ -104,7 +82,7 @@ t.test('--ip-masq: the outside sees the node, pods see pods', async (t) => {
       } else {
         t.equal(out, p1.ip, 'without --ip-masq the outside host sees the pod\'s own address');
       }
-      t.equal(await seenSource(lab, p1, p2, `pod-to-pod-${name}`), p1.ip, 'a pod on another node sees the sending pod\'s own address');
+      t.equal(await seenSource(p1, p2, `pod-to-pod-${name}`, PROBE_PORT), p1.ip, 'a pod on another node sees the sending pod\'s own address');
       const nft = await lab.exec(n1, ['nft', 'list', 'table', 'inet', 'weft']);
       if (masq) t.match(nft.stdout, /masquerade/, 'the masquerade rule lives in weft\'s table');
       else t.notMatch(nft.stdout, /masquerade/, 'no masquerade rule without --ip-masq');

@@ -5,34 +5,66 @@ import { mkdtemp, readFile, rm, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { dirname, join } from 'node:path';
 import { fileURLToPath } from 'node:url';
-import { birdConfig, protocolName, type BirdConfigInput } from '../../backends/bgp/config.js';
+import { pino } from 'pino';
+import type { ExternalInterface } from '../../backends/backend.js';
+import { birdConfig, protocolName, type BirdConfigInput, type BirdFamily } from '../../backends/bgp/config.js';
+import { NodeFamilies } from '../../backends/peers.js';
 import { parseBgpOptions } from '../../backends/bgp/options.js';
 import { Cidr, IP } from '../../src/core/cidr.js';
 import type { Lease } from '../../src/subnet/lease.js';
 import { birdParse } from './support/bird-parse.js';
+import { extWithIPv6, withIPv6 } from '../support/dual-stack.js';
 
 const GOLDEN = join(dirname(fileURLToPath(import.meta.url)), 'fixtures', 'bgp');
 const UPDATE = process.env.WEFT_UPDATE_GOLDEN === '1';
 const NETWORK = Cidr.parse('10.5.0.0/16');
+const NETWORK6 = Cidr.parse('2001:db8:1000::/56');
 const UNDERLAY = [Cidr.parse('198.51.100.0/24')];
+const UNDERLAY6 = [Cidr.parse('2001:db8::/64')];
+const silent = pino({ level: 'silent' });
 
-function lease(n: number, extra: Partial<Lease['attrs']> = {}): Lease {
-  return {
+/** Node n: 10.5.n.0/24 at 198.51.100.n; dual-stack adds 2001:db8:1000:n::/64 at 2001:db8::n. */
+function lease(n: number, extra: Partial<Lease['attrs']> = {}, dual = false): Lease {
+  const v4: Lease = {
     subnet: Cidr.parse(`10.5.${n}.0/24`),
     attrs: { publicIP: IP.parse(`198.51.100.${n}`), backendType: 'bgp', backendData: null, nodeName: `n${n}`, ...extra },
   };
+  return dual ? withIPv6(v4, `2001:db8:1000:${n}::/64`, `2001:db8::${n}`) : v4;
 }
 
-function input(ownN: number, peerNs: number[], raw: Record<string, unknown>, more: Partial<BirdConfigInput> = {}): BirdConfigInput {
+function ext(n: number, dual: boolean, sourceIP?: IP): ExternalInterface {
+  const ip = IP.parse(`198.51.100.${n}`);
+  const v4: ExternalInterface = { name: 'eth0', ip: sourceIP ?? ip, publicIP: ip, mtu: 1500, connected: UNDERLAY };
+  return dual ? extWithIPv6(v4, `2001:db8::${n}`, UNDERLAY6.map(String)) : v4;
+}
+
+/** The families a node runs, split as the backend splits them (NodeFamilies), each with its Network. */
+function familiesOf(own: Lease, peers: readonly Lease[], iface: ExternalInterface, networks: Cidr[] = [NETWORK, NETWORK6]): BirdFamily[] {
+  return new NodeFamilies(silent).views(own, peers, iface).flatMap((v) => {
+    const network = networks.find((c) => c.family === v.family);
+    return network ? [{ family: v.family, own: v.own, peers: v.peers, ext: v.ext, network }] : [];
+  });
+}
+
+interface Shape {
+  dual?: boolean;
+  sourceIP?: IP;
+  /** Peers built by the caller (replace peerNs). */
+  peers?: Lease[];
+}
+
+function input(ownN: number, peerNs: number[], raw: Record<string, unknown>, more: Partial<BirdConfigInput> & Shape = {}): BirdConfigInput {
+  const { dual = false, sourceIP, peers: given, ...rest } = more;
+  const own = lease(ownN, {}, dual);
+  const peers = given ?? peerNs.map((n) => lease(n, {}, dual));
   return {
     nodeName: `n${ownN}`,
-    own: lease(ownN),
-    peers: peerNs.map((n) => lease(n)),
-    network: NETWORK,
+    own,
+    peers,
+    families: familiesOf(own, peers, ext(ownN, dual, sourceIP)),
     options: parseBgpOptions(raw),
-    connected: UNDERLAY,
     controlSocket: '/run/weft/bird/bird.ctl',
-    ...more,
+    ...rest,
   };
 }
 
@@ -98,8 +130,7 @@ t.test('reflectors, on a client: sessions to the reflectors only', async (t) => 
 });
 
 t.test('reflectors: a lease attribute makes a node a reflector; an address no lease has is a foreign reflector', async (t) => {
-  const flagged = input(4, [1, 3], { Topology: 'reflectors', RouteReflectors: ['198.51.100.200'] });
-  flagged.peers = [lease(1, { backendData: { RouteReflector: true } }), lease(3)];
+  const flagged = input(4, [], { Topology: 'reflectors', RouteReflectors: ['198.51.100.200'] }, { peers: [lease(1, { backendData: { RouteReflector: true } }), lease(3)] });
   const cfg = birdConfig(flagged);
   t.same(cfg.sessions.map((s) => [s.name, s.passive]), [
     ['rr_198_51_100_1', true],
@@ -141,13 +172,12 @@ t.test('external peers: eBGP and iBGP, direct or multihop, allowed prefixes, pas
 });
 
 t.test('peers that cannot get a session are skipped with a reason', async (t) => {
-  const i = input(1, [2], { ExternalPeers: [{ PeerIP: '198.51.100.9', ASN: 65000 }] });
   const other: Lease = { ...lease(3), attrs: { ...lease(3).attrs, backendType: 'vxlan' } };
   const outside: Lease = { subnet: Cidr.parse('10.9.0.0/24'), attrs: { ...lease(4).attrs } };
   const dupIP: Lease = { subnet: Cidr.parse('10.5.7.0/24'), attrs: { ...lease(2).attrs } };
   const isExternal = lease(9);
-  i.peers = [lease(2), other, outside, dupIP, isExternal, lease(1)];
-  const cfg = birdConfig(i);
+  const peers = [lease(2), other, outside, dupIP, isExternal, lease(1)];
+  const cfg = birdConfig(input(1, [], { ExternalPeers: [{ PeerIP: '198.51.100.9', ASN: 65000 }] }, { peers }));
   t.same(cfg.sessions.map((s) => s.name), ['node_198_51_100_2', 'ext_198_51_100_9']);
   t.same(cfg.skipped.map((s) => s.lease.subnet.toString()).sort(), ['10.5.3.0/24', '10.5.7.0/24', '10.5.9.0/24', '10.9.0.0/24']);
   t.equal(cfg.skipped.length, 4);
@@ -171,25 +201,139 @@ t.test('a source address other than the PublicIP still announces the PublicIP as
   t.ok((await birdParse(cfg.text)).ok);
 });
 
-t.test('IPv6 through the same code path', async (t) => {
+t.test('an IPv6-only node (primary family 6) gets a valid config of its own', async (t) => {
   const v6 = (n: number): Lease => ({
-    subnet: Cidr.parse(`fd00:5:0:${n}::/64`),
+    subnet: Cidr.parse(`2001:db8:1000:${n}::/64`),
     attrs: { publicIP: IP.parse(`2001:db8::${n}`), backendType: 'bgp', backendData: null },
   });
+  const ip = IP.parse('2001:db8::1');
+  const own = v6(1);
   const cfg = birdConfig({
     nodeName: 'v6',
-    own: v6(1),
+    own,
     peers: [v6(2)],
-    network: Cidr.parse('fd00:5::/48'),
+    families: familiesOf(own, [v6(2)], { name: 'eth0', ip, publicIP: ip, mtu: 1500, connected: UNDERLAY6 }, [NETWORK6]),
     options: parseBgpOptions({ AllowedPrefixes: ['2001:db8:ff::/48'] }),
-    connected: [Cidr.parse('2001:db8::/64')],
     controlSocket: '/run/weft/bird.ctl',
   });
-  t.equal(cfg.sessions[0]?.name, 'node_2001_db8__2');
+  t.same(cfg.sessions.map((s) => s.name), ['node_2001_db8__2']);
+  t.same(cfg.kernelProtocols, ['weft_kernel6']);
   t.match(cfg.text, /router id 0\.0\.0\.1;/);
-  t.match(cfg.text, /ipv6 \{/);
+  t.notMatch(cfg.text, /ipv4/, 'no IPv4 channel anywhere');
   const parsed = await birdParse(cfg.text);
   t.ok(parsed.ok, parsed.message);
+});
+
+/** The IPv4 part of a config: from its family header to the next family's (or the end). */
+function ipv4Part(text: string): string {
+  const from = text.indexOf('# ---- IPv4');
+  const to = text.indexOf('# ---- IPv6');
+  return text.slice(from, to < 0 ? undefined : to).trimEnd();
+}
+
+t.test('dual-stack mesh: a session per peer and family, between the addresses of that family', async (t) => {
+  const cfg = birdConfig(input(2, [1, 3], {}, { dual: true }));
+  t.same(
+    cfg.sessions.map((s) => [s.name, s.peer.toString(), s.passive]),
+    [
+      ['node_198_51_100_1', '198.51.100.1', true],
+      ['node_198_51_100_3', '198.51.100.3', false],
+      ['node_2001_db8__1', '2001:db8::1', true],
+      ['node_2001_db8__3', '2001:db8::3', false],
+    ],
+  );
+  t.same(cfg.kernelProtocols, ['weft_kernel', 'weft_kernel6']);
+  t.match(cfg.text, /protocol bgp node_2001_db8__1 from weft_mesh6 \{\n\s+neighbor 2001:db8::1 as 64512;\n\s+direct;\n\s+passive on;/);
+  t.match(cfg.text, /template bgp weft_peer6 \{\n\s+local 2001:db8::2 as 64512;/);
+  t.match(cfg.text, /function weft_in_network6\(\) \{ return net ~ \[ 2001:db8:1000::\/56\+ \]; \}/);
+  t.match(cfg.text, /protocol static weft_own_subnet6 \{\n\s+ipv6;\n\s+route 2001:db8:1000:2::\/64 blackhole;/);
+  t.match(cfg.text, /protocol kernel weft_kernel6 \{\n\s+ipv6 \{[^}]*\};\n\s+learn;\n[^}]*persist;/, 'IPv6 routes persist in the kernel too');
+  t.match(cfg.text, /router id 198\.51\.100\.2;/, 'the router id stays the IPv4 address');
+  t.match(cfg.text, /^# Routed prefixes: 10\.5\.0\.0\/16 2001:db8:1000::\/56$/m);
+  // Turning IPv6 on leaves every IPv4 protocol as it was, so BIRD keeps those sessions up through the reconfigure.
+  t.equal(ipv4Part(cfg.text), ipv4Part(birdConfig(input(2, [1, 3], {})).text), 'the IPv4 part is the IPv4-only config, to the byte');
+  await golden(t, 'mesh-dualstack', cfg.text);
+});
+
+t.test('dual-stack: a peer without an IPv6 half gets an IPv4 session only', async (t) => {
+  const cfg = birdConfig(input(1, [], {}, { dual: true, peers: [lease(2, {}, true), lease(3)] }));
+  t.same(cfg.sessions.map((s) => s.name), ['node_198_51_100_2', 'node_198_51_100_3', 'node_2001_db8__2']);
+});
+
+const REFLECTORS_V4 = { Topology: 'reflectors', RouteReflectors: ['n1', '198.51.100.2'], ClusterID: '10.255.0.1' };
+
+t.test('dual-stack reflectors: a node listed by name or by its IPv4 address reflects in both families', async (t) => {
+  const client = birdConfig(input(4, [1, 2, 3], REFLECTORS_V4, { dual: true }));
+  t.same(
+    client.sessions.map((s) => [s.name, s.role]),
+    [
+      ['rr_198_51_100_1', 'reflector'],
+      ['rr_198_51_100_2', 'reflector'],
+      ['rr_2001_db8__1', 'reflector'],
+      ['rr_2001_db8__2', 'reflector'],
+    ],
+  );
+  await golden(t, 'reflector-dualstack-client', client.text);
+  const reflector = birdConfig(input(2, [1, 3, 4], REFLECTORS_V4, { dual: true }));
+  t.same(
+    reflector.sessions.filter((s) => s.peer.family === 6).map((s) => [s.name, s.role]),
+    [
+      ['rr_2001_db8__1', 'reflector'],
+      ['client_2001_db8__3', 'rr-client'],
+      ['client_2001_db8__4', 'rr-client'],
+    ],
+  );
+  t.match(reflector.text, /template bgp weft_rr_client6 from weft_peer6 \{\n\s+rr client;\n\s+rr cluster id 10\.255\.0\.1;/);
+  t.match(reflector.text, /filter weft_export_reflected6 \{/);
+  await golden(t, 'reflector-dualstack-reflector', reflector.text);
+});
+
+t.test('dual-stack reflectors: a reflector without IPv6 leaves IPv6 unrouted with a reason, IPv4 as before', async (t) => {
+  const peers = [lease(1), lease(2, {}, true)];
+  const cfg = birdConfig(input(4, [], { Topology: 'reflectors', RouteReflectors: ['n1'] }, { dual: true, peers }));
+  t.same(cfg.sessions.map((s) => s.name), ['rr_198_51_100_1']);
+  t.same(cfg.kernelProtocols, ['weft_kernel']);
+  t.match(cfg.familyProblems.join('\n'), /^IPv6: bgp: Backend\.RouteReflectors \(n1\) names no node in the cluster with an IPv6 address/);
+  t.ok((await birdParse(cfg.text)).ok);
+});
+
+t.test('dual-stack reflectors: gobgpd-style foreign reflectors, one address per family', async (t) => {
+  const cfg = birdConfig(input(3, [1, 2], { Topology: 'reflectors', RouteReflectors: ['198.51.100.254', '2001:db8::254'] }, { dual: true }));
+  t.same(cfg.sessions.map((s) => [s.name, s.passive]), [
+    ['rr_198_51_100_254', false],
+    ['rr_2001_db8__254', false],
+  ]);
+  t.ok((await birdParse(cfg.text)).ok);
+});
+
+t.test('dual-stack external peers: each family peers with its own ToR address and accepts its own AllowedPrefixes', async (t) => {
+  const raw = {
+    ExternalPeers: [
+      { PeerIP: '198.51.100.254', ASN: 65000, Password: 'rack-7' },
+      { PeerIP: '2001:db8::254', ASN: 65000, Password: 'rack-7' },
+    ],
+    AllowedPrefixes: ['203.0.113.0/24', '2001:db8:ff::/48'],
+  };
+  const cfg = birdConfig(input(1, [2], raw, { dual: true }));
+  t.same(
+    cfg.sessions.filter((s) => s.role === 'external').map((s) => s.name),
+    ['ext_198_51_100_254', 'ext_2001_db8__254'],
+  );
+  t.match(cfg.text, /function weft_in_allowed\(\) \{ return net ~ \[ 203\.0\.113\.0\/24\+ \]; \}/);
+  t.match(cfg.text, /function weft_in_allowed6\(\) \{ return net ~ \[ 2001:db8:ff::\/48\+ \]; \}/);
+  t.match(cfg.text, /protocol bgp ext_2001_db8__254 from weft_peer6 \{\n\s+neighbor 2001:db8::254 as 65000;\n\s+direct;\n\s+password "rack-7";\n\s+ipv6 \{\n\s+import filter weft_import_external6;\n\s+export filter weft_export_own6;\n\s+next hop self;/);
+  t.match(cfg.text, /^# Routed prefixes: 10\.5\.0\.0\/16 2001:db8:1000::\/56 203\.0\.113\.0\/24 2001:db8:ff::\/48$/m);
+  await golden(t, 'external-peers-dualstack', cfg.text);
+});
+
+t.test('dual-stack: an IPv6 source address other than PublicIPv6 announces PublicIPv6 as next hop', async (t) => {
+  const i = input(1, [2], {}, { dual: true });
+  const families = i.families.map((f) => (f.family === 6 ? { ...f, ext: { ...f.ext, ip: IP.parse('2001:db8::101') } } : f));
+  const cfg = birdConfig({ ...i, families });
+  t.match(cfg.text, /local 2001:db8::101 as 64512;/);
+  t.match(cfg.text, /next hop address 2001:db8::1;/);
+  t.notMatch(cfg.text, /next hop address 198/);
+  t.ok((await birdParse(cfg.text)).ok);
 });
 
 t.test('hostile values never reach the text unescaped', async (t) => {
@@ -202,8 +346,8 @@ t.test('hostile values never reach the text unescaped', async (t) => {
 
 t.test('mixed families are refused clearly', async (t) => {
   const i = input(1, [2], {});
-  i.network = Cidr.parse('fd00:5::/48');
-  t.throws(() => birdConfig(i), { name: 'WeftError', message: /different address families/ });
+  const wrong = { ...i, families: i.families.map((f) => ({ ...f, network: NETWORK6 })) };
+  t.throws(() => birdConfig(wrong), { name: 'WeftError', message: /different address families/ });
 });
 
 t.test('extreme but valid values parse in BIRD: 4-byte ASNs, short timers, every printable password character', async (t) => {

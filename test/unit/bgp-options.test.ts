@@ -1,6 +1,7 @@
 // The bgp backend's Backend keys: defaults, and one clear line for every bad value.
 import t from 'tap';
 import { parseBgpOptions } from '../../backends/bgp/options.js';
+import { parseNetConf } from '../../src/config/parse.js';
 
 t.test('defaults: AS 64512, full mesh, no external peers, tuned timers', async (t) => {
   const o = parseBgpOptions({});
@@ -89,4 +90,23 @@ t.test('timers', async (t) => {
 
 t.test('unknown keys name the key and suggest the spelling', async (t) => {
   t.throws(() => parseBgpOptions({ Asn: 64512 }), { name: 'ConfigError', message: /unknown key "Backend\.Asn" \(did you mean "Backend\.ASN"\?\)/ });
+});
+
+t.test('families: IPv6 prefixes and peers are taken with EnableIPv6; an entry of a family the cluster does not run is one clear line', async (t) => {
+  const v4 = parseNetConf(JSON.stringify({ Network: '10.5.0.0/16', Backend: { Type: 'bgp' } }));
+  const dual = parseNetConf(JSON.stringify({ Network: '10.5.0.0/16', EnableIPv6: true, IPv6Network: '2001:db8:1000::/56', Backend: { Type: 'bgp' } }));
+  const raw = {
+    ExternalPeers: [{ PeerIP: '198.51.100.254', ASN: 65000 }, { PeerIP: '2001:db8::254', ASN: 65000 }],
+    AllowedPrefixes: ['203.0.113.0/24', '2001:db8:ff::/48'],
+  };
+  const o = parseBgpOptions(raw, dual);
+  t.same(o.allowedPrefixes.map(String), ['203.0.113.0/24', '2001:db8:ff::/48'], 'an IPv6 prefix is accepted in a dual-stack cluster');
+  t.same(o.externalPeers.map((p) => p.peerIP.toString()), ['198.51.100.254', '2001:db8::254']);
+  t.throws(() => parseBgpOptions({ AllowedPrefixes: ['203.0.113.0/24', '2001:db8:ff::/48'] }, v4), {
+    name: 'ConfigError',
+    message: 'net-conf: Backend.AllowedPrefixes[1] 2001:db8:ff::/48 is IPv6, a family the cluster does not run; set EnableIPv6 and IPv6Network to run IPv6, or remove it',
+  });
+  t.throws(() => parseBgpOptions({ ExternalPeers: [{ PeerIP: '2001:db8::254', ASN: 65000 }] }, v4), { message: /ExternalPeers\[0\]\.PeerIP 2001:db8::254 is IPv6, a family the cluster does not run/ });
+  t.throws(() => parseBgpOptions({ RouteReflectors: ['n1', '2001:db8::1'] }, v4), { message: /RouteReflectors\[1\] 2001:db8::1 is IPv6, a family the cluster does not run/ });
+  t.throws(() => parseBgpOptions({ AllowedPrefixes: ['2001:db8:ff::1/48'] }, dual), { message: /AllowedPrefixes\[0\]: .*host bits set/, name: 'ConfigError' }, 'an IPv6 prefix is checked like an IPv4 one');
 });

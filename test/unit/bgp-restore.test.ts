@@ -1,7 +1,8 @@
 // Which `ip monitor route` lines make BIRD rescan the kernel: a main-table
 // route deleted inside the prefixes BIRD owns, and nothing else.
 import t from 'tap';
-import { isDeletedRouteInside } from '../../backends/bgp/restore.js';
+import { isDeletedRouteEventInside, isDeletedRouteInside } from '../../backends/bgp/restore.js';
+import { RT_TABLE_MAIN, type KernelEvent } from '../../src/dataplane/netlink.js';
 import { Cidr } from '../../src/core/cidr.js';
 
 const owned = [Cidr.parse('10.244.0.0/16'), Cidr.parse('203.0.113.0/24'), Cidr.parse('fd00:10::/56')];
@@ -32,4 +33,17 @@ t.test('routes deleted inside the owned prefixes trigger a rescan', async (t) =>
 
 t.test('everything else is ignored', async (t) => {
   for (const [line, what] of IGNORED) t.notOk(isDeletedRouteInside(line, owned), what);
+});
+
+t.test('netlink events: a deleted BIRD route of either family inside the owned prefixes triggers a rescan', async (t) => {
+  const route = (family: 4 | 6, dst: string, prefixLen: number, op: 'add' | 'del'): KernelEvent =>
+    ({ kind: 'route', op, family, dst, prefixLen, table: RT_TABLE_MAIN, protocol: 12, type: 1, ifindex: 2 }) as KernelEvent;
+  const events: [KernelEvent, boolean, string][] = [
+    [route(4, '10.244.9.0', 24, 'del'), true, 'an IPv4 pod subnet deleted'],
+    [route(6, 'fd00:10:0:9::', 64, 'del'), true, 'an IPv6 pod subnet deleted'],
+    [route(6, 'fd00:10:0:9::', 64, 'add'), false, 'an IPv6 pod subnet added (BIRD restoring it)'],
+    [route(6, 'fd00:11::', 64, 'del'), false, 'an IPv6 route outside the owned prefixes'],
+    [route(6, '::', 0, 'del'), false, 'the IPv6 default route'],
+  ];
+  t.same(events.map(([ev]) => isDeletedRouteEventInside(ev, owned)), events.map(([, want]) => want), events.map(([, , what]) => what).join('; '));
 });

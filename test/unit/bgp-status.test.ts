@@ -67,3 +67,26 @@ t.test('readiness: every session Established; after the grace period a down sess
   t.equal(at(61_000, ['Established', 'Established', 'Established']), undefined, 'all Established after the grace period: ready');
   t.equal(sessionReadiness({ configured: [], live: [], startedAt: undefined, graceMs: 1, now: 0 }), undefined, 'a lone node has nothing to wait for');
 });
+
+t.test('weft status: sessions counted per family, and the kernel routes BIRD installed in each family', async (t) => {
+  const { formatBgpStatus } = await import('../../backends/bgp/node.js');
+  const session = (name: string, peer: string, state: string) => ({ name, peer, asn: 64512, state, protocolState: 'up', since: '12:00:00', info: '', importedRoutes: 1, exportedRoutes: 1 });
+  const lines = formatBgpStatus({
+    socket: '/run/weft/bird/bird.ctl',
+    sessions: [session('node_198_51_100_2', '198.51.100.2', 'Established'), session('node_2001_db8__2', '2001:db8::2', 'Active'), session('node_2001_db8__3', '', 'Established')],
+    routes: [
+      { family: 4, routes: [{ dst: '10.5.2.0/24', via: '198.51.100.2', dev: 'eth0' }] },
+      { family: 6, routes: [{ dst: '2001:db8:1000:2::/64', via: '2001:db8::2', dev: 'eth0' }] },
+    ],
+  });
+  t.same(
+    [lines[0], ...lines.filter((l) => /^routes|^  \S+ via/.test(l))],
+    [
+      'bgp      3 sessions, 2 established (IPv4 1/1, IPv6 1/2) (birdc -s /run/weft/bird/bird.ctl)',
+      'routes   IPv4: 1 from BIRD (proto bird)',
+      '  10.5.2.0/24 via 198.51.100.2 dev eth0',
+      'routes   IPv6: 1 from BIRD (proto bird)',
+      '  2001:db8:1000:2::/64 via 2001:db8::2 dev eth0',
+    ],
+  );
+});

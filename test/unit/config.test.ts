@@ -240,13 +240,14 @@ t.test('IPv6SubnetMin and IPv6SubnetMax', async (t) => {
 t.test('IPv6-only (EnableIPv4 false): the IPv6 range is the primary one', async (t) => {
   const only = conf({ EnableIPv4: false, EnableIPv6: true, IPv6Network: 'fd00:10:0:100::/56', Backend: hostGw });
   t.same([only.network.toString(), only.subnetLen, only.subnetMin.toString(), only.ipv6], ['fd00:10:0:100::/56', 64, 'fd00:10:0:101::/64', undefined]);
-  t.throws(() => checkBackendOptions({ ...only, backend: { type: 'bgp', raw: {} } }), { message: /the bgp backend does not program IPv6 yet/ });
+  t.doesNotThrow(() => checkBackendOptions({ ...only, backend: { type: 'bgp', raw: {} } }), 'bgp runs IPv6-only');
 });
 
-t.test('IPv6 runs on the backends that program it; the others are refused in one line', async (t) => {
+t.test('IPv6 runs on every backend; a bgp address of a family the cluster does not run is refused in one line', async (t) => {
   t.ok(checkBackendOptions(dual({ Backend: { Type: 'vxlan' } })).ipv6, 'vxlan runs dual-stack');
-  const refusal = /^net-conf: EnableIPv6: the bgp backend does not program IPv6 yet; use host-gw, vxlan(, \w+)* for dual-stack, or remove EnableIPv6 and the IPv6 keys$/;
-  t.throws(() => checkBackendOptions(dual({ Backend: { Type: 'bgp' } })), { message: refusal });
+  t.ok(checkBackendOptions(dual({ Backend: { Type: 'bgp', AllowedPrefixes: ['2001:db8:ff::/48'] } })).ipv6, 'bgp runs dual-stack, with an IPv6 allowed prefix');
+  const refusal = /^net-conf: Backend\.AllowedPrefixes\[0\] 2001:db8:ff::\/48 is IPv6, a family the cluster does not run; set EnableIPv6 and IPv6Network to run IPv6, or remove it$/;
+  t.throws(() => checkBackendOptions(conf({ Network: '10.5.0.0/16', Backend: { Type: 'bgp', AllowedPrefixes: ['2001:db8:ff::/48'] } })), { message: refusal });
 });
 
 t.test('Backend', async (t) => {
@@ -370,9 +371,9 @@ t.test('weft config validate / put', async (t) => {
   writeFileSync(dualStack, JSON.stringify({ Network: '10.5.0.0/16', EnableIPv6: true, IPv6Network: 'fd00:10::/56', Backend: hostGw }));
   const v6 = await runCli(['validate', dualStack]);
   t.equal(v6.error, undefined, 'validate accepts dual-stack host-gw');
-  writeFileSync(dualStack, JSON.stringify({ Network: '10.5.0.0/16', EnableIPv6: true, IPv6Network: 'fd00:10::/56', Backend: { Type: 'bgp' } }));
+  writeFileSync(dualStack, JSON.stringify({ Network: '10.5.0.0/16', Backend: { Type: 'bgp', ExternalPeers: [{ PeerIP: '2001:db8::1', ASN: 65000 }] } }));
   const v6Put = await runCli(['put', '--etcd-endpoints', 'http://127.0.0.1:1', dualStack]);
-  t.type(v6Put.error, ConfigError, 'put refuses IPv6 on a backend without it before etcd is contacted');
+  t.type(v6Put.error, ConfigError, 'put refuses an IPv6 bgp peer in an IPv4-only cluster before etcd is contacted');
 
   const badEndpoint = await runCli(['put', '--etcd-endpoints', 'localhost:2379', good]);
   t.match((badEndpoint.error as Error).message, /bad etcd endpoint "localhost:2379"/);

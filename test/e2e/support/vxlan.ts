@@ -157,13 +157,14 @@ export interface Received {
   text: string;
 }
 
+// One IPv6 socket hears both families; IPv4 senders show as ::ffff:a.b.c.d and are printed plain.
 const LISTENER = `
-const s = require('node:dgram').createSocket('udp4');
-s.on('message', (m, r) => console.log(JSON.stringify({ from: r.address, port: r.port, text: m.toString('latin1') })));
+const s = require('node:dgram').createSocket('udp6');
+s.on('message', (m, r) => console.log(JSON.stringify({ from: r.address.replace(/^::ffff:(?=\\d+\\.)/, ''), port: r.port, text: m.toString('latin1') })));
 s.bind(Number(process.argv[1]), () => console.log('listening'));
 `;
 
-/** A UDP socket in a namespace printing every datagram it receives. */
+/** A UDP socket in a namespace printing every datagram it receives, of either family. */
 export class UdpListener {
   readonly received: Received[] = [];
   private listening = false;
@@ -208,16 +209,38 @@ export class UdpListener {
 
 const SENDER = `
 const [ip, port, hex, count, bind] = process.argv.slice(1);
-const s = require('node:dgram').createSocket('udp4');
+const s = require('node:dgram').createSocket(ip.includes(':') ? 'udp6' : 'udp4');
 const buf = Buffer.from(hex, 'hex');
 let left = Number(count);
 const send = () => s.send(buf, Number(port), ip, (err) => { if (err) { console.error(err.message); process.exit(1); } if (--left > 0) setTimeout(send, 20); else s.close(); });
 if (bind) s.bind({ address: bind }, send); else send();
 `;
 
-/** Sends `payload` `count` times (20 ms apart) as UDP from namespace `ns`; `bind` picks the source address. */
+/** Sends `payload` `count` times (20 ms apart) as UDP from namespace `ns`, in `to.ip`'s family; `bind` picks the source address. */
 export async function sendUdp(ns: string, to: { ip: string; port: number }, payload: Buffer, opts: { count?: number; bind?: string } = {}): Promise<void> {
   await runCommand([process.execPath, '-e', SENDER, to.ip, String(to.port), payload.toString('hex'), String(opts.count ?? 1), opts.bind ?? ''], { netns: ns, timeoutMs: 15_000 });
+}
+
+/** Sends `count` datagrams at a time until `done()` or the deadline; true when done. */
+export async function sendUntil(send: () => Promise<void>, done: () => boolean, timeoutMs = 15_000): Promise<boolean> {
+  const deadline = Date.now() + timeoutMs;
+  while (!done()) {
+    if (Date.now() > deadline) return false;
+    await send();
+    await sleep(200);
+  }
+  return true;
+}
+
+/** The source address `to` sees for a datagram `from` sends it. */
+export async function seenSource(from: { ns: string }, to: { ns: string; ip: string }, tag: string, port: number): Promise<string | undefined> {
+  const listener = await UdpListener.start(to.ns, port);
+  try {
+    await sendUntil(() => sendUdp(from.ns, { ip: to.ip, port }, Buffer.from(tag), { count: 2 }), () => listener.matching(tag).length > 0);
+    return listener.matching(tag)[0]?.from;
+  } finally {
+    await listener.stop();
+  }
 }
 
 // --- a hand-made VXLAN frame -------------------------------------------------------
