@@ -243,6 +243,13 @@ export function planChanges(kernel: KernelSnapshot, desired: DesiredState, opts:
       conflicts.push(dst);
       continue;
     }
+    // IPv6 refuses an onlink route whose gateway the table already routes
+    // through another device ("Nexthop has invalid gateway or device
+    // mismatch"), as when a peer's subnet moves from eth0 to the VXLAN device:
+    // the old route goes just before, in the same `ip -batch` run.
+    if (have && r.onlink && have.dev !== r.dev && dst.includes(':')) {
+      routeAdd.push({ target: 'route', action: 'del', dst: have.dst, dev: have.dev, metric: have.metric });
+    }
     routeAdd.push({ target: 'route', action: 'add', ...r });
   }
 

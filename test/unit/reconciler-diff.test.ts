@@ -101,6 +101,23 @@ t.test('a peer moves from the tunnel to a direct route: the route is replaced be
   t.same(toBatches(ops).map((b) => b.tool), ['ip', 'bridge'], 'the FDB entry goes in a later process');
 });
 
+t.test('an IPv6 peer moves from a direct route into the tunnel: its old route goes just before the onlink one', async (t) => {
+  // The kernel refuses an IPv6 onlink gateway that another device's route covers.
+  const direct = { dst: '2001:db8:1000:2::/64', via: '2001:db8::2', dev: 'eth0', onlink: false, owned: true };
+  const k = kernel({ routes: [...kernel().routes, direct], links: [...kernel().links, { ...kernelVxlan(), name: 'weft-v6.1' }] });
+  const tunnel: DesiredState = {
+    ...emptyState(),
+    links: [{ ...vxlanLink(), name: 'weft-v6.1' }],
+    routes: [{ dst: '2001:db8:1000:2::/64', via: '2001:db8:1000:2::', dev: 'weft-v6.1', onlink: true }],
+  };
+  const ops = planChanges(k, tunnel).ops;
+  t.same(lines(ops), [
+    'route del 2001:db8:1000:2::/64 table main proto 147',
+    'route replace 2001:db8:1000:2::/64 via 2001:db8:1000:2:: dev weft-v6.1 onlink table main proto 147',
+  ]);
+  t.same(toBatches(ops).map((b) => b.tool), ['ip'], 'one ip run: no moment between them for a packet to miss');
+});
+
 t.test('a peer moves: neighbour and FDB replaced, route kept', async (t) => {
   const before = vxlanState(['A']);
   const after = vxlanState(['A']);
