@@ -1,7 +1,8 @@
-// Three real agents with --kube-subnet-mgr in a lab, against the stand-in API
-// server (test/fixtures/kube/apiserver.ts) running in the lab's underlay
-// namespace: no real API server can run on this machine. The nodes exist
-// up front with podCIDRs, as kube-controller-manager would leave them.
+// Three real agents with --kube-subnet-mgr in a dual-stack lab, against the
+// stand-in API server (test/fixtures/kube/apiserver.ts) running in the lab's
+// underlay namespace: no real API server can run on this machine. The nodes
+// exist up front with an IPv4 and an IPv6 podCIDR each, as
+// kube-controller-manager with a dual-stack --cluster-cidr would leave them.
 import { readFile, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import { setTimeout as sleep } from 'node:timers/promises';
@@ -15,9 +16,12 @@ import { ApiServerProcess } from '../fixtures/kube/apiserver-process.js';
 
 const LAB = 'kb1';
 const NETWORK = '10.244.0.0/16';
+const NETWORK6 = '2001:db8:1000::/56';
+const NET_CONF = { Network: NETWORK, EnableIPv6: true, IPv6Network: NETWORK6, Backend: { Type: 'host-gw' } };
 const API_PORT = 6443;
 /** Not what the etcd manager would pick (10.244.1.0/24 up): the subnets must come from the nodes. */
 const podCidrOf = (index: number): string => `10.244.${100 + index}.0/24`;
+const podCidr6Of = (index: number): string => `2001:db8:1000:a${index}::/64`;
 
 async function waitFor<T>(what: string, probe: () => Promise<T | undefined>, timeoutMs = 60_000): Promise<T> {
   const deadline = Date.now() + timeoutMs;
@@ -40,13 +44,13 @@ t.test('three agents on the Kubernetes API: podCIDRs, peers, annotations, condit
     await Lab.destroy(LAB);
   });
 
-  const lab = await Lab.up({ name: LAB, nodes: 3, startAgents: false, netConf: { Network: NETWORK, Backend: { Type: 'host-gw' } } });
+  const lab = await Lab.up({ name: LAB, nodes: 3, families: [4, 6], startAgents: false, netConf: NET_CONF });
   const apiHost = segment(0).gateway.toString();
   api = await ApiServerProcess.start({ host: apiHost, port: API_PORT, netns: lab.underlayNs, logFile: join(lab.dir, 'apiserver.log') });
   t.equal(api.url, `http://${apiHost}:${API_PORT}`, 'the API server listens on the underlay');
 
   const netConfFile = join(lab.dir, 'net-conf.json');
-  await writeFile(netConfFile, JSON.stringify({ Network: NETWORK, Backend: { Type: 'host-gw' } }));
+  await writeFile(netConfFile, JSON.stringify(NET_CONF));
   const kubeconfig = join(lab.dir, 'kubeconfig');
   await writeFile(
     kubeconfig,
@@ -60,7 +64,7 @@ t.test('three agents on the Kubernetes API: podCIDRs, peers, annotations, condit
       'current-context': 'lab',
     }),
   );
-  for (const node of lab.nodes) await api.addNode(node.ns, podCidrOf(node.index));
+  for (const node of lab.nodes) await api.addNode(node.ns, [podCidrOf(node.index), podCidr6Of(node.index)]);
 
   // The agents inherit this process's environment; the lab has no per-agent env.
   process.env.KUBECONFIG = kubeconfig;
@@ -74,8 +78,11 @@ t.test('three agents on the Kubernetes API: podCIDRs, peers, annotations, condit
 
   for (const node of lab.nodes) {
     const env = await lab.readSubnetEnv(node);
-    t.equal(env.subnet.toString(), podCidrOf(node.index), `${node.name}: subnet.env holds the node's podCIDR`);
-    t.equal(env.network.toString(), NETWORK);
+    t.same(
+      [env.network, env.subnet, env.ipv6?.network, env.ipv6?.subnet].map(String),
+      [NETWORK, podCidrOf(node.index), NETWORK6, podCidr6Of(node.index)],
+      `${node.name}: subnet.env holds the node's podCIDRs in both families`,
+    );
   }
 
   // Annotations and the condition, as the API server holds them.
@@ -87,6 +94,7 @@ t.test('three agents on the Kubernetes API: podCIDRs, peers, annotations, condit
     });
     const ann = obj.metadata?.annotations ?? {};
     t.equal(ann['weft.io/public-ip'], node.underlayIP, `${node.name}: public IP annotation`);
+    t.equal(ann['weft.io/public-ipv6'], node.underlayIPv6, `${node.name}: public IPv6 annotation`);
     t.equal(ann['weft.io/backend-type'], 'host-gw', `${node.name}: backend type annotation`);
     t.equal(ann['weft.io/kube-subnet-manager'], 'true', `${node.name}: marked as managed by weft`);
     const cond = obj.status.conditions.find((c: { type: string }) => c.type === 'NetworkUnavailable');
@@ -112,9 +120,8 @@ t.test('three agents on the Kubernetes API: podCIDRs, peers, annotations, condit
     const node = lab.node(pod.node);
     t.ok(pod.ip.startsWith(podCidrOf(node.index).replace(/0\/24$/, '')), `${pod.name} ${pod.ip} is in ${podCidrOf(node.index)}`);
   }
-  const matrix = await lab.pingMatrix();
-  t.ok(matrix.ok, `full pod matrix (${matrix.rows.filter((r) => r.ok).length}/${matrix.rows.length})`);
-  t.equal(matrix.rows.length, 30, '6 pods: 30 ordered pairs');
+  const matrices = await lab.pingMatrices();
+  t.same(matrices.map((m) => [m.family, m.rows.filter((r) => r.ok).length]), [[4, 30], [6, 30]], '6 pods: all 30 ordered pairs answer in IPv4 and in IPv6');
 
   // What the agents asked of the API server: only what the ClusterRole grants.
   const allowed = new Set(KUBE_API_CALLS.map((c) => `${c.verb} ${c.resource}`));
