@@ -56,8 +56,8 @@ function checkPublic(flag: string, value: string | undefined, family: Family): v
 
 /**
  * The underlay interface with its address of `family` (default IPv4) and,
- * with `dualStack`, the same interface's IPv6 side (`ipv6`): the first
- * global IPv6 address, or the one --iface names.
+ * with `dualStack`, the same interface's IPv6 side (`ipv6`): the global
+ * IPv6 address --iface names or --iface-regex matches, else the first.
  */
 export async function findExternalInterface(sel: IfaceSelector, family: Family = 4, dualStack = false): Promise<ExternalInterface> {
   checkPublic(family === 4 ? '--public-ip' : '--public-ipv6', family === 4 ? sel.publicIP : sel.publicIPv6, family);
@@ -66,7 +66,9 @@ export async function findExternalInterface(sel: IfaceSelector, family: Family =
   const ext = await pickInterface(sel, links, family);
   if (!dualStack || family === 6) return ext;
   const link = links.find((l) => l.ifname === ext.name)!;
-  const addr6 = globalAddrs(link, 6).find((a) => sel.ifaces.includes(a.local)) ?? globalAddrs(link, 6)[0];
+  // An address --iface names, else one an --iface-regex matches, else the first.
+  const named = (a: IpAddrInfo): boolean => sel.ifaces.includes(a.local) || sel.regexes.some((r) => new RegExp(r).test(a.local));
+  const addr6 = globalAddrs(link, 6).find(named) ?? globalAddrs(link, 6)[0];
   if (!addr6) {
     throw new WeftError(`EnableIPv6 is set but ${ext.name} has no global IPv6 address`, `add one to ${ext.name}, pick an interface that has one with --iface, or remove EnableIPv6 from the net-conf`);
   }
