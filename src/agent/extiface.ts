@@ -67,12 +67,21 @@ export async function findExternalInterface(sel: IfaceSelector, family: Family =
   if (!dualStack || family === 6) return ext;
   const link = links.find((l) => l.ifname === ext.name)!;
   // An address --iface names, else one an --iface-regex matches, else the first.
-  const named = (a: IpAddrInfo): boolean => sel.ifaces.includes(a.local) || sel.regexes.some((r) => new RegExp(r).test(a.local));
+  const named = (a: IpAddrInfo): boolean => sel.ifaces.includes(a.local) || sel.regexes.some((r) => safeRegExp(r)?.test(a.local));
   const addr6 = globalAddrs(link, 6).find(named) ?? globalAddrs(link, 6)[0];
   if (!addr6) {
     throw new WeftError(`EnableIPv6 is set but ${ext.name} has no global IPv6 address`, `add one to ${ext.name}, pick an interface that has one with --iface, or remove EnableIPv6 from the net-conf`);
   }
   return { ...ext, ipv6: side(link, addr6, sel.publicIPv6, 6) };
+}
+
+/** `text` as a regular expression, or undefined when it is not one (pickInterface reports that). */
+function safeRegExp(text: string): RegExp | undefined {
+  try {
+    return new RegExp(text);
+  } catch {
+    return undefined;
+  }
 }
 
 async function pickInterface(sel: IfaceSelector, links: IpLink[], family: Family): Promise<ExternalInterface> {
