@@ -362,3 +362,36 @@ t.test('dual-stack: podCIDRs give both halves, the IPv6 annotations carry Public
   });
   t.notMatch((err as Error).message, /\n/);
 });
+
+t.test('IPv6-only: the lone IPv6 podCIDR is the subnet; the address goes in flannel\'s IPv6 annotations both ways', async (t) => {
+  const dir = mkdtempSync(join(tmpdir(), 'wk6-kube6-'));
+  const netConfFile = join(dir, 'net-conf.json');
+  writeFileSync(netConfFile, JSON.stringify({ EnableIPv4: false, EnableIPv6: true, IPv6Network: '2001:db8:1000::/56', Backend: { Type: 'vxlan' } }));
+  const server = await FakeApiServer.start();
+  const managers: KubeSubnetManager[] = [];
+  const stop = new AbortController();
+  let watching = Promise.resolve();
+  t.teardown(async () => {
+    stop.abort();
+    for (const m of managers) await m.close();
+    await watching;
+    await server.close();
+    rmSync(dir, { recursive: true, force: true });
+  });
+  const managerFor = (nodeName: string) => {
+    const m = new KubeSubnetManager({ nodeName, netConfFile, kubeConfig: kubeConfigFor(server), logger: pino({ level: 'silent' }), watchTimeoutSeconds: 30 });
+    managers.push(m);
+    return m;
+  };
+  server.addNode('wk6-v6a', ['2001:db8:1000:a::/64']);
+  server.addNode('wk6-v6b', ['2001:db8:1000:b::/64']);
+  const own = await managerFor('wk6-v6a').acquireLease(attrs('2001:db8::a'), {});
+  t.same([String(own.subnet), String(own.attrs.publicIP), own.ipv6Subnet], ['2001:db8:1000:a::/64', '2001:db8::a', undefined], 'one lease, IPv6 only');
+  t.match(server.node('wk6-v6a')?.metadata.annotations, { 'weft.io/public-ipv6': '2001:db8::a', 'weft.io/backend-v6-data': '{"VNI":1,"VtepMAC":"0e:00:00:00:00:01"}' });
+  const seen = new Map<string, Lease>();
+  watching = managerFor('wk6-v6b').watchLeases((events) => {
+    for (const e of events) if (e.type === 'added') seen.set(String(e.lease.subnet), e.lease);
+  }, stop.signal);
+  await waitFor('the IPv6-only peer', () => seen.has('2001:db8:1000:a::/64'));
+  t.equal(String(seen.get('2001:db8:1000:a::/64')?.attrs.publicIP), '2001:db8::a', 'a peer reads its address back from the IPv6 annotation');
+});

@@ -32,6 +32,8 @@ function view(n: NodeObject): Record<string, unknown> {
 }
 
 const DUAL = ['10.244.1.0/24', '2001:db8:1000:1::/64'];
+/** A lone IPv6 podCIDR is an IPv6-only node's primary range, which a dual-stack cluster's IPv4 Network cannot hold. */
+const ONLY_IPV6_IN_DUAL = 'subnet 2001:db8:1000:1::/64 is outside Network 10.244.0.0/16';
 const v4Half = { subnet: '10.244.1.0/24' };
 
 t.test('a dual-stack node: podCIDRs give both subnets, the IPv6 annotations the IPv6 half', async (t) => {
@@ -87,7 +89,7 @@ t.test('hostile podCIDRs and IPv6 annotations skip the node, with the reason', a
     {
       three: { invalid: 'spec.podCIDRs has 3 ranges (at most one IPv4 and one IPv6)' },
       twoIPv4: { invalid: 'spec.podCIDRs has two IPv4 ranges (10.244.1.0/24, 10.244.2.0/24)' },
-      onlyIPv6: { invalid: 'spec.podCIDRs 2001:db8:1000:1::/64 has no IPv4 range; weft needs one (IPv6-only clusters are not supported yet)' },
+      onlyIPv6: { invalid: ONLY_IPV6_IN_DUAL },
       notAList: { invalid: 'spec.podCIDRs is not a list' },
       notAString: { invalid: 'spec.podCIDRs has an entry that is not a string' },
       v6DataNotJson: { invalid: 'annotation weft.io/backend-v6-data is not JSON' },
@@ -96,6 +98,28 @@ t.test('hostile podCIDRs and IPv6 annotations skip the node, with the reason', a
     },
   );
   t.match(view(node(['10.244.1.0/24', 'junk'])).invalid, /^spec\.podCIDRs /, 'a range that does not parse is named with its field');
+});
+
+t.test('an IPv6-only node (its one podCIDR IPv6): flannel\'s IPv6 annotations carry its address and data', async (t) => {
+  const only6 = parseNetConf(JSON.stringify({ EnableIPv4: false, EnableIPv6: true, IPv6Network: '2001:db8:1000::/56', Backend: { Type: 'vxlan' } }));
+  const flannel6 = {
+    'flannel.alpha.coreos.com/backend-type': 'vxlan',
+    'flannel.alpha.coreos.com/public-ipv6': '2001:db8::7',
+    'flannel.alpha.coreos.com/backend-v6-data': '{"VNI":1,"VtepMAC":"0e:00:00:00:00:07"}',
+  };
+  const r = nodeLease(node(['2001:db8:1000:7::/64'], flannel6), only6);
+  t.strictSame(
+    r.kind === 'lease' ? [String(r.lease.subnet), String(r.lease.attrs.publicIP), r.lease.attrs.backendData, r.lease.ipv6Subnet] : r,
+    ['2001:db8:1000:7::/64', '2001:db8::7', { VNI: 1, VtepMAC: '0e:00:00:00:00:07' }, undefined],
+  );
+  t.strictSame(leaseAnnotations({ publicIP: IP.parse('2001:db8::7'), backendType: 'vxlan', backendData: { VNI: 1 } }), {
+    'weft.io/public-ip': null,
+    'weft.io/public-ipv6': '2001:db8::7',
+    'weft.io/backend-type': 'vxlan',
+    'weft.io/backend-data': null,
+    'weft.io/backend-v6-data': '{"VNI":1}',
+    'weft.io/kube-subnet-manager': 'true',
+  }, 'written the same way: flannel\'s IPv6-only nodes read it');
 });
 
 t.test('annotations written: both halves for a dual-stack lease, the IPv6 ones removed otherwise', async (t) => {

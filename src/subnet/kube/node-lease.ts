@@ -31,7 +31,11 @@ export interface NodeObject {
   spec?: { podCIDR?: string; podCIDRs?: string[] } | null;
 }
 
-/** A node's pod ranges, at most one per family. */
+/**
+ * A node's pod ranges, at most one per family: `subnet` is the primary one
+ * (the IPv4 range, or the only range of an IPv6-only node), `ipv6Subnet` the
+ * IPv6 range of a dual-stack node.
+ */
 export interface PodCidrs {
   subnet?: Cidr;
   ipv6Subnet?: Cidr;
@@ -57,7 +61,7 @@ function podCidrList(node: NodeObject): { field: string; list: unknown[] } {
 
 /**
  * The node's pod ranges (none before kube-controller-manager assigns them);
- * throws naming what is wrong. An IPv4 range is required once there are any.
+ * throws naming what is wrong. A lone IPv6 range is an IPv6-only node's primary one.
  */
 export function podCidrsOf(node: NodeObject): PodCidrs {
   const { field, list } = podCidrList(node);
@@ -75,8 +79,7 @@ export function podCidrsOf(node: NodeObject): PodCidrs {
     if (found[slot]) throw new Error(`${field} has two IPv${cidr.family} ranges (${found[slot]}, ${cidr})`);
     found[slot] = cidr;
   }
-  if (list.length > 0 && !found.subnet) throw new Error(`${field} ${list.join(',')} has no IPv4 range; weft needs one (IPv6-only clusters are not supported yet)`);
-  return found;
+  return found.subnet ? found : { subnet: found.ipv6Subnet };
 }
 
 /** The podCIDRs' spelling in messages: "10.244.1.0/24,fd00:10:244:1::/64". */
@@ -117,13 +120,16 @@ export function nodeLease(node: NodeObject, net: NetConf): NodeLease {
       return { kind: 'invalid', reason: `annotation ${prefix}${key} is larger than ${MAX_ANNOTATION_BYTES} bytes` };
     }
   }
-  const value: LeaseValue = { PublicIP: read('public-ip') as string, BackendType: read('backend-type') as string, NodeName: name };
-  const data = parseJsonAnnotation(`${prefix}backend-data`, read('backend-data'));
+  // An IPv6-only node publishes its address and data under the IPv6 names, as flannel does.
+  const only6 = subnet.family === 6;
+  const [ipKey, dataKey] = only6 ? ['public-ipv6', 'backend-v6-data'] : ['public-ip', 'backend-data'];
+  const value: LeaseValue = { PublicIP: read(ipKey) as string, BackendType: read('backend-type') as string, NodeName: name };
+  const data = parseJsonAnnotation(`${prefix}${dataKey}`, read(dataKey));
   if (typeof data === 'string') return { kind: 'invalid', reason: data };
   value.BackendData = data.value;
 
   // The IPv6 half is the node's word (its public-ipv6 annotation) on the controller's IPv6 range.
-  const publicIPv6 = read('public-ipv6');
+  const publicIPv6 = only6 ? undefined : read('public-ipv6');
   let ipv6Subnet: Cidr | undefined;
   let warning: string | undefined;
   if (publicIPv6 !== undefined) {
@@ -148,6 +154,17 @@ export function nodeLease(node: NodeObject, net: NetConf): NodeLease {
  * removes what an earlier dual-stack run left.
  */
 export function leaseAnnotations(attrs: LeaseAttrs): Record<string, string | null> {
+  if (attrs.publicIP.family === 6) {
+    // IPv6-only: flannel's IPv6 names carry the primary address and data; the IPv4 ones go.
+    return {
+      [Annotation.publicIP]: null,
+      [Annotation.publicIPv6]: attrs.publicIP.toString(),
+      [Annotation.backendType]: attrs.backendType,
+      [Annotation.backendData]: null,
+      [Annotation.backendV6Data]: JSON.stringify(attrs.backendData ?? null),
+      [Annotation.managed]: 'true',
+    };
+  }
   const v6 = attrs.publicIPv6;
   return {
     [Annotation.publicIP]: attrs.publicIP.toString(),
