@@ -7,7 +7,7 @@ import { join } from 'node:path';
 import { setTimeout as sleep } from 'node:timers/promises';
 import { KubeConfig } from '@kubernetes/client-node';
 import { pino } from 'pino';
-import t from 'tap';
+import t, { type Test } from 'tap';
 import { IP } from '../../src/core/cidr.js';
 import { KUBE_API_CALLS } from '../../src/subnet/kube/api.js';
 import { KubeSubnetManager, kubeNodeName } from '../../src/subnet/kube/manager.js';
@@ -287,28 +287,46 @@ t.test('three agents against the API server', async (t) => {
   });
 });
 
-t.test('dual-stack: podCIDRs give both halves, the IPv6 annotations carry PublicIPv6 both ways', async (t) => {
+/**
+ * A stand-in API server and managers built on `netConf`, each manager's
+ * watch ended and everything closed at the test's end.
+ */
+async function kubeFixture(t: Test, netConf: Record<string, unknown>) {
   const dir = mkdtempSync(join(tmpdir(), 'wk6-kube-'));
   const netConfFile = join(dir, 'net-conf.json');
-  writeFileSync(netConfFile, JSON.stringify({ Network: '10.244.0.0/16', EnableIPv6: true, IPv6Network: '2001:db8:1000::/56', Backend: { Type: 'vxlan' } }));
+  writeFileSync(netConfFile, JSON.stringify(netConf));
   const server = await FakeApiServer.start();
   const managers: KubeSubnetManager[] = [];
   const stop = new AbortController();
-  let watching = Promise.resolve();
+  const watches: Promise<void>[] = [];
   t.teardown(async () => {
     stop.abort();
     for (const m of managers) await m.close();
-    await watching;
+    await Promise.all(watches);
     await server.close();
     rmSync(dir, { recursive: true, force: true });
   });
-  const logs: Record<string, any>[] = [];
   const managerFor = (nodeName: string) => {
-    const logger = pino({ level: 'debug' }, { write: (line: string) => void logs.push(JSON.parse(line)) });
-    const m = new KubeSubnetManager({ nodeName, netConfFile, kubeConfig: kubeConfigFor(server), logger, watchTimeoutSeconds: 30 });
+    const m = new KubeSubnetManager({ nodeName, netConfFile, kubeConfig: kubeConfigFor(server), logger: pino({ level: 'silent' }), watchTimeoutSeconds: 30 });
     managers.push(m);
     return m;
   };
+  /** Follows `nodeName`'s view of the leases into a map by subnet. */
+  const watchFrom = (nodeName: string): Map<string, Lease> => {
+    const seen = new Map<string, Lease>();
+    watches.push(managerFor(nodeName).watchLeases((events) => {
+      for (const e of events) {
+        if (e.type === 'added') seen.set(String(e.lease.subnet), e.lease);
+        else seen.delete(String(e.lease.subnet));
+      }
+    }, stop.signal));
+    return seen;
+  };
+  return { server, managerFor, watchFrom };
+}
+
+t.test('dual-stack: podCIDRs give both halves, the IPv6 annotations carry PublicIPv6 both ways', async (t) => {
+  const { server, managerFor, watchFrom } = await kubeFixture(t, { Network: '10.244.0.0/16', EnableIPv6: true, IPv6Network: '2001:db8:1000::/56', Backend: { Type: 'vxlan' } });
   const dual = (ip: string, ip6: string): LeaseAttrs => ({ ...attrs(ip), publicIPv6: IP.parse(ip6), backendV6Data: { VNI: 1, VtepMAC: '0e:00:00:00:00:06' } });
   server.addNode('wk6-n1', ['10.244.1.0/24', '2001:db8:1000:1::/64']);
   server.addNode('wk6-n2', ['10.244.2.0/24', '2001:db8:1000:2::/64']);
@@ -326,13 +344,7 @@ t.test('dual-stack: podCIDRs give both halves, the IPv6 annotations carry Public
     'flannel.alpha.coreos.com/backend-type': 'vxlan',
     'flannel.alpha.coreos.com/backend-v6-data': '{"VNI":1,"VtepMAC":"7a:00:00:00:00:05"}',
   });
-  const seen = new Map<string, Lease>();
-  watching = managerFor('wk6-n2').watchLeases((events) => {
-    for (const e of events) {
-      if (e.type === 'added') seen.set(String(e.lease.subnet), e.lease);
-      else seen.delete(String(e.lease.subnet));
-    }
-  }, stop.signal);
+  const seen = watchFrom('wk6-n2');
   await waitFor('both dual-stack peers', () => seen.has('10.244.1.0/24') && seen.has('10.244.5.0/24'));
   const half = (subnet: string) => {
     const l = seen.get(subnet);
@@ -364,34 +376,13 @@ t.test('dual-stack: podCIDRs give both halves, the IPv6 annotations carry Public
 });
 
 t.test('IPv6-only: the lone IPv6 podCIDR is the subnet; the address goes in flannel\'s IPv6 annotations both ways', async (t) => {
-  const dir = mkdtempSync(join(tmpdir(), 'wk6-kube6-'));
-  const netConfFile = join(dir, 'net-conf.json');
-  writeFileSync(netConfFile, JSON.stringify({ EnableIPv4: false, EnableIPv6: true, IPv6Network: '2001:db8:1000::/56', Backend: { Type: 'vxlan' } }));
-  const server = await FakeApiServer.start();
-  const managers: KubeSubnetManager[] = [];
-  const stop = new AbortController();
-  let watching = Promise.resolve();
-  t.teardown(async () => {
-    stop.abort();
-    for (const m of managers) await m.close();
-    await watching;
-    await server.close();
-    rmSync(dir, { recursive: true, force: true });
-  });
-  const managerFor = (nodeName: string) => {
-    const m = new KubeSubnetManager({ nodeName, netConfFile, kubeConfig: kubeConfigFor(server), logger: pino({ level: 'silent' }), watchTimeoutSeconds: 30 });
-    managers.push(m);
-    return m;
-  };
+  const { server, managerFor, watchFrom } = await kubeFixture(t, { EnableIPv4: false, EnableIPv6: true, IPv6Network: '2001:db8:1000::/56', Backend: { Type: 'vxlan' } });
   server.addNode('wk6-v6a', ['2001:db8:1000:a::/64']);
   server.addNode('wk6-v6b', ['2001:db8:1000:b::/64']);
   const own = await managerFor('wk6-v6a').acquireLease(attrs('2001:db8::a'), {});
   t.same([String(own.subnet), String(own.attrs.publicIP), own.ipv6Subnet], ['2001:db8:1000:a::/64', '2001:db8::a', undefined], 'one lease, IPv6 only');
   t.match(server.node('wk6-v6a')?.metadata.annotations, { 'weft.io/public-ipv6': '2001:db8::a', 'weft.io/backend-v6-data': '{"VNI":1,"VtepMAC":"0e:00:00:00:00:01"}' });
-  const seen = new Map<string, Lease>();
-  watching = managerFor('wk6-v6b').watchLeases((events) => {
-    for (const e of events) if (e.type === 'added') seen.set(String(e.lease.subnet), e.lease);
-  }, stop.signal);
+  const seen = watchFrom('wk6-v6b');
   await waitFor('the IPv6-only peer', () => seen.has('2001:db8:1000:a::/64'));
   t.equal(String(seen.get('2001:db8:1000:a::/64')?.attrs.publicIP), '2001:db8::a', 'a peer reads its address back from the IPv6 annotation');
 });
