@@ -33,6 +33,12 @@ const KEYS = {
 } as const;
 type FamilyKeys = (typeof KEYS)[keyof typeof KEYS];
 
+/** The primary family's keys: the IPv6 ones on an IPv6-only node (IPv6 keys and no IPv4 ones), else the IPv4 ones. */
+function primaryKeys(vars: Map<string, string>): FamilyKeys {
+  const has = (keys: FamilyKeys): boolean => vars.has(keys.network) || vars.has(keys.subnet);
+  return !has(KEYS.primary) && has(KEYS.ipv6) ? KEYS.ipv6 : KEYS.primary;
+}
+
 /** A subnet.env that does not hold what it must: names the key and why. */
 export class SubnetEnvError extends Error {
   constructor(readonly key: string, readonly why: string) {
@@ -74,13 +80,11 @@ export function parseSubnetEnv(text: string): ParsedSubnetEnv {
     return v;
   };
 
-  const has = (keys: FamilyKeys): boolean => vars.has(keys.network) || vars.has(keys.subnet);
-  // No IPv4 keys but IPv6 ones: an IPv6-only node, whose primary family is IPv6.
-  const ipv6Only = !has(KEYS.primary) && has(KEYS.ipv6);
-  const primary = ipv6Only ? familyPart(get, KEYS.ipv6, 6) : familyPart(get, KEYS.primary);
+  const keys = primaryKeys(vars);
+  const primary = keys === KEYS.ipv6 ? familyPart(get, keys, 6) : familyPart(get, keys);
   const { network } = primary;
   let ipv6: ParsedSubnetEnv['ipv6'];
-  if (!ipv6Only && has(KEYS.ipv6)) {
+  if (keys !== KEYS.ipv6 && (vars.has(KEYS.ipv6.network) || vars.has(KEYS.ipv6.subnet))) {
     ipv6 = familyPart(get, KEYS.ipv6, 6);
   }
 
@@ -166,12 +170,10 @@ export async function readPreviousSubnetEnv(path: string): Promise<{ network?: C
       return undefined;
     }
   };
-  // IPv6-only: no IPv4 keys, and the IPv6 ones are the primary family's.
-  const ipv6Only = !vars.has(KEYS.primary.network) && !vars.has(KEYS.primary.subnet);
-  const keys = ipv6Only ? KEYS.ipv6 : KEYS.primary;
+  const keys = primaryKeys(vars);
   const network = attempt(() => Cidr.parse(vars.get(keys.network) ?? ''));
   const subnet = attempt(() => subnetOf(vars.get(keys.subnet) ?? '', keys.subnet).subnet);
-  const ipv6Subnet = ipv6Only ? undefined : attempt(() => subnetOf(vars.get(KEYS.ipv6.subnet) ?? '', KEYS.ipv6.subnet).subnet);
+  const ipv6Subnet = keys === KEYS.ipv6 ? undefined : attempt(() => subnetOf(vars.get(KEYS.ipv6.subnet) ?? '', KEYS.ipv6.subnet).subnet);
   const mtu = /^\d{1,5}$/.test(vars.get('FLANNEL_MTU') ?? '') ? Number(vars.get('FLANNEL_MTU')) : undefined;
   return {
     ...(network ? { network } : {}),
