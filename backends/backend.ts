@@ -73,6 +73,9 @@ export interface Backend {
 
 export type BackendFactory = (ctx: BackendContext) => Promise<Backend>;
 
+/** The smallest MTU a tunnel device may have per family it carries: the kernel's floor for IPv4, IPv6's minimum link MTU. */
+export const MIN_DEVICE_MTU: Record<Family, number> = { 4: 68, 6: 1280 };
+
 /**
  * The interface's side of each family a tunnel runs over: the primary one,
  * and the IPv6 one when the net-conf enables IPv6 and the interface has an

@@ -5,7 +5,7 @@
 // pushed to the loop process after every reconcile. A dual-stack node's loop
 // receives on the interface's IPv4 and IPv6 addresses alike.
 import { availableParallelism } from 'node:os';
-import { extSides, type Backend, type BackendFactory } from '../backend.js';
+import { extSides, MIN_DEVICE_MTU, type Backend, type BackendFactory } from '../backend.js';
 import { NodeFamilies } from '../peers.js';
 import { parseUdpOptions } from './options.js';
 import { confNetworks } from '../../src/config/netconf.js';
@@ -16,9 +16,6 @@ import { LoopSupervisor } from './loop-supervisor.js';
 import { udpMetrics } from './metrics.js';
 import type { DropReason, UdpCounters, UdpFeatures, UdpLoopOptions } from './native.js';
 
-/** Smallest MTU the kernel allows on a device carrying IPv4, and IPv6's minimum link MTU. */
-const MIN_MTU = 68;
-const MIN_MTU6 = 1280;
 /** How often drop counters are checked for the (rate-limited) warning. */
 const DROP_REPORT_MS = 30_000;
 
@@ -41,7 +38,7 @@ export const createUdpBackend: BackendFactory = async (ctx): Promise<UdpBackend>
   const overhead = Math.max(...sides.map(udpOverhead));
   const mtu = udpMtu(options, sides);
   // The kernel keeps IPv6 off a device below 1280 bytes.
-  const min = networks.some((n) => n.family === 6) ? MIN_MTU6 : MIN_MTU;
+  const min = MIN_DEVICE_MTU[networks.some((n) => n.family === 6) ? 6 : 4];
   if (mtu < min) {
     throw new WeftError(`${ext.name} has MTU ${ext.mtu}, too small for the udp backend (${overhead} bytes of headers, and ${UDP_DEVICE} needs at least ${min})`, `raise the MTU of ${ext.name}`);
   }

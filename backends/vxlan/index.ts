@@ -1,7 +1,7 @@
 // vxlan backend: kernel VXLAN device with static FDB and neighbour entries.
 // The pure part (desired state) lives in desired.ts.
 import type { Logger } from 'pino';
-import { extSides, type BackendFactory, type ExternalInterface } from '../backend.js';
+import { extSides, MIN_DEVICE_MTU, type BackendFactory, type ExternalInterface } from '../backend.js';
 import { NodeFamilies } from '../peers.js';
 import { parseVxlanOptions, type VxlanOptions } from './options.js';
 import type { Family } from '../../src/core/cidr.js';
@@ -9,9 +9,6 @@ import { WeftError } from '../../src/errors.js';
 import { VXLAN, vxlanDesired, vxlanMtu, vxlanOverhead, type VxlanBackendData } from './desired.js';
 import { vtepMac } from './mac.js';
 
-/** Smallest MTU the kernel allows on a device carrying IPv4, and IPv6's minimum link MTU. */
-const MIN_MTU = 68;
-const MIN_MTU6 = 1280;
 
 export const createVxlanBackend: BackendFactory = async (ctx) => {
   const options = parseVxlanOptions(ctx.config.backend.raw);
@@ -44,7 +41,7 @@ export const createVxlanBackend: BackendFactory = async (ctx) => {
 function checkedMtu(options: VxlanOptions, ext: ExternalInterface, logger: Logger): number {
   const mtu = vxlanMtu(options, ext);
   const overhead = vxlanOverhead(ext);
-  const min = ext.ip.family === 4 ? MIN_MTU : MIN_MTU6;
+  const min = MIN_DEVICE_MTU[ext.ip.family];
   if (mtu < min) {
     throw new WeftError(`${ext.name} has MTU ${ext.mtu}, too small for IPv${ext.ip.family} VXLAN (${overhead} bytes of headers)`, `raise the MTU of ${ext.name}`);
   }
