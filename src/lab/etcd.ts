@@ -32,6 +32,12 @@ export interface EtcdServerOptions {
   startTimeoutMs?: number;
   binary?: string;
   etcdctl?: string;
+  /** Member name (default "weft-etcd"). */
+  name?: string;
+  /** Membership of a multi-member cluster (EtcdCluster sets it); default a cluster of this one member. */
+  cluster?: { initialCluster: string; token: string };
+  /** Don't wait for health after launching (a cluster member is healthy only once a quorum runs). */
+  noWait?: boolean;
 }
 
 const DEFAULT_TAG = 'weft-etcd-';
@@ -160,9 +166,24 @@ export class EtcdServer {
     await rm(this.dir, { recursive: true, force: true });
   }
 
+  /** The member name. */
+  get name(): string {
+    return this.opts.name ?? 'weft-etcd';
+  }
+
+  /** The peer URL other members reach this one at. */
+  get peerUrl(): string {
+    return httpUrl(this.host, this.peerPort);
+  }
+
+  /** Waits until this member answers a health check (a cluster member: once a quorum runs). */
+  waitUntilHealthy(timeoutMs = this.opts.startTimeoutMs ?? 30_000): Promise<void> {
+    return this.waitHealthy(timeoutMs);
+  }
+
   private args(): string[] {
     const url = (port: number) => httpUrl(this.host, port);
-    const name = 'weft-etcd';
+    const name = this.name;
     return [
       `--name=${name}`,
       `--data-dir=${join(this.dir, 'data')}`,
@@ -170,9 +191,9 @@ export class EtcdServer {
       `--advertise-client-urls=${url(this.clientPort)}`,
       `--listen-peer-urls=${url(this.peerPort)}`,
       `--initial-advertise-peer-urls=${url(this.peerPort)}`,
-      `--initial-cluster=${name}=${url(this.peerPort)}`,
+      `--initial-cluster=${this.opts.cluster?.initialCluster ?? `${name}=${url(this.peerPort)}`}`,
       '--initial-cluster-state=new',
-      `--initial-cluster-token=${this.dir}`,
+      `--initial-cluster-token=${this.opts.cluster?.token ?? this.dir}`,
       '--logger=zap',
       '--log-outputs=stderr',
     ];
@@ -200,7 +221,7 @@ export class EtcdServer {
     if (!this.opts.detached) process.on('exit', this.killOnExit);
     const record: OwnerRecord = { owner: process.pid, etcd: child.pid ?? 0, detached: !!this.opts.detached };
     writeFileSync(join(this.dir, OWNER_FILE), JSON.stringify(record) + '\n');
-    await this.waitHealthy(this.opts.startTimeoutMs ?? 30_000);
+    if (!this.opts.noWait) await this.waitHealthy(this.opts.startTimeoutMs ?? 30_000);
   }
 
   private async waitHealthy(timeoutMs: number): Promise<void> {
@@ -232,6 +253,21 @@ export class EtcdServer {
     });
   }
 
+  /** This member's id and the leader it knows (ids as decimal strings; leader "0" when it knows none), or undefined when it does not answer. */
+  async status(): Promise<{ memberId: string; leader: string } | undefined> {
+    const argv = [this.opts.etcdctl ?? '/usr/bin/etcdctl', `--endpoints=${this.endpoint}`, '--dial-timeout=1s', '--command-timeout=2s', 'endpoint', 'status', '-w', 'json'];
+    const r = await runCommand(argv, { ...(this.opts.netns ? { netns: this.opts.netns } : {}), check: false, timeoutMs: 5000 });
+    if (r.code !== 0) return undefined;
+    try {
+      // etcdctl prints ids as JSON numbers beyond 2^53: read them as text.
+      const text = r.stdout.replace(/"(member_id|leader)":(\d+)/g, '"$1":"$2"');
+      const [row] = JSON.parse(text) as { Status: { header: { member_id: string }; leader: string } }[];
+      return row ? { memberId: row.Status.header.member_id, leader: row.Status.leader } : undefined;
+    } catch {
+      return undefined;
+    }
+  }
+
   /** The last message etcd logged, for a one-line start failure. */
   private lastLogLine(): string {
     try {
@@ -246,6 +282,67 @@ export class EtcdServer {
     } catch {
       return 'no log output';
     }
+  }
+}
+
+/** One member of an EtcdCluster: where it runs. */
+export interface EtcdMemberPlace {
+  /** Network namespace of the member (default the caller's). */
+  netns?: string;
+  /** Address it listens on (default 127.0.0.1). */
+  host?: string;
+}
+
+/**
+ * A multi-member etcd (3 or 5 members, say): each member an EtcdServer with
+ * its own data dir, in its own namespace or on its own loopback ports, all
+ * started at once (a member is healthy only once a quorum runs). Members can
+ * be killed and restarted one by one to take the leader or the quorum away.
+ */
+export class EtcdCluster {
+  private constructor(readonly members: readonly EtcdServer[]) {}
+
+  /**
+   * Starts one member per entry of `places`, named `<namePrefix>1`, ...;
+   * `opts` apply to every member (tag, parentDir, detached, binaries).
+   */
+  static async start(places: readonly EtcdMemberPlace[], opts: Omit<EtcdServerOptions, 'netns' | 'host' | 'clientPort' | 'peerPort' | 'name' | 'cluster' | 'noWait'> & { namePrefix?: string } = {}): Promise<EtcdCluster> {
+    if (places.length === 0) throw new WeftError('an etcd cluster needs at least one member', 'pass one place per member');
+    const prefix = opts.namePrefix ?? 'etcd';
+    const planned = await Promise.all(
+      places.map(async (place, i) => {
+        const host = place.host ?? '127.0.0.1';
+        const [clientPort, peerPort] = place.netns ? [2379, 2380] : await freePortPair(host);
+        return { ...place, host, clientPort, peerPort, name: `${prefix}${i + 1}` };
+      }),
+    );
+    const cluster = { initialCluster: planned.map((m) => `${m.name}=${httpUrl(m.host, m.peerPort)}`).join(','), token: `weft-${process.pid}-${Date.now()}` };
+    const started: EtcdServer[] = [];
+    try {
+      for (const m of planned) started.push(await EtcdServer.start({ ...opts, ...m, cluster, noWait: true }));
+      await Promise.all(started.map((s) => s.waitUntilHealthy()));
+    } catch (err) {
+      await Promise.all(started.map((s) => s.cleanup()));
+      throw err;
+    }
+    return new EtcdCluster(started);
+  }
+
+  /** Every member's client URL. */
+  get endpoints(): string[] {
+    return this.members.map((m) => m.endpoint);
+  }
+
+  /** The member that leads now (by its own word), or undefined when none does (no quorum, an election under way). */
+  async leader(): Promise<EtcdServer | undefined> {
+    const running = this.members.filter((m) => m.running);
+    const statuses = await Promise.all(running.map((m) => m.status()));
+    return running.find((_, i) => statuses[i] !== undefined && statuses[i]!.memberId === statuses[i]!.leader);
+  }
+
+  /** Stops every member and removes their dirs. */
+  async cleanup(): Promise<void> {
+    await Promise.all(this.members.map((m) => m.cleanup()));
   }
 }
 
