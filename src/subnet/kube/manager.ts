@@ -11,9 +11,10 @@ import { WeftError, oneLine } from '../../errors.js';
 import { Backoff, sleep } from '../../core/backoff.js';
 import { SaidOnce } from '../../core/said-once.js';
 import { loggedSteps } from '../../core/retry-log.js';
-import { sameLeaseAttrs, sameSubnets, withoutIPv6, type Lease, type LeaseAttrs, type LeaseEvent } from '../lease.js';
+import { sameSubnets, withoutIPv6, type Lease, type LeaseAttrs, type LeaseEvent } from '../lease.js';
 import { LeaseGoneError, type SubnetManager } from '../manager.js';
-import { KubeApiError, NodeApi, type NodeWatchEvent } from './api.js';
+import { KubeApiError, NodeApi } from './api.js';
+import { NodeLeaseTable } from './lease-table.js';
 import { leaseAnnotations, nodeLease, podCidrsOf, podCidrsText, type NodeObject, type PodCidrs } from './node-lease.js';
 
 /** Where the DaemonSet mounts the weft-config ConfigMap's net-conf.json. */
@@ -62,6 +63,12 @@ export class KubeSubnetManager implements SubnetManager {
   /** node name -> the warning already logged for it, so each bad node is reported once. */
   private readonly warned = new SaidOnce();
   private readonly closing = new AbortController();
+  /**
+   * What the node watch has done: watch events received (bookmarks
+   * included), node objects parsed into leases, and batches of lease events
+   * handed to the agent (each one a data-plane programming pass there).
+   */
+  readonly watchCounters = { events: 0, parses: 0, leaseBatches: 0 };
 
   constructor(private readonly opts: KubeSubnetManagerOptions) {
     this.api = new NodeApi(opts.kubeConfig, opts.requestTimeoutMs);
@@ -134,7 +141,7 @@ export class KubeSubnetManager implements SubnetManager {
 
   async watchLeases(onEvents: (events: LeaseEvent[], snapshot: boolean) => void, signal: AbortSignal): Promise<void> {
     const stop = anySignal(signal, this.closing.signal);
-    const known = new Map<string, Lease>();
+    const known = new NodeLeaseTable((node, net) => this.leaseOf(node, net));
     const backoff = new Backoff({ maxMs: 5000, ...loggedSteps('watching nodes', this.log) });
     let resourceVersion: string | undefined;
     let snapshotSent = false;
@@ -143,17 +150,14 @@ export class KubeSubnetManager implements SubnetManager {
         const net = this.netConf ?? (await this.getNetworkConfig());
         if (resourceVersion === undefined) {
           const list = await this.api.listNodes(stop);
-          const fresh = new Map<string, Lease>();
-          for (const node of list.items) {
-            const lease = this.leaseOf(node as NodeObject, net);
-            if (lease) fresh.set(node.metadata?.name ?? '', lease);
-          }
+          // The first list's events are every lease, "added"; a later one's what changed meanwhile.
+          const events = known.replace(list.items as NodeObject[], net);
           this.forgetWarnings(new Set(list.items.map((n) => n.metadata?.name ?? '')));
-          const events = snapshotSent ? diffLeases(known, fresh) : [...fresh.values()].map((lease): LeaseEvent => ({ type: 'added', lease }));
-          known.clear();
-          for (const [k, v] of fresh) known.set(k, v);
           resourceVersion = list.resourceVersion;
-          if (!snapshotSent || events.length) onEvents(events, !snapshotSent);
+          if (!snapshotSent || events.length) {
+            this.watchCounters.leaseBatches++;
+            onEvents(events, !snapshotSent);
+          }
           snapshotSent = true;
         }
         const started = Date.now();
@@ -168,11 +172,16 @@ export class KubeSubnetManager implements SubnetManager {
             return false;
           }
           received++;
+          this.watchCounters.events++;
           const rv = event.object?.metadata?.resourceVersion;
           if (typeof rv === 'string' && rv) resourceVersion = rv;
           if (event.type === 'BOOKMARK') return true;
-          const events = this.apply(known, event, net);
+          const node = event.object as NodeObject;
+          if (event.type === 'DELETED') this.warned.forget(String(node?.metadata?.name ?? ''));
+          // Heartbeats (status only) stop here, before any parsing: nothing weft reads changed.
+          const events = known.apply(event.type, node, net);
           if (events.length) {
+            this.watchCounters.leaseBatches++;
             try {
               onEvents(events, false);
             } catch (err) {
@@ -254,20 +263,9 @@ export class KubeSubnetManager implements SubnetManager {
     await this.api.patchAnnotations(this.opts.nodeName, changed, signal);
   }
 
-  /** The lease events one watch event causes, applied to `known`. */
-  private apply(known: Map<string, Lease>, event: NodeWatchEvent, net: NetConf): LeaseEvent[] {
-    const name = String(event.object?.metadata?.name ?? '');
-    const before = known.get(name);
-    let after: Lease | undefined;
-    if (event.type === 'DELETED') this.warned.forget(name);
-    else after = this.leaseOf(event.object as NodeObject, net);
-    if (after) known.set(name, after);
-    else known.delete(name);
-    return leaseChange(before, after);
-  }
-
   private leaseOf(node: NodeObject, net: NetConf): Lease | undefined {
     const name = node.metadata?.name ?? '';
+    this.watchCounters.parses++;
     const result = nodeLease(node, net);
     if (result.kind === 'invalid') {
       if (this.warned.news(name, result.reason)) {
@@ -294,23 +292,6 @@ export class KubeSubnetManager implements SubnetManager {
     const base = this.opts.watchTimeoutSeconds ?? 300;
     return Math.max(1, Math.round(base * (0.9 + Math.random() * 0.2)));
   }
-}
-
-function leaseChange(before: Lease | undefined, after: Lease | undefined): LeaseEvent[] {
-  if (before && after && sameSubnets(before, after)) {
-    return sameLeaseAttrs(before.attrs, after.attrs) ? [] : [{ type: 'added', lease: after }];
-  }
-  const events: LeaseEvent[] = [];
-  if (before) events.push({ type: 'removed', lease: before });
-  if (after) events.push({ type: 'added', lease: after });
-  return events;
-}
-
-function diffLeases(before: Map<string, Lease>, after: Map<string, Lease>): LeaseEvent[] {
-  const events: LeaseEvent[] = [];
-  for (const [name, lease] of before) if (!after.has(name)) events.push({ type: 'removed', lease });
-  for (const [name, lease] of after) events.push(...leaseChange(before.get(name), lease));
-  return events;
 }
 
 function anySignal(a: AbortSignal, b: AbortSignal): AbortSignal {
