@@ -38,6 +38,25 @@ export interface EtcdServerOptions {
   cluster?: { initialCluster: string; token: string };
   /** Don't wait for health after launching (a cluster member is healthy only once a quorum runs). */
   noWait?: boolean;
+  /** Serve clients over TLS (https client URLs); peer traffic stays plaintext. */
+  tls?: EtcdTls;
+}
+
+/** etcd's client-side TLS: the server's own certificate, and the client certificate etcdctl presents. */
+export interface EtcdTls {
+  caFile: string;
+  certFile: string;
+  keyFile: string;
+  /** Refuse clients without a certificate signed by `caFile` (--client-cert-auth). */
+  clientCertAuth: boolean;
+  /** What etcdctl (health checks, the lab's reads and writes) presents. */
+  clientCertFile: string;
+  clientKeyFile: string;
+}
+
+/** etcdctl's flags for `tls` (none without it). */
+export function etcdctlTlsArgs(tls: EtcdTls | undefined): string[] {
+  return tls ? [`--cacert=${tls.caFile}`, `--cert=${tls.clientCertFile}`, `--key=${tls.clientKeyFile}`] : [];
 }
 
 const DEFAULT_TAG = 'weft-etcd-';
@@ -58,9 +77,9 @@ function requireExecutable(path: string, pkg: string): void {
   }
 }
 
-/** `http://host:port`, an IPv6 host in brackets. */
-export function httpUrl(host: string, port: number): string {
-  return `http://${host.includes(':') ? `[${host}]` : host}:${port}`;
+/** `http://host:port` (https with `tls`), an IPv6 host in brackets. */
+export function httpUrl(host: string, port: number, tls = false): string {
+  return `${tls ? 'https' : 'http'}://${host.includes(':') ? `[${host}]` : host}:${port}`;
 }
 
 /** Two ports free on `host` right now (a small race remains; etcd reports it clearly if lost). */
@@ -103,7 +122,7 @@ export class EtcdServer {
     readonly clientPort: number,
     readonly peerPort: number,
   ) {
-    this.endpoint = httpUrl(host, clientPort);
+    this.endpoint = httpUrl(host, clientPort, !!opts.tls);
     this.dir = mkdtempSync(join(opts.parentDir ?? tmpdir(), opts.tag ?? DEFAULT_TAG));
     this.logFile = join(this.dir, 'etcd.log');
   }
@@ -184,11 +203,13 @@ export class EtcdServer {
   private args(): string[] {
     const url = (port: number) => httpUrl(this.host, port);
     const name = this.name;
+    const tls = this.opts.tls;
     return [
       `--name=${name}`,
       `--data-dir=${join(this.dir, 'data')}`,
-      `--listen-client-urls=${url(this.clientPort)}`,
-      `--advertise-client-urls=${url(this.clientPort)}`,
+      `--listen-client-urls=${this.endpoint}`,
+      `--advertise-client-urls=${this.endpoint}`,
+      ...(tls ? [`--cert-file=${tls.certFile}`, `--key-file=${tls.keyFile}`, `--trusted-ca-file=${tls.caFile}`, ...(tls.clientCertAuth ? ['--client-cert-auth'] : [])] : []),
       `--listen-peer-urls=${url(this.peerPort)}`,
       `--initial-advertise-peer-urls=${url(this.peerPort)}`,
       `--initial-cluster=${this.opts.cluster?.initialCluster ?? `${name}=${url(this.peerPort)}`}`,
@@ -240,7 +261,7 @@ export class EtcdServer {
   }
 
   private healthy(): Promise<boolean> {
-    const argv = [this.opts.etcdctl ?? '/usr/bin/etcdctl', `--endpoints=${this.endpoint}`, '--dial-timeout=1s', '--command-timeout=2s', 'endpoint', 'health'];
+    const argv = [this.opts.etcdctl ?? '/usr/bin/etcdctl', `--endpoints=${this.endpoint}`, ...etcdctlTlsArgs(this.opts.tls), '--dial-timeout=1s', '--command-timeout=2s', 'endpoint', 'health'];
     const full = this.opts.netns ? ['ip', 'netns', 'exec', this.opts.netns, ...argv] : argv;
     return new Promise((resolve) => {
       const p = spawn(full[0]!, full.slice(1), { stdio: 'ignore', env: cleanEnv() });
@@ -255,7 +276,7 @@ export class EtcdServer {
 
   /** This member's id and the leader it knows (ids as decimal strings; leader "0" when it knows none), or undefined when it does not answer. */
   async status(): Promise<{ memberId: string; leader: string } | undefined> {
-    const argv = [this.opts.etcdctl ?? '/usr/bin/etcdctl', `--endpoints=${this.endpoint}`, '--dial-timeout=1s', '--command-timeout=2s', 'endpoint', 'status', '-w', 'json'];
+    const argv = [this.opts.etcdctl ?? '/usr/bin/etcdctl', `--endpoints=${this.endpoint}`, ...etcdctlTlsArgs(this.opts.tls), '--dial-timeout=1s', '--command-timeout=2s', 'endpoint', 'status', '-w', 'json'];
     const r = await runCommand(argv, { ...(this.opts.netns ? { netns: this.opts.netns } : {}), check: false, timeoutMs: 5000 });
     if (r.code !== 0) return undefined;
     try {
@@ -381,8 +402,10 @@ export async function removeEtcdLeftovers(tag: string, parentDir = tmpdir()): Pr
 /** etcdctl against an etcd reachable from namespace `netns` (the lab's underlay). */
 export class Etcdctl {
   constructor(
+    /** One client URL, or several comma-separated. */
     private readonly endpoint: string,
     private readonly netns: string,
+    private readonly tls?: EtcdTls,
   ) {}
 
   async put(key: string, value: string): Promise<void> {
@@ -416,7 +439,7 @@ export class Etcdctl {
   }
 
   private run(args: string[], input?: string, check = true): Promise<CommandResult> {
-    return runCommand(['etcdctl', `--endpoints=${this.endpoint}`, '--dial-timeout=3s', '--command-timeout=10s', ...args], {
+    return runCommand(['etcdctl', `--endpoints=${this.endpoint}`, ...etcdctlTlsArgs(this.tls), '--dial-timeout=3s', '--command-timeout=10s', ...args], {
       netns: this.netns,
       input,
       check,

@@ -1,4 +1,3 @@
-import { readFileSync } from 'node:fs';
 import {
   Etcd3,
   GRPCDeadlineExceededError,
@@ -7,6 +6,7 @@ import {
   type IOptions,
 } from 'etcd3';
 import { TransientError, WeftError } from '../../errors.js';
+import { readTlsCredentials, tlsFailure } from './tls.js';
 
 export const DEFAULT_ETCD_PREFIX = '/weft/network';
 
@@ -48,21 +48,18 @@ function passThrough(attempts: number): FaultPolicy {
   return policy as unknown as FaultPolicy;
 }
 
-function readPem(path: string, flag: string): Buffer {
-  try {
-    return readFileSync(path);
-  } catch (err) {
-    throw new WeftError(`cannot read ${flag} ${path} (${(err as NodeJS.ErrnoException).code ?? err})`, `check the ${flag} path`);
-  }
-}
-
-export function createEtcdClient(opts: EtcdOptions): Etcd3 {
-  if (opts.endpoints.length === 0) throw new WeftError('no etcd endpoints given', 'pass --etcd-endpoints=http://HOST:2379');
-  for (const e of opts.endpoints) {
+/** Refuses an empty or malformed endpoint list (before any client is made: no retry fixes it). */
+export function checkEtcdEndpoints(endpoints: readonly string[]): void {
+  if (endpoints.length === 0) throw new WeftError('no etcd endpoints given', 'pass --etcd-endpoints=http://HOST:2379');
+  for (const e of endpoints) {
     if (!/^https?:\/\/[^\s/]+(:\d+)?\/?$/.test(e)) {
       throw new WeftError(`bad etcd endpoint "${e}"`, 'use http://HOST:PORT or https://HOST:PORT');
     }
   }
+}
+
+export function createEtcdClient(opts: EtcdOptions): Etcd3 {
+  checkEtcdEndpoints(opts.endpoints);
   const deadlineMs = opts.dialTimeoutMs ?? 5000;
   const options: IOptions = {
     hosts: opts.endpoints,
@@ -80,13 +77,7 @@ export function createEtcdClient(opts: EtcdOptions): Etcd3 {
       'grpc.max_receive_message_length': 64 * 1024 * 1024,
     },
   };
-  if (opts.caFile || opts.certFile || opts.keyFile) {
-    options.credentials = {
-      rootCertificate: opts.caFile ? readPem(opts.caFile, '--etcd-cafile') : (undefined as never),
-      certChain: opts.certFile ? readPem(opts.certFile, '--etcd-certfile') : undefined,
-      privateKey: opts.keyFile ? readPem(opts.keyFile, '--etcd-keyfile') : undefined,
-    };
-  }
+  options.credentials = readTlsCredentials(opts.endpoints, opts);
   return new Etcd3(options);
 }
 
@@ -109,6 +100,8 @@ export class EtcdUnreachableError extends TransientError {
  */
 export function etcdFailure(err: unknown, endpoints: readonly string[], doing: string): Error {
   if (err instanceof WeftError) return err;
+  const tls = tlsFailure(err, endpoints, doing);
+  if (tls) return new EtcdUnreachableError(tls.cause, tls.fix);
   const where = endpoints.join(',');
   const detail = String(err instanceof Error ? err.message : err)
     .split('\n')[0]!
