@@ -99,7 +99,7 @@ async function freePortPair(host: string): Promise<[number, number]> {
 }
 
 /** The environment without ETCD_* / ETCDCTL_* settings that would override our flags. */
-function cleanEnv(): NodeJS.ProcessEnv {
+export function cleanEnv(): NodeJS.ProcessEnv {
   return Object.fromEntries(Object.entries(process.env).filter(([k]) => !k.startsWith('ETCD_') && !k.startsWith('ETCDCTL_')));
 }
 
@@ -220,9 +220,14 @@ export class EtcdServer {
     ];
   }
 
-  private async launch(): Promise<void> {
+  /** The full command line etcd runs with (inside its namespace): what a restart by another process runs again. */
+  get commandLine(): string[] {
     const argv = [this.opts.binary ?? '/usr/bin/etcd', ...this.args()];
-    const full = this.opts.netns ? ['ip', 'netns', 'exec', this.opts.netns, ...argv] : argv;
+    return this.opts.netns ? ['ip', 'netns', 'exec', this.opts.netns, ...argv] : argv;
+  }
+
+  private async launch(): Promise<void> {
+    const full = this.commandLine;
     const log = openSync(this.logFile, 'a');
     let child: ChildProcess;
     try {
@@ -275,18 +280,8 @@ export class EtcdServer {
   }
 
   /** This member's id and the leader it knows (ids as decimal strings; leader "0" when it knows none), or undefined when it does not answer. */
-  async status(): Promise<{ memberId: string; leader: string } | undefined> {
-    const argv = [this.opts.etcdctl ?? '/usr/bin/etcdctl', `--endpoints=${this.endpoint}`, ...etcdctlTlsArgs(this.opts.tls), '--dial-timeout=1s', '--command-timeout=2s', 'endpoint', 'status', '-w', 'json'];
-    const r = await runCommand(argv, { ...(this.opts.netns ? { netns: this.opts.netns } : {}), check: false, timeoutMs: 5000 });
-    if (r.code !== 0) return undefined;
-    try {
-      // etcdctl prints ids as JSON numbers beyond 2^53: read them as text.
-      const text = r.stdout.replace(/"(member_id|leader)":(\d+)/g, '"$1":"$2"');
-      const [row] = JSON.parse(text) as { Status: { header: { member_id: string }; leader: string } }[];
-      return row ? { memberId: row.Status.header.member_id, leader: row.Status.leader } : undefined;
-    } catch {
-      return undefined;
-    }
+  status(): Promise<EtcdMemberStatus | undefined> {
+    return etcdMemberStatus(this.endpoint, { netns: this.opts.netns, tls: this.opts.tls, etcdctl: this.opts.etcdctl });
   }
 
   /** The last message etcd logged, for a one-line start failure. */
@@ -303,6 +298,27 @@ export class EtcdServer {
     } catch {
       return 'no log output';
     }
+  }
+}
+
+export interface EtcdMemberStatus {
+  memberId: string;
+  /** The leader's member id; "0" when the member knows none. */
+  leader: string;
+}
+
+/** A member's id and the leader it knows (ids as decimal strings), or undefined when it does not answer. */
+export async function etcdMemberStatus(endpoint: string, opts: { netns?: string; tls?: EtcdTls; etcdctl?: string } = {}): Promise<EtcdMemberStatus | undefined> {
+  const argv = [opts.etcdctl ?? '/usr/bin/etcdctl', `--endpoints=${endpoint}`, ...etcdctlTlsArgs(opts.tls), '--dial-timeout=1s', '--command-timeout=2s', 'endpoint', 'status', '-w', 'json'];
+  const r = await runCommand(argv, { ...(opts.netns ? { netns: opts.netns } : {}), check: false, timeoutMs: 5000 });
+  if (r.code !== 0) return undefined;
+  try {
+    // etcdctl prints ids as JSON numbers beyond 2^53: read them as text.
+    const text = r.stdout.replace(/"(member_id|leader)":(\d+)/g, '"$1":"$2"');
+    const [row] = JSON.parse(text) as { Status: { header: { member_id: string }; leader: string } }[];
+    return row ? { memberId: row.Status.header.member_id, leader: row.Status.leader } : undefined;
+  } catch {
+    return undefined;
   }
 }
 
