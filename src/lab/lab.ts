@@ -352,15 +352,16 @@ export class Lab {
   /**
    * Starts the node's agent and waits until its /readyz answers; returns the
    * pid and the time to ready (`wait: false`: returns at once, readyMs -1).
-   * `args` come last: a repeated flag (e.g. --etcd-cafile) overrides the lab's.
+   * `args` come last: a repeated flag (e.g. --etcd-cafile) overrides the
+   * lab's; `etcdArgs` replaces the lab's etcd flags (etcdAgentArgs) outright.
    */
-  async startAgent(ref: NodeRef, opts: { args?: string[]; readyTimeoutMs?: number; wait?: boolean } = {}): Promise<{ pid: number; readyMs: number }> {
+  async startAgent(ref: NodeRef, opts: { args?: string[]; etcdArgs?: string[]; readyTimeoutMs?: number; wait?: boolean } = {}): Promise<{ pid: number; readyMs: number }> {
     const node = this.node(ref);
     if (this.agentRunning(node)) throw new Error(`the agent on ${node.name} is already running (pid ${node.agentPid})`);
     const files = { subnetFile: this.subnetFile(node), logFile: this.agentLogFile(node) };
     const { pid, startedAt } = await launchAgent({
       ns: node.ns,
-      etcdArgs: this.etcdAgentArgs,
+      etcdArgs: opts.etcdArgs ?? this.etcdAgentArgs,
       etcdPrefix: this.etcdPrefix,
       nodeDir: this.nodeDir(node),
       ...files,
