@@ -48,6 +48,39 @@ function passThrough(attempts: number): FaultPolicy {
   return policy as unknown as FaultPolicy;
 }
 
+/** How long a member that failed a connection sits out while others remain. */
+const SIT_OUT_MS = 2000;
+
+/**
+ * One member's policy when there are several: calls straight through, but a
+ * member that just failed with a connection error is passed over for
+ * SIT_OUT_MS (its last error stands for it), so etcd3 places the next call
+ * or stream on another member. etcd3 puts a stream (lease keepalive, watch)
+ * on a random member and never retries it elsewhere: without this, a renewal
+ * lands on a dead member one time in three and the lease can run out while
+ * two of three members serve.
+ */
+function sitOutAfterFailure(): FaultPolicy {
+  const noEvent = () => ({ dispose() {} });
+  let failed: { error: Error; until: number } | undefined;
+  const policy = {
+    onSuccess: noEvent,
+    onFailure: noEvent,
+    async execute<T>(fn: (ctx: { signal: AbortSignal }) => PromiseLike<T> | T, signal?: AbortSignal): Promise<T> {
+      if (failed && Date.now() < failed.until) throw failed.error;
+      try {
+        const result = await fn({ signal: signal ?? new AbortController().signal });
+        failed = undefined;
+        return result;
+      } catch (err) {
+        if (err instanceof Error && isRecoverableError(err)) failed = { error: err, until: Date.now() + SIT_OUT_MS };
+        throw err;
+      }
+    },
+  };
+  return policy as unknown as FaultPolicy;
+}
+
 /** Refuses an empty or malformed endpoint list (before any client is made: no retry fixes it). */
 export function checkEtcdEndpoints(endpoints: readonly string[]): void {
   if (endpoints.length === 0) throw new WeftError('no etcd endpoints given', 'pass --etcd-endpoints=http://HOST:2379');
@@ -65,7 +98,7 @@ export function createEtcdClient(opts: EtcdOptions): Etcd3 {
     hosts: opts.endpoints,
     // Unary calls get a deadline; streams (watch, keepalive) must not, or they die after it.
     defaultCallOptions: (ctx) => (ctx.isStream ? {} : { deadline: new Date(Date.now() + deadlineMs) }),
-    faultHandling: { global: passThrough(opts.endpoints.length), host: () => passThrough(1) },
+    faultHandling: { global: passThrough(opts.endpoints.length), host: () => (opts.endpoints.length > 1 ? sitOutAfterFailure() : passThrough(1)) },
     grpcOptions: {
       // grpc's own reconnect backoff grows to 120 s; keep it within weft's 5 s cap.
       'grpc.initial_reconnect_backoff_ms': 100,
