@@ -1,6 +1,6 @@
 // Flags shared by several commands, named as flannel names them.
 import type { ParseArgsConfig } from 'node:util';
-import { DEFAULT_ETCD_PREFIX, type EtcdOptions } from '../subnet/etcd/client.js';
+import { DEFAULT_ETCD_PREFIX, checkEtcdEndpoints, type EtcdOptions } from '../subnet/etcd/client.js';
 
 export const etcdFlags = {
   'etcd-endpoints': { type: 'string', default: 'http://127.0.0.1:2379' },
@@ -13,8 +13,10 @@ export const etcdFlags = {
 type FlagValues = { [K in keyof typeof etcdFlags]?: string | undefined };
 
 export function etcdOptionsFrom(values: FlagValues): EtcdOptions {
+  const endpoints = (values['etcd-endpoints'] ?? '').split(',').map((s) => s.trim()).filter(Boolean);
+  checkEtcdEndpoints(endpoints);
   return {
-    endpoints: (values['etcd-endpoints'] ?? '').split(',').map((s) => s.trim()).filter(Boolean),
+    endpoints,
     prefix: (values['etcd-prefix'] ?? DEFAULT_ETCD_PREFIX).replace(/\/+$/, ''),
     caFile: values['etcd-cafile'],
     certFile: values['etcd-certfile'],

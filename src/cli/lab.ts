@@ -6,7 +6,7 @@ import { BACKEND_TYPES, ConfigError, confNetworks, type BackendType, type NetCon
 import { parseNetConf, readNetConfFile } from '../config/parse.js';
 import type { Family } from '../core/cidr.js';
 import { WeftError } from '../errors.js';
-import { DEFAULT_LAB_NAME, Lab, labNetConf } from '../lab/lab.js';
+import { DEFAULT_LAB_NAME, ETCD_MEMBER_COUNTS, Lab, labNetConf } from '../lab/lab.js';
 import { formatPingMatrix } from '../lab/ping.js';
 import { labFamilies, readLabState, recordedLabNames } from '../lab/state.js';
 import { TOPOLOGIES, ipFamilyName, parseIpFamily, type Topology } from '../lab/topology.js';
@@ -15,7 +15,7 @@ const HELP = `usage: weft lab <command> [flags]
 
   up      [--name N] [--nodes 3] [--pods 2] [--backend host-gw|vxlan|udp|bgp]
           [--ip-family ipv4|dual|ipv6] [--net-conf FILE] [--topology flat|routed]
-          [--agent-arg ARG]...
+          [--agent-arg ARG]... [--etcd-tls] [--etcd-members 1|3|5]
   down    [--name N | --all]
   status  [--name N]            (all labs when no name is given)
   exec    [--name N] <ns> -- <command...>   ns: n1, n1-p2, ul or a full wl-... name
@@ -24,6 +24,10 @@ const HELP = `usage: weft lab <command> [flags]
 --ip-family gives the underlay and the pods IPv4 (the default), both (dual:
 an IPv6 /64 per segment in 2001:db8::/48, pods in 2001:db8:1000::/56) or
 IPv6 only. With --net-conf the file decides (EnableIPv4, EnableIPv6).
+--etcd-tls serves etcd over TLS with client certificates (a CA and
+certificates made with openssl in <lab dir>/pki); --etcd-members runs an etcd
+cluster of 3 or 5 members, each in its own namespace (e1, e2, ...) on the
+underlay. Agents get every endpoint and, with TLS, the client certificate.
 The lab name defaults to "${DEFAULT_LAB_NAME}"; its namespaces are wl-<name>-*.`;
 
 const COMMON = { name: { type: 'string', default: DEFAULT_LAB_NAME }, help: { type: 'boolean', short: 'h' } } as const;
@@ -89,9 +93,15 @@ async function up(argv: string[]): Promise<number> {
       pods: { type: 'string', default: '2' },
       topology: { type: 'string', default: 'flat' },
       'agent-arg': { type: 'string', multiple: true, default: [] },
+      'etcd-tls': { type: 'boolean', default: false },
+      'etcd-members': { type: 'string', default: '1' },
     },
     strict: true,
   });
+  const etcdMembers = Number(values['etcd-members']);
+  if (!(ETCD_MEMBER_COUNTS as readonly number[]).includes(etcdMembers)) {
+    throw new WeftError(`--etcd-members "${values['etcd-members']}" is not 1, 3 or 5`, 'use 1, 3 or 5 (an odd count keeps a majority when one member is lost)');
+  }
   const topology = String(values.topology);
   if (!(TOPOLOGIES as readonly string[]).includes(topology)) throw new WeftError(`unknown topology "${topology}"`, `use ${TOPOLOGIES.join(' or ')}`);
   const started = Date.now();
@@ -109,6 +119,8 @@ async function up(argv: string[]): Promise<number> {
     families,
     topology: topology as Topology,
     agentArgs: values['agent-arg'],
+    etcdTls: values['etcd-tls'],
+    etcdMembers,
     keepOnFailure: true, // its logs explain the failure
   }).catch(async (err: unknown) => {
     const halfBuilt = err instanceof WeftError && !/already up/.test(err.message) && (await readLabState(name)) !== undefined;
@@ -125,7 +137,7 @@ function table(rows: string[][]): string {
   return rows.map((r) => r.map((c, i) => c.padEnd(widths[i]! + 2)).join('').trimEnd()).join('\n');
 }
 
-function describe(lab: Lab, readiness?: Map<string, string>): string {
+function describe(lab: Lab, readiness?: Map<string, string>, leader?: string): string {
   const backend = (lab.netConf.Backend as { Type?: string } | undefined)?.Type ?? '?';
   // A dual-stack lab adds the IPv6 side in columns of its own; single-stack tables keep their shape.
   const dual = lab.families.length > 1;
@@ -136,8 +148,12 @@ function describe(lab: Lab, readiness?: Map<string, string>): string {
     nodes.push([n.name, n.ns, n.underlayIP, ...v6(n.underlayIPv6), n.subnet ?? '-', ...v6(n.ipv6Subnet), agent, n.agentReadyMs === undefined ? '-' : String(n.agentReadyMs)]);
   }
   const pods = [['POD', 'NAMESPACE', 'NODE', 'IP', ...(dual ? ['IPV6'] : [])], ...lab.pods.map((p) => [p.name, p.ns, p.node, p.ip, ...(dual ? [p.ipv6 ?? '-'] : [])])];
+  const members = lab.etcdMembers;
+  const etcd = members.length > 1 || lab.etcdTlsFiles ? `etcd ${members.length} member${members.length > 1 ? 's' : ''}${lab.etcdTlsFiles ? ' over TLS' : ''}` : `etcd ${lab.etcdEndpoint} (in ${lab.underlayNs})`;
+  const memberRows = [['MEMBER', 'NAMESPACE', 'ENDPOINT', 'STATE'], ...members.map((m) => [m.name, m.ns, m.endpoint, !m.running ? 'stopped' : m.name === leader ? 'running (leader)' : 'running'])];
   return [
-    `lab ${lab.name}: ${lab.topology} topology, ${ipFamilyName(lab.families)}, backend ${backend}, etcd ${lab.etcdEndpoint} (in ${lab.underlayNs})`,
+    `lab ${lab.name}: ${lab.topology} topology, ${ipFamilyName(lab.families)}, backend ${backend}, ${etcd}`,
+    ...(members.length > 1 || lab.etcdTlsFiles ? [table(memberRows), ...(lab.etcdTlsFiles ? [`TLS files in ${lab.etcdTlsFiles.dir}`] : []), ''] : []),
     table(nodes),
     ...(lab.pods.length ? ['', table(pods)] : []),
   ].join('\n');
@@ -163,7 +179,8 @@ async function status(argv: string[]): Promise<number> {
         readiness.set(n.name, !lab.agentRunning(n) ? '(exited)' : (await lab.agentReady(n)) ? '(ready)' : '(not ready)');
       }),
     );
-    process.stdout.write(describe(lab, readiness) + '\n');
+    const leader = lab.etcdMembers.length > 1 ? (await lab.etcdLeader())?.name : undefined;
+    process.stdout.write(describe(lab, readiness, leader) + '\n');
   }
   return 0;
 }

@@ -23,7 +23,8 @@ export function agentEntry(): string {
 export interface AgentLaunch {
   /** The node's namespace, also the agent's --node-name. */
   ns: string;
-  etcdEndpoint: string;
+  /** --etcd-endpoints and, with TLS, the client's files. */
+  etcdArgs: readonly string[];
   etcdPrefix: string;
   subnetFile: string;
   /** The node's lab dir; the agent's --run-dir is run/ below it. */
@@ -40,7 +41,7 @@ export async function launchAgent(launch: AgentLaunch): Promise<{ pid: number; s
   const argv = [
     // Without the test runner's NODE_OPTIONS hooks: the agent runs as it would on a node.
     'ip', 'netns', 'exec', launch.ns, 'env', '-u', 'NODE_OPTIONS', process.execPath, entry, 'agent',
-    '--etcd-endpoints', launch.etcdEndpoint,
+    ...launch.etcdArgs,
     '--etcd-prefix', launch.etcdPrefix,
     '--iface', 'eth0',
     '--node-name', launch.ns,

@@ -38,6 +38,25 @@ export interface EtcdServerOptions {
   cluster?: { initialCluster: string; token: string };
   /** Don't wait for health after launching (a cluster member is healthy only once a quorum runs). */
   noWait?: boolean;
+  /** Serve clients over TLS (https client URLs); peer traffic stays plaintext. */
+  tls?: EtcdTls;
+}
+
+/** etcd's client-side TLS: the server's own certificate, and the client certificate etcdctl presents. */
+export interface EtcdTls {
+  caFile: string;
+  certFile: string;
+  keyFile: string;
+  /** Refuse clients without a certificate signed by `caFile` (--client-cert-auth). */
+  clientCertAuth: boolean;
+  /** What etcdctl (health checks, the lab's reads and writes) presents. */
+  clientCertFile: string;
+  clientKeyFile: string;
+}
+
+/** etcdctl's flags for `tls` (none without it). */
+export function etcdctlTlsArgs(tls: EtcdTls | undefined): string[] {
+  return tls ? [`--cacert=${tls.caFile}`, `--cert=${tls.clientCertFile}`, `--key=${tls.clientKeyFile}`] : [];
 }
 
 const DEFAULT_TAG = 'weft-etcd-';
@@ -58,9 +77,9 @@ function requireExecutable(path: string, pkg: string): void {
   }
 }
 
-/** `http://host:port`, an IPv6 host in brackets. */
-export function httpUrl(host: string, port: number): string {
-  return `http://${host.includes(':') ? `[${host}]` : host}:${port}`;
+/** `http://host:port` (https with `tls`), an IPv6 host in brackets. */
+export function httpUrl(host: string, port: number, tls = false): string {
+  return `${tls ? 'https' : 'http'}://${host.includes(':') ? `[${host}]` : host}:${port}`;
 }
 
 /** Two ports free on `host` right now (a small race remains; etcd reports it clearly if lost). */
@@ -80,7 +99,7 @@ async function freePortPair(host: string): Promise<[number, number]> {
 }
 
 /** The environment without ETCD_* / ETCDCTL_* settings that would override our flags. */
-function cleanEnv(): NodeJS.ProcessEnv {
+export function cleanEnv(): NodeJS.ProcessEnv {
   return Object.fromEntries(Object.entries(process.env).filter(([k]) => !k.startsWith('ETCD_') && !k.startsWith('ETCDCTL_')));
 }
 
@@ -103,7 +122,7 @@ export class EtcdServer {
     readonly clientPort: number,
     readonly peerPort: number,
   ) {
-    this.endpoint = httpUrl(host, clientPort);
+    this.endpoint = httpUrl(host, clientPort, !!opts.tls);
     this.dir = mkdtempSync(join(opts.parentDir ?? tmpdir(), opts.tag ?? DEFAULT_TAG));
     this.logFile = join(this.dir, 'etcd.log');
   }
@@ -184,11 +203,13 @@ export class EtcdServer {
   private args(): string[] {
     const url = (port: number) => httpUrl(this.host, port);
     const name = this.name;
+    const tls = this.opts.tls;
     return [
       `--name=${name}`,
       `--data-dir=${join(this.dir, 'data')}`,
-      `--listen-client-urls=${url(this.clientPort)}`,
-      `--advertise-client-urls=${url(this.clientPort)}`,
+      `--listen-client-urls=${this.endpoint}`,
+      `--advertise-client-urls=${this.endpoint}`,
+      ...(tls ? [`--cert-file=${tls.certFile}`, `--key-file=${tls.keyFile}`, `--trusted-ca-file=${tls.caFile}`, ...(tls.clientCertAuth ? ['--client-cert-auth'] : [])] : []),
       `--listen-peer-urls=${url(this.peerPort)}`,
       `--initial-advertise-peer-urls=${url(this.peerPort)}`,
       `--initial-cluster=${this.opts.cluster?.initialCluster ?? `${name}=${url(this.peerPort)}`}`,
@@ -199,9 +220,14 @@ export class EtcdServer {
     ];
   }
 
-  private async launch(): Promise<void> {
+  /** The full command line etcd runs with (inside its namespace): what a restart by another process runs again. */
+  get commandLine(): string[] {
     const argv = [this.opts.binary ?? '/usr/bin/etcd', ...this.args()];
-    const full = this.opts.netns ? ['ip', 'netns', 'exec', this.opts.netns, ...argv] : argv;
+    return this.opts.netns ? ['ip', 'netns', 'exec', this.opts.netns, ...argv] : argv;
+  }
+
+  private async launch(): Promise<void> {
+    const full = this.commandLine;
     const log = openSync(this.logFile, 'a');
     let child: ChildProcess;
     try {
@@ -240,7 +266,7 @@ export class EtcdServer {
   }
 
   private healthy(): Promise<boolean> {
-    const argv = [this.opts.etcdctl ?? '/usr/bin/etcdctl', `--endpoints=${this.endpoint}`, '--dial-timeout=1s', '--command-timeout=2s', 'endpoint', 'health'];
+    const argv = [this.opts.etcdctl ?? '/usr/bin/etcdctl', `--endpoints=${this.endpoint}`, ...etcdctlTlsArgs(this.opts.tls), '--dial-timeout=1s', '--command-timeout=2s', 'endpoint', 'health'];
     const full = this.opts.netns ? ['ip', 'netns', 'exec', this.opts.netns, ...argv] : argv;
     return new Promise((resolve) => {
       const p = spawn(full[0]!, full.slice(1), { stdio: 'ignore', env: cleanEnv() });
@@ -254,18 +280,8 @@ export class EtcdServer {
   }
 
   /** This member's id and the leader it knows (ids as decimal strings; leader "0" when it knows none), or undefined when it does not answer. */
-  async status(): Promise<{ memberId: string; leader: string } | undefined> {
-    const argv = [this.opts.etcdctl ?? '/usr/bin/etcdctl', `--endpoints=${this.endpoint}`, '--dial-timeout=1s', '--command-timeout=2s', 'endpoint', 'status', '-w', 'json'];
-    const r = await runCommand(argv, { ...(this.opts.netns ? { netns: this.opts.netns } : {}), check: false, timeoutMs: 5000 });
-    if (r.code !== 0) return undefined;
-    try {
-      // etcdctl prints ids as JSON numbers beyond 2^53: read them as text.
-      const text = r.stdout.replace(/"(member_id|leader)":(\d+)/g, '"$1":"$2"');
-      const [row] = JSON.parse(text) as { Status: { header: { member_id: string }; leader: string } }[];
-      return row ? { memberId: row.Status.header.member_id, leader: row.Status.leader } : undefined;
-    } catch {
-      return undefined;
-    }
+  status(): Promise<EtcdMemberStatus | undefined> {
+    return etcdMemberStatus(this.endpoint, { netns: this.opts.netns, tls: this.opts.tls, etcdctl: this.opts.etcdctl });
   }
 
   /** The last message etcd logged, for a one-line start failure. */
@@ -282,6 +298,27 @@ export class EtcdServer {
     } catch {
       return 'no log output';
     }
+  }
+}
+
+export interface EtcdMemberStatus {
+  memberId: string;
+  /** The leader's member id; "0" when the member knows none. */
+  leader: string;
+}
+
+/** A member's id and the leader it knows (ids as decimal strings), or undefined when it does not answer. */
+export async function etcdMemberStatus(endpoint: string, opts: { netns?: string; tls?: EtcdTls; etcdctl?: string } = {}): Promise<EtcdMemberStatus | undefined> {
+  const argv = [opts.etcdctl ?? '/usr/bin/etcdctl', `--endpoints=${endpoint}`, ...etcdctlTlsArgs(opts.tls), '--dial-timeout=1s', '--command-timeout=2s', 'endpoint', 'status', '-w', 'json'];
+  const r = await runCommand(argv, { ...(opts.netns ? { netns: opts.netns } : {}), check: false, timeoutMs: 5000 });
+  if (r.code !== 0) return undefined;
+  try {
+    // etcdctl prints ids as JSON numbers beyond 2^53: read them as text.
+    const text = r.stdout.replace(/"(member_id|leader)":(\d+)/g, '"$1":"$2"');
+    const [row] = JSON.parse(text) as { Status: { header: { member_id: string }; leader: string } }[];
+    return row ? { memberId: row.Status.header.member_id, leader: row.Status.leader } : undefined;
+  } catch {
+    return undefined;
   }
 }
 
@@ -381,8 +418,10 @@ export async function removeEtcdLeftovers(tag: string, parentDir = tmpdir()): Pr
 /** etcdctl against an etcd reachable from namespace `netns` (the lab's underlay). */
 export class Etcdctl {
   constructor(
+    /** One client URL, or several comma-separated. */
     private readonly endpoint: string,
     private readonly netns: string,
+    private readonly tls?: EtcdTls,
   ) {}
 
   async put(key: string, value: string): Promise<void> {
@@ -416,7 +455,7 @@ export class Etcdctl {
   }
 
   private run(args: string[], input?: string, check = true): Promise<CommandResult> {
-    return runCommand(['etcdctl', `--endpoints=${this.endpoint}`, '--dial-timeout=3s', '--command-timeout=10s', ...args], {
+    return runCommand(['etcdctl', `--endpoints=${this.endpoint}`, ...etcdctlTlsArgs(this.tls), '--dial-timeout=3s', '--command-timeout=10s', ...args], {
       netns: this.netns,
       input,
       check,

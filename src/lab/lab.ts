@@ -14,17 +14,19 @@ import { writeSubnetEnv } from '../subnet/subnet-env.js';
 import { agentEntry, agentHttp, agentReady, launchAgent, waitAgentReady } from './agents.js';
 import { runCommand, type CommandOptions, type CommandResult } from './command.js';
 import { unwirePod, wirePod, writePodConf } from './cni.js';
-import { EtcdServer, Etcdctl, httpUrl } from './etcd.js';
+import { EtcdCluster, EtcdServer, Etcdctl, cleanEnv, etcdMemberStatus, httpUrl, type EtcdTls } from './etcd.js';
+import { labPkiFiles, makeLabPki, type LabPki } from './pki.js';
 import { pingMatrices, pingMatrix, type PingMatrix, type PingOptions } from './ping.js';
 import { checkLabPrerequisites } from './prereqs.js';
-import { spawnDetached, terminate } from '../core/process.js';
-import { isLabProcess, labFamilies, readLabState, writeLabState, type LabHost, type LabNode, type LabPod, type LabState } from './state.js';
+import { spawnDetached, terminate, waitForExit } from '../core/process.js';
+import { isLabProcess, labFamilies, readLabState, writeLabState, type LabEtcdMember, type LabHost, type LabNode, type LabPod, type LabState } from './state.js';
 import { destroyAllLabs, destroyLab, labDirPrefix, listNetns } from './teardown.js';
 import { checkLabName, labNs, labNsPrefix, podOrdinal, podShortName, segment, type Topology } from './topology.js';
 import { Underlay } from './underlay.js';
 
 export { agentEntry } from './agents.js';
-export type { LabHost, LabNode, LabPod } from './state.js';
+export type { LabEtcdMember, LabHost, LabNode, LabPod } from './state.js';
+export type { LabPki } from './pki.js';
 export type { PingMatrix, PingRow } from './ping.js';
 
 export const DEFAULT_LAB_NAME = 'demo';
@@ -74,7 +76,24 @@ export interface LabOptions {
   readyTimeoutMs?: number;
   /** Leave a half-built lab in place (for its logs) instead of removing it. */
   keepOnFailure?: boolean;
+  /**
+   * etcd serves clients over TLS and requires client certificates (made at
+   * run time in <dir>/pki); agents get --etcd-cafile/--etcd-certfile/--etcd-keyfile.
+   */
+  etcdTls?: boolean;
+  /** etcd members: 1 (default), 3 or 5. */
+  etcdMembers?: number;
 }
+
+/** A lab's etcd member as tests see it. */
+export interface LabEtcdMemberView {
+  name: string;
+  ns: string;
+  endpoint: string;
+  running: boolean;
+}
+
+export const ETCD_MEMBER_COUNTS = [1, 3, 5] as const;
 
 export type NodeRef = string | LabNode;
 
@@ -97,6 +116,10 @@ export class Lab {
     }
     const nodes = opts.nodes ?? 3;
     if (!Number.isInteger(nodes) || nodes < 1 || nodes > 80) throw new WeftError(`--nodes ${nodes} is out of range`, 'use 1 to 80');
+    const etcdMembers = opts.etcdMembers ?? 1;
+    if (!(ETCD_MEMBER_COUNTS as readonly number[]).includes(etcdMembers)) {
+      throw new WeftError(`--etcd-members ${etcdMembers} is not 1, 3 or 5`, 'use 1, 3 or 5 (an odd count keeps a majority when one member is lost)');
+    }
     const families = labFamilies(opts);
     const dir = await mkdtemp(join(tmpdir(), labDirPrefix(name)));
     const lab = new Lab({
@@ -115,10 +138,11 @@ export class Lab {
       pods: [],
       hosts: [],
       createdAt: new Date().toISOString(),
+      ...(opts.etcdTls ? { etcdTls: true } : {}),
     });
     await lab.save();
     try {
-      await lab.build(nodes, opts.readyTimeoutMs ?? 60_000);
+      await lab.build(nodes, etcdMembers, opts.readyTimeoutMs ?? 60_000);
     } catch (err) {
       if (!opts.keepOnFailure) await destroyLab(name).catch(() => {});
       throw err;
@@ -172,9 +196,17 @@ export class Lab {
   get underlayNs(): string {
     return this.underlay.ns;
   }
-  /** etcd listens on segment 0's gateway in the lab's first family. */
+  /** The first etcd member's client URL. */
   get etcdEndpoint(): string {
-    return httpUrl(this.etcdHost, ETCD_PORT);
+    return this.etcdEndpoints[0]!;
+  }
+  /**
+   * Every member's client URL. A plain single etcd listens on segment 0's
+   * gateway in the underlay namespace; the members of a TLS or multi-member
+   * etcd each in a namespace of their own on segment 0 (e1, e2, ...).
+   */
+  get etcdEndpoints(): string[] {
+    return this.state.etcdMembers?.map((m) => m.endpoint) ?? [httpUrl(this.etcdHost, ETCD_PORT)];
   }
   private get etcdHost(): string {
     return segment(0, this.families[0]).gateway.toString();
@@ -182,8 +214,64 @@ export class Lab {
   get etcdPrefix(): string {
     return this.state.etcdPrefix;
   }
+  /** The TLS files (good ones, and the bad variants for tests) of a TLS lab. */
+  get etcdTlsFiles(): LabPki | undefined {
+    return this.state.etcdTls ? labPkiFiles(join(this.dir, 'pki')) : undefined;
+  }
+  private get etcdTls(): EtcdTls | undefined {
+    const pki = this.etcdTlsFiles;
+    return pki && { caFile: pki.caFile, certFile: pki.serverCertFile, keyFile: pki.serverKeyFile, clientCertAuth: true, clientCertFile: pki.clientCertFile, clientKeyFile: pki.clientKeyFile };
+  }
+  /** The agent flags that reach the lab's etcd: every endpoint and, in a TLS lab, the client's files. */
+  get etcdAgentArgs(): string[] {
+    const pki = this.etcdTlsFiles;
+    return ['--etcd-endpoints', this.etcdEndpoints.join(','), ...(pki ? ['--etcd-cafile', pki.caFile, '--etcd-certfile', pki.clientCertFile, '--etcd-keyfile', pki.clientKeyFile] : [])];
+  }
   private get etcd(): Etcdctl {
-    return new Etcdctl(this.etcdEndpoint, this.underlayNs);
+    return new Etcdctl(this.etcdEndpoints.join(','), this.underlayNs, this.etcdTls);
+  }
+
+  /** The etcd members, and whether each runs. */
+  get etcdMembers(): LabEtcdMemberView[] {
+    return this.members().map((m) => ({ name: m.name, ns: m.ns, endpoint: m.endpoint, running: isLabProcess(m.pid, this.dir) }));
+  }
+
+  /** The member that leads now (by its own word), or undefined while none does. */
+  async etcdLeader(): Promise<LabEtcdMemberView | undefined> {
+    const running = this.etcdMembers.filter((m) => m.running);
+    const statuses = await Promise.all(running.map((m) => etcdMemberStatus(m.endpoint, { netns: this.underlayNs, tls: this.etcdTls })));
+    return running.find((_, i) => statuses[i] !== undefined && statuses[i]!.memberId === statuses[i]!.leader);
+  }
+
+  /** SIGKILLs an etcd member (as a crash would) and waits until it is gone. */
+  async killEtcdMember(name: string): Promise<void> {
+    const m = this.member(name);
+    if (isLabProcess(m.pid, this.dir)) {
+      process.kill(m.pid, 'SIGKILL');
+      await waitForExit(m.pid, 10_000);
+    }
+    m.pid = undefined;
+    await this.save();
+  }
+
+  /** Starts a stopped etcd member again with its data and waits until it answers its health check. */
+  async restartEtcdMember(name: string, opts: { timeoutMs?: number } = {}): Promise<void> {
+    const m = this.member(name);
+    if (isLabProcess(m.pid, this.dir)) throw new Error(`etcd member ${name} is already running (pid ${m.pid})`);
+    m.pid = spawnDetached(m.argv, m.logFile, cleanEnv());
+    if (m === this.members()[0]) this.state.etcdPid = m.pid;
+    await this.save();
+    await new Etcdctl(m.endpoint, this.underlayNs, this.etcdTls).waitHealthy(m.logFile, opts.timeoutMs ?? 60_000);
+  }
+
+  private members(): LabEtcdMember[] {
+    return this.state.etcdMembers ?? [];
+  }
+
+  private member(name: string): LabEtcdMember {
+    const m = this.members().find((x) => x.name === name || x.ns === name);
+    if (!m) throw new Error(`lab ${this.name} has no etcd member ${name}`);
+    return m;
   }
 
   node(ref: NodeRef): LabNode {
@@ -252,23 +340,28 @@ export class Lab {
    * Adds a node (namespace wired to the underlay); when the lab runs agents,
    * starts its agent, waits for /readyz and adds the lab's pods-per-node.
    */
-  async addNode(opts: { segment?: number; readyTimeoutMs?: number } = {}): Promise<LabNode> {
+  async addNode(opts: { segment?: number; readyTimeoutMs?: number; agent?: boolean } = {}): Promise<LabNode> {
     const node = await this.underlay.addNode(opts.segment);
-    if (this.state.startAgents) {
+    if (opts.agent ?? this.state.startAgents) {
       await this.startAgent(node, { readyTimeoutMs: opts.readyTimeoutMs });
       for (let k = 0; k < this.state.podsPerNode; k++) await this.addPod(node);
     }
     return node;
   }
 
-  /** Starts the node's agent and waits until its /readyz answers; returns the pid and the time to ready. */
-  async startAgent(ref: NodeRef, opts: { args?: string[]; readyTimeoutMs?: number } = {}): Promise<{ pid: number; readyMs: number }> {
+  /**
+   * Starts the node's agent and waits until its /readyz answers; returns the
+   * pid and the time to ready (`wait: false`: returns at once, readyMs -1).
+   * `args` come last: a repeated flag (e.g. --etcd-cafile) overrides the
+   * lab's; `etcdArgs` replaces the lab's etcd flags (etcdAgentArgs) outright.
+   */
+  async startAgent(ref: NodeRef, opts: { args?: string[]; etcdArgs?: string[]; readyTimeoutMs?: number; wait?: boolean } = {}): Promise<{ pid: number; readyMs: number }> {
     const node = this.node(ref);
     if (this.agentRunning(node)) throw new Error(`the agent on ${node.name} is already running (pid ${node.agentPid})`);
     const files = { subnetFile: this.subnetFile(node), logFile: this.agentLogFile(node) };
     const { pid, startedAt } = await launchAgent({
       ns: node.ns,
-      etcdEndpoint: this.etcdEndpoint,
+      etcdArgs: opts.etcdArgs ?? this.etcdAgentArgs,
       etcdPrefix: this.etcdPrefix,
       nodeDir: this.nodeDir(node),
       ...files,
@@ -277,6 +370,7 @@ export class Lab {
     node.agentPid = pid;
     node.agentReadyMs = undefined;
     await this.save();
+    if (opts.wait === false) return { pid, readyMs: -1 };
     await waitAgentReady(node, files, opts.readyTimeoutMs ?? 60_000);
     await this.readSubnetEnv(node);
     if (!node.ipv6Subnet && this.families.includes(6) && this.state.netConf.EnableIPv6 === true) {
@@ -419,9 +513,10 @@ export class Lab {
 
   // --- building --------------------------------------------------------------
 
-  private async build(nodeCount: number, readyTimeoutMs: number): Promise<void> {
+  private async build(nodeCount: number, etcdMembers: number, readyTimeoutMs: number): Promise<void> {
     await this.underlay.create();
-    await this.startEtcd();
+    if (etcdMembers === 1 && !this.state.etcdTls) await this.startEtcd();
+    else await this.startEtcdCluster(etcdMembers);
     await this.etcdPut(`${this.etcdPrefix}/config`, JSON.stringify(this.state.netConf));
     for (let i = 0; i < nodeCount; i++) await this.underlay.addNode();
     if (!this.state.startAgents) return;
@@ -444,8 +539,29 @@ export class Lab {
       detached: true,
     });
     this.state.etcdPid = server.pid;
+    this.state.etcdMembers = [{ name: 'etcd', ns: this.underlayNs, endpoint: server.endpoint, pid: server.pid, logFile: server.logFile, argv: server.commandLine }];
     await this.save();
     await this.etcd.waitHealthy(server.logFile);
+  }
+
+  /**
+   * `count` members, each in a namespace of its own on segment 0 (e1, e2,
+   * ...); with TLS, the lab's PKI first (the server certificate names every
+   * member's address). Peer traffic between members stays plaintext.
+   */
+  private async startEtcdCluster(count: number): Promise<void> {
+    const hosts: LabHost[] = [];
+    for (let i = 1; i <= count; i++) hosts.push(await this.underlay.addHost(`e${i}`, 0));
+    if (this.state.etcdTls) await makeLabPki(join(this.dir, 'pki'), hosts.flatMap((h) => [h.ip, ...(h.ipv6 ? [h.ipv6] : [])]));
+    // Their data dirs lie inside the lab dir: teardown recognises the pids by that path.
+    const cluster = await EtcdCluster.start(
+      hosts.map((h) => ({ netns: h.ns, host: h.ip })),
+      { parentDir: this.dir, tag: 'etcd-', detached: true, namePrefix: 'e', ...(this.etcdTls ? { tls: this.etcdTls } : {}) },
+    );
+    this.state.etcdMembers = cluster.members.map((s, i) => ({ name: s.name, ns: hosts[i]!.ns, endpoint: s.endpoint, pid: s.pid, logFile: s.logFile, argv: s.commandLine }));
+    this.state.etcdPid = cluster.members[0]!.pid;
+    await this.save();
+    await this.etcd.waitHealthy(cluster.members[0]!.logFile);
   }
 
   /** Writes the state file; writes never overlap and keep their order. */

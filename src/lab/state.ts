@@ -53,6 +53,20 @@ export interface LabHost {
   ipv6?: string;
 }
 
+/** One etcd member of a lab. */
+export interface LabEtcdMember {
+  /** e.g. "e1"; also its namespace's short name (legacy single member: "etcd", in the underlay namespace). */
+  name: string;
+  ns: string;
+  /** Its client URL (https in a TLS lab). */
+  endpoint: string;
+  /** The etcd process, while the lab believes it runs. */
+  pid?: number;
+  logFile: string;
+  /** The command line it runs with, to restart it from any process. */
+  argv: string[];
+}
+
 export interface LabState {
   version: 1;
   name: string;
@@ -67,7 +81,12 @@ export interface LabState {
   agentArgs: string[];
   podsPerNode: number;
   segments: number[];
+  /** The first etcd member's process. */
   etcdPid?: number;
+  /** Clients talk TLS to etcd (with client certificates from <dir>/pki). */
+  etcdTls?: boolean;
+  /** Every etcd member; absent in labs from before members were recorded. */
+  etcdMembers?: LabEtcdMember[];
   nodes: LabNode[];
   pods: LabPod[];
   hosts: LabHost[];

@@ -65,7 +65,7 @@ export async function destroyLab(name: string): Promise<void> {
   const all = await listNetns();
   const namespaces = all.filter((ns) => ns.startsWith(labNsPrefix(name)));
   // Recorded pids are killed only if they are still the lab's (pids get reused).
-  const recorded = state ? [state.etcdPid, ...state.nodes.map((n) => n.agentPid)] : [];
+  const recorded = state ? [state.etcdPid, ...(state.etcdMembers ?? []).map((m) => m.pid), ...state.nodes.map((n) => n.agentPid)] : [];
   const ours = recorded.filter((pid): pid is number => isLabProcess(pid, state!.dir));
   await terminate(ours);
   await cniDelPods(state, new Set(namespaces));

@@ -1,4 +1,3 @@
-import { readFileSync } from 'node:fs';
 import {
   Etcd3,
   GRPCDeadlineExceededError,
@@ -7,6 +6,7 @@ import {
   type IOptions,
 } from 'etcd3';
 import { TransientError, WeftError } from '../../errors.js';
+import { readTlsCredentials, tlsFailure } from './tls.js';
 
 export const DEFAULT_ETCD_PREFIX = '/weft/network';
 
@@ -48,27 +48,57 @@ function passThrough(attempts: number): FaultPolicy {
   return policy as unknown as FaultPolicy;
 }
 
-function readPem(path: string, flag: string): Buffer {
-  try {
-    return readFileSync(path);
-  } catch (err) {
-    throw new WeftError(`cannot read ${flag} ${path} (${(err as NodeJS.ErrnoException).code ?? err})`, `check the ${flag} path`);
-  }
+/** How long a member that failed a connection sits out while others remain. */
+const SIT_OUT_MS = 2000;
+
+/**
+ * One member's policy when there are several: calls straight through, but a
+ * member that just failed with a connection error is passed over for
+ * SIT_OUT_MS (its last error stands for it), so etcd3 places the next call
+ * or stream on another member. etcd3 puts a stream (lease keepalive, watch)
+ * on a random member and never retries it elsewhere: without this, a renewal
+ * lands on a dead member one time in three and the lease can run out while
+ * two of three members serve.
+ */
+function sitOutAfterFailure(): FaultPolicy {
+  const noEvent = () => ({ dispose() {} });
+  let failed: { error: Error; until: number } | undefined;
+  const policy = {
+    onSuccess: noEvent,
+    onFailure: noEvent,
+    async execute<T>(fn: (ctx: { signal: AbortSignal }) => PromiseLike<T> | T, signal?: AbortSignal): Promise<T> {
+      if (failed && Date.now() < failed.until) throw failed.error;
+      try {
+        const result = await fn({ signal: signal ?? new AbortController().signal });
+        failed = undefined;
+        return result;
+      } catch (err) {
+        if (err instanceof Error && isRecoverableError(err)) failed = { error: err, until: Date.now() + SIT_OUT_MS };
+        throw err;
+      }
+    },
+  };
+  return policy as unknown as FaultPolicy;
 }
 
-export function createEtcdClient(opts: EtcdOptions): Etcd3 {
-  if (opts.endpoints.length === 0) throw new WeftError('no etcd endpoints given', 'pass --etcd-endpoints=http://HOST:2379');
-  for (const e of opts.endpoints) {
+/** Refuses an empty or malformed endpoint list (before any client is made: no retry fixes it). */
+export function checkEtcdEndpoints(endpoints: readonly string[]): void {
+  if (endpoints.length === 0) throw new WeftError('no etcd endpoints given', 'pass --etcd-endpoints=http://HOST:2379');
+  for (const e of endpoints) {
     if (!/^https?:\/\/[^\s/]+(:\d+)?\/?$/.test(e)) {
       throw new WeftError(`bad etcd endpoint "${e}"`, 'use http://HOST:PORT or https://HOST:PORT');
     }
   }
+}
+
+export function createEtcdClient(opts: EtcdOptions): Etcd3 {
+  checkEtcdEndpoints(opts.endpoints);
   const deadlineMs = opts.dialTimeoutMs ?? 5000;
   const options: IOptions = {
     hosts: opts.endpoints,
     // Unary calls get a deadline; streams (watch, keepalive) must not, or they die after it.
     defaultCallOptions: (ctx) => (ctx.isStream ? {} : { deadline: new Date(Date.now() + deadlineMs) }),
-    faultHandling: { global: passThrough(opts.endpoints.length), host: () => passThrough(1) },
+    faultHandling: { global: passThrough(opts.endpoints.length), host: () => (opts.endpoints.length > 1 ? sitOutAfterFailure() : passThrough(1)) },
     grpcOptions: {
       // grpc's own reconnect backoff grows to 120 s; keep it within weft's 5 s cap.
       'grpc.initial_reconnect_backoff_ms': 100,
@@ -80,13 +110,7 @@ export function createEtcdClient(opts: EtcdOptions): Etcd3 {
       'grpc.max_receive_message_length': 64 * 1024 * 1024,
     },
   };
-  if (opts.caFile || opts.certFile || opts.keyFile) {
-    options.credentials = {
-      rootCertificate: opts.caFile ? readPem(opts.caFile, '--etcd-cafile') : (undefined as never),
-      certChain: opts.certFile ? readPem(opts.certFile, '--etcd-certfile') : undefined,
-      privateKey: opts.keyFile ? readPem(opts.keyFile, '--etcd-keyfile') : undefined,
-    };
-  }
+  options.credentials = readTlsCredentials(opts.endpoints, opts);
   return new Etcd3(options);
 }
 
@@ -109,6 +133,8 @@ export class EtcdUnreachableError extends TransientError {
  */
 export function etcdFailure(err: unknown, endpoints: readonly string[], doing: string): Error {
   if (err instanceof WeftError) return err;
+  const tls = tlsFailure(err, endpoints, doing);
+  if (tls) return new EtcdUnreachableError(tls.cause, tls.fix);
   const where = endpoints.join(',');
   const detail = String(err instanceof Error ? err.message : err)
     .split('\n')[0]!

@@ -36,7 +36,12 @@ export interface EtcdSubnetManagerOptions {
 export type LeaseListing = { key: string; lease: Lease; warning?: string } | { key: string; invalid: string };
 
 export class EtcdSubnetManager implements SubnetManager {
-  private readonly client: Etcd3;
+  /** Made on first use: a TLS file that is missing now fails a call, which the agent retries, not the constructor. */
+  private lazyClient: Etcd3 | undefined;
+  private get client(): Etcd3 {
+    return (this.lazyClient ??= createEtcdClient(this.etcdOptions));
+  }
+  private readonly etcdOptions: EtcdOptions;
   private readonly prefix: string;
   private readonly endpoints: readonly string[];
   private readonly ttlSeconds: number;
@@ -47,7 +52,7 @@ export class EtcdSubnetManager implements SubnetManager {
   private readonly closing = new AbortController();
 
   constructor(opts: EtcdSubnetManagerOptions) {
-    this.client = createEtcdClient(opts.etcd);
+    this.etcdOptions = opts.etcd;
     this.prefix = opts.etcd.prefix;
     this.endpoints = opts.etcd.endpoints;
     this.ttlSeconds = opts.leaseTtlSeconds ?? DEFAULT_LEASE_TTL_SECONDS;
@@ -210,7 +215,7 @@ export class EtcdSubnetManager implements SubnetManager {
 
   async close(): Promise<void> {
     this.closing.abort();
-    this.client.close();
+    this.lazyClient?.close();
   }
 
   /** Every key under <prefix>/subnets/, in one range call. */

@@ -141,6 +141,13 @@ export class PingFlow {
     return this.answered.size;
   }
 
+  /** The highest sequence number answered so far (0 before the first reply): marks a moment in the flow. */
+  get lastSeq(): number {
+    let max = 0;
+    for (const seq of this.answered) if (seq > max) max = seq;
+    return max;
+  }
+
   get running(): boolean {
     return this.child.exitCode === null && this.child.signalCode === null;
   }

@@ -1,0 +1,104 @@
+// A three-member etcd losing one member at a time, as production etcd does:
+// the leader is SIGKILLed (a node joins meanwhile) and restarted, then a
+// follower is SIGKILLed (a node leaves meanwhile) and restarted. Throughout,
+// the agents renew their short leases without re-acquiring them, every other
+// agent's routes follow the join and the leave, and established pod flows
+// across nodes lose no packet. The loss in each fault's window is reported.
+import t from 'tap';
+import type { Lab, LabNode } from '../../src/lab/lab.js';
+import { freshLab, routesOf, until, waitUntil } from './support/lab-fixture.js';
+import { PingFlow } from './support/watched-process.js';
+
+/**
+ * Short enough that renewals happen during the test (every ~10 s), long
+ * enough that a renewal delayed by an election on a loaded machine still
+ * lands before the lease expires.
+ */
+const LEASE_TTL = '15s';
+
+async function counter(lab: Lab, node: LabNode, name: string): Promise<number | undefined> {
+  const { status, body } = await lab.agentHttp(node, '/metrics');
+  const m = new RegExp(`^${name} (\\d+)$`, 'm').exec(body);
+  return status === 200 && m ? Number(m[1]) : undefined;
+}
+
+function counters(lab: Lab, nodes: readonly LabNode[], name: string): Promise<(number | undefined)[]> {
+  return Promise.all(nodes.map((n) => counter(lab, n, name)));
+}
+
+/** The counter on every node, asking again while some agent is too busy to answer. */
+function countersOfAll(lab: Lab, nodes: readonly LabNode[], name: string): Promise<number[]> {
+  return until(`${name} from every agent`, async () => {
+    const values = await counters(lab, nodes, name);
+    return values.every((v) => v !== undefined) ? (values as number[]) : undefined;
+  });
+}
+
+/** True when every node in `nodes` has (or, `present` false, has not) a route to `subnet`. */
+async function routesShow(lab: Lab, nodes: readonly LabNode[], subnet: string, present: boolean): Promise<boolean> {
+  const all = await Promise.all(nodes.map((n) => routesOf(lab, n)));
+  return all.every((routes) => routes.some((r) => r.dst === subnet) === present);
+}
+
+t.test('etcd with 3 members: leader and follower SIGKILLed while nodes join and leave', async (t) => {
+  const lab = await freshLab(t, { name: 'et2', nodes: 3, podsPerNode: 1, backend: 'host-gw', etcdMembers: 3, agentArgs: ['--lease-ttl', LEASE_TTL] });
+  t.equal(lab.etcdEndpoints.length, 3, 'agents are given all three endpoints');
+  const base = [...lab.nodes];
+  const pods = base.map((n) => lab.podsOf(n)[0]!);
+  const flows = pods.map((p, i) => ({ name: `${p.name} -> ${pods[(i + 1) % pods.length]!.name}`, flow: PingFlow.start(p.ns, pods[(i + 1) % pods.length]!.ip, { intervalS: 0.05 }) }));
+  t.teardown(() => Promise.all(flows.map((f) => f.flow.stop())));
+  const flowing = await waitUntil(() => flows.every((f) => f.flow.replies >= 20), { timeoutMs: 30_000 });
+  t.ok(flowing.ok, 'the flows are established');
+
+  const windows: { fault: string; from: number[]; to: number[] }[] = [];
+  const mark = (): number[] => flows.map((f) => f.flow.lastSeq);
+  const during = async (fault: string, fn: () => Promise<void>): Promise<void> => {
+    const from = mark();
+    await fn();
+    // 20 more replies on every flow: what was lost in the window is known by then.
+    const at = flows.map((f) => f.flow.replies);
+    await waitUntil(() => flows.every((f, i) => f.flow.replies >= at[i]! + 20), { timeoutMs: 30_000 });
+    windows.push({ fault, from, to: mark() });
+  };
+
+  const renewalsBefore = await countersOfAll(lab, base, 'weft_lease_renewals_total');
+  let joined: LabNode | undefined;
+  let renewedWithoutLeader = false;
+  const leader = await lab.etcdLeader();
+  if (!leader) throw new Error('the cluster has no leader');
+  await during(`leader ${leader.name} SIGKILLed, node joins`, async () => {
+    await lab.killEtcdMember(leader.name);
+    joined = await lab.addNode();
+    const seen = await waitUntil(() => routesShow(lab, base, joined!.subnet!, true), { timeoutMs: 30_000, intervalMs: 200 });
+    t.ok(seen.ok, `with the leader down, ${joined.name} joins: ${joined.subnet} in the routes of ${base.map((n) => n.name).join(', ')}`);
+    // A renewal on every agent while the leader is down.
+    const renewed = await waitUntil(async () => (await counters(lab, base, 'weft_lease_renewals_total')).every((c, i) => c !== undefined && c > renewalsBefore[i]!), { timeoutMs: 45_000, intervalMs: 500 });
+    renewedWithoutLeader = renewed.ok;
+  });
+  t.ok(renewedWithoutLeader, 'every agent renews its lease while the leader is down');
+  await during(`${leader.name} restarted`, () => lab.restartEtcdMember(leader.name));
+
+  const leaderNow = await waitUntil(() => lab.etcdLeader(), { timeoutMs: 30_000, intervalMs: 500 });
+  const follower = lab.etcdMembers.find((m) => m.running && m.name !== leaderNow.value?.name)!;
+  const others = [...base];
+  await during(`follower ${follower.name} SIGKILLed, node leaves`, async () => {
+    await lab.killEtcdMember(follower.name);
+    // The node's agent goes; its lease expires after the TTL and every other agent drops its route.
+    await lab.stopAgent(joined!, 'SIGKILL');
+    const gone = await waitUntil(() => routesShow(lab, others, joined!.subnet!, false), { timeoutMs: 60_000, intervalMs: 200 });
+    t.ok(gone.ok, `with a follower down, ${joined!.name} leaves: ${joined!.subnet} gone from the routes of ${others.map((n) => n.name).join(', ')}`);
+  });
+  await during(`${follower.name} restarted`, () => lab.restartEtcdMember(follower.name));
+
+  const results = await Promise.all(flows.map((f) => f.flow.stop()));
+  for (const w of windows) {
+    const lost = results.map((r, i) => r.lost.filter((s) => s > w.from[i]! && s <= w.to[i]!).length);
+    const sent = w.to.map((to, i) => to - w.from[i]!);
+    t.comment(`${w.fault}: ${lost.reduce((a, b) => a + b, 0)} of ${sent.reduce((a, b) => a + b, 0)} packets lost over ${flows.length} flows at 50 ms`);
+  }
+  t.same(results.map((r, i) => ({ flow: flows[i]!.name, lost: r.lost })), flows.map((f) => ({ flow: f.name, lost: [] })), 'the established flows lose no packet through all four faults');
+  const renewalsAfter = await countersOfAll(lab, base, 'weft_lease_renewals_total');
+  t.comment(`lease renewals per agent: ${base.map((n, i) => `${n.name} ${renewalsBefore[i]} -> ${renewalsAfter[i]}`).join(', ')}`);
+  t.same(await countersOfAll(lab, base, 'weft_lease_reacquisitions_total'), base.map(() => 0), 'no agent re-acquired its lease');
+  t.ok((await lab.pingMatrix({ pods })).ok, `the pods of ${base.map((n) => n.name).join(', ')} reach each other after the faults`);
+});
