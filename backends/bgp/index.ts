@@ -121,7 +121,8 @@ export async function createBgpBackend(ctx: BackendContext, opts: BgpRuntimeOpti
     if (problems && problems !== lastProblems) ctx.logger.warn(`not routed over BGP: ${problems}`);
     lastProblems = problems;
 
-    if (await bird.apply(cfg.text)) {
+    const changed = await bird.apply(cfg.text);
+    if (changed) {
       configured = cfg.sessions;
       kernelProtocols = cfg.kernelProtocols;
       ctx.logger.info({ sessions: cfg.sessions.length, topology: options.topology }, 'BIRD config applied');
@@ -129,7 +130,10 @@ export async function createBgpBackend(ctx: BackendContext, opts: BgpRuntimeOpti
     const first = !applied;
     applied = true;
     if (first && !stopped) restorer.start();
-    await poll();
+    // Sessions are read at once only when they may have changed: a lease event
+    // that leaves this node's config as it was (any other client joining, for
+    // a reflector's client) asks BIRD nothing; the poller keeps readiness fresh.
+    if (changed || first) await poll();
     if (first) schedulePoll();
   };
 

@@ -9,6 +9,7 @@ import { TOPOLOGIES, parseIpFamily, type Topology } from '../lab/topology.js';
 import { labNetConfFlags, labNetConfFrom } from './lab.js';
 
 const HELP = `usage: weft bench --backend host-gw|vxlan|udp|bgp [flags]
+       weft bench bgp-scale [--clients 30] [--joins 5] [--out DIR]   (2 route reflectors, N clients; --help)
 
   --reps N            repetitions per variant (default 3, at least 3 for a median worth reading)
   --seconds N         length of each iperf3 run (default 5)
@@ -27,13 +28,14 @@ per address family. vxlan is also compared with host-gw on the flat topology
 (host-gw cannot cross the router of the routed one).
 Needs root, like "weft lab".`;
 
-function wholeNumber(text: string, flag: string, min: number): number {
+export function wholeNumber(text: string, flag: string, min: number): number {
   const n = Number(text);
   if (!Number.isInteger(n) || n < min) throw new WeftError(`${flag} "${text}" is not a whole number >= ${min}`, `pass e.g. ${flag} ${min}`);
   return n;
 }
 
 export async function run(argv: string[]): Promise<number> {
+  if (argv[0] === 'bgp-scale') return (await import('./bench-bgp-scale.js')).run(argv.slice(1));
   const { values } = parseArgs({
     args: argv,
     options: {
