@@ -13,7 +13,7 @@ import { Cidr, IP } from '../../src/core/cidr.js';
 import { createEtcdClient, EtcdUnreachableError } from '../../src/subnet/etcd/client.js';
 import { EtcdSubnetManager, listLeases } from '../../src/subnet/etcd/manager.js';
 import type { Lease, LeaseAttrs, LeaseEvent } from '../../src/subnet/lease.js';
-import { LeaseGoneError } from '../../src/subnet/manager.js';
+import { LeaseGoneError, NoFreeSubnetError } from '../../src/subnet/manager.js';
 import { run as leasesCli } from '../../src/cli/leases.js';
 
 const TAG = 'weft-etcdtest-';
@@ -175,8 +175,8 @@ function main(etcd: EtcdServer): void {
     const rest = Array.from({ length: 11 }, () => manager(prefix));
     await Promise.all(rest.map((m, i) => m.acquireLease(attrs(`198.51.100.${i + 101}`), {})));
     const err = await manager(prefix).acquireLease(attrs('198.51.100.200'), {}).catch((e: unknown) => e);
-    t.type(err, WeftError);
-    t.match((err as Error).message, /^no free subnet: all 31 \/27 subnets from 10\.6\.0\.32\/27 to 10\.6\.3\.224\/27 are leased or reserved; /);
+    t.type(err, NoFreeSubnetError);
+    t.match((err as Error).message, /^no free subnet for this node: SubnetMin 10\.6\.0\.32 and SubnetMax 10\.6\.3\.224 allow 31 \/27 subnets and all are leased or reserved; /);
     t.notMatch((err as Error).message, /\n/);
   });
 
