@@ -189,18 +189,25 @@ t.test('in a lab: readiness, long outages, conflicts and contention', async (t) 
     t.same(JSON.parse((await lab.etcdGet(keyOf(subnet1))) ?? '{}').NodeName, n1.ns, 'the subnet is n1\'s again');
   });
 
-  await t.test("another node's PublicIP, then no free subnet: up, not ready, saying why, few requests", async (t) => {
-    // n3 comes back as a new node (no subnet.env, its lease gone) configured with n2's address.
+  await t.test("at start: subnet.env's subnet taken, another node's PublicIP, no free subnet — up, not ready, saying why, few requests", async (t) => {
+    // n3 restarts while another node holds the subnet its subnet.env (and its pods) use.
     await lab.stopAgent(n3);
-    await lab.etcdDel(keyOf(n3.subnet!));
+    const env3 = await readFile(lab.subnetFile(n3), 'utf8');
+    await lab.etcdPut(keyOf(n3.subnet!), JSON.stringify({ PublicIP: '192.0.2.98', BackendType: 'host-gw', NodeName: 'squatter' }));
+    await lab.startAgent(n3, { readyTimeoutMs: 1 }).catch(() => undefined);
+    const mineTaken = await until("n3 to refuse to start on another subnet", () => failing(n3, 'lease'), 60_000);
+    t.match(mineTaken.reason, new RegExp(`^this node's subnet ${n3.subnet!.replace(/[./]/g, '\\$&')} is leased to node squatter \\(PublicIP 192\\.0\\.2\\.98\\); routes, pods and `), 'names its subnet and the holder');
+    t.equal(await readFile(lab.subnetFile(n3), 'utf8'), env3, 'subnet.env is left as it was');
+
+    // As a new node (no subnet.env) configured with n2's address.
+    await lab.stopAgent(n3);
     await lab.exec(n3, ['rm', '-f', lab.subnetFile(n3)]);
     await lab.startAgent(n3, { args: ['--public-ip', n2.underlayIP], readyTimeoutMs: 1 }).catch(() => undefined);
     const ipTaken = await until('n3 to refuse n2\'s PublicIP', () => failing(n3, 'lease'), 60_000);
     t.match(ipTaken.reason, new RegExp(`^PublicIP ${n2.underlayIP.replace(/\./g, '\\.')} is already leased to node ${n2.ns} \\(subnet ${n2.subnet!.replace(/[./]/g, '\\$&')}\\); this node \\(${n3.ns}\\) cannot share it: pass --public-ip \\(or --iface\\)`), 'names the PublicIP, the holder and the fix');
 
-    // Its own address, but the range is full: a reservation took the last subnet.
+    // Its own address, but the range is full: the squatter holds the last subnet.
     await lab.stopAgent(n3);
-    await lab.etcdPut(keyOf(n3.subnet!), JSON.stringify({ PublicIP: '192.0.2.98', BackendType: 'host-gw', NodeName: 'squatter' }));
     await lab.startAgent(n3, { readyTimeoutMs: 1 }).catch(() => undefined);
     const full = await until('n3 to report no free subnet', () => failing(n3, 'lease'), 60_000);
     t.match(full.reason, /^no free subnet for this node: SubnetMin 10\.244\.1\.0 and SubnetMax 10\.244\.3\.0 allow 3 \/24 subnets and all are leased or reserved; widen SubnetMin\/SubnetMax/, 'names both keys, their values and the count');
