@@ -129,6 +129,9 @@ export class LeaseKeeper {
 
   /** Publishes the current backend's attributes on our lease (same subnet). */
   async republish(signal: AbortSignal): Promise<void> {
+    // A re-acquisition under way publishes the attrs current when it succeeds; waiting for it
+    // here would hold the agent's work queue for as long as the lease stays blocked.
+    if (this.reacquiring) return;
     try {
       await this.writes.run(async () => {
         const own = this.current!;

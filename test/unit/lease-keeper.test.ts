@@ -32,14 +32,14 @@ function fakeManager(answers: (() => Lease)[]): { sm: SubnetManager; calls: Acqu
   return { sm, calls };
 }
 
-function keeper(sm: SubnetManager) {
+function keeper(sm: SubnetManager, published: () => LeaseAttrs = () => attrs) {
   const lines: { level: number; msg: string }[] = [];
   const logger = pino({ level: 'info' }, { write: (s: string) => void lines.push(JSON.parse(s)) });
   const reacquired: Lease[] = [];
   const k = new LeaseKeeper({
     subnetManager: sm,
     logger,
-    attrs: () => attrs,
+    attrs: published,
     retry: (_what, _signal, fn) => fn(),
     counters: { lease_renewals_total: 0, lease_reacquisitions_total: 0 },
     onReacquired: async (lease) => void reacquired.push(lease),
@@ -76,7 +76,8 @@ t.test('a vanished lease is taken again on the same subnet, asked for as the one
 
 t.test('a subnet taken by another node blocks: one line, the old lease kept, retried when woken', async (t) => {
   const { sm, calls } = fakeManager([() => lease(), taken, taken, taken, () => lease()]);
-  const { k, lines, reacquired } = keeper(sm);
+  let backendType = 'host-gw';
+  const { k, lines, reacquired } = keeper(sm, () => ({ ...attrs, backendType }));
   const ac = new AbortController();
   t.teardown(() => ac.abort());
   await k.acquire({}, ac.signal);
@@ -99,8 +100,15 @@ t.test('a subnet taken by another node blocks: one line, the old lease kept, ret
       'to give this node a new subnet, drain it, delete /run/weft/subnet.env and restart weft (or delete the other lease if that node is gone)',
     'the line names the subnet, the holder and the fix',
   );
+  // A backend switch while blocked returns at once instead of queueing behind the block.
+  let republished = false;
+  sm.renewLease = async (l) => ((republished = true), l);
+  backendType = 'vxlan';
+  const republishing = k.republish(ac.signal);
   k.retryBlockedNow();
   await running;
+  await republishing;
+  t.equal(republished, false, 'a switch while blocked leaves publishing to the re-acquisition');
   t.same({ calls: calls.length, blocked: k.blocked, reacquired: reacquired.map((l) => String(l.subnet)) }, { calls: 5, blocked: undefined, reacquired: ['10.244.3.0/24'] }, 'once the other lease is gone, the same subnet is taken back');
 });
 
