@@ -49,6 +49,11 @@ export interface AgentOptions {
    * as no peer does.
    */
   drainMs?: number;
+  /**
+   * While the lease is blocked (this node's subnet or PublicIP leased to
+   * another node, no free subnet), how long between tries (default 60 s).
+   */
+  blockedRetryMs?: number;
   logger: Logger;
 }
 
@@ -91,6 +96,8 @@ export class Agent {
       attrs: () => this.attrs(),
       retry: (what, signal, fn) => this.retry(what, signal, fn),
       counters: this.counters,
+      blockedRetryMs: opts.blockedRetryMs,
+      subnetFile: opts.subnetFile,
       onReacquired: async (lease) => {
         this.peers.delete(lease.subnet.toKey());
         await this.program();
@@ -107,6 +114,8 @@ export class Agent {
   async run(signal: AbortSignal): Promise<void> {
     const started = Date.now();
     if (this.opts.healthzAddr) this.health = await serveHealth(this.opts.healthzAddr, nodeHealthSource(() => this.view()));
+    // From the start: waiting for etcd or for a blocked lease is the agent alive and working, not stalled.
+    const heartbeat = setInterval(() => (this.lastLoop = Date.now()), 1000);
     try {
       this.config = await this.retry('read network config', signal, () => this.loadConfig(signal));
       if (signal.aborted) return;
@@ -130,18 +139,14 @@ export class Agent {
       const watching = this.opts.subnetManager.watchLeases((events, snapshot) => this.onLeaseEvents(events, snapshot, signal), signal);
       const renewing = this.lease.renewLoop(signal);
       const following = this.opts.configSource?.watch((update) => this.onConfigUpdate(update, signal), signal);
-      const heartbeat = setInterval(() => (this.lastLoop = Date.now()), 1000);
-      try {
-        await this.waitReady(signal);
-        if (!signal.aborted) this.log.info({ ms: Date.now() - started, peers: this.peers.size }, 'ready');
-        if (!signal.aborted && this.opts.subnetManager.markNetworkAvailable) {
-          await this.opts.subnetManager.markNetworkAvailable(signal).catch((err) => this.log.warn(`cannot mark the node's network available: ${oneLine(err)}`));
-        }
-        await Promise.all([watching, renewing, following]);
-      } finally {
-        clearInterval(heartbeat);
+      await this.waitReady(signal);
+      if (!signal.aborted) this.log.info({ ms: Date.now() - started, peers: this.peers.size }, 'ready');
+      if (!signal.aborted && this.opts.subnetManager.markNetworkAvailable) {
+        await this.opts.subnetManager.markNetworkAvailable(signal).catch((err) => this.log.warn(`cannot mark the node's network available: ${oneLine(err)}`));
       }
+      await Promise.all([watching, renewing, following]);
     } finally {
+      clearInterval(heartbeat);
       await this.shutdown();
     }
   }
@@ -395,7 +400,8 @@ export class Agent {
   /** What the probes read, at the moment they read it. */
   private view(): NodeView {
     const { own, dataplane, backend, counters, lastLoop } = this;
-    return { own, dataplane, backend, counters, lastLoop, peers: this.peers.size };
+    const sm = this.opts.subnetManager;
+    return { own, dataplane, backend, counters, lastLoop, peers: this.peers.size, leaseBlocked: this.lease.blocked, controlPlane: sm.health?.(), requests: sm.requestCounts?.() };
   }
 
   private async shutdown(): Promise<void> {

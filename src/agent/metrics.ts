@@ -62,7 +62,7 @@ export function renderMetrics(families: readonly MetricFamily[]): string {
 }
 
 /** The parts /readyz reports on, in the order a node comes up. */
-export const READINESS_PARTS = ['lease', 'dataplane', 'routes', 'links', 'nftables', 'backend', 'subnet.env'] as const;
+export const READINESS_PARTS = ['etcd', 'lease', 'dataplane', 'routes', 'links', 'nftables', 'backend', 'subnet.env'] as const;
 
 export interface AgentCounters {
   lease_renewals_total: number;
@@ -79,6 +79,8 @@ export interface NodeMetricsView {
   backend: string | undefined;
   dataplane: ReconcilerStatus | undefined;
   counters: AgentCounters;
+  /** Requests the subnet manager sent to etcd, by call; absent with another control plane. */
+  etcdRequests?: Readonly<Record<string, number>>;
   /** The running backend's own families (udp loop counters, BGP sessions). */
   backendFamilies: readonly MetricFamily[];
 }
@@ -109,6 +111,12 @@ export function nodeMetrics(v: NodeMetricsView): MetricFamily[] {
     single('weft_lease_reacquisitions_total', 'counter', "Times this node's lease vanished and was acquired again", c.lease_reacquisitions_total),
     single('weft_backend_switches_total', 'counter', 'Live backend switches after a net-conf change', c.backend_switches_total),
     single('weft_config_refusals_total', 'counter', 'net-conf changes refused (invalid, or a change of Network)', c.config_refusals_total),
+    ...(v.etcdRequests
+      ? [{
+          name: 'weft_etcd_requests_total', type: 'counter' as const, help: "Requests the subnet manager sent to etcd, by call (unary calls, each try, and stream creations)",
+          samples: Object.entries(v.etcdRequests).map(([call, value]) => ({ labels: { call }, value })),
+        }]
+      : []),
     ...v.backendFamilies,
   ];
 }

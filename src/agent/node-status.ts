@@ -31,15 +31,24 @@ export interface ReadinessView {
   backendType: string | undefined;
   /** The backend's own reason (BGP sessions, the udp loop). */
   backendReason: string | undefined;
+  /** Why the lease cannot be had (its subnet or PublicIP leased to another node, no free subnet). */
+  leaseBlocked?: string;
+  /** Why the control plane (etcd) cannot be used now. */
+  controlPlane?: FailingPart;
 }
 
 /** Every part of the node's desired state that is not applied now, and why; empty when ready. */
 export function failingParts(v: ReadinessView): FailingPart[] {
-  if (!v.own) return [{ part: 'lease', reason: 'no subnet lease yet' }];
-  if (!v.dataplane) return [{ part: 'dataplane', reason: 'data plane not programmed yet' }];
-  const failing: FailingPart[] = v.dataplane
-    .filter((p) => p.state === 'failed' || p.part === 'dataplane')
-    .map((p) => ({ part: p.part, reason: p.reason ?? p.state }));
+  const failing: FailingPart[] = [];
+  if (v.controlPlane) failing.push(v.controlPlane);
+  if (v.leaseBlocked) failing.push({ part: 'lease', reason: v.leaseBlocked });
+  if (!v.own) return v.leaseBlocked ? failing : [...failing, { part: 'lease', reason: 'no subnet lease yet' }];
+  if (!v.dataplane) return [...failing, { part: 'dataplane', reason: 'data plane not programmed yet' }];
+  failing.push(
+    ...v.dataplane
+      .filter((p) => p.state === 'failed' || p.part === 'dataplane')
+      .map((p) => ({ part: p.part, reason: p.reason ?? p.state })),
+  );
   if (v.backendReason) failing.push({ part: 'backend', reason: `${v.backendType}: ${v.backendReason}` });
   return failing;
 }
@@ -53,6 +62,10 @@ export interface NodeView {
   counters: AgentCounters;
   /** When the agent's loops last turned (ms since the epoch). */
   lastLoop: number;
+  leaseBlocked?: string;
+  controlPlane?: FailingPart;
+  /** Requests sent to the control plane, by call (etcd only). */
+  requests?: Readonly<Record<string, number>>;
 }
 
 /** A loop silent this long makes /healthz fail. */
@@ -61,7 +74,14 @@ const STALL_MS = 30_000;
 /** /readyz, /healthz and /metrics over a live view of the agent. */
 export function nodeHealthSource(view: () => NodeView): HealthSource {
   const failing = (v: NodeView): FailingPart[] =>
-    failingParts({ own: v.own, dataplane: v.dataplane?.status(), backendType: v.backend?.type, backendReason: v.backend?.notReadyReason?.() });
+    failingParts({
+      own: v.own,
+      dataplane: v.dataplane?.status(),
+      backendType: v.backend?.type,
+      backendReason: v.backend?.notReadyReason?.(),
+      leaseBlocked: v.leaseBlocked,
+      controlPlane: v.controlPlane,
+    });
   return {
     notReady: () => failing(view()),
     unhealthyReason: () => (Date.now() - view().lastLoop > STALL_MS ? 'event loop stalled' : undefined),
@@ -73,6 +93,7 @@ export function nodeHealthSource(view: () => NodeView): HealthSource {
         backend: v.backend?.type,
         dataplane: v.dataplane?.kernelStatus(),
         counters: v.counters,
+        etcdRequests: v.requests,
         backendFamilies: v.backend?.metrics?.() ?? [],
       });
     },

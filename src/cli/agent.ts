@@ -131,6 +131,8 @@ export async function run(argv: string[]): Promise<number> {
     birdSocket: values['bird-socket'] || undefined,
     ipMasq: values['ip-masq'] ?? false,
     resyncMs: parseDuration(values.resync ?? '10s', '--resync'),
+    // A lease blocking ours goes at the earliest when it expires: trying more often than a quarter TTL gains nothing.
+    blockedRetryMs: Math.min(60_000, Math.max(1000, ttlMs / 4)),
     logger,
   });
 

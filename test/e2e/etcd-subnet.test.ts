@@ -13,7 +13,7 @@ import { Cidr, IP } from '../../src/core/cidr.js';
 import { createEtcdClient, EtcdUnreachableError } from '../../src/subnet/etcd/client.js';
 import { EtcdSubnetManager, listLeases } from '../../src/subnet/etcd/manager.js';
 import type { Lease, LeaseAttrs, LeaseEvent } from '../../src/subnet/lease.js';
-import { LeaseGoneError } from '../../src/subnet/manager.js';
+import { LeaseGoneError, NoFreeSubnetError, PublicIPTakenError } from '../../src/subnet/manager.js';
 import { run as leasesCli } from '../../src/cli/leases.js';
 
 const TAG = 'weft-etcdtest-';
@@ -175,8 +175,8 @@ function main(etcd: EtcdServer): void {
     const rest = Array.from({ length: 11 }, () => manager(prefix));
     await Promise.all(rest.map((m, i) => m.acquireLease(attrs(`198.51.100.${i + 101}`), {})));
     const err = await manager(prefix).acquireLease(attrs('198.51.100.200'), {}).catch((e: unknown) => e);
-    t.type(err, WeftError);
-    t.match((err as Error).message, /^no free subnet: all 31 \/27 subnets from 10\.6\.0\.32\/27 to 10\.6\.3\.224\/27 are leased or reserved; /);
+    t.type(err, NoFreeSubnetError);
+    t.match((err as Error).message, /^no free subnet for this node: SubnetMin 10\.6\.0\.32 and SubnetMax 10\.6\.3\.224 allow 31 \/27 subnets and all are leased or reserved; /);
     t.notMatch((err as Error).message, /\n/);
   });
 
@@ -184,15 +184,18 @@ function main(etcd: EtcdServer): void {
     const prefix = '/weft-test/restart';
     await network(prefix, { Network: '10.7.0.0/16', Backend: { Type: 'host-gw' } });
     const first = manager(prefix);
-    const lease = await first.acquireLease(attrs('198.51.100.1', { nodeName: 'a' }), {});
+    // A lease without a node name (flannel's, or an older weft's) is this PublicIP's node's.
+    const lease = await first.acquireLease(attrs('198.51.100.1'), {});
     const before = await get(`${prefix}/subnets/${lease.subnet.toKey()}`);
     await first.close();
 
     const second = manager(prefix);
-    const again = await second.acquireLease(attrs('198.51.100.1', { nodeName: 'a-renamed' }), { prefer: Cidr.parse('10.7.99.0/24') });
+    const again = await second.acquireLease(attrs('198.51.100.1', { nodeName: 'a' }), { prefer: Cidr.parse('10.7.99.0/24') });
     t.equal(again.subnet.toString(), lease.subnet.toString(), 'same subnet, prefer ignored for an existing lease');
     const after = await get(`${prefix}/subnets/${again.subnet.toKey()}`);
-    t.equal(JSON.parse(after!.value.toString()).NodeName, 'a-renamed', 'attrs republished');
+    t.equal(JSON.parse(after!.value.toString()).NodeName, 'a', 'attrs republished');
+    // Once named, the key is that node's: another node with the same PublicIP is refused, not given it.
+    t.type(await manager(prefix).acquireLease(attrs('198.51.100.1', { nodeName: 'b' }), {}).catch((e: unknown) => e), PublicIPTakenError, 'another node name with this PublicIP is refused');
     t.not(after!.lease, before!.lease, 'moved to a fresh etcd lease');
     // Revoking is best effort in the background: wait for it.
     await waitFor('the superseded etcd lease revoked', async () => Number((await raw.leaseClient.leaseTimeToLive({ ID: before!.lease })).TTL) === -1);
@@ -203,6 +206,8 @@ function main(etcd: EtcdServer): void {
     t.equal(preferred.subnet.toString(), '10.7.42.0/24');
     const taken = await manager(prefix).acquireLease(attrs('198.51.100.3'), { prefer: Cidr.parse('10.7.42.0/24') });
     t.not(taken.subnet.toString(), '10.7.42.0/24', 'a taken prefer is not stolen');
+    const kept = await manager(prefix).acquireLease(attrs('198.51.100.5'), { prefer: Cidr.parse('10.7.42.0/24'), keepPrefer: true }).catch((e: unknown) => e);
+    t.match(kept, { name: 'SubnetTakenError', message: "this node's subnet 10.7.42.0/24 is leased to PublicIP 198.51.100.2" }, 'a taken prefer that must be kept is refused, naming its holder');
     const outside = await manager(prefix).acquireLease(attrs('198.51.100.4'), { prefer: Cidr.parse('10.7.0.0/24') });
     t.not(outside.subnet.toString(), '10.7.0.0/24', 'a prefer below SubnetMin is ignored');
   });

@@ -25,7 +25,7 @@ t.test("a flannel dual-stack key occupies its IPv4 subnet", async (t) => {
 });
 
 t.test('a full range ends in one line naming the fix', async (t) => {
-  t.throws(() => pickFreeSubnet(small, ['10.5.1.0-24', '10.5.2.0-24', '10.5.3.0-24', '10.5.4.0-24']), /no free subnet: all 4 \/24 subnets/);
+  t.throws(() => pickFreeSubnet(small, ['10.5.1.0-24', '10.5.2.0-24', '10.5.3.0-24', '10.5.4.0-24']), /^no free subnet for this node: SubnetMin 10\.5\.1\.0 and SubnetMax 10\.5\.4\.0 allow 4 \/24 subnets and all are leased or reserved; widen SubnetMin\/SubnetMax/);
 });
 
 /** net-conf's IPv6 range, read by the config parser. */
@@ -80,7 +80,7 @@ t.test('IPv6: the default edges of a /56', async (t) => {
   const firstTaken = [...allButEdges, 'fd00:10:0:101::-64'];
   t.equal(pickFreeSubnet(defaults, lastTaken).toString(), 'fd00:10:0:101::/64', 'the lowest leasable is the second /64');
   t.equal(pickFreeSubnet(defaults, firstTaken).toString(), 'fd00:10:0:1ff::/64', 'the highest leasable is the last /64');
-  t.throws(() => pickFreeSubnet(defaults, [...lastTaken, 'fd00:10:0:101::-64']), /^no free subnet: all 255 \/64 subnets from fd00:10:0:101::\/64 to fd00:10:0:1ff::\/64 are leased or reserved/);
+  t.throws(() => pickFreeSubnet(defaults, [...lastTaken, 'fd00:10:0:101::-64']), /^no free subnet for this node: IPv6SubnetMin fd00:10:0:101:: and IPv6SubnetMax fd00:10:0:1ff:: allow 255 \/64 subnets and all are leased or reserved/);
 });
 
 t.test('IPv6: the first /64 of the network is never picked by default', async (t) => {
@@ -98,7 +98,10 @@ t.test('IPv6: a full range names the IPv6 keys to widen', async (t) => {
   const full = ['fd00:10:0:101::-64', 'fd00:10:0:102::-64', 'fd00:10:0:103::-64', 'fd00:10:0:104::-64'];
   t.throws(
     () => pickFreeSubnet(four6, full),
-    { name: 'WeftError', message: 'no free subnet: all 4 /64 subnets from fd00:10:0:101::/64 to fd00:10:0:104::/64 are leased or reserved; widen IPv6Network or IPv6SubnetMin/IPv6SubnetMax in net-conf, or delete stale leases' },
+    {
+      name: 'NoFreeSubnetError',
+      message: 'no free subnet for this node: IPv6SubnetMin fd00:10:0:101:: and IPv6SubnetMax fd00:10:0:104:: allow 4 /64 subnets and all are leased or reserved; widen IPv6SubnetMin/IPv6SubnetMax (or IPv6Network) in net-conf, or delete stale leases',
+    },
   );
 });
 

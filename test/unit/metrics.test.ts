@@ -28,6 +28,7 @@ const text = renderMetrics(nodeMetrics({
   backend: 'udp',
   dataplane: { inSync: false, lastError: 'ip: "quoted" \\ and\nnewline', conflicts: ['10.244.3.0/24'], failures: [], missingLinks: [], runs: 9 },
   counters,
+  etcdRequests: { range: 4, txn: 2, lease_grant: 1, lease_revoke: 0, lease_ttl: 0, keepalive: 0, watch: 3 },
   backendFamilies: [
     ...udpMetrics(udpCounters()),
     ...bgpMetrics(2, [{ name: 'node_192_0_2_2', peer: '192.0.2.2', state: 'Established', protocolState: 'up', since: '', info: '', importedRoutes: 1, exportedRoutes: 1 }]),
@@ -72,6 +73,7 @@ t.test('the agent\'s metrics text', async (t) => {
   t.match(text, /^weft_bgp_session_established\{session="node_192_0_2_2",peer="192.0.2.2"\} 1$/m, 'bgp session state');
   t.match(text, /^weft_lease_renewals_total 3$/m, 'lease renewals');
   t.match(text, /^weft_backend_switches_total 2$/m, 'backend switches');
+  t.same(families.get('weft_etcd_requests_total')!.samples.filter((l) => /call="(range|watch)"/.test(l)), ['weft_etcd_requests_total{call="range"} 4', 'weft_etcd_requests_total{call="watch"} 3'], 'etcd requests by call');
 });
 
 t.test('a bad family name is refused, not rendered', async (t) => {

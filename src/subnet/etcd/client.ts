@@ -1,3 +1,4 @@
+import { InterceptingCall, type Interceptor } from '@grpc/grpc-js';
 import {
   Etcd3,
   GRPCDeadlineExceededError,
@@ -19,7 +20,38 @@ export interface EtcdOptions {
   keyFile?: string;
   /** Deadline of each unary call; keeps an unreachable etcd from hanging a command. */
   dialTimeoutMs?: number;
+  /** Told of each request sent (unary calls, each try of one, and stream creations). */
+  onRequest?: (call: EtcdCall) => void;
 }
+
+/** The etcd calls weft makes, as the request counter labels them. */
+export const ETCD_CALLS = ['range', 'txn', 'lease_grant', 'lease_revoke', 'lease_ttl', 'keepalive', 'watch'] as const;
+export type EtcdCall = (typeof ETCD_CALLS)[number];
+
+const CALL_OF: Record<string, EtcdCall> = {
+  range: 'range',
+  txn: 'txn',
+  leaseGrant: 'lease_grant',
+  leaseRevoke: 'lease_revoke',
+  leaseTimeToLive: 'lease_ttl',
+  leaseKeepAlive: 'keepalive',
+  watch: 'watch',
+};
+
+/**
+ * etcd's "require leader" metadata (what clientv3's WithRequireLeader sends):
+ * a member without a leader refuses such a call at once ("etcdserver: no
+ * leader"), and cancels such a stream once it has had no leader for three
+ * election timeouts. Without it a member that lost its quorum keeps an idle
+ * watch open and silent, and the agent would never learn etcd is unusable.
+ */
+const requireLeader: Interceptor = (options, nextCall) =>
+  new InterceptingCall(nextCall(options), {
+    start(metadata, listener, next) {
+      metadata.set('hasleader', 'true');
+      next(metadata, listener);
+    },
+  });
 
 type FaultPolicy = NonNullable<NonNullable<IOptions['faultHandling']>['global']>;
 
@@ -97,7 +129,12 @@ export function createEtcdClient(opts: EtcdOptions): Etcd3 {
   const options: IOptions = {
     hosts: opts.endpoints,
     // Unary calls get a deadline; streams (watch, keepalive) must not, or they die after it.
-    defaultCallOptions: (ctx) => (ctx.isStream ? {} : { deadline: new Date(Date.now() + deadlineMs) }),
+    // The factory runs once per request sent, so it is where requests are counted.
+    defaultCallOptions: (ctx) => {
+      const call = CALL_OF[ctx.method];
+      if (call) opts.onRequest?.(call);
+      return ctx.isStream ? { interceptors: [requireLeader] } : { deadline: new Date(Date.now() + deadlineMs), interceptors: [requireLeader] };
+    },
     faultHandling: { global: passThrough(opts.endpoints.length), host: () => (opts.endpoints.length > 1 ? sitOutAfterFailure() : passThrough(1)) },
     grpcOptions: {
       // grpc's own reconnect backoff grows to 120 s; keep it within weft's 5 s cap.
@@ -143,6 +180,9 @@ export function etcdFailure(err: unknown, endpoints: readonly string[], doing: s
     .replace(/^No connection established\. Last error: (Error: )?/, '')
     .replace(/\.? Resolution note:.*$/, '')
     .slice(0, 160);
+  if (isEtcdUnreachable(err) && /no leader/.test(detail)) {
+    return new EtcdUnreachableError(`etcd at ${where} has no leader (the member lost its quorum) while ${doing}`, 'bring a majority of the etcd members back');
+  }
   if (isEtcdUnreachable(err)) {
     return new EtcdUnreachableError(`etcd at ${where} is unreachable while ${doing} (${detail})`, 'check --etcd-endpoints and that etcd is running');
   }

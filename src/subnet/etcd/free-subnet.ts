@@ -6,7 +6,7 @@
 import { randomBytes, randomInt } from 'node:crypto';
 import type { SubnetRange } from '../../config/netconf.js';
 import type { Cidr } from '../../core/cidr.js';
-import { WeftError } from '../../errors.js';
+import { NoFreeSubnetError } from '../manager.js';
 import { subnetsOfKeyName, type KeySubnets } from './layout.js';
 
 /** Ranges up to this many subnets are enumerated; larger ones (IPv6) are probed at random. */
@@ -36,9 +36,9 @@ export function pickFreeSubnet(range: SubnetRange, keyNames: Iterable<string>, p
   const count = hi - lo + 1n;
   if (BigInt(taken.size) >= count) {
     const keys = range.network.family === 6 ? 'IPv6' : ''; // flannel's IPv6 keys are the IPv4 ones prefixed
-    throw new WeftError(
-      `no free subnet: all ${count} /${range.subnetLen} subnets from ${range.subnetMin} to ${range.subnetMax} are leased or reserved`,
-      `widen ${keys}Network or ${keys}SubnetMin/${keys}SubnetMax in net-conf, or delete stale leases`,
+    throw new NoFreeSubnetError(
+      `no free subnet for this node: ${keys}SubnetMin ${range.subnetMin.ip} and ${keys}SubnetMax ${range.subnetMax.ip} allow ${count} /${range.subnetLen} subnets and all are leased or reserved; ` +
+        `widen ${keys}SubnetMin/${keys}SubnetMax (or ${keys}Network) in net-conf, or delete stale leases`,
     );
   }
   if (count <= ENUMERATE_LIMIT) {

@@ -12,9 +12,9 @@ import { SaidOnce } from '../../core/said-once.js';
 import { WeftError } from '../../errors.js';
 import type { Cidr, IP } from '../../core/cidr.js';
 import { sameLeaseAttrs, withoutIPv6, type Lease, type LeaseAttrs, type LeaseEvent } from '../lease.js';
-import { LeaseGoneError, type SubnetManager } from '../manager.js';
-import { createEtcdClient, etcdFailure, type EtcdOptions } from './client.js';
-import { configKey, leaseKeyName, parseLeaseKeyName, prefixRangeEnd, subnetKey, subnetsDir, type KeySubnets } from './layout.js';
+import { LeaseGoneError, PublicIPTakenError, SubnetTakenError, type SubnetManager } from '../manager.js';
+import { createEtcdClient, etcdFailure, ETCD_CALLS, EtcdUnreachableError, type EtcdCall, type EtcdOptions } from './client.js';
+import { configKey, leaseKeyName, parseLeaseKeyName, prefixRangeEnd, subnetKey, subnetsDir, subnetsOfKeyName, type KeySubnets } from './layout.js';
 import { ownKeySubnets } from './free-subnet.js';
 import { formatLeaseValue, parseLeaseEntry } from './lease-value.js';
 import { watchLeaseKeys } from './watch.js';
@@ -50,8 +50,15 @@ export class EtcdSubnetManager implements SubnetManager {
   /** key -> mod revision already warned about, so a bad value is reported once, not on every resync. */
   private readonly warned = new SaidOnce();
   private readonly closing = new AbortController();
+  /** Requests sent to etcd, by call (unary calls, each try, and stream creations). */
+  private readonly requests = Object.fromEntries(ETCD_CALLS.map((c) => [c, 0])) as Record<EtcdCall, number>;
+  /** Why the last etcd call could not reach a working etcd; cleared by the next that does. */
+  private callProblem: string | undefined;
+  /** Why the lease watch is down; cleared once etcd confirms a new watch. */
+  private watchProblem: string | undefined;
 
   constructor(opts: EtcdSubnetManagerOptions) {
+    opts = { ...opts, etcd: { ...opts.etcd, onRequest: (call) => this.requests[call]++ } };
     this.etcdOptions = opts.etcd;
     this.prefix = opts.etcd.prefix;
     this.endpoints = opts.etcd.endpoints;
@@ -83,19 +90,29 @@ export class EtcdSubnetManager implements SubnetManager {
     return this.netConf;
   }
 
-  async acquireLease(attrs: LeaseAttrs, opts: { prefer?: Cidr; preferIPv6?: Cidr; signal?: AbortSignal } = {}): Promise<Lease> {
+  health(): { part: string; reason: string } | undefined {
+    const reason = this.watchProblem ?? this.callProblem;
+    return reason === undefined ? undefined : { part: 'etcd', reason };
+  }
+
+  requestCounts(): Readonly<Record<string, number>> {
+    return { ...this.requests };
+  }
+
+  async acquireLease(attrs: LeaseAttrs, opts: { prefer?: Cidr; preferIPv6?: Cidr; signal?: AbortSignal; keepPrefer?: boolean } = {}): Promise<Lease> {
     const net = await this.getNetworkConfig(opts.signal);
     const ipv6 = attrs.publicIPv6 ? net.ipv6 : undefined;
     const published = ipv6 ? attrs : withoutIPv6(attrs);
     const value = formatLeaseValue(published);
     for (let attempt = 1; attempt <= MAX_ACQUIRE_ATTEMPTS; attempt++) {
       const kvs = await this.listSubnetKeys(opts.signal);
-      const own = this.findOwn(kvs, attrs.publicIP, opts.prefer);
+      const own = this.findOwn(kvs, attrs, opts.prefer);
+      if (!own && opts.keepPrefer && opts.prefer) this.checkPreferFree(kvs, opts.prefer);
       const ownName = own && this.keyName(own.kv);
       const others = this.keyNames(kvs).filter((name) => name !== ownName);
       const subnets = ownKeySubnets(net, ipv6, others, own?.subnets, { subnet: opts.prefer, ipv6Subnet: opts.preferIPv6 });
       const lease = !own
-        ? await this.create(subnets, published, value, opts.signal)
+        ? await this.create(subnets, published, value, opts.signal).then((made) => made && this.settleCreateRace(made, attrs, opts.signal))
         : leaseKeyName(subnets.subnet, subnets.ipv6Subnet) === ownName
           ? await this.reclaim(own.kv, own.lease.attrs, subnets, published, value, opts.signal)
           : await this.rekey(own.kv, subnets, published, value, opts.signal);
@@ -178,6 +195,9 @@ export class EtcdSubnetManager implements SubnetManager {
         ready: (s) => this.getNetworkConfig(s),
         readLease: (kv) => this.readLease(kv, this.netConf!),
         forget: (keys) => this.forgetWarnings(keys),
+        streamState: (err) => {
+          this.watchProblem = err === undefined ? undefined : etcdFailure(castGrpcError(err as Error), this.endpoints, 'watching leases').message;
+        },
       },
       onEvents,
       signal,
@@ -248,24 +268,60 @@ export class EtcdSubnetManager implements SubnetManager {
   }
 
   /**
-   * The key already carrying this PublicIP (a reservation first, then
-   * `prefer`, then any), whatever its shape: acquireLease re-keys a
-   * single-family key to dual-stack and back, so taking over a dual-stack key
-   * never publishes it without its IPv6 half.
+   * This node's key: the one carrying its PublicIP and its node name, or no
+   * node name (a flannel lease, or one from before weft published names); a
+   * reservation first, then `prefer`, then any. Whatever its shape:
+   * acquireLease re-keys a single-family key to dual-stack and back, so taking
+   * over a dual-stack key never publishes it without its IPv6 half. A key with
+   * this PublicIP and another node's name is that node's: PublicIPTakenError.
    */
-  private findOwn(kvs: IKeyValue[], publicIP: IP, prefer?: Cidr): { kv: IKeyValue; lease: Lease; subnets: KeySubnets } | undefined {
+  private findOwn(kvs: IKeyValue[], attrs: LeaseAttrs, prefer?: Cidr): { kv: IKeyValue; lease: Lease; subnets: KeySubnets } | undefined {
     const net = this.netConf!;
     const own: { kv: IKeyValue; lease: Lease; subnets: KeySubnets }[] = [];
+    let other: Lease | undefined;
     for (const kv of kvs) {
       const lease = this.readLease(kv, net);
-      if (!lease?.attrs.publicIP.equals(publicIP)) continue;
+      if (!lease?.attrs.publicIP.equals(attrs.publicIP)) continue;
+      if (attrs.nodeName && lease.attrs.nodeName && lease.attrs.nodeName !== attrs.nodeName) {
+        other ??= lease;
+        continue;
+      }
       // The key's subnets, not the lease's: an IPv6 half dropped as unusable is still the key's, and is replaced.
       const subnets = parseLeaseKeyName(this.keyName(kv));
       if (typeof subnets !== 'string') own.push({ kv, lease, subnets });
     }
+    if (own.length === 0 && other) throw new PublicIPTakenError(attrs.publicIP, attrs.nodeName, other);
     return (
       own.find((o) => o.kv.lease === '0') ?? own.find((o) => prefer && o.lease.subnet.equals(prefer)) ?? own[0]
     );
+  }
+
+  /** Throws SubnetTakenError when a key (not this node's) holds `subnet`. */
+  private checkPreferFree(kvs: IKeyValue[], subnet: Cidr): void {
+    for (const kv of kvs) {
+      if (subnetsOfKeyName(this.keyName(kv)).some((s) => s.equals(subnet))) {
+        throw new SubnetTakenError(subnet, this.readLease(kv, this.netConf!)?.attrs);
+      }
+    }
+  }
+
+  /**
+   * Two nodes with one PublicIP starting at once may each create a key. The
+   * oldest key (lowest create revision) wins: a node that finds another
+   * node's key with its PublicIP created before its own deletes its own and
+   * throws PublicIPTakenError. The later creator always sees the earlier key,
+   * so exactly one keeps its lease. One extra range, on creation only.
+   */
+  private async settleCreateRace(made: { lease: Lease; key: Buffer; revision: string }, attrs: LeaseAttrs, signal?: AbortSignal): Promise<Lease> {
+    if (!attrs.nodeName) return made.lease;
+    const mine = BigInt(made.revision);
+    const earlier = (await this.listSubnetKeys(signal))
+      .filter((kv) => BigInt(kv.create_revision) < mine && !kv.key.equals(made.key))
+      .map((kv) => this.readLease(kv, this.netConf!))
+      .find((l) => l?.attrs.publicIP.equals(attrs.publicIP) && l.attrs.nodeName && l.attrs.nodeName !== attrs.nodeName);
+    if (!earlier) return made.lease;
+    await this.txn('giving up a lease another node took first', [{ key: made.key, target: 'Mod', result: 'Equal', mod_revision: made.revision }], [{ request_delete_range: { key: made.key } }], signal);
+    throw new PublicIPTakenError(attrs.publicIP, attrs.nodeName, earlier);
   }
 
   /** A key's name relative to <prefix>/subnets/ ("10.244.3.0-24"). */
@@ -281,22 +337,25 @@ export class EtcdSubnetManager implements SubnetManager {
     return Buffer.from(subnetKey(this.prefix, subnets.subnet, subnets.ipv6Subnet));
   }
 
-  /** Creates the key only if it does not exist. Undefined on collision. */
-  private async create(subnets: KeySubnets, attrs: LeaseAttrs, value: string, signal?: AbortSignal): Promise<Lease | undefined> {
+  /** Creates the key only if it does not exist: the lease, the key and its create revision. Undefined on collision. */
+  private async create(subnets: KeySubnets, attrs: LeaseAttrs, value: string, signal?: AbortSignal): Promise<{ lease: Lease; key: Buffer; revision: string } | undefined> {
     this.checkOwnValue(subnets, value);
     const key = this.keyOf(subnets);
     const { id, ttl } = await this.grant(signal);
-    const ok = await this.txn(
+    const res = await this.call(
       'creating a lease',
-      [{ key, target: 'Create', result: 'Equal', create_revision: 0 }],
-      [{ request_put: { key, value: Buffer.from(value), lease: id } }],
+      () =>
+        this.client.kv.txn({
+          compare: [{ key, target: 'Create', result: 'Equal', create_revision: 0 }],
+          success: [{ request_put: { key, value: Buffer.from(value), lease: id } }],
+        }),
       signal,
     );
-    if (!ok) {
+    if (!res.succeeded) {
       this.revoke(id);
       return undefined;
     }
-    return leaseOn(subnets, attrs, Date.now() + ttl * 1000);
+    return { lease: leaseOn(subnets, attrs, Date.now() + ttl * 1000), key, revision: res.header.revision };
   }
 
   /**
@@ -418,10 +477,14 @@ export class EtcdSubnetManager implements SubnetManager {
   private async call<T>(doing: string, fn: () => Promise<T>, signal?: AbortSignal): Promise<T> {
     signal?.throwIfAborted();
     try {
-      return await (signal ? abortable(fn(), signal) : fn());
+      const result = await (signal ? abortable(fn(), signal) : fn());
+      this.callProblem = undefined;
+      return result;
     } catch (err) {
       if (signal?.aborted) throw err;
-      throw etcdFailure(err, this.endpoints, doing);
+      const failure = etcdFailure(err, this.endpoints, doing);
+      if (failure instanceof EtcdUnreachableError) this.callProblem = failure.message;
+      throw failure;
     }
   }
 }

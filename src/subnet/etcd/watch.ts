@@ -20,6 +20,8 @@ export interface LeaseKeySource {
   readLease(kv: IKeyValue): Lease | undefined;
   /** Drops remembered warnings for a deleted key, or for every key not in the set. */
   forget(keys: string | Set<string>): void;
+  /** Told why the watch broke (an error), and undefined once etcd confirms a new watch. */
+  streamState?(err: unknown): void;
 }
 
 type OnEvents = (events: LeaseEvent[], snapshot: boolean) => void;
@@ -56,7 +58,9 @@ class LeaseWatch {
         if (this.nextRevision === undefined) await this.relist(signal);
         if ((await this.follow(signal)) === 'compacted') this.nextRevision = undefined;
       } catch (err) {
-        if (signal.aborted || !(await this.backoff.wait(err, signal))) break;
+        if (signal.aborted) break;
+        this.src.streamState?.(err);
+        if (!(await this.backoff.wait(err, signal))) break;
       }
     }
   }
@@ -98,6 +102,7 @@ class LeaseWatch {
       (res) => {
         if (res.created) {
           this.backoff.reset();
+          this.src.streamState?.(undefined);
           return;
         }
         if (res.events.length > 0) {
