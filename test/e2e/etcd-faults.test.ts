@@ -63,9 +63,9 @@ t.test('a member losing its quorum: the watch says etcd has no leader, and resum
   const recovery = diff(atRestart, after);
   t.comment(`requests during the outage: ${JSON.stringify(diff(before, atRestart))}; on recovery (quorum back to watch confirmed): ${JSON.stringify(recovery)}, ${total(after) - total(atRestart)} in all`);
   t.same(
-    { ranges: after.range! - before.range!, snapshots: deliveries.filter((d) => d.snapshot).length, onlyWatches: Object.keys(recovery).every((k) => k === 'watch') },
-    { ranges: 0, snapshots: 1, onlyWatches: true },
-    'recovery re-creates the watch stream from its revision: no range, no second snapshot',
+    { ranges: after.range! - before.range!, lists: after.list! - before.list!, snapshots: deliveries.filter((d) => d.snapshot).length, onlyWatches: Object.keys(recovery).every((k) => k === 'watch') },
+    { ranges: 0, lists: 0, snapshots: 1, onlyWatches: true },
+    'recovery re-creates the watch stream from its revision: no range, no list, no second snapshot',
   );
   await other.acquireLease(attrs('198.51.100.2', 'b'));
   const delta = await waitUntil(() => deliveries.some((d) => !d.snapshot && d.events.some((e) => e.type === 'added' && String(e.lease.attrs.publicIP) === '198.51.100.2')));

@@ -1,6 +1,9 @@
 // A three-member etcd losing one member at a time, as production etcd does:
 // the leader is SIGKILLed (a node joins meanwhile) and restarted, then a
-// follower is SIGKILLed (a node leaves meanwhile) and restarted. Throughout,
+// follower is SIGKILLed (a node leaves meanwhile) and restarted, then two
+// members go at once (the quorum is lost: every /readyz names etcd, /healthz
+// stays 200, the routes stay exactly as they were) and come back (every
+// agent ready again, its watch resumed without a re-list). Throughout,
 // the agents renew their short leases without re-acquiring them, every other
 // agent's routes follow the join and the leave, and established pod flows
 // across nodes lose no packet. The loss in each fault's window is reported.
@@ -32,6 +35,17 @@ function countersOfAll(lab: Lab, nodes: readonly LabNode[], name: string): Promi
     const values = await counters(lab, nodes, name);
     return values.every((v) => v !== undefined) ? (values as number[]) : undefined;
   });
+}
+
+/** The agent's weft_etcd_requests_total, by call. */
+async function etcdRequests(lab: Lab, node: LabNode): Promise<Record<string, number>> {
+  const { body } = await lab.agentHttp(node, '/metrics');
+  return Object.fromEntries([...body.matchAll(/^weft_etcd_requests_total\{call="(\w+)"\} (\d+)$/gm)].map((m) => [m[1]!, Number(m[2])]));
+}
+
+/** b - a, per call, only the calls that changed. */
+function requestDelta(a: Record<string, number>, b: Record<string, number>): Record<string, number> {
+  return Object.fromEntries(Object.keys(b).filter((k) => b[k] !== (a[k] ?? 0)).map((k) => [k, b[k]! - (a[k] ?? 0)]));
 }
 
 /** True when every node in `nodes` has (or, `present` false, has not) a route to `subnet`. */
@@ -90,13 +104,37 @@ t.test('etcd with 3 members: leader and follower SIGKILLed while nodes join and 
   });
   await during(`${follower.name} restarted`, () => lab.restartEtcdMember(follower.name));
 
+  // Quorum lost: two of the three members SIGKILLed, then both back.
+  const routesBefore = await Promise.all(base.map((n) => routesOf(lab, n)));
+  const victims = lab.etcdMembers.filter((m) => m.running).slice(0, 2);
+  let atReturn: Record<string, number>[] = [];
+  let backAt: Record<string, number>[] = [];
+  await during(`quorum lost (${victims.map((m) => m.name).join(' and ')} SIGKILLed) and back`, async () => {
+    await Promise.all(victims.map((m) => lab.killEtcdMember(m.name)));
+    const saying = await waitUntil(
+      async () => (await Promise.all(base.map((n) => lab.agentHttp(n, '/readyz')))).every((r) => r.status === 503 && /"part":"etcd"/.test(r.body)),
+      { timeoutMs: 60_000, intervalMs: 500 },
+    );
+    t.ok(saying.ok, "with the quorum lost, every agent's /readyz is 503 and names the etcd part");
+    t.same((await Promise.all(base.map((n) => lab.agentHttp(n, '/healthz')))).map((r) => r.status), base.map(() => 200), '/healthz stays 200 on every agent');
+    t.same(await Promise.all(base.map((n) => routesOf(lab, n))), routesBefore, 'the data plane stays exactly as it was');
+    atReturn = await Promise.all(base.map((n) => etcdRequests(lab, n)));
+    await Promise.all(victims.map((m) => lab.restartEtcdMember(m.name)));
+    const ready = await waitUntil(async () => (await Promise.all(base.map((n) => lab.agentReady(n)))).every(Boolean), { timeoutMs: 60_000, intervalMs: 200 });
+    backAt = await Promise.all(base.map((n) => etcdRequests(lab, n)));
+    t.ok(ready.ok, 'every agent is ready again once the quorum is back');
+  });
+  const recovery = base.map((_, i) => requestDelta(atReturn[i]!, backAt[i]!));
+  t.comment(`etcd requests per agent on recovery from quorum loss (members restarted until every agent ready): ${base.map((n, i) => `${n.name} ${JSON.stringify(recovery[i])}`).join('; ')}`);
+  t.same(recovery.map((r) => r.list ?? 0), base.map(() => 0), 'no agent re-lists the leases on recovery: its watch resumes from its revision');
+
   const results = await Promise.all(flows.map((f) => f.flow.stop()));
   for (const w of windows) {
     const lost = results.map((r, i) => r.lost.filter((s) => s > w.from[i]! && s <= w.to[i]!).length);
     const sent = w.to.map((to, i) => to - w.from[i]!);
     t.comment(`${w.fault}: ${lost.reduce((a, b) => a + b, 0)} of ${sent.reduce((a, b) => a + b, 0)} packets lost over ${flows.length} flows at 50 ms`);
   }
-  t.same(results.map((r, i) => ({ flow: flows[i]!.name, lost: r.lost })), flows.map((f) => ({ flow: f.name, lost: [] })), 'the established flows lose no packet through all four faults');
+  t.same(results.map((r, i) => ({ flow: flows[i]!.name, lost: r.lost })), flows.map((f) => ({ flow: f.name, lost: [] })), 'the established flows lose no packet through all five faults');
   const renewalsAfter = await countersOfAll(lab, base, 'weft_lease_renewals_total');
   t.comment(`lease renewals per agent: ${base.map((n, i) => `${n.name} ${renewalsBefore[i]} -> ${renewalsAfter[i]}`).join(', ')}`);
   t.same(await countersOfAll(lab, base, 'weft_lease_reacquisitions_total'), base.map(() => 0), 'no agent re-acquired its lease');

@@ -24,8 +24,8 @@ export interface EtcdOptions {
   onRequest?: (call: EtcdCall) => void;
 }
 
-/** The etcd calls weft makes, as the request counter labels them. */
-export const ETCD_CALLS = ['range', 'txn', 'lease_grant', 'lease_revoke', 'lease_ttl', 'keepalive', 'watch'] as const;
+/** The etcd calls weft makes, as the request counter labels them: `list` is a range over a prefix (a whole directory), `range` one key. */
+export const ETCD_CALLS = ['range', 'list', 'txn', 'lease_grant', 'lease_revoke', 'lease_ttl', 'keepalive', 'watch'] as const;
 export type EtcdCall = (typeof ETCD_CALLS)[number];
 
 const CALL_OF: Record<string, EtcdCall> = {
@@ -131,7 +131,7 @@ export function createEtcdClient(opts: EtcdOptions): Etcd3 {
     // Unary calls get a deadline; streams (watch, keepalive) must not, or they die after it.
     // The factory runs once per request sent, so it is where requests are counted.
     defaultCallOptions: (ctx) => {
-      const call = CALL_OF[ctx.method];
+      const call = ctx.method === 'range' && ctx.params.range_end?.length ? 'list' : CALL_OF[ctx.method];
       if (call) opts.onRequest?.(call);
       return ctx.isStream ? { interceptors: [requireLeader] } : { deadline: new Date(Date.now() + deadlineMs), interceptors: [requireLeader] };
     },
