@@ -5,7 +5,6 @@ import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { setTimeout as sleep } from 'node:timers/promises';
-import { KubeConfig } from '@kubernetes/client-node';
 import { pino } from 'pino';
 import t, { type Test } from 'tap';
 import { IP } from '../../src/core/cidr.js';
@@ -14,6 +13,7 @@ import { KubeSubnetManager, kubeNodeName } from '../../src/subnet/kube/manager.j
 import type { Lease, LeaseAttrs, LeaseEvent } from '../../src/subnet/lease.js';
 import { LeaseGoneError } from '../../src/subnet/manager.js';
 import { FakeApiServer } from '../fixtures/kube/apiserver.js';
+import { kubeConfigFor } from '../fixtures/kube/kubeconfig.js';
 
 const NET_CONF = JSON.stringify({ Network: '10.244.0.0/16', Backend: { Type: 'vxlan' } });
 
@@ -36,16 +36,6 @@ interface Agent {
   watching: Promise<void>;
 }
 
-function kubeConfigFor(server: FakeApiServer): KubeConfig {
-  const kc = new KubeConfig();
-  kc.loadFromOptions({
-    clusters: [{ name: 'fake', server: server.url, skipTLSVerify: true }],
-    users: [{ name: 'weft', token: 'test-token' }],
-    contexts: [{ name: 'fake', cluster: 'fake', user: 'weft' }],
-    currentContext: 'fake',
-  });
-  return kc;
-}
 
 function attrs(ip: string, vni = 1): LeaseAttrs {
   return { publicIP: IP.parse(ip), backendType: 'vxlan', backendData: { VNI: vni, VtepMAC: '0e:00:00:00:00:01' } };
@@ -80,7 +70,7 @@ t.test('three agents against the API server', async (t) => {
   const newAgent = (name: string): Agent => {
     const logs: Record<string, any>[] = [];
     const logger = pino({ level: 'debug' }, { write: (line: string) => void logs.push(JSON.parse(line)) });
-    const manager = new KubeSubnetManager({ nodeName: name, netConfFile, kubeConfig: kubeConfigFor(server), logger, watchTimeoutSeconds: 30 });
+    const manager = new KubeSubnetManager({ nodeName: name, netConfFile, kubeConfig: kubeConfigFor(server.url), logger, watchTimeoutSeconds: 30 });
     const agent: Agent = { name, manager, leases: new Map(), batches: [], logs, stop: new AbortController(), watching: Promise.resolve() };
     agents.push(agent);
     return agent;
@@ -134,7 +124,7 @@ t.test('three agents against the API server', async (t) => {
   });
 
   await t.test('a node that does not exist is one clear error', async (t) => {
-    const stray = new KubeSubnetManager({ nodeName: 'wk8-nobody', netConfFile, kubeConfig: kubeConfigFor(server), logger: pino({ level: 'silent' }) });
+    const stray = new KubeSubnetManager({ nodeName: 'wk8-nobody', netConfFile, kubeConfig: kubeConfigFor(server.url), logger: pino({ level: 'silent' }) });
     await t.rejects(stray.acquireLease(attrs('192.0.2.9'), {}), { name: 'WeftError', message: /node "wk8-nobody" does not exist.*NODE_NAME/ });
   });
 
@@ -307,7 +297,7 @@ async function kubeFixture(t: Test, netConf: Record<string, unknown>) {
     rmSync(dir, { recursive: true, force: true });
   });
   const managerFor = (nodeName: string) => {
-    const m = new KubeSubnetManager({ nodeName, netConfFile, kubeConfig: kubeConfigFor(server), logger: pino({ level: 'silent' }), watchTimeoutSeconds: 30 });
+    const m = new KubeSubnetManager({ nodeName, netConfFile, kubeConfig: kubeConfigFor(server.url), logger: pino({ level: 'silent' }), watchTimeoutSeconds: 30 });
     managers.push(m);
     return m;
   };

@@ -12,12 +12,12 @@ import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { setTimeout as sleep } from 'node:timers/promises';
-import { KubeConfig } from '@kubernetes/client-node';
 import { pino } from 'pino';
 import t from 'tap';
 import { KubeSubnetManager } from '../../src/subnet/kube/manager.js';
 import { ApiServerProcess } from '../fixtures/kube/apiserver-process.js';
 import type { NodeSpec } from '../fixtures/kube/apiserver.js';
+import { kubeConfigFor } from '../fixtures/kube/kubeconfig.js';
 
 const NODES = Number(process.env.WEFT_KUBE_SCALE_NODES ?? 1000);
 const SECONDS = Number(process.env.WEFT_KUBE_SCALE_SECONDS ?? 60);
@@ -39,16 +39,6 @@ function spec(i: number): NodeSpec {
   };
 }
 
-function kubeConfigFor(url: string): KubeConfig {
-  const kc = new KubeConfig();
-  kc.loadFromOptions({
-    clusters: [{ name: 'stand-in', server: url, skipTLSVerify: true }],
-    users: [{ name: 'weft', token: 'perf' }],
-    contexts: [{ name: 'stand-in', cluster: 'stand-in', user: 'weft' }],
-    currentContext: 'stand-in',
-  });
-  return kc;
-}
 
 async function waitFor(what: string, cond: () => boolean, timeoutMs = 120_000): Promise<void> {
   const until = Date.now() + timeoutMs;

@@ -6,7 +6,6 @@ import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { setTimeout as sleep } from 'node:timers/promises';
-import { KubeConfig } from '@kubernetes/client-node';
 import { pino } from 'pino';
 import t from 'tap';
 import { parseNetConf } from '../../src/config/parse.js';
@@ -16,6 +15,7 @@ import { NodeLeaseTable } from '../../src/subnet/kube/lease-table.js';
 import { KubeSubnetManager } from '../../src/subnet/kube/manager.js';
 import { nodeLease, type NodeObject } from '../../src/subnet/kube/node-lease.js';
 import { FakeApiServer } from '../fixtures/kube/apiserver.js';
+import { kubeConfigFor } from '../fixtures/kube/kubeconfig.js';
 import { realisticNode } from '../fixtures/kube/node-object.js';
 
 const NET_CONF = JSON.stringify({ Network: '10.244.0.0/16', Backend: { Type: 'vxlan' } });
@@ -103,14 +103,7 @@ t.test('the manager: heartbeats from the API server reach no one; a podCIDR or a
   const netConfFile = join(dir, 'net-conf.json');
   writeFileSync(netConfFile, NET_CONF);
   const server = await FakeApiServer.start();
-  const kc = new KubeConfig();
-  kc.loadFromOptions({
-    clusters: [{ name: 'fake', server: server.url, skipTLSVerify: true }],
-    users: [{ name: 'weft', token: 'test-token' }],
-    contexts: [{ name: 'fake', cluster: 'fake', user: 'weft' }],
-    currentContext: 'fake',
-  });
-  const manager = new KubeSubnetManager({ nodeName: 'ks-n1', netConfFile, kubeConfig: kc, logger: pino({ level: 'silent' }) });
+  const manager = new KubeSubnetManager({ nodeName: 'ks-n1', netConfFile, kubeConfig: kubeConfigFor(server.url), logger: pino({ level: 'silent' }) });
   const stop = new AbortController();
   const batches: string[][] = [];
   let watching: Promise<void> = Promise.resolve();
