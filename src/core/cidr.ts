@@ -7,6 +7,22 @@ export type Family = 4 | 6;
 const WIDTH: Record<Family, number> = { 4: 32, 6: 128 };
 
 /** An IP address as a family plus an unsigned integer. */
+/**
+ * Text forms, made once per object: backends render every peer's addresses
+ * on every lease event. Kept outside the objects so equal values stay deep-equal.
+ */
+const TEXT = new WeakMap<IP | Cidr, string>();
+const KEY = new WeakMap<Cidr, string>();
+
+function textOf<T extends IP | Cidr>(obj: T, make: (o: T) => string, cache: WeakMap<T, string> = TEXT): string {
+  let text = cache.get(obj);
+  if (text === undefined) {
+    text = make(obj);
+    cache.set(obj, text);
+  }
+  return text;
+}
+
 export class IP {
   private constructor(readonly family: Family, readonly value: bigint) {}
 
@@ -58,7 +74,7 @@ export class IP {
   }
 
   toString(): string {
-    return ipaddr.fromByteArray(this.toBytes()).toString();
+    return textOf(this, (ip) => ipaddr.fromByteArray(ip.toBytes()).toString());
   }
 }
 
@@ -137,7 +153,7 @@ export class Cidr {
 
   /** Flannel's key form: "10.5.3.0-24". */
   toKey(): string {
-    return `${this.ip}-${this.prefixLen}`;
+    return textOf(this, (c) => `${c.ip}-${c.prefixLen}`, KEY);
   }
 
   static fromKey(key: string): Cidr {
@@ -147,6 +163,6 @@ export class Cidr {
   }
 
   toString(): string {
-    return `${this.ip}/${this.prefixLen}`;
+    return textOf(this, (c) => `${c.ip}/${c.prefixLen}`);
   }
 }
