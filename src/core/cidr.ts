@@ -7,23 +7,10 @@ export type Family = 4 | 6;
 const WIDTH: Record<Family, number> = { 4: 32, 6: 128 };
 
 /** An IP address as a family plus an unsigned integer. */
-/**
- * Text forms, made once per object: backends render every peer's addresses
- * on every lease event. Kept outside the objects so equal values stay deep-equal.
- */
-const TEXT = new WeakMap<IP | Cidr, string>();
-const KEY = new WeakMap<Cidr, string>();
-
-function textOf<T extends IP | Cidr>(obj: T, make: (o: T) => string, cache: WeakMap<T, string> = TEXT): string {
-  let text = cache.get(obj);
-  if (text === undefined) {
-    text = make(obj);
-    cache.set(obj, text);
-  }
-  return text;
-}
-
 export class IP {
+  /** The text form, made once: backends render every peer's addresses on every lease event (private: not part of equality). */
+  #text?: string;
+
   private constructor(readonly family: Family, readonly value: bigint) {}
 
   static parse(text: string): IP {
@@ -74,12 +61,15 @@ export class IP {
   }
 
   toString(): string {
-    return textOf(this, (ip) => ipaddr.fromByteArray(ip.toBytes()).toString());
+    return (this.#text ??= ipaddr.fromByteArray(this.toBytes()).toString());
   }
 }
 
 /** A network prefix whose address has no host bits set. */
 export class Cidr {
+  #text?: string;
+  #key?: string;
+
   private constructor(readonly ip: IP, readonly prefixLen: number) {}
 
   /** Parses "10.1.0.0/16"; host bits must be zero unless `loose` is set. */
@@ -153,7 +143,7 @@ export class Cidr {
 
   /** Flannel's key form: "10.5.3.0-24". */
   toKey(): string {
-    return textOf(this, (c) => `${c.ip}-${c.prefixLen}`, KEY);
+    return (this.#key ??= `${this.ip}-${this.prefixLen}`);
   }
 
   static fromKey(key: string): Cidr {
@@ -163,6 +153,6 @@ export class Cidr {
   }
 
   toString(): string {
-    return textOf(this, (c) => `${c.ip}/${c.prefixLen}`);
+    return (this.#text ??= `${this.ip}/${this.prefixLen}`);
   }
 }
