@@ -53,7 +53,7 @@ export interface ScaleResult {
   startedAt: string;
   host: { cpus: number; loadavg1: number };
   /** Milliseconds from a join's lease create to the last steady agent holding it in its desired state. */
-  visibility: { p50: number; p99: number; max: number; joinsSeenByAll: number };
+  visibility: { p50: number; p99: number; max: number; joinsSeenByAll: number; joinsCompleted: number; meanAgentsReached: number };
   etcd: {
     /** Counters over the churn window (joins, plus the renewals falling in it). */
     window: EtcdCounters;
@@ -62,7 +62,7 @@ export interface ScaleResult {
     renewalFailures: number;
     relists: number;
     watchRetries: number;
-    /** Range calls not explained by the joiners (3 each: net-conf, lease list, watch snapshot) or renewals (1 each). */
+    /** Range calls not explained by the joiners (3 each: net-conf, lease list, watch snapshot, plus one per create that collided) or renewals (1 each). */
     extraRanges: number;
     watchers: number;
     watchStreams: number;
@@ -213,8 +213,8 @@ export async function runScale(opts: ScaleOptions): Promise<ScaleResult> {
     for (;;) {
       const failure = workers.find((w) => w.failure)?.failure;
       if (failure) throw new WeftError(`a simulated agent failed: ${failure}`, 'see the message; rerun with WEFT_SCALE_LOG=info for the agents\' logs');
-      if (joined.size === opts.joins) {
-        const keys = [...joined.keys()];
+      const keys = [...joined.keys()];
+      if (keys.length) {
         const parts = await Promise.all(workers.map((w) => w.request({ type: 'seen', keys }, 'seen', 30_000)));
         seen = {};
         for (const key of keys) {
@@ -224,7 +224,7 @@ export async function runScale(opts: ScaleOptions): Promise<ScaleResult> {
             seen[key] = { count: cur.count + s.count, lastAt: Math.max(cur.lastAt, s.lastAt) };
           }
         }
-        if (keys.every((key) => seen[key]!.count >= n)) break;
+        if (keys.length === opts.joins && keys.every((key) => seen[key]!.count >= n)) break;
       }
       if (Date.now() > deadline) break;
       await sleep(200);
@@ -251,14 +251,22 @@ export async function runScale(opts: ScaleOptions): Promise<ScaleResult> {
       ttlSeconds,
       startedAt,
       host: { cpus: cpus().length, loadavg1: loadavg()[0]! },
-      visibility: { p50: percentile(lags, 50), p99: percentile(lags, 99), max: lags.at(-1) ?? Number.NaN, joinsSeenByAll: lags.length },
+      visibility: {
+        p50: percentile(lags, 50),
+        p99: percentile(lags, 99),
+        max: lags.at(-1) ?? Number.NaN,
+        joinsSeenByAll: lags.length,
+        joinsCompleted: joined.size,
+        meanAgentsReached: joined.size ? [...joined.keys()].reduce((a, key) => a + (seen[key]?.count ?? 0), 0) / joined.size : 0,
+      },
       etcd: {
         window,
         renewalsInWindow: renewals,
         renewalFailures: countersAfter.renewalFailures - countersBefore.renewalFailures,
         relists: countersAfter.relists - countersBefore.relists,
         watchRetries: countersAfter.watchRetries - countersBefore.watchRetries,
-        extraRanges: calls('Range') - 3 * joins - renewals,
+        // A joiner whose subnet pick collided lists again: one more Txn and Range each.
+        extraRanges: calls('Range') - 3 * joins - renewals - Math.max(0, calls('Txn') - joins),
         watchers: window.watchers,
         watchStreams: window.watchStreams,
         perChange: { requests: requests / joins, receivedBytes: window.receivedBytes / joins, sentBytes: window.sentBytes / joins, watchMessages: window.watchMessagesSent / joins },

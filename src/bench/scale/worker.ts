@@ -66,7 +66,8 @@ class SimAgent {
 
   /** Takes the lease (resolving when its create succeeded), then renews it in the background. */
   async acquire(): Promise<Lease> {
-    const conf = await this.manager.getNetworkConfig(this.stop.signal);
+    // Retried like the agent's own start: a loaded etcd may miss a deadline.
+    const conf = await retryUntilDone('read the network config', this.stop.signal, logger, () => this.manager.getNetworkConfig(this.stop.signal));
     const factory = await backendFactory(conf.backend.type);
     this.backend = await factory!({ config: conf, ext: nodeExt(this.index), logger, nodeName: nodeName(this.index), runDir: '/nonexistent' });
     const lease = await this.keeper.acquire({}, this.stop.signal);
