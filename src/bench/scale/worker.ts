@@ -48,6 +48,8 @@ class SimAgent {
   private pendingPass?: Promise<void>;
   /** Joins delivered since the last pass: stamped when a pass has them in its desired state. */
   private unstamped: string[] = [];
+  /** Joins already counted for this node: a lease that expires and returns is not a second node seeing it. */
+  private readonly stamped = new Set<string>();
   private backend!: Backend;
   private snapshotSeen!: () => void;
   readonly watching = new Promise<void>((resolve) => (this.snapshotSeen = resolve));
@@ -117,6 +119,8 @@ class SimAgent {
     if (!this.unstamped.length) return;
     const at = now();
     for (const key of this.unstamped) {
+      if (this.stamped.has(key)) continue;
+      this.stamped.add(key);
       const s = seen.get(key) ?? { count: 0, lastAt: 0 };
       s.count++;
       s.lastAt = Math.max(s.lastAt, at);
