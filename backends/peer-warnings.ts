@@ -13,6 +13,7 @@ export class PeerWarnings {
 
   /** Forget peers that are gone, so a returning peer is reported afresh. */
   retain(peers: readonly Lease[]): void {
+    if (this.said.size === 0) return; // the usual case, on every lease event: nothing said, nothing to forget
     this.said.retain(new Set(peers.map((p) => p.subnet.toKey())));
   }
 
@@ -38,6 +39,7 @@ export class PeerWarnings {
 
   /** The peer is served again: a later problem is news. */
   clear(peer: Lease): void {
+    if (this.said.size === 0) return;
     this.said.forget(peer.subnet.toKey());
   }
 }

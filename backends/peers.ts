@@ -94,3 +94,22 @@ export class NodeFamilies {
     }
   }
 }
+
+/**
+ * A backend's per-peer result, kept while the peer's lease object and this
+ * node's own lease stay the same. The agent recomputes desired state over
+ * every peer on each lease event, and a lease event changes one peer: the
+ * others cost a lookup, not a recomputation (with its warnings, already said).
+ * A changed lease arrives as a new object, so it is always computed afresh.
+ */
+export class PeerMemo<T> {
+  private readonly results = new WeakMap<Lease, { own: Lease; value: T }>();
+
+  get(own: Lease, peer: Lease, compute: () => T): T {
+    const hit = this.results.get(peer);
+    if (hit && hit.own === own) return hit.value;
+    const value = compute();
+    this.results.set(peer, { own, value });
+    return value;
+  }
+}

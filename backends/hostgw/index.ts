@@ -4,43 +4,47 @@
 // Dual-stack: the same rule per family, IPv6 subnets via PublicIPv6.
 import type { BackendFactory, ExternalInterface } from '../backend.js';
 import type { PeerWarnings } from '../peer-warnings.js';
-import { directRoute, isOnLink, isSelf, NodeFamilies, otherBackendRoute } from '../peers.js';
-import { emptyState, type DesiredState } from '../../src/dataplane/state.js';
+import { directRoute, isOnLink, isSelf, NodeFamilies, otherBackendRoute, PeerMemo } from '../peers.js';
+import { emptyState, type DesiredState, type Route } from '../../src/dataplane/state.js';
 import type { Lease } from '../../src/subnet/lease.js';
 import { parseHostGwOptions } from './options.js';
 
 const HOST_GW = 'host-gw';
 
-export function hostGwDesired(own: Lease, peers: readonly Lease[], ext: ExternalInterface, warnings: PeerWarnings): DesiredState {
+/** `memo` (one per backend instance and family) keeps each peer's route while its lease stays the same. */
+export function hostGwDesired(own: Lease, peers: readonly Lease[], ext: ExternalInterface, warnings: PeerWarnings, memo?: PeerMemo<Route | undefined>): DesiredState {
   const state = emptyState();
   warnings.retain(peers);
   for (const peer of peers) {
-    if (isSelf(own, peer)) continue;
-    if (peer.attrs.backendType !== HOST_GW) {
-      const route = otherBackendRoute(peer, HOST_GW, ext, warnings);
-      if (route) state.routes.push(route);
-      continue;
-    }
-    if (!isOnLink(peer, ext)) {
-      const nets = ext.connected.map(String).join(', ') || 'none';
-      warnings.warn(peer, `host-gw cannot reach peer ${peer.subnet} at ${peer.attrs.publicIP}: not on a network directly connected to ${ext.name} (${nets}); use the vxlan backend for nodes on other segments`);
-      continue;
-    }
-    warnings.clear(peer);
-    state.routes.push(directRoute(peer, ext));
+    const route = memo ? memo.get(own, peer, () => peerRoute(own, peer, ext, warnings)) : peerRoute(own, peer, ext, warnings);
+    if (route) state.routes.push(route);
   }
   return state;
+}
+
+/** The route to one peer, undefined for this node itself and for peers it cannot reach (warned about). */
+function peerRoute(own: Lease, peer: Lease, ext: ExternalInterface, warnings: PeerWarnings): Route | undefined {
+  if (isSelf(own, peer)) return undefined;
+  if (peer.attrs.backendType !== HOST_GW) return otherBackendRoute(peer, HOST_GW, ext, warnings);
+  if (!isOnLink(peer, ext)) {
+    const nets = ext.connected.map(String).join(', ') || 'none';
+    warnings.warn(peer, `host-gw cannot reach peer ${peer.subnet} at ${peer.attrs.publicIP}: not on a network directly connected to ${ext.name} (${nets}); use the vxlan backend for nodes on other segments`);
+    return undefined;
+  }
+  warnings.clear(peer);
+  return directRoute(peer, ext);
 }
 
 export const createHostGwBackend: BackendFactory = async (ctx) => {
   parseHostGwOptions(ctx.config.backend.raw); // rejects keys host-gw does not take
   const families = new NodeFamilies(ctx.logger);
+  const memos = { 4: new PeerMemo<Route | undefined>(), 6: new PeerMemo<Route | undefined>() };
   return {
     type: HOST_GW,
     mtu: ctx.ext.mtu,
     backendData: null,
     // Each family routes via the peer's address of that family (PublicIP, PublicIPv6).
-    desired: (own, peers) => families.desired(own, peers, ctx.ext, (v) => hostGwDesired(v.own, v.peers, v.ext, v.warnings)),
+    desired: (own, peers) => families.desired(own, peers, ctx.ext, (v) => hostGwDesired(v.own, v.peers, v.ext, v.warnings, memos[v.family])),
     // Nothing to stop: the routes are the reconciler's to keep or remove.
     stop: async () => {},
   };

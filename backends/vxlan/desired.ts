@@ -4,10 +4,10 @@
 // learning is off, so the kernel never floods or ARPs across the tunnel.
 // Written for one family; a dual-stack node runs it per family (NodeFamilies).
 import type { ExternalInterface } from '../backend.js';
-import { directRoute, isOnLink, isSelf, otherBackendRoute } from '../peers.js';
+import { directRoute, isOnLink, isSelf, otherBackendRoute, type PeerMemo } from '../peers.js';
 import type { PeerWarnings } from '../peer-warnings.js';
 import { isJsonObject, jsonType } from '../../src/config/fields.js';
-import { emptyState, WEFT_LINK_PREFIX, type DesiredState } from '../../src/dataplane/state.js';
+import { emptyState, WEFT_LINK_PREFIX, type DesiredState, type Fdb, type Neigh, type Route } from '../../src/dataplane/state.js';
 import type { Family } from '../../src/core/cidr.js';
 import type { Lease } from '../../src/subnet/lease.js';
 import { parseUnicastMac } from './mac.js';
@@ -27,7 +27,19 @@ export interface VxlanSetup {
   /** This node's VTEP MAC. */
   mac: string;
   warnings: PeerWarnings;
+  /** Each peer's part, kept while its lease stays the same (one per backend instance and family). */
+  memo?: PeerMemo<VxlanPeerPart>;
 }
+
+/**
+ * What one peer contributes, apart from MAC clashes (which depend on the
+ * other peers): nothing, a direct route, or its VTEP MAC with the entries
+ * that tunnel to it.
+ */
+export type VxlanPeerPart =
+  | { kind: 'none' }
+  | { kind: 'route'; route: Route }
+  | { kind: 'vtep'; mac: string; direct?: Route; neigh?: Neigh; fdb?: Fdb; route?: Route };
 
 /**
  * One device per family, as flannel has (flannel.<VNI>, flannel-v6.<VNI>):
@@ -61,35 +73,57 @@ export function vxlanDesired(own: Lease, peers: readonly Lease[], setup: VxlanSe
   state.addrs.push({ dev, cidr: `${own.subnet.ip}/${own.subnet.ip.bits}` });
 
   warnings.retain(peers);
+  const parts = [...peers].sort(bySubnet).map((peer) => ({ peer, part: setup.memo ? setup.memo.get(own, peer, () => peerPart(own, peer, dev, setup)) : peerPart(own, peer, dev, setup) }));
   // A MAC claimed twice would make FDB entries fight; in subnet order, the first claim wins.
-  const macOwner = new Map<string, string>([[mac, 'this node']]);
-  for (const peer of [...peers].sort(bySubnet)) {
-    if (isSelf(own, peer)) continue;
-    if (peer.attrs.backendType !== VXLAN) {
-      const route = otherBackendRoute(peer, VXLAN, ext, warnings);
-      if (route) state.routes.push(route);
+  const macOwner = new Map<string, Lease | 'this node'>([[mac, 'this node']]);
+  for (const { peer, part } of parts) {
+    if (part.kind === 'none') continue;
+    if (part.kind === 'route') {
+      state.routes.push(part.route);
       continue;
     }
-    const vtep = peerVtepMac(peer, setup);
-    const owner = vtep.mac && macOwner.get(vtep.mac);
-    if (vtep.problem || owner) {
-      const problem = vtep.problem ?? `its VtepMAC ${vtep.mac} is already used by ${owner}`;
-      warnings.warn(peer, `ignoring vxlan peer ${peer.subnet} at ${peer.attrs.publicIP}: ${problem}`);
+    const owner = macOwner.get(part.mac);
+    if (owner) {
+      const by = owner === 'this node' ? owner : `peer ${owner.subnet}`;
+      warnings.warn(peer, `ignoring vxlan peer ${peer.subnet} at ${peer.attrs.publicIP}: its VtepMAC ${part.mac} is already used by ${by}`);
       continue;
     }
-    macOwner.set(vtep.mac!, `peer ${peer.subnet}`);
+    macOwner.set(part.mac, peer);
     warnings.clear(peer);
-
-    if (options.directRouting && isOnLink(peer, ext)) {
-      state.routes.push(directRoute(peer, ext));
+    if (part.direct) {
+      state.routes.push(part.direct);
       continue;
     }
-    const gateway = peer.subnet.ip.toString();
-    state.neighs.push({ dev, ip: gateway, mac: vtep.mac! });
-    state.fdb.push({ dev, mac: vtep.mac!, dst: peer.attrs.publicIP.toString() });
-    state.routes.push({ dst: peer.subnet.toString(), via: gateway, dev, onlink: true });
+    state.neighs.push(part.neigh!);
+    state.fdb.push(part.fdb!);
+    state.routes.push(part.route!);
   }
   return state;
+}
+
+/** One peer's part; warns (once) about a peer of another backend or with unusable BackendData. */
+function peerPart(own: Lease, peer: Lease, dev: string, setup: VxlanSetup): VxlanPeerPart {
+  const { options, ext, warnings } = setup;
+  if (isSelf(own, peer)) return { kind: 'none' };
+  if (peer.attrs.backendType !== VXLAN) {
+    const route = otherBackendRoute(peer, VXLAN, ext, warnings);
+    return route ? { kind: 'route', route } : { kind: 'none' };
+  }
+  const vtep = peerVtepMac(peer, setup);
+  if (vtep.problem) {
+    warnings.warn(peer, `ignoring vxlan peer ${peer.subnet} at ${peer.attrs.publicIP}: ${vtep.problem}`);
+    return { kind: 'none' };
+  }
+  const mac = vtep.mac!;
+  if (options.directRouting && isOnLink(peer, ext)) return { kind: 'vtep', mac, direct: directRoute(peer, ext) };
+  const gateway = peer.subnet.ip.toString();
+  return {
+    kind: 'vtep',
+    mac,
+    neigh: { dev, ip: gateway, mac },
+    fdb: { dev, mac, dst: peer.attrs.publicIP.toString() },
+    route: { dst: peer.subnet.toString(), via: gateway, dev, onlink: true },
+  };
 }
 
 function bySubnet(a: Lease, b: Lease): number {

@@ -2,17 +2,18 @@
 // The pure part (desired state) lives in desired.ts.
 import type { Logger } from 'pino';
 import { extSides, MIN_DEVICE_MTU, type BackendFactory, type ExternalInterface } from '../backend.js';
-import { NodeFamilies } from '../peers.js';
+import { NodeFamilies, PeerMemo } from '../peers.js';
 import { parseVxlanOptions, type VxlanOptions } from './options.js';
 import type { Family } from '../../src/core/cidr.js';
 import { WeftError } from '../../src/errors.js';
-import { VXLAN, vxlanDesired, vxlanMtu, vxlanOverhead, type VxlanBackendData } from './desired.js';
+import { VXLAN, vxlanDesired, vxlanMtu, vxlanOverhead, type VxlanBackendData, type VxlanPeerPart } from './desired.js';
 import { vtepMac } from './mac.js';
 
 
 export const createVxlanBackend: BackendFactory = async (ctx) => {
   const options = parseVxlanOptions(ctx.config.backend.raw);
   const families = new NodeFamilies(ctx.logger);
+  const memos = { 4: new PeerMemo<VxlanPeerPart>(), 6: new PeerMemo<VxlanPeerPart>() };
   // The interface's side and VTEP MAC of each family the node may run (IPv6 only with EnableIPv6).
   const sides = extSides(ctx.ext, Boolean(ctx.config.ipv6)).map((ext) => ({
     ext,
@@ -31,7 +32,7 @@ export const createVxlanBackend: BackendFactory = async (ctx) => {
     ...(sides.length > 1 ? { backendV6Data: backendData(6) } : {}),
     tunnelPort: options.port,
     desired: (own, peers) =>
-      families.desired(own, peers, ctx.ext, (v) => vxlanDesired(v.own, v.peers, { options, ext: v.ext, mac: sideOf(v.family).mac, warnings: v.warnings })),
+      families.desired(own, peers, ctx.ext, (v) => vxlanDesired(v.own, v.peers, { options, ext: v.ext, mac: sideOf(v.family).mac, warnings: v.warnings, memo: memos[v.family] })),
     // The devices and entries are the reconciler's to keep or remove.
     stop: async () => {},
   };

@@ -11,13 +11,12 @@ export function vtepMac(identity: string): string {
   return formatMac(bytes);
 }
 
-/** The MAC in canonical lowercase form if `value` is a unicast MAC, else undefined. */
+/** The MAC in canonical lowercase form if `value` is a unicast MAC, else undefined. Runs per peer on every lease event. */
 export function parseUnicastMac(value: unknown): string | undefined {
   if (typeof value !== 'string' || !/^[0-9a-fA-F]{2}(:[0-9a-fA-F]{2}){5}$/.test(value)) return undefined;
-  const bytes = value.split(':').map((b) => parseInt(b, 16));
-  if ((bytes[0]! & 0x01) !== 0) return undefined; // multicast or broadcast
-  if (bytes.every((b) => b === 0)) return undefined;
-  return formatMac(bytes);
+  if ((parseInt(value.slice(0, 2), 16) & 0x01) !== 0) return undefined; // multicast or broadcast
+  if (/^00(:00){5}$/.test(value)) return undefined;
+  return value.toLowerCase();
 }
 
 function formatMac(bytes: ArrayLike<number>): string {

@@ -76,6 +76,8 @@ export class Agent {
   /** Data-plane work (programming, backend switches) runs one at a time, in order. */
   private readonly work = new SerialQueue();
   private readonly lease: LeaseKeeper;
+  /** A programming pass queued and not started yet: it reads the peers when it starts, so later events join it. */
+  private pendingPass?: Promise<void>;
   /** Why the last programming pass failed, so a failure repeated pass after pass is logged once. */
   private programFailure?: string;
   private readonly counters: AgentCounters = {
@@ -206,9 +208,14 @@ export class Agent {
     void this.program();
   }
 
-  /** Recomputes desired state and applies it; serialised so runs never overlap. */
+  /**
+   * Recomputes desired state and applies it; serialised so runs never overlap.
+   * A burst of lease events while a pass runs costs one more pass, not one per event.
+   */
   private program(): Promise<void> {
-    return this.serial(async () => {
+    if (this.pendingPass) return this.pendingPass;
+    const pass = this.serial(async () => {
+      this.pendingPass = undefined;
       try {
         await this.programNow();
         this.programFailure = undefined;
@@ -220,6 +227,8 @@ export class Agent {
         this.programFailure = why;
       }
     });
+    this.pendingPass = pass;
+    return pass;
   }
 
   /**

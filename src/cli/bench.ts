@@ -9,6 +9,7 @@ import { TOPOLOGIES, parseIpFamily, type Topology } from '../lab/topology.js';
 import { labNetConfFlags, labNetConfFrom } from './lab.js';
 
 const HELP = `usage: weft bench --backend host-gw|vxlan|udp|bgp [flags]
+       weft bench scale [--nodes 100,300,1000] [--joins 40] [--out DIR]   (see weft bench scale --help)
        weft bench bgp-scale [--clients 30] [--joins 5] [--out DIR]   (2 route reflectors, N clients; --help)
 
   --reps N            repetitions per variant (default 3, at least 3 for a median worth reading)
@@ -35,6 +36,7 @@ export function wholeNumber(text: string, flag: string, min: number): number {
 }
 
 export async function run(argv: string[]): Promise<number> {
+  if (argv[0] === 'scale') return (await import('../bench/scale/cli.js')).run(argv.slice(1));
   if (argv[0] === 'bgp-scale') return (await import('./bench-bgp-scale.js')).run(argv.slice(1));
   const { values } = parseArgs({
     args: argv,

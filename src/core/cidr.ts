@@ -8,6 +8,9 @@ const WIDTH: Record<Family, number> = { 4: 32, 6: 128 };
 
 /** An IP address as a family plus an unsigned integer. */
 export class IP {
+  /** The text form, made once: backends render every peer's addresses on every lease event (private: not part of equality). */
+  #text?: string;
+
   private constructor(readonly family: Family, readonly value: bigint) {}
 
   static parse(text: string): IP {
@@ -58,12 +61,15 @@ export class IP {
   }
 
   toString(): string {
-    return ipaddr.fromByteArray(this.toBytes()).toString();
+    return (this.#text ??= ipaddr.fromByteArray(this.toBytes()).toString());
   }
 }
 
 /** A network prefix whose address has no host bits set. */
 export class Cidr {
+  #text?: string;
+  #key?: string;
+
   private constructor(readonly ip: IP, readonly prefixLen: number) {}
 
   /** Parses "10.1.0.0/16"; host bits must be zero unless `loose` is set. */
@@ -137,7 +143,7 @@ export class Cidr {
 
   /** Flannel's key form: "10.5.3.0-24". */
   toKey(): string {
-    return `${this.ip}-${this.prefixLen}`;
+    return (this.#key ??= `${this.ip}-${this.prefixLen}`);
   }
 
   static fromKey(key: string): Cidr {
@@ -147,6 +153,6 @@ export class Cidr {
   }
 
   toString(): string {
-    return `${this.ip}/${this.prefixLen}`;
+    return (this.#text ??= `${this.ip}/${this.prefixLen}`);
   }
 }

@@ -21,6 +21,11 @@ export class SaidOnce {
     this.said.delete(key);
   }
 
+  /** How many keys have something said about them. */
+  get size(): number {
+    return this.said.size;
+  }
+
   /** Forgets every key `keep` does not hold (things that are gone). */
   retain(keep: { has(key: string): boolean }): void {
     for (const key of this.said.keys()) if (!keep.has(key)) this.said.delete(key);

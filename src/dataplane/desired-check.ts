@@ -19,8 +19,28 @@ export function normaliseMac(text: unknown): string | undefined {
   return MAC_RE.test(mac) ? mac : undefined;
 }
 
+/**
+ * Canonical forms already worked out. Every pass normalises every kernel
+ * route and every desired entry, and they are the same strings pass after
+ * pass (a thousand peers: thousands of parses a pass). Bounded.
+ */
+const canonical = new Map<string, string | undefined>();
+const CANONICAL_LIMIT = 100_000;
+
+function remembered(key: string, make: () => string | undefined): string | undefined {
+  if (canonical.has(key)) return canonical.get(key);
+  const value = make();
+  if (canonical.size >= CANONICAL_LIMIT) canonical.clear();
+  canonical.set(key, value);
+  return value;
+}
+
 export function normaliseIP(text: unknown): string | undefined {
   if (typeof text !== 'string') return undefined;
+  return remembered(`ip|${text}`, () => parsedIP(text));
+}
+
+function parsedIP(text: string): string | undefined {
   try {
     return IP.parse(text).toString();
   } catch {
@@ -34,6 +54,10 @@ export function normaliseIP(text: unknown): string | undefined {
  */
 export function normaliseDst(text: unknown, family?: Family): string | undefined {
   if (typeof text !== 'string') return undefined;
+  return remembered(`dst${family ?? ''}|${text}`, () => parsedDst(text, family));
+}
+
+function parsedDst(text: string, family?: Family): string | undefined {
   if (text === 'default') return family === 6 ? '::/0' : family === 4 ? '0.0.0.0/0' : undefined;
   try {
     if (!text.includes('/')) {

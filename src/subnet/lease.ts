@@ -99,5 +99,11 @@ export function leaseFamilies(lease: Lease): Family[] {
 
 /** Each lease's half of `family`, leaving out the leases without one. */
 export function leaseHalves(leases: readonly Lease[], family: Family): Lease[] {
-  return leases.flatMap((l) => leaseHalf(l, family) ?? []);
+  // A plain loop: this runs over every peer on every lease event.
+  const out: Lease[] = [];
+  for (const l of leases) {
+    const half = leaseHalf(l, family);
+    if (half) out.push(half);
+  }
+  return out;
 }
