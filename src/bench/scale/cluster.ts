@@ -69,9 +69,10 @@ export interface WorkerCounters {
   renewalFailures: number;
   relists: number;
   watchRetries: number;
-  /** The steady nodes' own etcd requests (weft_etcd_requests_total): lists of the lease directory, single-key reads, all other calls. */
+  /** The steady nodes' own etcd requests (weft_etcd_requests_total): lists of the lease directory, single-key reads, lease keepalives, all other calls. */
   steadyLists: number;
   steadyRanges: number;
+  steadyKeepalives: number;
   steadyOtherRequests: number;
 }
 

@@ -65,9 +65,9 @@ export interface ScaleResult {
     /**
      * The steady nodes' own requests in the window, from their subnet
      * managers' counters: lists of the lease directory (a re-list), single-key
-     * reads (a renewal reads its key once per try) and every other call.
+     * reads (a renewal reads its key once per try, then sends one keepalive), keepalives and every other call.
      */
-    steadyRequests: { lists: number; ranges: number; other: number };
+    steadyRequests: { lists: number; ranges: number; keepalives: number; other: number };
     watchers: number;
     watchStreams: number;
     perChange: { requests: number; receivedBytes: number; sentBytes: number; watchMessages: number };
@@ -138,7 +138,7 @@ function percentile(sorted: readonly number[], p: number): number {
 }
 
 function sumCounters(list: readonly WorkerCounters[]): WorkerCounters {
-  const out: WorkerCounters = { agents: 0, renewals: 0, reacquisitions: 0, eventBatches: 0, snapshots: 0, rss: 0, heapUsed: 0, desiredMs: 0, desiredCalls: 0, renewalFailures: 0, relists: 0, watchRetries: 0, steadyLists: 0, steadyRanges: 0, steadyOtherRequests: 0 };
+  const out: WorkerCounters = { agents: 0, renewals: 0, reacquisitions: 0, eventBatches: 0, snapshots: 0, rss: 0, heapUsed: 0, desiredMs: 0, desiredCalls: 0, renewalFailures: 0, relists: 0, watchRetries: 0, steadyLists: 0, steadyRanges: 0, steadyKeepalives: 0, steadyOtherRequests: 0 };
   for (const c of list) for (const k of Object.keys(out) as (keyof WorkerCounters)[]) out[k] += c[k];
   return out;
 }
@@ -272,6 +272,7 @@ export async function runScale(opts: ScaleOptions): Promise<ScaleResult> {
         steadyRequests: {
           lists: countersAfter.steadyLists - countersBefore.steadyLists,
           ranges: countersAfter.steadyRanges - countersBefore.steadyRanges,
+          keepalives: countersAfter.steadyKeepalives - countersBefore.steadyKeepalives,
           other: countersAfter.steadyOtherRequests - countersBefore.steadyOtherRequests,
         },
         watchers: window.watchers,

@@ -178,14 +178,15 @@ async function joinOne(node: number): Promise<void> {
   agent.watch();
 }
 
-/** The steady nodes' own etcd requests (their subnet managers' counters): lists, single-key reads, the rest. */
-function steadyRequests(): Pick<WorkerCounters, 'steadyLists' | 'steadyRanges' | 'steadyOtherRequests'> {
-  const sums = { steadyLists: 0, steadyRanges: 0, steadyOtherRequests: 0 };
+/** The steady nodes' own etcd requests (their subnet managers' counters): lists, single-key reads, keepalives, the rest. */
+function steadyRequests(): Pick<WorkerCounters, 'steadyLists' | 'steadyRanges' | 'steadyKeepalives' | 'steadyOtherRequests'> {
+  const sums = { steadyLists: 0, steadyRanges: 0, steadyKeepalives: 0, steadyOtherRequests: 0 };
   for (const a of agents) {
     if (!a.steady) continue;
     for (const [call, n] of Object.entries(a.requests())) {
       if (call === 'list') sums.steadyLists += n;
       else if (call === 'range') sums.steadyRanges += n;
+      else if (call === 'keepalive') sums.steadyKeepalives += n;
       else sums.steadyOtherRequests += n;
     }
   }
