@@ -1,12 +1,14 @@
 // A three-member etcd losing one member at a time, as production etcd does:
 // the leader is SIGKILLed (a node joins meanwhile) and restarted, then a
 // follower is SIGKILLed (a node leaves meanwhile) and restarted, then two
-// members go at once (the quorum is lost: every /readyz names etcd, /healthz
-// stays 200, the routes stay exactly as they were) and come back (every
+// members go at once for longer than the lease TTL (the quorum is lost:
+// every /readyz names etcd, /healthz stays 200, the routes stay exactly as
+// they were, no lease expires without a leader) and come back (every
 // agent ready again, its watch resumed without a re-list). Throughout,
 // the agents renew their short leases without re-acquiring them, every other
 // agent's routes follow the join and the leave, and established pod flows
 // across nodes lose no packet. The loss in each fault's window is reported.
+import { setTimeout as sleep } from 'node:timers/promises';
 import t from 'tap';
 import type { Lab, LabNode } from '../../src/lab/lab.js';
 import { freshLab, routesOf, until, waitUntil } from './support/lab-fixture.js';
@@ -18,6 +20,8 @@ import { PingFlow } from './support/watched-process.js';
  * lands before the lease expires.
  */
 const LEASE_TTL = '15s';
+/** How long the quorum stays lost: longer than the lease TTL. */
+const OUTAGE_MS = 20_000;
 
 async function counter(lab: Lab, node: LabNode, name: string): Promise<number | undefined> {
   const { status, body } = await lab.agentHttp(node, '/metrics');
@@ -109,15 +113,18 @@ t.test('etcd with 3 members: leader and follower SIGKILLed while nodes join and 
   const victims = lab.etcdMembers.filter((m) => m.running).slice(0, 2);
   let atReturn: Record<string, number>[] = [];
   let backAt: Record<string, number>[] = [];
-  await during(`quorum lost (${victims.map((m) => m.name).join(' and ')} SIGKILLed) and back`, async () => {
+  await during(`quorum lost (${victims.map((m) => m.name).join(' and ')} SIGKILLed) for ${OUTAGE_MS / 1000} s, longer than the lease TTL, and back`, async () => {
     await Promise.all(victims.map((m) => lab.killEtcdMember(m.name)));
+    const lostAt = Date.now();
     const saying = await waitUntil(
       async () => (await Promise.all(base.map((n) => lab.agentHttp(n, '/readyz')))).every((r) => r.status === 503 && /"part":"etcd"/.test(r.body)),
       { timeoutMs: 60_000, intervalMs: 500 },
     );
     t.ok(saying.ok, "with the quorum lost, every agent's /readyz is 503 and names the etcd part");
+    // etcd stays unusable for longer than the lease TTL: no lease may expire without a leader, and nothing may change.
+    await sleep(Math.max(0, lostAt + OUTAGE_MS - Date.now()));
     t.same((await Promise.all(base.map((n) => lab.agentHttp(n, '/healthz')))).map((r) => r.status), base.map(() => 200), '/healthz stays 200 on every agent');
-    t.same(await Promise.all(base.map((n) => routesOf(lab, n))), routesBefore, 'the data plane stays exactly as it was');
+    t.same(await Promise.all(base.map((n) => routesOf(lab, n))), routesBefore, `after ${OUTAGE_MS / 1000} s without a quorum (the lease TTL is ${LEASE_TTL}), the data plane is exactly as it was`);
     atReturn = await Promise.all(base.map((n) => etcdRequests(lab, n)));
     await Promise.all(victims.map((m) => lab.restartEtcdMember(m.name)));
     const ready = await waitUntil(async () => (await Promise.all(base.map((n) => lab.agentReady(n)))).every(Boolean), { timeoutMs: 60_000, intervalMs: 200 });
