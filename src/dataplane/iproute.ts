@@ -202,6 +202,8 @@ export class Iproute implements KernelAdapter {
   readonly netns?: string;
   private readonly onSpawn?: IprouteOptions['onSpawn'];
   private readonly timeoutMs: number;
+  /** weft's vxlan links in the last snapshot: the next one reads their FDB in the same round as the links. */
+  private lastVxlans: string[] = [];
 
   constructor(opts: IprouteOptions = {}) {
     if (opts.netns !== undefined) this.netns = opts.netns;
@@ -239,6 +241,11 @@ export class Iproute implements KernelAdapter {
         if (/not supported/i.test(String(err))) return { docs: [[], []], stderr: '' };
         throw err;
       });
+    // FDB entries only of weft's vxlan links (a host bridge's table can be large), read alongside
+    // the links for the vxlan links the last snapshot found: one round of processes, not two.
+    const guessed = this.lastVxlans;
+    const fdbGuess = guessed.length ? this.readFdb(guessed) : undefined;
+    fdbGuess?.catch(() => undefined); // awaited below; handled now in case the link read fails first
     const [a, b] = await Promise.all([v4, v6]);
     const [links, addrs, owned4, all4, neighs] = a.docs;
     const [owned6, all6] = b.docs;
@@ -249,20 +256,26 @@ export class Iproute implements KernelAdapter {
       neighs: parseNeighs(neighs),
       fdb: [],
     };
-    // FDB entries only of weft's vxlan links: a host bridge's table can be large.
     const vxlans = snap.links.filter((l) => l.kind === 'vxlan' && l.name.startsWith(WEFT_LINK_PREFIX)).map((l) => l.name);
-    if (vxlans.length) {
-      // With a device filter entries omit the device name: pair documents with
-      // the lines that did not fail (a link may vanish between the two reads).
-      const res = await this.read('bridge', ['-json'], vxlans.map((n) => `fdb show dev ${n}`), true);
-      const failed = parseBatchErrors(res.stderr);
-      for (const [, text] of failed) {
-        if (!ALREADY_GONE.test(text)) throw userCause('bridge', text, this.netns) ?? new Error(`bridge fdb show: ${text}`);
-      }
-      const shown = vxlans.filter((_, i) => !failed.has(i + 1));
-      snap.fdb = shown.flatMap((dev, i) => parseFdb(res.docs[i], dev));
-    }
+    this.lastVxlans = vxlans;
+    const fromGuess = fdbGuess ? await fdbGuess : [];
+    // A link the guess missed (new since the last snapshot) is read now; one it named that is gone is dropped.
+    const missed = vxlans.filter((n) => !guessed.includes(n));
+    const late = missed.length ? await this.readFdb(missed) : [];
+    snap.fdb = [...fromGuess, ...late].filter((e) => vxlans.includes(e.dev));
     return snap;
+  }
+
+  /** The FDB entries of `devs`, one `bridge` process; a device that is gone (it may vanish meanwhile) has none. */
+  private async readFdb(devs: readonly string[]): Promise<KernelSnapshot['fdb']> {
+    // With a device filter entries omit the device name: pair documents with the lines that did not fail.
+    const res = await this.read('bridge', ['-json'], devs.map((n) => `fdb show dev ${n}`), true);
+    const failed = parseBatchErrors(res.stderr);
+    for (const [, text] of failed) {
+      if (!ALREADY_GONE.test(text)) throw userCause('bridge', text, this.netns) ?? new Error(`bridge fdb show: ${text}`);
+    }
+    const shown = devs.filter((_, i) => !failed.has(i + 1));
+    return shown.flatMap((dev, i) => parseFdb(res.docs[i], dev));
   }
 
   /** Runs each batch as one process, in order; a failing line does not stop the rest (-force). */

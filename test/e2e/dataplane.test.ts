@@ -196,6 +196,40 @@ if (process.getuid?.() !== 0) {
     await r.stop();
   });
 
+  t.test('FDB entries are read in the links\' round for the vxlan links seen before; a new link after it, a gone one dropped', async (t) => {
+    const reads: string[] = [];
+    const k = new Iproute({ netns: NS, onSpawn: (i) => reads.push(i.tool) });
+    const addVxlan = (name: string, vni: number, mac: string): void => {
+      ip('link', 'add', name, 'type', 'vxlan', 'id', String(vni), 'dstport', '8472', 'dev', 'eth0', 'nolearning');
+      sh('bridge', ['-n', NS, 'fdb', 'append', mac, 'dev', name, 'dst', '10.99.0.7', 'self', 'permanent']);
+    };
+    const mine = (snap: Awaited<ReturnType<Iproute['snapshot']>>): string[] => snap.fdb.filter((e) => e.dev.startsWith('weft.7')).map((e) => `${e.dev} ${e.mac}`).sort();
+    const round = async (): Promise<{ fdb: string[]; bridgeReads: number }> => {
+      reads.length = 0;
+      const snap = await k.snapshot();
+      return { fdb: mine(snap), bridgeReads: reads.filter((r) => r === 'bridge').length };
+    };
+    t.teardown(() => {
+      for (const l of ['weft.71', 'weft.72']) spawnSync('ip', ['-n', NS, 'link', 'del', l], { stdio: 'ignore' });
+    });
+    addVxlan('weft.71', 71, '0e:57:00:00:07:01');
+    const first = await round();
+    addVxlan('weft.72', 72, '0e:57:00:00:07:02');
+    const second = await round();
+    ip('link', 'del', 'weft.71');
+    const third = await round();
+    const fourth = await round();
+    t.same([first, second, third, fourth], [
+      // First: no link known yet, so the FDB is read once the links are.
+      { fdb: ['weft.71 0e:57:00:00:07:01'], bridgeReads: 1 },
+      // weft.71 (and weft.42 from the tests before) read alongside the links, the new weft.72 after them.
+      { fdb: ['weft.71 0e:57:00:00:07:01', 'weft.72 0e:57:00:00:07:02'], bridgeReads: 2 },
+      // weft.71 is gone: its read fails quietly and nothing of it remains.
+      { fdb: ['weft.72 0e:57:00:00:07:02'], bridgeReads: 1 },
+      { fdb: ['weft.72 0e:57:00:00:07:02'], bridgeReads: 1 },
+    ], 'every vxlan link\'s FDB entries, in one round of reads once its link is known');
+  });
+
   t.test('teardown removes weft routes and links, nothing else', async (t) => {
     ip('route', 'add', '10.201.0.0/24', 'via', '10.99.0.9');
     ip('tuntap', 'add', 'weft0', 'mode', 'tun');
