@@ -1,7 +1,7 @@
 // `weft bench bgp-scale`: the bgp backend with route reflectors at the size of
 // a real cluster's rack, and its memory worked out for 1000 nodes.
 import { resolve } from 'node:path';
-import { parseArgs } from 'node:util';
+import { parseCommand } from './flags.js';
 import { formatBgpScaleMarkdown, runBgpScale, writeBgpScaleReport } from '../bench/bgp-scale.js';
 import { wholeNumber } from './bench.js';
 
@@ -22,21 +22,17 @@ from the joins and from a throwaway BIRD that makes every node carry about
 1000 routes. Needs root, like "weft lab".`;
 
 export async function run(argv: string[]): Promise<number> {
-  const { values } = parseArgs({
-    args: argv,
-    options: {
+  const values = parseCommand(
+    argv,
+    {
       clients: { type: 'string', default: '30' },
       joins: { type: 'string', default: '5' },
       name: { type: 'string', default: 'bgpscale' },
       out: { type: 'string', default: 'bench-results' },
-      help: { type: 'boolean', short: 'h' },
     },
-    strict: true,
-  });
-  if (values.help) {
-    process.stdout.write(HELP + '\n');
-    return 0;
-  }
+    HELP,
+  );
+  if (!values) return 0;
   const result = await runBgpScale({
     clients: wholeNumber(values.clients ?? '30', '--clients', 1),
     joins: wholeNumber(values.joins ?? '5', '--joins', 1),

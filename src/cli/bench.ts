@@ -1,6 +1,6 @@
 // `weft bench`: a backend against its hand-built equal, in one run.
 import { resolve } from 'node:path';
-import { parseArgs } from 'node:util';
+import { parseCommand } from './flags.js';
 import { formatMarkdown, writeReport } from '../bench/report.js';
 import { runBench } from '../bench/runner.js';
 import type { BackendType } from '../config/netconf.js';
@@ -36,24 +36,20 @@ export function wholeNumber(text: string, flag: string, min: number): number {
 }
 
 export async function run(argv: string[]): Promise<number> {
-  if (argv[0] === 'scale') return (await import('../bench/scale/cli.js')).run(argv.slice(1));
+  if (argv[0] === 'scale') return (await import('./bench-scale.js')).run(argv.slice(1));
   if (argv[0] === 'bgp-scale') return (await import('./bench-bgp-scale.js')).run(argv.slice(1));
-  const { values } = parseArgs({
-    args: argv,
-    options: {
+  const values = parseCommand(
+    argv,
+    {
       ...labNetConfFlags,
       reps: { type: 'string', default: '3' },
       seconds: { type: 'string', default: '5' },
       topology: { type: 'string', default: 'flat' },
       out: { type: 'string', default: 'bench-results' },
-      help: { type: 'boolean', short: 'h' },
     },
-    strict: true,
-  });
-  if (values.help) {
-    process.stdout.write(HELP + '\n');
-    return 0;
-  }
+    HELP,
+  );
+  if (!values) return 0;
   const topology = values.topology ?? 'flat';
   if (!(TOPOLOGIES as readonly string[]).includes(topology)) throw new WeftError(`unknown topology "${topology}"`, `use ${TOPOLOGIES.join(' or ')}`);
   const families = parseIpFamily(values['ip-family'] ?? '4');

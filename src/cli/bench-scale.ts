@@ -1,10 +1,11 @@
 // `weft bench scale`: the etcd control plane and one node's reconciler at N nodes.
 import { cpus, loadavg } from 'node:os';
 import { resolve } from 'node:path';
-import { parseArgs } from 'node:util';
-import { WeftError } from '../../errors.js';
-import { formatScaleMarkdown, writeScaleReport } from './report.js';
-import { runScale, type ScaleResult } from './run.js';
+import { WeftError } from '../errors.js';
+import { formatScaleMarkdown, writeScaleReport } from '../bench/scale/report.js';
+import { runScale, type ScaleResult } from '../bench/scale/run.js';
+import { wholeNumber } from './bench.js';
+import { parseCommand } from './flags.js';
 
 export const SCALE_HELP = `usage: weft bench scale [--nodes 100,300,1000] [--joins 40] [--out DIR]
 
@@ -24,28 +25,18 @@ etcd-server package.`;
 
 const NAMESPACE = 'wl-scb-node';
 
-function wholeNumber(text: string, flag: string, min: number): number {
-  const n = Number(text);
-  if (!Number.isInteger(n) || n < min) throw new WeftError(`${flag} "${text}" is not a whole number >= ${min}`, `pass e.g. ${flag} ${min}`);
-  return n;
-}
-
 export async function run(argv: string[]): Promise<number> {
-  const { values } = parseArgs({
-    args: argv,
-    options: {
+  const values = parseCommand(
+    argv,
+    {
       nodes: { type: 'string', default: '100,300,1000' },
       joins: { type: 'string', default: '40' },
       backend: { type: 'string', default: 'vxlan' },
       out: { type: 'string', default: 'bench-results' },
-      help: { type: 'boolean', short: 'h' },
     },
-    strict: true,
-  });
-  if (values.help) {
-    process.stdout.write(SCALE_HELP + '\n');
-    return 0;
-  }
+    SCALE_HELP,
+  );
+  if (!values) return 0;
   const sizes = (values.nodes ?? '').split(',').map((s) => wholeNumber(s.trim(), '--nodes', 2));
   const joins = wholeNumber(values.joins ?? '40', '--joins', 1);
   const backend = values.backend;
