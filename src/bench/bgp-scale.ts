@@ -18,7 +18,7 @@ import { WeftError } from '../errors.js';
 import { mapLimited } from '../lab/command.js';
 import { timeJoin } from '../lab/join-timing.js';
 import { DEFAULT_NETWORK, Lab, type LabNode } from '../lab/lab.js';
-import { median } from './stats.js';
+import { median, percentile } from './stats.js';
 
 /** The size the memory figures are worked out for. */
 export const TARGET_NODES = 1000;
@@ -125,13 +125,6 @@ export function memoryModel(few: Point, many: Point): MemoryModel {
     perSession: costBetween(many.client, many.reflector, sessionsOf),
     perRoute: costBetween(few.client, many.client, routesOf),
   };
-}
-
-/** Nearest-rank percentile of the numbers in `values` (NaN when none). */
-export function percentile(values: readonly (number | null)[], p: number): number {
-  const sorted = values.filter((v): v is number => v !== null).sort((x, y) => x - y);
-  if (sorted.length === 0) return Number.NaN;
-  return sorted[Math.min(sorted.length - 1, Math.max(0, Math.ceil((p / 100) * sorted.length) - 1))]!;
 }
 
 /** `from`'s figures moved linearly to `sessions` and `routes`. */

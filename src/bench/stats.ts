@@ -7,6 +7,13 @@ export function median(values: readonly number[]): number {
   return sorted.length % 2 ? (sorted[mid] as number) : ((sorted[mid - 1] as number) + (sorted[mid] as number)) / 2;
 }
 
+/** Nearest-rank percentile `p` (0-100) of the numbers in `values`, nulls left out (NaN when none). */
+export function percentile(values: readonly (number | null)[], p: number): number {
+  const sorted = values.filter((v): v is number => v !== null).sort((x, y) => x - y);
+  if (sorted.length === 0) return Number.NaN;
+  return sorted[Math.min(sorted.length - 1, Math.max(0, Math.ceil((p / 100) * sorted.length) - 1))]!;
+}
+
 /** a / b, or NaN when b is not a positive number. */
 export function ratio(a: number, b: number): number {
   return b > 0 && Number.isFinite(a) ? a / b : Number.NaN;

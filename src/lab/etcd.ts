@@ -307,6 +307,12 @@ export interface EtcdMemberStatus {
   leader: string;
 }
 
+/** Of `members`, the one that leads by its own word (its id is the leader it reports), or undefined when none does. */
+export async function leaderAmong<M>(members: readonly M[], status: (m: M) => Promise<EtcdMemberStatus | undefined>): Promise<M | undefined> {
+  const statuses = await Promise.all(members.map(status));
+  return members.find((_, i) => statuses[i] !== undefined && statuses[i]!.memberId === statuses[i]!.leader);
+}
+
 /** A member's id and the leader it knows (ids as decimal strings), or undefined when it does not answer. */
 export async function etcdMemberStatus(endpoint: string, opts: { netns?: string; tls?: EtcdTls; etcdctl?: string } = {}): Promise<EtcdMemberStatus | undefined> {
   const argv = [opts.etcdctl ?? '/usr/bin/etcdctl', `--endpoints=${endpoint}`, ...etcdctlTlsArgs(opts.tls), '--dial-timeout=1s', '--command-timeout=2s', 'endpoint', 'status', '-w', 'json'];
@@ -371,10 +377,8 @@ export class EtcdCluster {
   }
 
   /** The member that leads now (by its own word), or undefined when none does (no quorum, an election under way). */
-  async leader(): Promise<EtcdServer | undefined> {
-    const running = this.members.filter((m) => m.running);
-    const statuses = await Promise.all(running.map((m) => m.status()));
-    return running.find((_, i) => statuses[i] !== undefined && statuses[i]!.memberId === statuses[i]!.leader);
+  leader(): Promise<EtcdServer | undefined> {
+    return leaderAmong(this.members.filter((m) => m.running), (m) => m.status());
   }
 
   /** Stops every member and removes their dirs. */

@@ -14,7 +14,7 @@ import { writeSubnetEnv } from '../subnet/subnet-env.js';
 import { agentEntry, agentHttp, agentReady, launchAgent, waitAgentReady } from './agents.js';
 import { runCommand, type CommandOptions, type CommandResult } from './command.js';
 import { unwirePod, wirePod, writePodConf } from './cni.js';
-import { EtcdCluster, EtcdServer, Etcdctl, cleanEnv, etcdMemberStatus, httpUrl, type EtcdTls } from './etcd.js';
+import { EtcdCluster, EtcdServer, Etcdctl, cleanEnv, etcdMemberStatus, httpUrl, leaderAmong, type EtcdTls } from './etcd.js';
 import { labPkiFiles, makeLabPki, type LabPki } from './pki.js';
 import { pingMatrices, pingMatrix, type PingMatrix, type PingOptions } from './ping.js';
 import { checkLabPrerequisites } from './prereqs.js';
@@ -237,10 +237,8 @@ export class Lab {
   }
 
   /** The member that leads now (by its own word), or undefined while none does. */
-  async etcdLeader(): Promise<LabEtcdMemberView | undefined> {
-    const running = this.etcdMembers.filter((m) => m.running);
-    const statuses = await Promise.all(running.map((m) => etcdMemberStatus(m.endpoint, { netns: this.underlayNs, tls: this.etcdTls })));
-    return running.find((_, i) => statuses[i] !== undefined && statuses[i]!.memberId === statuses[i]!.leader);
+  etcdLeader(): Promise<LabEtcdMemberView | undefined> {
+    return leaderAmong(this.etcdMembers.filter((m) => m.running), (m) => etcdMemberStatus(m.endpoint, { netns: this.underlayNs, tls: this.etcdTls }));
   }
 
   /** SIGKILLs an etcd member (as a crash would) and waits until it is gone. */

@@ -1,7 +1,8 @@
 // The bgp-scale benchmark's arithmetic: BIRD's memory total, percentiles of
 // join times, the per-session and per-route costs and the 1000-node figures.
 import t from 'tap';
-import { formatBgpScaleMarkdown, memoryModel, parseBirdMemoryTotal, percentile, project, type BgpScaleResult, type Point, type RoleFigures } from '../../src/bench/bgp-scale.js';
+import { formatBgpScaleMarkdown, memoryModel, parseBirdMemoryTotal, project, type BgpScaleResult, type Point, type RoleFigures } from '../../src/bench/bgp-scale.js';
+import { percentile } from '../../src/bench/stats.js';
 
 const SHOW_MEMORY = `BIRD 2.0.12 ready.
 BIRD memory usage

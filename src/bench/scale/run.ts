@@ -7,6 +7,7 @@ import { dirname, extname, join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { setTimeout as sleep } from 'node:timers/promises';
 import { CLOCK_TICKS_PER_SECOND } from '../cpu.js';
+import { percentile } from '../stats.js';
 import { processCpuTicks } from '../../core/process.js';
 import { EtcdServer, removeEtcdLeftovers } from '../../lab/etcd.js';
 import { createEtcdClient, DEFAULT_ETCD_PREFIX } from '../../subnet/etcd/client.js';
@@ -130,11 +131,6 @@ class Worker {
       await this.exited;
     }
   }
-}
-
-function percentile(sorted: readonly number[], p: number): number {
-  if (!sorted.length) return Number.NaN;
-  return sorted[Math.min(sorted.length - 1, Math.ceil((p / 100) * sorted.length) - 1)]!;
 }
 
 function sumCounters(list: readonly WorkerCounters[]): WorkerCounters {

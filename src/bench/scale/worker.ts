@@ -11,6 +11,7 @@ import { LeaseKeeper } from '../../agent/lease-keeper.js';
 import { parseNetConf } from '../../config/parse.js';
 import { retryUntilDone } from '../../core/retry-log.js';
 import { SerialQueue } from '../../core/serial-queue.js';
+import { mapLimited } from '../../lab/command.js';
 import type { Lease, LeaseEvent } from '../../subnet/lease.js';
 import { EtcdSubnetManager } from '../../subnet/etcd/manager.js';
 import { nodeExt, nodeName, now, scaleNetConf, type FromWorker, type ToWorker, type WorkerCounters, type WorkerStart } from './cluster.js';
@@ -153,20 +154,14 @@ class SimAgent {
  */
 async function startAll(start: WorkerStart): Promise<void> {
   parseNetConf(scaleNetConf(start.backend)); // fail early, in one line, on a bad net-conf
-  const pool = async (fn: (agent: SimAgent) => Promise<unknown>, list: readonly SimAgent[]): Promise<void> => {
-    const queue = [...list];
-    const runOne = async (): Promise<void> => {
-      for (let a = queue.shift(); a !== undefined; a = queue.shift()) await fn(a);
-    };
-    await Promise.all(Array.from({ length: Math.max(1, start.concurrency) }, runOne));
-  };
+  const limit = Math.max(1, start.concurrency);
   const steady = start.nodes.map((i) => new SimAgent(i, true, start));
   agents.push(...steady);
-  await pool((a) => a.acquire(), steady);
-  await pool(async (a) => {
+  await mapLimited(steady, limit, (a) => a.acquire());
+  await mapLimited(steady, limit, async (a) => {
     a.watch();
     await a.watching;
-  }, steady);
+  });
   send({ type: 'ready', agents: agents.length });
 }
 
