@@ -55,6 +55,14 @@ export interface KubeWatchEvent {
   object: Record<string, any>;
 }
 
+export interface KubeWatchOptions {
+  /** The server ends the watch after this long. */
+  timeoutSeconds: number;
+  signal: AbortSignal;
+  /** Told once the server has accepted the watch. */
+  onOpen?: () => void;
+}
+
 /** A list answer: the items as plain JSON and the resourceVersion to watch from. */
 export interface KubeList<T = Record<string, any>> {
   items: T[];
@@ -137,12 +145,13 @@ export class KubeApi {
    * watch a collection from `resourceVersion`, calling `onEvent` for each
    * event, until the server ends the stream (resolves), `signal` aborts
    * (resolves) or the request fails (rejects with KubeApiError for an HTTP
-   * status). `onEvent` returning false stops the watch.
+   * status). `onEvent` returning false stops the watch. `opts.onOpen` is
+   * told when the server has accepted the watch (HTTP 200).
    */
   watch(
     collection: KubeCollection,
     resourceVersion: string,
-    opts: { timeoutSeconds: number; signal: AbortSignal },
+    opts: KubeWatchOptions,
     onEvent: (event: KubeWatchEvent) => boolean,
   ): Promise<void> {
     return new Promise((resolve, reject) => {
@@ -152,7 +161,9 @@ export class KubeApi {
         stopped = true;
         controller?.abort();
       };
+      let ended = false;
       const finish = (err: unknown): void => {
+        ended = true;
         opts.signal.removeEventListener('abort', stop);
         if (!err || stopped || opts.signal.aborted) resolve();
         else reject(asApiError(`watch ${collection}`, err));
@@ -173,6 +184,8 @@ export class KubeApi {
         .then((c) => {
           controller = c;
           if (stopped) c.abort();
+          // The library resolves after the response headers, and after calling `finish` on a refusal.
+          else if (!ended) opts.onOpen?.();
         }, finish);
     });
   }

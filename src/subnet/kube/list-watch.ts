@@ -6,16 +6,12 @@
 import type { Logger } from 'pino';
 import { Backoff, sleep } from '../../core/backoff.js';
 import { loggedSteps } from '../../core/retry-log.js';
-import { KubeApiError, type KubeCollection, type KubeList, type KubeWatchEvent } from './api.js';
+import { KubeApiError, type KubeCollection, type KubeList, type KubeWatchEvent, type KubeWatchOptions } from './api.js';
 
 /** The calls one list-and-watch makes: KubeApi's list for the resource and its watch. */
 export interface ListWatchSource<T> {
   list(signal: AbortSignal): Promise<KubeList<T>>;
-  watch(
-    resourceVersion: string,
-    opts: { timeoutSeconds: number; signal: AbortSignal },
-    onEvent: (event: KubeWatchEvent) => boolean,
-  ): Promise<void>;
+  watch(resourceVersion: string, opts: KubeWatchOptions, onEvent: (event: KubeWatchEvent) => boolean): Promise<void>;
 }
 
 /** A watch event past the loop: ERROR events are the loop's own business. */
@@ -37,7 +33,7 @@ export interface ListWatchOptions<T> {
   onEvent(event: KubeObjectEvent): void;
   /** A failed list or watch, before the backoff wait (410 Gone is not a failure: it lists again). */
   onError?(err: unknown): void;
-  /** A list or a watch answered after a failure, or the first list. */
+  /** A list answered or a watch accepted after a failure, or the first list. */
   onHealthy?(): void;
 }
 
@@ -63,7 +59,8 @@ export async function listAndWatch<T>(opts: ListWatchOptions<T>, signal: AbortSi
       let received = 0;
       let expired = false;
       let failure: Error | undefined;
-      await source.watch(resourceVersion, { timeoutSeconds: watchTimeout(opts.watchTimeoutSeconds), signal }, (event) => {
+      const watchOpts = { timeoutSeconds: watchTimeout(opts.watchTimeoutSeconds), signal, onOpen: healthy };
+      await source.watch(resourceVersion, watchOpts, (event) => {
         if (event.type === 'ERROR') {
           const code = event.object?.code;
           if (code === 410) expired = true;
