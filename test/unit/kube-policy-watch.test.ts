@@ -4,6 +4,9 @@
 // one, watch resume, 410 Gone and a ClusterRole without the new rules.
 // "Nothing else was emitted" is shown by a sentinel change: the next world
 // after the quiet part must be the sentinel's, never by waiting a while.
+import { mkdtempSync, rmSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
 import { setTimeout as sleep } from 'node:timers/promises';
 import { pino } from 'pino';
 import t, { type Test } from 'tap';
@@ -11,6 +14,7 @@ import type { PolicyWorld } from '../../src/policy/types.js';
 import { KUBE_API_CALLS } from '../../src/subnet/kube/api.js';
 import { PolicyWorldWatch } from '../../src/subnet/kube/policy-watch.js';
 import { FakeApiServer, type PodSpec } from '../fixtures/kube/apiserver.js';
+import { ApiServerProcess } from '../fixtures/kube/apiserver-process.js';
 import { kubeConfigFor } from '../fixtures/kube/kubeconfig.js';
 
 async function waitFor<T>(what: string, probe: () => T | undefined | false, timeoutMs = 15_000): Promise<T> {
@@ -32,7 +36,7 @@ interface Running {
 }
 
 /** A started watch on `server`, stopped (and awaited) at the end of `t`. */
-function startWatch(t: Test, server: FakeApiServer, opts: { debounceMs?: number } = {}): Running {
+function startWatch(t: Test, server: { url: string }, opts: { debounceMs?: number } = {}): Running {
   const stop = new AbortController();
   const watch = new PolicyWorldWatch({ kubeConfig: kubeConfigFor(server.url), logger: pino({ level: 'silent' }), watchTimeoutSeconds: 60, ...opts });
   const worlds: PolicyWorld[] = [];
@@ -310,4 +314,42 @@ t.test('the calls made are exactly the pod, namespace and networkpolicy rows of 
   await waitFor('three watches', () => server.openWatches === 3);
   const table = KUBE_API_CALLS.filter((c) => !c.resource.startsWith('nodes')).map((c) => `${c.apiGroup}|${c.resource}|${c.verb}`);
   t.same({ made: [...new Set(callsOf(server))].sort(), unexpected: server.unexpected }, { made: table.sort(), unexpected: [] });
+});
+
+t.test('the API server as a process, driven over IPC: bulk adds, changes, compaction', async (t) => {
+  const dir = mkdtempSync(join(tmpdir(), 'ka-apiserver-'));
+  const server = await ApiServerProcess.start({ host: '127.0.0.1', port: 0, logFile: join(dir, 'apiserver.log') });
+  t.teardown(async () => {
+    await server.stop();
+    rmSync(dir, { recursive: true, force: true });
+  });
+  const rvs: string[] = [];
+  rvs.push(await server.upsertNamespace('ka-a', { team: 'a' }));
+  rvs.push(await server.addPods(Array.from({ length: 1000 }, (_, i) => pod(`p-${i}`, `10.244.${i >> 7}.${(i & 127) + 1}`))));
+  rvs.push(await server.addPolicies(Array.from({ length: 200 }, (_, i) => policy(`pol-${i}`))));
+  const r = startWatch(t, server);
+  const first = await r.next('the first world', 0, () => true);
+  rvs.push(await server.upsertPod(pod('extra', '10.244.9.1')));
+  await r.next('the extra pod', 1, hasPod('ka-a/extra'));
+  // Watchers kept away while things change and the history is compacted: they must list again.
+  await server.holdWatches(true);
+  await server.dropWatches();
+  rvs.push(await server.deletePod('ka-a', 'p-0'));
+  rvs.push(await server.upsertPolicy(policy('new')));
+  rvs.push(await server.deletePolicy('ka-a', 'pol-0'));
+  rvs.push(await server.deleteNamespace('ka-a'));
+  await server.compact();
+  await server.holdWatches(false);
+  const after = await r.next('the world after compaction', 2, (w) => lacksPod('ka-a/p-0')(w) && w.namespaces.length === 0 && policyNames(w).includes('ka-a/new'));
+  const lists = (await server.calls()).filter((c) => c.verb === 'list').length;
+  t.same(
+    {
+      first: [first.pods.length, first.policies.length, first.resourceVersion],
+      after: [after.pods.length, after.policies.length, after.resourceVersion],
+      rvsIncrease: rvs.every((rv, i) => i === 0 || Number(rv) > Number(rvs[i - 1])),
+      lists,
+    },
+    { first: [1000, 200, rvs[2]], after: [1000, 200, rvs[rvs.length - 1]], rvsIncrease: true, lists: 6 },
+    'every op answered with the new resourceVersion; compaction made each resource list again',
+  );
 });
