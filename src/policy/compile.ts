@@ -1,0 +1,600 @@
+// NetworkPolicy (networking.k8s.io/v1) compiled to nftables, as a pure
+// function of the cluster picture. The layout keys only on pod addresses, so
+// it is the same on every backend:
+//
+//   policy_egress  (forward hook, priority filter - 5)   policy_ingress (filter - 4)
+//     ct state established,related accept                 ct state established,related accept
+//     ip saddr vmap @egress4 / ip6 ... @egress6            ip daddr vmap @ingress4 / ...6
+//                │ local isolated pod -> jump its chain                │
+//   e<hash>: ip daddr @s<hash> meta l4proto tcp th dport 80 accept ... drop
+//
+// A pod chain's accept ends only the base chain it was jumped from, so
+// traffic egress allows still meets the destination's ingress chain. Pod and
+// set names are hashes of their contents: pods with the same rules share a
+// chain, rules with the same peers share a set, hostile API names never reach
+// the nft text, and a pod's fingerprint (its two chain names) changes exactly
+// when what decides its traffic changes. Peer addresses are intervals merged
+// here (ipBlock minus except, plus pod addresses), one set per rule, peer
+// group and family, never a rule per pod pair.
+import { createHash } from 'node:crypto';
+import { Cidr, IP, type Family } from '../core/cidr.js';
+import type { NftChain, NftSet, NftVerdictMap, PolicyNft } from '../dataplane/nft.js';
+import { matchesSelector, parseSelector, shown, type Selector } from './selector.js';
+import type { PodInfo, PolicyWorld } from './types.js';
+
+export interface PolicyProblem {
+  /** namespace/name of the policy. */
+  policy: string;
+  /** One line: the field, what is wrong, the fix. */
+  reason: string;
+}
+
+export interface PolicyStats {
+  /** Policies whose podSelector is valid (the ones enforced). */
+  policies: number;
+  /** Pods on this node isolated in at least one direction. */
+  isolatedPods: number;
+  chains: number;
+  rules: number;
+  sets: number;
+  setElements: number;
+  maps: number;
+  mapElements: number;
+}
+
+export interface CompiledPolicy {
+  /** What goes in weft's table (empty when no pod on this node is isolated). */
+  nft: PolicyNft;
+  /** Each address of each isolated pod on this node -> a fingerprint of the rules deciding its traffic, both directions. */
+  podRules: Map<string, string>;
+  problems: PolicyProblem[];
+  stats: PolicyStats;
+}
+
+export interface CompileOptions {
+  /** Enforce for the pods on this node only. */
+  nodeName: string;
+  /** The address families the node runs; addresses of others are left out. */
+  families: readonly Family[];
+}
+
+type Direction = 'ingress' | 'egress';
+type Protocol = 'tcp' | 'udp' | 'sctp';
+const PROTOCOLS: Record<string, Protocol> = { TCP: 'tcp', UDP: 'udp', SCTP: 'sctp' };
+
+/** Inclusive address interval of one family. */
+type Range = [bigint, bigint];
+
+interface PortEntry {
+  protocol: Protocol;
+  /** A number, a container port name, or absent for every port of the protocol. */
+  port?: number | string;
+  endPort?: number;
+}
+
+type Peer =
+  | { kind: 'pods'; namespaces?: Selector; pods?: Selector }
+  | { kind: 'block'; family: Family; ranges: Range[] };
+
+interface Rule {
+  /** 'all' when from/to is absent or empty. */
+  peers: 'all' | Peer[];
+  /** 'all' when ports is absent or empty. */
+  ports: 'all' | PortEntry[];
+}
+
+interface Policy {
+  id: string;
+  namespace: string;
+  selector: Selector;
+  /** Absent when the policy does not apply to that direction. */
+  ingress?: Rule[];
+  egress?: Rule[];
+}
+
+const isObject = (v: unknown): v is Record<string, unknown> => typeof v === 'object' && v !== null && !Array.isArray(v);
+const present = (v: unknown): boolean => v !== undefined && v !== null;
+const BITS: Record<Family, number> = { 4: 32, 6: 128 };
+/** IANA_SVC_NAME, what a container port name must be. */
+const PORT_NAME = /^(?=.*[a-z])(?!.*--)[a-z0-9]([a-z0-9-]{0,13}[a-z0-9])?$/;
+
+/** Reads one policy's spec; what cannot be used is reported and allows nothing. */
+class PolicyReader {
+  readonly problems: string[] = [];
+
+  private problem(field: string, text: string, effect: string): void {
+    this.problems.push(`${field}: ${text} (${effect})`);
+  }
+
+  read(namespace: string, name: string, spec: unknown): Policy | undefined {
+    const id = `${namespace}/${name}`;
+    if (!isObject(spec)) {
+      this.problem('spec', `${shown(spec)} is not an object; give the policy a spec`, 'policy ignored');
+      return undefined;
+    }
+    // An absent podSelector is the empty one: every pod in the namespace.
+    const sel = parseSelector(spec.podSelector ?? {}, 'spec.podSelector');
+    if (!sel.ok) {
+      this.problems.push(`${sel.reason} (policy ignored)`);
+      return undefined;
+    }
+    const policy: Policy = { id, namespace, selector: sel.selector };
+    const types = this.policyTypes(spec);
+    if (types.has('Ingress')) policy.ingress = this.rules(spec.ingress, 'ingress');
+    if (types.has('Egress')) policy.egress = this.rules(spec.egress, 'egress');
+    return policy;
+  }
+
+  /** spec.policyTypes, or its default: Ingress always, Egress when egress rules exist. Unreadable: both (fail closed). */
+  private policyTypes(spec: Record<string, unknown>): Set<string> {
+    const both = new Set(['Ingress', 'Egress']);
+    const types = spec.policyTypes;
+    if (!present(types)) {
+      const hasEgress = present(spec.egress) && !(Array.isArray(spec.egress) && spec.egress.length === 0);
+      return new Set(hasEgress ? ['Ingress', 'Egress'] : ['Ingress']);
+    }
+    if (!Array.isArray(types) || types.length === 0) {
+      this.problem('spec.policyTypes', `${shown(types)} is not a list of Ingress and Egress; list the directions the policy isolates`, 'both directions isolated');
+      return both;
+    }
+    const bad = types.find((x) => x !== 'Ingress' && x !== 'Egress');
+    if (bad !== undefined) {
+      this.problem('spec.policyTypes', `${shown(bad)} is not Ingress or Egress; use those`, 'both directions isolated');
+      return both;
+    }
+    return new Set(types as string[]);
+  }
+
+  private rules(input: unknown, dir: Direction): Rule[] {
+    if (!present(input)) return [];
+    if (!Array.isArray(input)) {
+      this.problem(`spec.${dir}`, `${shown(input)} is not a list of rules`, `no ${dir} allowed`);
+      return [];
+    }
+    return input.flatMap((raw, i) => {
+      const rule = this.rule(raw, `spec.${dir}[${i}]`, dir === 'ingress' ? 'from' : 'to');
+      return rule ? [rule] : [];
+    });
+  }
+
+  private rule(raw: unknown, at: string, peersKey: 'from' | 'to'): Rule | undefined {
+    const denied = 'this rule allows nothing';
+    if (!isObject(raw)) {
+      this.problem(at, `${shown(raw)} is not an object with ${peersKey} and ports`, denied);
+      return undefined;
+    }
+    const rawPorts = raw.ports;
+    let ports: Rule['ports'] = 'all';
+    if (present(rawPorts)) {
+      if (!Array.isArray(rawPorts)) {
+        this.problem(`${at}.ports`, `${shown(rawPorts)} is not a list of ports`, denied);
+        return undefined;
+      }
+      if (rawPorts.length) {
+        const entries = rawPorts.map((p, i) => this.port(p, `${at}.ports[${i}]`));
+        if (entries.some((e) => e === undefined)) return undefined;
+        ports = entries as PortEntry[];
+      }
+    }
+    const rawPeers = raw[peersKey];
+    let peers: Rule['peers'] = 'all';
+    if (present(rawPeers)) {
+      if (!Array.isArray(rawPeers)) {
+        this.problem(`${at}.${peersKey}`, `${shown(rawPeers)} is not a list of peers`, denied);
+        return undefined;
+      }
+      if (rawPeers.length) {
+        // A bad peer allows nothing; the rule's other peers still do. All bad: the rule allows nothing, never everything.
+        peers = rawPeers.flatMap((p, i) => {
+          const peer = this.peer(p, `${at}.${peersKey}[${i}]`);
+          return peer ? [peer] : [];
+        });
+        if (!peers.length) return undefined;
+      }
+    }
+    return { peers, ports };
+  }
+
+  private peer(raw: unknown, at: string): Peer | undefined {
+    const denied = 'this peer allows nothing';
+    if (!isObject(raw)) {
+      this.problem(at, `${shown(raw)} is not an object with podSelector, namespaceSelector or ipBlock`, denied);
+      return undefined;
+    }
+    const { podSelector, namespaceSelector, ipBlock } = raw;
+    if (present(ipBlock)) {
+      if (present(podSelector) || present(namespaceSelector)) {
+        this.problem(at, 'ipBlock is combined with a selector; make them separate peers', denied);
+        return undefined;
+      }
+      return this.ipBlock(ipBlock, `${at}.ipBlock`);
+    }
+    if (!present(podSelector) && !present(namespaceSelector)) {
+      this.problem(at, 'names no podSelector, namespaceSelector or ipBlock; give one', denied);
+      return undefined;
+    }
+    const peer: Peer = { kind: 'pods' };
+    for (const [key, value] of [['podSelector', podSelector], ['namespaceSelector', namespaceSelector]] as const) {
+      if (!present(value)) continue;
+      const sel = parseSelector(value, `${at}.${key}`);
+      if (!sel.ok) {
+        this.problems.push(`${sel.reason} (${denied})`);
+        return undefined;
+      }
+      if (key === 'podSelector') peer.pods = sel.selector;
+      else peer.namespaces = sel.selector;
+    }
+    return peer;
+  }
+
+  private ipBlock(raw: unknown, at: string): Peer | undefined {
+    const denied = 'this peer allows nothing';
+    if (!isObject(raw)) {
+      this.problem(at, `${shown(raw)} is not an object with cidr and except`, denied);
+      return undefined;
+    }
+    let cidr: Cidr;
+    try {
+      // The API server accepts host bits ("10.0.0.1/8"); they are masked off, as net.ParseCIDR does.
+      cidr = Cidr.parse(raw.cidr as string, { loose: true });
+    } catch (err) {
+      this.problem(`${at}.cidr`, `${(err as Error).message}; give a CIDR such as 192.0.2.0/24`, denied);
+      return undefined;
+    }
+    const except = raw.except ?? [];
+    if (!Array.isArray(except)) {
+      this.problem(`${at}.except`, `${shown(except)} is not a list of CIDRs`, denied);
+      return undefined;
+    }
+    let ranges: Range[] = [[cidr.ip.value, cidr.last.value]];
+    for (const [i, text] of except.entries()) {
+      let ex: Cidr;
+      try {
+        ex = Cidr.parse(text as string, { loose: true });
+      } catch (err) {
+        this.problem(`${at}.except[${i}]`, `${(err as Error).message}; give a CIDR inside ${cidr}`, denied);
+        return undefined;
+      }
+      if (!cidr.covers(ex)) {
+        this.problem(`${at}.except[${i}]`, `${ex} is not inside ${cidr}; give a CIDR inside it`, denied);
+        return undefined;
+      }
+      ranges = subtract(ranges, [ex.ip.value, ex.last.value]);
+    }
+    return { kind: 'block', family: cidr.family, ranges };
+  }
+
+  private port(raw: unknown, at: string): PortEntry | undefined {
+    const denied = 'this rule allows nothing';
+    if (!isObject(raw)) {
+      this.problem(at, `${shown(raw)} is not an object with protocol, port and endPort`, denied);
+      return undefined;
+    }
+    const name = present(raw.protocol) ? raw.protocol : 'TCP';
+    // Own keys only: "constructor" is no protocol.
+    const protocol = typeof name === 'string' && Object.hasOwn(PROTOCOLS, name) ? PROTOCOLS[name] : undefined;
+    if (!protocol) {
+      this.problem(`${at}.protocol`, `${shown(raw.protocol)} is not TCP, UDP or SCTP; use one of those`, denied);
+      return undefined;
+    }
+    const entry: PortEntry = { protocol };
+    const { port, endPort } = raw;
+    if (present(port)) {
+      if (typeof port === 'number') {
+        if (!Number.isInteger(port) || port < 1 || port > 65535) {
+          this.problem(`${at}.port`, `${shown(port)} is not a port number 1-65535; fix the number`, denied);
+          return undefined;
+        }
+      } else if (typeof port !== 'string' || !PORT_NAME.test(port)) {
+        this.problem(`${at}.port`, `${shown(port)} is neither a number nor a container port name (1-15 lowercase letters, digits, '-'); fix it`, denied);
+        return undefined;
+      }
+      entry.port = port;
+    }
+    if (present(endPort)) {
+      if (typeof entry.port !== 'number') {
+        this.problem(`${at}.endPort`, 'needs a numeric port to start the range; give port a number or remove endPort', denied);
+        return undefined;
+      }
+      if (typeof endPort !== 'number' || !Number.isInteger(endPort) || endPort < entry.port || endPort > 65535) {
+        this.problem(`${at}.endPort`, `${shown(endPort)} is not a port from ${entry.port} to 65535; fix the range`, denied);
+        return undefined;
+      }
+      entry.endPort = endPort;
+    }
+    return entry;
+  }
+}
+
+/** `ranges` without `cut` (both inclusive). */
+function subtract(ranges: Range[], cut: Range): Range[] {
+  return ranges.flatMap(([lo, hi]): Range[] => {
+    if (cut[1] < lo || cut[0] > hi) return [[lo, hi]];
+    const out: Range[] = [];
+    if (cut[0] > lo) out.push([lo, cut[0] - 1n]);
+    if (cut[1] < hi) out.push([cut[1] + 1n, hi]);
+    return out;
+  });
+}
+
+/** Sorted, disjoint and non-adjacent: what an interval set without auto-merge takes and lists back unchanged. */
+export function mergeRanges<T extends bigint | number>(ranges: [T, T][]): [T, T][] {
+  const sorted = [...ranges].sort((a, b) => (a[0] < b[0] ? -1 : a[0] > b[0] ? 1 : 0));
+  const out: [T, T][] = [];
+  for (const [lo, hi] of sorted) {
+    const last = out[out.length - 1];
+    // Adjacent too: last.hi + 1 >= lo, written without mixing bigint and number.
+    if (last && (last[1] >= lo || (typeof lo === 'bigint' ? (last[1] as bigint) + 1n === lo : (last[1] as number) + 1 === lo))) {
+      if (hi > last[1]) last[1] = hi;
+    } else {
+      out.push([lo, hi]);
+    }
+  }
+  return out;
+}
+
+/** An interval as an nft element: an address, a prefix when it is one, else first-last. */
+function rangeText(family: Family, [lo, hi]: Range): string {
+  const first = IP.of(family, lo);
+  if (lo === hi) return first.toString();
+  const size = hi - lo + 1n;
+  if ((size & (size - 1n)) === 0n && lo % size === 0n) {
+    return `${first}/${BITS[family] - (size.toString(2).length - 1)}`;
+  }
+  return `${first}-${IP.of(family, hi)}`;
+}
+
+const hash = (text: string): string => createHash('sha256').update(text).digest('hex').slice(0, 16);
+
+/** Ports a rule allows, by protocol: 'all' ports of it, or merged ranges. */
+type PortMatch = Map<Protocol, 'all' | [number, number][]>;
+
+/** The entries' ports, named ones resolved on `pod` (a name it lacks matches nothing). */
+function resolvePorts(entries: readonly PortEntry[], pod: PodInfo | undefined): PortMatch {
+  const out: PortMatch = new Map();
+  for (const e of entries) {
+    let range: [number, number] | undefined;
+    if (typeof e.port === 'number') range = [e.port, e.endPort ?? e.port];
+    else if (typeof e.port === 'string') {
+      const found = pod?.ports.find((p) => p.name === e.port && PROTOCOLS[p.protocol] === e.protocol);
+      if (!found) continue;
+      range = [found.containerPort, found.containerPort];
+    }
+    const had = out.get(e.protocol);
+    if (had === 'all') continue;
+    out.set(e.protocol, range ? [...(had ?? []), range] : 'all');
+  }
+  return out;
+}
+
+/** One nft match per protocol ("meta l4proto tcp th dport { 80, 8000-9000 }"); none when nothing matches. */
+function portClauses(match: PortMatch): string[] {
+  return (['tcp', 'udp', 'sctp'] as const).flatMap((proto) => {
+    const ports = match.get(proto);
+    if (ports === undefined) return [];
+    if (ports === 'all') return [`meta l4proto ${proto}`];
+    const items = mergeRanges(ports).map(([lo, hi]) => (lo === hi ? `${lo}` : `${lo}-${hi}`));
+    return [`meta l4proto ${proto} th dport ${items.length === 1 ? items[0] : `{ ${items.join(', ')} }`}`];
+  });
+}
+
+/** Addresses per family, or every address. */
+type Addresses = 'all' | Map<Family, Range[]>;
+
+/** Compiles the world into this node's rules. Pure: same world, same text. */
+export function compilePolicies(world: PolicyWorld, opts: CompileOptions): CompiledPolicy {
+  const families = [...new Set(opts.families)].sort();
+  const problems: PolicyProblem[] = [];
+  const byName = (a: { namespace: string; name: string }, b: { namespace: string; name: string }): number =>
+    a.namespace < b.namespace ? -1 : a.namespace > b.namespace ? 1 : a.name < b.name ? -1 : a.name > b.name ? 1 : 0;
+
+  // Pods with their parsed addresses of the node's families.
+  const pods = [...world.pods].sort(byName).map((pod) => ({
+    pod,
+    addrs: pod.ips.flatMap((text) => {
+      try {
+        const ip = IP.parse(text);
+        return families.includes(ip.family) ? [ip] : [];
+      } catch {
+        return [];
+      }
+    }),
+  }));
+  const podsByNs = new Map<string, typeof pods>();
+  for (const p of pods) {
+    const list = podsByNs.get(p.pod.namespace);
+    if (list) list.push(p);
+    else podsByNs.set(p.pod.namespace, [p]);
+  }
+  const nsLabels = new Map(world.namespaces.map((n) => [n.name, n.labels]));
+  const allNamespaces = [...new Set([...nsLabels.keys(), ...podsByNs.keys()])].sort();
+
+  const policies: Policy[] = [];
+  for (const obj of [...world.policies].sort(byName)) {
+    const reader = new PolicyReader();
+    const policy = reader.read(obj.namespace, obj.name, obj.spec);
+    for (const reason of reader.problems) problems.push({ policy: `${obj.namespace}/${obj.name}`, reason });
+    if (policy) policies.push(policy);
+  }
+
+  // The pods a peer list names (the policy's namespace for a bare podSelector) and its ipBlock intervals.
+  const peerCache = new Map<Rule, { pods: typeof pods; blocks: Map<Family, Range[]> }>();
+  const peersOf = (rule: Rule, namespace: string): { pods: typeof pods; blocks: Map<Family, Range[]> } => {
+    let hit = peerCache.get(rule);
+    if (hit) return hit;
+    const chosen = new Set<(typeof pods)[number]>();
+    const blocks = new Map<Family, Range[]>();
+    if (rule.peers === 'all') {
+      pods.forEach((p) => chosen.add(p));
+    } else {
+      for (const peer of rule.peers) {
+        if (peer.kind === 'block') {
+          if (families.includes(peer.family)) blocks.set(peer.family, [...(blocks.get(peer.family) ?? []), ...peer.ranges]);
+          continue;
+        }
+        const nss = peer.namespaces
+          ? allNamespaces.filter((ns) => matchesSelector(peer.namespaces!, nsLabels.get(ns) ?? {}))
+          : [namespace];
+        for (const ns of nss) {
+          for (const p of podsByNs.get(ns) ?? []) if (!peer.pods || matchesSelector(peer.pods, p.pod.labels)) chosen.add(p);
+        }
+      }
+    }
+    hit = { pods: pods.filter((p) => chosen.has(p)), blocks };
+    peerCache.set(rule, hit);
+    return hit;
+  };
+
+  const sets = new Map<string, NftSet>();
+  /** The set holding these addresses (shared by every rule naming the same ones). */
+  const setFor = (family: Family, ranges: Range[]): string => {
+    const elements = mergeRanges(ranges).map((r) => rangeText(family, r));
+    const key = `${family} ${elements.join(',')}`;
+    const name = `s${hash(key)}`;
+    if (!sets.has(name)) sets.set(name, { name, type: family === 4 ? 'ipv4_addr' : 'ipv6_addr', interval: true, elements });
+    return name;
+  };
+  const addressesOf = (group: typeof pods, blocks: Map<Family, Range[]>): Map<Family, Range[]> => {
+    const out = new Map<Family, Range[]>();
+    for (const f of families) out.set(f, [...(blocks.get(f) ?? [])]);
+    for (const { addrs } of group) for (const ip of addrs) out.get(ip.family)!.push([ip.value, ip.value]);
+    return out;
+  };
+  /** The address matches of a rule, one per family with addresses (none: the rule matches nothing). */
+  const addressMatches = (dir: Direction, addrs: Addresses): string[] => {
+    if (addrs === 'all') return [''];
+    const field = dir === 'ingress' ? 'saddr' : 'daddr';
+    return families.flatMap((f) => {
+      const ranges = addrs.get(f) ?? [];
+      return ranges.length ? [`${f === 4 ? 'ip' : 'ip6'} ${field} @${setFor(f, ranges)} `] : [];
+    });
+  };
+  /** nft rules accepting `ports` with each address match. */
+  const ruleTexts = (matches: string[], ports: 'all' | PortMatch): string[] => {
+    const portParts = ports === 'all' ? [''] : portClauses(ports).map((c) => `${c} `);
+    return matches.flatMap((a) => portParts.map((p) => `${a}${p}accept`));
+  };
+
+  // Egress rules do not depend on the pod they isolate: compiled once each.
+  const egressCache = new Map<Rule, string[]>();
+  const egressRule = (rule: Rule, namespace: string): string[] => {
+    let hit = egressCache.get(rule);
+    if (hit) return hit;
+    const { pods: group, blocks } = peersOf(rule, namespace);
+    const everyone = rule.peers === 'all';
+    const matches = (): string[] => addressMatches('egress', everyone ? 'all' : addressesOf(group, blocks));
+    if (rule.ports === 'all') {
+      hit = ruleTexts(matches(), 'all');
+    } else {
+      // Numeric ports hold for every destination; a named port only for the pods it resolves on, grouped by what it resolves to.
+      const numeric = rule.ports.filter((e) => typeof e.port !== 'string');
+      const named = rule.ports.filter((e) => typeof e.port === 'string');
+      hit = numeric.length ? ruleTexts(matches(), resolvePorts(numeric, undefined)) : [];
+      if (named.length) {
+        const byPorts = new Map<string, { match: PortMatch; pods: typeof pods }>();
+        for (const p of group) {
+          const match = resolvePorts(named, p.pod);
+          if (!match.size) continue;
+          const key = portClauses(match).join(';');
+          const g = byPorts.get(key) ?? { match, pods: [] };
+          g.pods.push(p);
+          byPorts.set(key, g);
+        }
+        for (const [, g] of [...byPorts].sort(([a], [b]) => (a < b ? -1 : a > b ? 1 : 0))) {
+          hit.push(...ruleTexts(addressMatches('egress', addressesOf(g.pods, new Map())), g.match));
+        }
+      }
+    }
+    egressCache.set(rule, hit);
+    return hit;
+  };
+  // Ingress rules: the peers once per rule, the ports per pod (named ports resolve on the pod the rule protects).
+  const ingressCache = new Map<Rule, string[]>();
+  const ingressRule = (rule: Rule, namespace: string, target: PodInfo): string[] => {
+    let matches = ingressCache.get(rule);
+    if (!matches) {
+      const { pods: group, blocks } = peersOf(rule, namespace);
+      matches = addressMatches('ingress', rule.peers === 'all' ? 'all' : addressesOf(group, blocks));
+      ingressCache.set(rule, matches);
+    }
+    return ruleTexts(matches, rule.ports === 'all' ? 'all' : resolvePorts(rule.ports, target));
+  };
+
+  const chains = new Map<string, NftChain>();
+  const maps = new Map<string, NftVerdictMap>();
+  for (const dir of ['egress', 'ingress'] as const) for (const f of families) maps.set(`${dir}${f}`, { name: `${dir}${f}`, type: f === 4 ? 'ipv4_addr' : 'ipv6_addr', elements: [] });
+  const podRules = new Map<string, string>();
+  const isolated = { egress: false, ingress: false };
+  let isolatedPods = 0;
+  const seen = new Set<string>();
+  for (const { pod, addrs } of pods) {
+    if (pod.nodeName !== opts.nodeName) continue;
+    // Two pods claiming one address (a stale one): the first by name decides, deterministically.
+    const own = addrs.filter((ip) => !seen.has(ip.toString()));
+    if (!own.length) continue;
+    const chainOf: Record<Direction, string | undefined> = { egress: undefined, ingress: undefined };
+    for (const dir of ['egress', 'ingress'] as const) {
+      const selecting = policies.filter((p) => p[dir] && p.namespace === pod.namespace && matchesSelector(p.selector, pod.labels));
+      if (!selecting.length) continue;
+      const rules = [...new Set(selecting.flatMap((p) => p[dir]!.flatMap((r) => (dir === 'egress' ? egressRule(r, p.namespace) : ingressRule(r, p.namespace, pod)))))];
+      rules.push('drop');
+      const name = `${dir[0]}${hash(rules.join('\n'))}`;
+      if (!chains.has(name)) chains.set(name, { name, rules });
+      chainOf[dir] = name;
+      isolated[dir] = true;
+    }
+    if (!chainOf.egress && !chainOf.ingress) continue;
+    isolatedPods++;
+    const fingerprint = `${chainOf.egress ?? '-'} ${chainOf.ingress ?? '-'}`;
+    for (const ip of own) {
+      seen.add(ip.toString());
+      podRules.set(ip.toString(), fingerprint);
+      for (const dir of ['egress', 'ingress'] as const) {
+        const chain = chainOf[dir];
+        if (chain) maps.get(`${dir}${ip.family}`)!.elements.push({ key: ip.toString(), verdict: `jump ${chain}` });
+      }
+    }
+  }
+
+  const nft: PolicyNft = { sets: [], maps: [], chains: [] };
+  if (isolated.egress || isolated.ingress) {
+    nft.sets = [...sets.values()].sort((a, b) => (a.name < b.name ? -1 : 1));
+    nft.chains = [...chains.values()].sort((a, b) => (a.name < b.name ? -1 : 1));
+    for (const dir of ['egress', 'ingress'] as const) {
+      if (!isolated[dir]) continue;
+      const field = dir === 'egress' ? 'saddr' : 'daddr';
+      for (const f of families) nft.maps.push(maps.get(`${dir}${f}`)!);
+      nft.chains.push({
+        name: `policy_${dir}`,
+        // Egress first: its accept ends only this chain, and the destination's ingress chain still runs.
+        head: `type filter hook forward priority filter - ${dir === 'egress' ? 5 : 4}; policy accept;`,
+        rules: ['ct state established,related accept', ...families.map((f) => `${f === 4 ? 'ip' : 'ip6'} ${field} vmap @${dir}${f}`)],
+      });
+    }
+  }
+  const count = <T>(xs: T[], n: (x: T) => number): number => xs.reduce((sum, x) => sum + n(x), 0);
+  return {
+    nft,
+    podRules,
+    problems,
+    stats: {
+      policies: policies.length,
+      isolatedPods,
+      chains: nft.chains.length,
+      rules: count(nft.chains, (c) => c.rules.length),
+      sets: nft.sets.length,
+      setElements: count(nft.sets, (s) => s.elements.length),
+      maps: nft.maps.length,
+      mapElements: count(nft.maps, (m) => m.elements.length),
+    },
+  };
+}
+
+/**
+ * Addresses of this node's pods whose conntrack entries must go: the rules
+ * deciding their traffic changed, or they just became isolated. Connections
+ * still allowed are picked up again by conntrack and pass.
+ */
+export function podsToFlush(prev: CompiledPolicy | undefined, next: CompiledPolicy): string[] {
+  return [...next.podRules].filter(([ip, fp]) => prev?.podRules.get(ip) !== fp).map(([ip]) => ip).sort();
+}
