@@ -448,10 +448,12 @@ export function compilePolicies(world: PolicyWorld, opts: CompileOptions): Compi
   const sets = new Map<string, NftSet>();
   /** The set holding these addresses (shared by every rule naming the same ones). */
   const setFor = (family: Family, ranges: Range[]): string => {
-    const elements = mergeRanges(ranges).map((r) => rangeText(family, r));
-    const key = `${family} ${elements.join(',')}`;
-    const name = `s${hash(key)}`;
-    if (!sets.has(name)) sets.set(name, { name, type: family === 4 ? 'ipv4_addr' : 'ipv6_addr', interval: true, elements });
+    const merged = mergeRanges(ranges);
+    // Named by the numbers, rendered as text only once per distinct set: address text is the costly part.
+    const name = `s${hash(`${family} ${merged.map(([lo, hi]) => `${lo}-${hi}`).join(',')}`)}`;
+    if (!sets.has(name)) {
+      sets.set(name, { name, type: family === 4 ? 'ipv4_addr' : 'ipv6_addr', interval: true, elements: merged.map((r) => rangeText(family, r)) });
+    }
     return name;
   };
   const addressesOf = (group: typeof pods, blocks: Map<Family, Range[]>): Map<Family, Range[]> => {
@@ -493,14 +495,16 @@ export function compilePolicies(world: PolicyWorld, opts: CompileOptions): Compi
       if (named.length) {
         const byPorts = new Map<string, { match: PortMatch; pods: typeof pods }>();
         for (const p of group) {
-          const match = resolvePorts(named, p.pod);
-          if (!match.size) continue;
-          const key = portClauses(match).join(';');
+          // What each name resolves to on this pod: pods with the same answers share a set.
+          const key = named.map((e) => p.pod.ports.find((port) => port.name === e.port && PROTOCOLS[port.protocol] === e.protocol)?.containerPort ?? '-').join(',');
+          if (/^[-,]*$/.test(key)) continue;
+          const match = byPorts.get(key)?.match ?? resolvePorts(named, p.pod);
           const g = byPorts.get(key) ?? { match, pods: [] };
           g.pods.push(p);
           byPorts.set(key, g);
         }
-        for (const [, g] of [...byPorts].sort(([a], [b]) => (a < b ? -1 : a > b ? 1 : 0))) {
+        const ordered = [...byPorts.values()].map((g) => ({ ...g, clauses: portClauses(g.match).join(';') }));
+        for (const g of ordered.sort((a, b) => (a.clauses < b.clauses ? -1 : a.clauses > b.clauses ? 1 : 0))) {
           hit.push(...ruleTexts(addressMatches('egress', addressesOf(g.pods, new Map())), g.match));
         }
       }
