@@ -1,5 +1,6 @@
 // weft's one nftables table: the VXLAN port locked to peers, pod masquerade,
-// forwarding of the cluster Network. The whole table is generated as text by
+// forwarding of the cluster Network, and NetworkPolicy's sets, verdict maps
+// and chains (built elsewhere). The whole table is generated as text by
 // a pure function and swapped atomically (declare, delete, define in one
 // `nft -f -` transaction), and rewritten if someone deletes or edits it.
 import type { Logger } from 'pino';

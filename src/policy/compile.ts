@@ -246,7 +246,7 @@ class PolicyReader {
       this.problem(`${at}.except`, `${shown(except)} is not a list of CIDRs`, denied);
       return undefined;
     }
-    let ranges: Range[] = [[cidr.ip.value, cidr.last.value]];
+    const cuts: Range[] = [];
     for (const [i, text] of except.entries()) {
       let ex: Cidr;
       try {
@@ -259,9 +259,9 @@ class PolicyReader {
         this.problem(`${at}.except[${i}]`, `${ex} is not inside ${cidr}; give a CIDR inside it`, denied);
         return undefined;
       }
-      ranges = subtract(ranges, [ex.ip.value, ex.last.value]);
+      cuts.push([ex.ip.value, ex.last.value]);
     }
-    return { kind: 'block', family: cidr.family, ranges };
+    return { kind: 'block', family: cidr.family, ranges: subtract([cidr.ip.value, cidr.last.value], cuts) };
   }
 
   private port(raw: unknown, at: string): PortEntry | undefined {
@@ -306,19 +306,20 @@ class PolicyReader {
   }
 }
 
-/** `ranges` without `cut` (both inclusive). */
-function subtract(ranges: Range[], cut: Range): Range[] {
-  return ranges.flatMap(([lo, hi]): Range[] => {
-    if (cut[1] < lo || cut[0] > hi) return [[lo, hi]];
-    const out: Range[] = [];
-    if (cut[0] > lo) out.push([lo, cut[0] - 1n]);
-    if (cut[1] < hi) out.push([cut[1] + 1n, hi]);
-    return out;
-  });
+/** `whole` without the `cuts` (all inside it): one sweep over the merged cuts, so a long except list costs n log n. */
+function subtract(whole: Range, cuts: Range[]): Range[] {
+  const out: Range[] = [];
+  let next = whole[0];
+  for (const [lo, hi] of mergeRanges(cuts)) {
+    if (lo > next) out.push([next, lo - 1n]);
+    next = hi + 1n;
+  }
+  if (next <= whole[1]) out.push([next, whole[1]]);
+  return out;
 }
 
 /** Sorted, disjoint and non-adjacent: what an interval set without auto-merge takes and lists back unchanged. */
-export function mergeRanges<T extends bigint | number>(ranges: [T, T][]): [T, T][] {
+function mergeRanges<T extends bigint | number>(ranges: [T, T][]): [T, T][] {
   const sorted = [...ranges].sort((a, b) => (a[0] < b[0] ? -1 : a[0] > b[0] ? 1 : 0));
   const out: [T, T][] = [];
   for (const [lo, hi] of sorted) {

@@ -88,6 +88,16 @@ t.test('ipBlock minus except: disjoint intervals merged with peer pods, prefixes
   ]);
 });
 
+t.test('overlapping and repeated excepts cut once; an except equal to the CIDR leaves nothing', async (t) => {
+  const c = compile([ingressOnly('x', A, [{
+    from: [
+      { ipBlock: { cidr: '203.0.113.0/24', except: ['203.0.113.64/26', '203.0.113.0/25', '203.0.113.64/26', '203.0.113.255/32'] } },
+      { ipBlock: { cidr: '192.0.2.0/24', except: ['192.0.2.0/24'] } },
+    ],
+  }])]);
+  t.same(rulesOf(c, '198.51.100.10', 'ingress'), ['ip saddr { 203.0.113.128-203.0.113.254 } accept', 'drop']);
+});
+
 t.test('a rule with neither peers nor ports allows everything; empty from with ports allows those ports from anyone', async (t) => {
   const c = compile([ingressOnly('x', A, [{}, { from: [], ports: [{ port: 80 }] }])]);
   t.same(rulesOf(c, '198.51.100.10', 'ingress'), ['accept', 'meta l4proto tcp th dport 80 accept', 'drop']);
