@@ -413,3 +413,12 @@ t.test('unreadable policyTypes or spec: both directions isolated, or the policy 
     spec: [0, [{ policy: 'x/q', reason: 'spec: "deny everything" is not an object; give the policy a spec (policy ignored)' }]],
   });
 });
+
+t.test('stats count what the table holds', async (t) => {
+  const c = compile([
+    policy('x', 'deny', { podSelector: {}, policyTypes: ['Ingress', 'Egress'] }),
+    policy('x', 'web', { podSelector: A, ingress: [{ from: [{ namespaceSelector: {} }], ports: [{ port: 80 }, { port: 53, protocol: 'UDP' }] }] }),
+  ]);
+  // Chains: a's ingress (tcp, udp, drop), b's ingress (drop), the shared egress deny (drop), two base chains (ct state, vmap).
+  t.same(c.stats, { policies: 2, isolatedPods: 2, chains: 5, rules: 3 + 1 + 1 + 2 + 2, sets: 1, setElements: 5, maps: 2, mapElements: 4 });
+});
