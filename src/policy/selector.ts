@@ -32,7 +32,8 @@ export function shown(value: unknown): string {
   return text.length > 64 ? `${text.slice(0, 61)}...` : text;
 }
 
-const isObject = (v: unknown): v is Record<string, unknown> => typeof v === 'object' && v !== null && !Array.isArray(v);
+/** A JSON object (not null, not a list). */
+export const isObject = (v: unknown): v is Record<string, unknown> => typeof v === 'object' && v !== null && !Array.isArray(v);
 
 /** Why `key` is not a label key ("prefix/name" or "name"), or undefined when it is one. */
 export function labelKeyProblem(key: unknown): string | undefined {
