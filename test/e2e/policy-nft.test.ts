@@ -121,7 +121,11 @@ if (process.getuid?.() !== 0) {
       aToBNamedPort: connects(POD_A, '10.77.2.2', 80),
       aToBOtherPort: connects(POD_A, '10.77.2.2', 81),
       bToA: connects(POD_B, '10.77.1.2', 80),
-    }, { aToBNamedPort: true, aToBOtherPort: false, bToA: true }, 'a to b: 80 passes both chains, 81 passes a egress but not b ingress; b to a: the replies a sends are established');
+      nodeToBOtherPort: connects(NODE, '10.77.2.2', 81),
+      aPingsB: spawnSync('ip', ['netns', 'exec', POD_A, 'ping', '-c1', '-W1', '10.77.2.2']).status === 0,
+      bPingsA: spawnSync('ip', ['netns', 'exec', POD_B, 'ping', '-c1', '-W1', '10.77.1.2']).status === 0,
+    }, { aToBNamedPort: true, aToBOtherPort: false, bToA: true, nodeToBOtherPort: true, aPingsB: false, bPingsA: true },
+    'a to b: 80 passes both chains, 81 passes a egress but not b ingress, ICMP is no port a rule names; b to a (neither isolated that way): TCP, whose replies from a pass as established, and ICMP; the node itself is never filtered');
   });
 
   t.test('scale: 1000 pods (100 on this node), 200 policies', async (t) => {
