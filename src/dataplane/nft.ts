@@ -137,8 +137,9 @@ function checkPolicy(policy: PolicyNft, taken: Set<string>): void {
   }
   for (const chain of policy.chains) {
     name(chain.name, 'chain');
-    for (const r of [chain.head ?? '', ...chain.rules]) {
-      if (/[\n\r#]/.test(r)) throw new Error(`nft: chain ${chain.name}: a rule spans lines or holds a comment`);
+    // One statement per rule: a ';' would start a second one (the head needs its own).
+    if (/[\n\r#]/.test(chain.head ?? '') || chain.rules.some((r) => /[\n\r#;]/.test(r))) {
+      throw new Error(`nft: chain ${chain.name}: a rule spans lines, holds a second statement or a comment`);
     }
   }
 }

@@ -123,6 +123,7 @@ t.test('policy parts are refused when their names, verdicts or elements could no
   const errors = [
     with_({ chains: [{ name: 'a b', rules: [] }] }),
     with_({ chains: [{ name: 'c', rules: ['accept\nflush ruleset'] }] }),
+    with_({ chains: [{ name: 'c', rules: ['accept; flush ruleset'] }] }),
     with_({ maps: [{ name: 'm', type: 'ipv4_addr', elements: [{ key: '192.0.2.1', verdict: 'jump missing' }] }] }),
     with_({ sets: [{ name: 's', type: 'ipv4_addr', elements: ['192.0.2.0/24'] }] }),
     with_({ sets: [{ name: 's', type: 'ipv6_addr', interval: true, elements: ['192.0.2.0/24'] }] }),
@@ -137,7 +138,8 @@ t.test('policy parts are refused when their names, verdicts or elements could no
   });
   t.same(errors, [
     'nft: chain name "a b" is not 1-31 letters, digits or _',
-    'nft: chain c: a rule spans lines or holds a comment',
+    'nft: chain c: a rule spans lines, holds a second statement or a comment',
+    'nft: chain c: a rule spans lines, holds a second statement or a comment',
     'nft: map m: no chain missing',
     'nft: set s: 192.0.2.0/24 needs an interval set',
     'nft: set s: 192.0.2.0/24 is not an ipv6_addr',
