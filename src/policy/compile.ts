@@ -161,6 +161,16 @@ export function compilePolicies(world: PolicyWorld, opts: CompileOptions): Compi
     return hit;
   };
 
+  // A pod address is in many sets: its text is made once.
+  const addressTexts: Record<Family, Map<bigint, string>> = { 4: new Map(), 6: new Map() };
+  const elementText = (family: Family, range: Range): string => {
+    if (range[0] !== range[1]) return rangeText(family, range);
+    const known = addressTexts[family].get(range[0]);
+    if (known !== undefined) return known;
+    const text = rangeText(family, range);
+    addressTexts[family].set(range[0], text);
+    return text;
+  };
   const sets = new Map<string, NftSet>();
   /** The set holding these addresses (shared by every rule naming the same ones). */
   const setFor = (family: Family, ranges: Range[]): string => {
@@ -168,7 +178,7 @@ export function compilePolicies(world: PolicyWorld, opts: CompileOptions): Compi
     // Named by the numbers, rendered as text only once per distinct set: address text is the costly part.
     const name = `s${hash(`${family} ${merged.map(([lo, hi]) => `${lo}-${hi}`).join(',')}`)}`;
     if (!sets.has(name)) {
-      sets.set(name, { name, type: family === 4 ? 'ipv4_addr' : 'ipv6_addr', interval: true, elements: merged.map((r) => rangeText(family, r)) });
+      sets.set(name, { name, type: family === 4 ? 'ipv4_addr' : 'ipv6_addr', interval: true, elements: merged.map((r) => elementText(family, r)) });
     }
     return name;
   };
