@@ -88,7 +88,9 @@ if (process.getuid?.() !== 0) {
 
   t.test('a compiled policy applies in one transaction and reads back with the same shape', async (t) => {
     t.same(compiled.problems, []);
-    t.same(await table.apply({ allowedPeers: [], policy: compiled.nft }), { written: true });
+    // Beside the rest of the table, as the agent writes it.
+    const rules = { vxlanPort: 8472, allowedPeers: ['192.0.2.2', '2001:db8::2'], forwardNetworks: ['10.77.0.0/16'], masquerade: [{ network: '10.77.0.0/16', podSubnet: '10.77.0.0/16' }], policy: compiled.nft };
+    t.same(await table.apply(rules), { written: true });
     t.same(await table.check(), { restored: false }, 'the listing has the shape that was written');
   });
 
