@@ -8,7 +8,7 @@ import type { Logger } from 'pino';
 import type { Family } from '../core/cidr.js';
 import { SaidOnce } from '../core/said-once.js';
 import { ensureBridgeNetfilter } from '../dataplane/bridge-netfilter.js';
-import { Conntrack, type TrackedFlow } from '../dataplane/conntrack.js';
+import { Conntrack, deleteFilters } from '../dataplane/conntrack.js';
 import type { ExtraPart } from '../dataplane/dataplane.js';
 import type { PolicyNft } from '../dataplane/nft.js';
 import { compilePolicies, podsToFlush, type CompiledPolicy } from '../policy/compile.js';
@@ -125,10 +125,10 @@ export class NetworkPolicyEnforcer {
     const pods = new Set(podsToFlush(prev, next));
     if (!pods.size) return;
     const judge = new FlowJudge(world, this.opts.nodeName);
-    const flows = await this.conntrack.list();
-    const denied: TrackedFlow[] = flows.filter((f) => (pods.has(f.src) || pods.has(f.dst)) && !judge.allows(f));
+    const touched = (await this.conntrack.list()).filter((f) => f.live && (pods.has(f.src) || pods.has(f.dst)));
+    const denied = touched.filter((f) => !judge.allows(f));
     if (!denied.length) return;
-    const n = await this.conntrack.delete(denied);
+    const n = await this.conntrack.delete(deleteFilters(denied, touched.filter((f) => !denied.includes(f))));
     this.deletedFlows += n;
     this.log.info({ flows: n }, `cut ${n} connection${n === 1 ? '' : 's'} a NetworkPolicy change denies (conntrack entries deleted)`);
   }

@@ -14,7 +14,16 @@ export interface TrackedFlow {
   dst: string;
   sport?: number;
   dport?: number;
+  /**
+   * A reply was seen and (TCP) the connection is not closing: only then do
+   * packets pass as established. An unreplied entry's packets still meet the
+   * rules as new ones, and a TIME_WAIT one carries nothing: neither needs cutting.
+   */
+  live: boolean;
 }
+
+/** TCP states of a connection that is over. */
+const CLOSED_STATES = new Set(['TIME_WAIT', 'CLOSE']);
 
 /** Parses `conntrack -L` output; lines it cannot read are skipped. */
 export function parseConntrackList(text: string): TrackedFlow[] {
@@ -30,7 +39,9 @@ export function parseConntrackList(text: string): TrackedFlow[] {
     if (!src || !dst) continue;
     const sport = port(first('sport'));
     const dport = port(first('dport'));
-    flows.push({ proto, src, dst, ...(sport !== undefined ? { sport } : {}), ...(dport !== undefined ? { dport } : {}) });
+    // "tcp 6 119 TIME_WAIT src=..." : the state follows the protocol number and the timeout.
+    const live = !words.includes('[UNREPLIED]') && !(proto === 'tcp' && CLOSED_STATES.has(words[3] ?? ''));
+    flows.push({ proto, src, dst, ...(sport !== undefined ? { sport } : {}), ...(dport !== undefined ? { dport } : {}), live });
   }
   return flows;
 }
@@ -50,12 +61,38 @@ function port(text: string | undefined): number | undefined {
   return n <= 65535 ? n : undefined;
 }
 
-/** `conntrack -D` arguments that delete exactly this flow. */
-export function deleteArgs(flow: TrackedFlow): string[] {
+/** What one `conntrack -D` deletes: one flow (with its ports), or every flow of a protocol between two addresses (without). */
+export type FlowFilter = Pick<TrackedFlow, 'proto' | 'src' | 'dst' | 'sport' | 'dport'>;
+
+/** `conntrack -D` arguments for the filter. */
+export function deleteArgs(flow: FlowFilter): string[] {
   const family = flow.src.includes(':') ? ['-f', 'ipv6'] : [];
   const ports = flow.sport !== undefined && flow.dport !== undefined ? ['--sport', String(flow.sport), '--dport', String(flow.dport)] : [];
   return ['conntrack', '-D', ...family, '-p', flow.proto, '-s', flow.src, '-d', flow.dst, ...ports];
 }
+
+/**
+ * The fewest deletes that remove `denied` and nothing in `kept`: one per
+ * protocol and address pair when no kept flow shares it, else one per flow.
+ */
+export function deleteFilters(denied: readonly TrackedFlow[], kept: readonly TrackedFlow[]): FlowFilter[] {
+  const pair = (f: TrackedFlow): string => `${f.proto} ${f.src} ${f.dst}`;
+  const keptPairs = new Set(kept.map(pair));
+  const out: FlowFilter[] = [];
+  const whole = new Set<string>();
+  for (const f of denied) {
+    const k = pair(f);
+    if (keptPairs.has(k)) out.push({ proto: f.proto, src: f.src, dst: f.dst, ...(f.sport !== undefined ? { sport: f.sport } : {}), ...(f.dport !== undefined ? { dport: f.dport } : {}) });
+    else if (!whole.has(k)) {
+      whole.add(k);
+      out.push({ proto: f.proto, src: f.src, dst: f.dst });
+    }
+  }
+  return out;
+}
+
+/** Deletes run this many at a time. */
+const DELETE_CONCURRENCY = 8;
 
 export interface ConntrackOptions {
   /** Network namespace (tests); the agent's own when absent. */
@@ -77,16 +114,20 @@ export class Conntrack {
     return flows;
   }
 
-  /** Deletes each flow; one that is already gone is not an error. Returns how many were deleted. */
-  async delete(flows: readonly TrackedFlow[]): Promise<number> {
+  /** Deletes what each filter names; a flow already gone is not an error. Returns how many entries were deleted. */
+  async delete(filters: readonly FlowFilter[]): Promise<number> {
     let deleted = 0;
-    for (const flow of flows) {
-      // Exit 1 with "0 flow entries have been deleted" when the flow ended meanwhile.
-      const res = await runCommand(deleteArgs(flow), { ...this.where(), check: false });
-      const m = /(\d+) flow entr(?:y|ies) ha(?:s|ve) been deleted/.exec(res.stderr);
-      if (m) deleted += Number(m[1]);
-      else if (res.code !== 0) throw new Error(`${deleteArgs(flow).join(' ')}: ${res.stderr.trim().split('\n')[0] || `exit ${res.code}`}`);
-    }
+    const queue = [...filters];
+    const worker = async (): Promise<void> => {
+      for (let f = queue.shift(); f; f = queue.shift()) {
+        // Exit 1 with "0 flow entries have been deleted" when the flow ended meanwhile.
+        const res = await runCommand(deleteArgs(f), { ...this.where(), check: false });
+        const m = /(\d+) flow entr(?:y|ies) ha(?:s|ve) been deleted/.exec(res.stderr);
+        if (m) deleted += Number(m[1]);
+        else if (res.code !== 0) throw new Error(`${deleteArgs(f).join(' ')}: ${res.stderr.trim().split('\n')[0] || `exit ${res.code}`}`);
+      }
+    };
+    await Promise.all(Array.from({ length: Math.min(DELETE_CONCURRENCY, queue.length) }, worker));
     return deleted;
   }
 

@@ -3,7 +3,7 @@ import { mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import t from 'tap';
-import { deleteArgs, parseConntrackList } from '../../src/dataplane/conntrack.js';
+import { deleteArgs, deleteFilters, parseConntrackList, type TrackedFlow } from '../../src/dataplane/conntrack.js';
 import { ensureBridgeNetfilter } from '../../src/dataplane/bridge-netfilter.js';
 
 const LISTING = [
@@ -14,16 +14,28 @@ const LISTING = [
   'conntrack v1.4.7 (conntrack-tools): 4 flow entries have been shown.',
   'garbage src=not-an-ip dst=10.0.0.1',
   'tcp 6 1 src=10.0.0.1 dst=10.0.0.2 sport=99999 dport=80',
+  'tcp      6 119 TIME_WAIT src=10.244.1.2 dst=10.244.2.3 sport=44600 dport=80 src=10.244.2.3 dst=10.244.1.2 sport=80 dport=44600 [ASSURED] mark=0 use=1',
   '',
 ].join('\n');
 
-t.test('conntrack -L: the original direction of each flow, canonical addresses, garbage skipped', async (t) => {
+t.test('conntrack -L: the original direction of each flow, canonical addresses, live or not, garbage skipped', async (t) => {
   t.same(parseConntrackList(LISTING), [
-    { proto: 'icmp', src: '10.244.1.2', dst: '10.244.2.3' },
-    { proto: 'udp', src: '10.244.1.2', dst: '10.244.2.3', sport: 58382, dport: 53 },
-    { proto: 'tcp', src: '10.244.1.2', dst: '10.244.2.3', sport: 44622, dport: 80 },
-    { proto: 'icmpv6', src: '2001:db8:1000:a1::2', dst: '2001:db8:1000:a2::3' },
-    { proto: 'tcp', src: '10.0.0.1', dst: '10.0.0.2', dport: 80 },
+    { proto: 'icmp', src: '10.244.1.2', dst: '10.244.2.3', live: true },
+    { proto: 'udp', src: '10.244.1.2', dst: '10.244.2.3', sport: 58382, dport: 53, live: false },
+    { proto: 'tcp', src: '10.244.1.2', dst: '10.244.2.3', sport: 44622, dport: 80, live: true },
+    { proto: 'icmpv6', src: '2001:db8:1000:a1::2', dst: '2001:db8:1000:a2::3', live: true },
+    { proto: 'tcp', src: '10.0.0.1', dst: '10.0.0.2', dport: 80, live: true },
+    { proto: 'tcp', src: '10.244.1.2', dst: '10.244.2.3', sport: 44600, dport: 80, live: false },
+  ]);
+});
+
+t.test('deletes: one per address pair when nothing kept shares it, else one per flow', async (t) => {
+  const f = (src: string, dst: string, sport: number, dport: number): TrackedFlow => ({ proto: 'tcp', src, dst, sport, dport, live: true });
+  const denied = [f('10.0.0.1', '10.0.0.2', 1000, 80), f('10.0.0.1', '10.0.0.2', 1001, 81), f('10.0.0.3', '10.0.0.2', 1000, 80)];
+  const kept = [f('10.0.0.3', '10.0.0.2', 1002, 443)];
+  t.same(deleteFilters(denied, kept), [
+    { proto: 'tcp', src: '10.0.0.1', dst: '10.0.0.2' },
+    { proto: 'tcp', src: '10.0.0.3', dst: '10.0.0.2', sport: 1000, dport: 80 },
   ]);
 });
 

@@ -3,7 +3,7 @@
 import { pino } from 'pino';
 import t from 'tap';
 import { NetworkPolicyEnforcer, type PolicyWorldSource } from '../../src/agent/network-policy.js';
-import type { TrackedFlow } from '../../src/dataplane/conntrack.js';
+import type { FlowFilter, TrackedFlow } from '../../src/dataplane/conntrack.js';
 import { FlowJudge } from '../../src/policy/evaluate.js';
 import type { PodInfo, PolicyWorld } from '../../src/policy/types.js';
 
@@ -28,7 +28,7 @@ const FROM_Y_HTTP = {
 
 const world = (policies: PolicyWorld['policies'], rv: string): PolicyWorld => ({ pods: [A, B, C], namespaces: NAMESPACES, policies, resourceVersion: rv });
 const flow = (proto: string, src: PodInfo, dst: PodInfo, dport?: number): TrackedFlow => ({
-  proto, src: src.ips[0]!, dst: dst.ips[0]!, ...(dport !== undefined ? { sport: 40000, dport } : {}),
+  proto, src: src.ips[0]!, dst: dst.ips[0]!, ...(dport !== undefined ? { sport: 40000, dport } : {}), live: true,
 });
 
 t.test('FlowJudge: named ports on the right pod, namespaces by label, other nodes not judged', async (t) => {
@@ -76,8 +76,9 @@ class HandSource implements PolicyWorldSource {
 
 t.test('the policy part: only changed pods, only denied flows, nothing before the table is written', async (t) => {
   const source = new HandSource();
-  const flows = [flow('tcp', B, A, 80), flow('tcp', C, A, 80), flow('udp', B, C, 53)];
-  const deleted: TrackedFlow[][] = [];
+  const closed = { ...flow('tcp', C, A, 81), live: false };
+  const flows = [flow('tcp', B, A, 80), flow('tcp', C, A, 80), flow('udp', B, C, 53), closed];
+  const deleted: FlowFilter[][] = [];
   const enforcer = new NetworkPolicyEnforcer({
     source, nodeName: 'n1', logger: pino({ level: 'silent' }),
     conntrack: { list: async () => flows, delete: async (f) => (deleted.push([...f]), f.length) },
@@ -99,7 +100,7 @@ t.test('the policy part: only changed pods, only denied flows, nothing before th
   await t.rejects(part('nft -f: syntax error').apply(), { message: /wait for the nftables table \(nft -f: syntax error\)/ }, 'a failed table write claims nothing');
   t.match(enforcer.metrics().find((m) => m.name === 'weft_policy_resource_version')?.samples, [{ value: 7 }], 'the kernel still holds version 7');
   await part().apply();
-  t.same(deleted, [[flow('tcp', C, A, 80)]], 'x/a became isolated: z/c -> x/a is cut, y/b -> x/a (allowed) and y/b -> z/c (not this node) stay');
+  t.same(deleted, [[{ proto: 'tcp', src: C.ips[0], dst: A.ips[0] }]], 'x/a became isolated: z/c -> x/a is cut (one delete for the pair), y/b -> x/a (allowed) and y/b -> z/c (not this node) stay');
   t.match(enforcer.metrics().find((m) => m.name === 'weft_policy_resource_version')?.samples, [{ value: 9 }], 'version 9 reached the kernel');
 
   source.push(world([FROM_Y_HTTP], '10'));
