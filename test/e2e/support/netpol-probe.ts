@@ -1,0 +1,203 @@
+// Servers and probes for the NetworkPolicy matrix, with Debian's socat.
+//
+// Every pod runs echo servers on TCP and UDP 80 and 81 (and UDP 53, the
+// port a default-deny-egress case leaves open for DNS), plus a raw SCTP
+// receiver. A probe round starts one bash per source pod (one `ip netns
+// exec`), which starts all that pod's probes in the background and waits:
+// a TCP or UDP probe prints its token when the echo comes back.
+//
+// SCTP is probed at the packet level: this machine's kernel has no SCTP
+// sockets (socket(AF_INET, SOCK_STREAM, IPPROTO_SCTP) fails), yet nftables
+// matches SCTP ports and conntrack tracks SCTP, which is what policy
+// enforcement acts on. So a probe is a real SCTP INIT (common header,
+// verification tag 0, CRC32c, an INIT chunk whose initiate tag names the
+// probe) sent as raw IP protocol 132, and it passes when the destination
+// pod's raw receiver got that INIT.
+import { readFile, mkdir, writeFile } from 'node:fs/promises';
+import { join } from 'node:path';
+import type { Lab } from '../../../src/lab/lab.js';
+import { key, type PortKey, type Protocol } from './netpol-truth.js';
+
+/** A pod as the probes see it: its id in the tables, its network namespace, its IPv4 address. */
+export interface ProbePod {
+  id: string;
+  ns: string;
+  ip: string;
+}
+
+/** Ports with an echo server in every pod (SCTP: any port reaches the raw receiver). */
+export const SERVED: { protocol: 'TCP' | 'UDP'; port: number }[] = [
+  { protocol: 'TCP', port: 80 },
+  { protocol: 'TCP', port: 81 },
+  { protocol: 'UDP', port: 80 },
+  { protocol: 'UDP', port: 81 },
+  { protocol: 'UDP', port: 53 },
+];
+
+/** The file a pod's SCTP receiver appends every INIT it gets to. */
+export function sctpInbox(dir: string, pod: ProbePod): string {
+  return join(dir, `${pod.ns}.sctp-inbox`);
+}
+
+/**
+ * Starts the pod's servers as one detached process group (bash and its
+ * socats); returns the group's pid, for stopServers.
+ */
+export function startServers(lab: Lab, pod: ProbePod, dir: string): number {
+  const lines = SERVED.map(({ protocol, port }) =>
+    protocol === 'TCP' ? `socat TCP4-LISTEN:${port},reuseaddr,fork PIPE &` : `socat UDP4-RECVFROM:${port},reuseaddr,fork PIPE &`,
+  );
+  // IP4-RECV hands over the SCTP packet without its IP header.
+  lines.push(`socat -u IP4-RECV:132 OPEN:${sctpInbox(dir, pod)},creat,append &`, 'wait');
+  return lab.spawn(pod, ['bash', '-c', lines.join('\n')], { logFile: join(dir, `${pod.ns}.servers.log`) }).pid;
+}
+
+/** Ends a pod's servers (the whole group startServers made). */
+export function stopServers(pid: number): void {
+  try {
+    process.kill(-pid, 'SIGKILL');
+  } catch {
+    // already gone with its namespace
+  }
+}
+
+/** True when every server of the pod is listening (ss inside the pod). */
+export async function serversListening(lab: Lab, pod: ProbePod): Promise<boolean> {
+  const r = await lab.exec(pod, ['ss', '-Hlntuw'], { check: false });
+  const want = [...SERVED.map((s) => `${s.protocol === 'TCP' ? 'tcp' : 'udp'} .*:${s.port}\\b`), 'raw .*:132\\b|raw .*:sctp\\b'];
+  return want.every((w) => new RegExp(w, 'm').test(r.stdout));
+}
+
+// --- SCTP INIT packets --------------------------------------------------------
+
+const CRC32C_TABLE = (() => {
+  const table = new Uint32Array(256);
+  for (let i = 0; i < 256; i++) {
+    let c = i;
+    for (let k = 0; k < 8; k++) c = c & 1 ? (c >>> 1) ^ 0x82f63b78 : c >>> 1;
+    table[i] = c >>> 0;
+  }
+  return table;
+})();
+
+/** CRC32c (Castagnoli), the SCTP checksum (RFC 9260 appendix A). */
+export function crc32c(bytes: Uint8Array): number {
+  let c = 0xffffffff;
+  for (const b of bytes) c = CRC32C_TABLE[(c ^ b) & 0xff]! ^ (c >>> 8);
+  return (c ^ 0xffffffff) >>> 0;
+}
+
+export const SCTP_INIT_BYTES = 32;
+
+/** An SCTP packet holding one INIT chunk from `srcPort` to `dstPort`, its initiate tag `tag` (non-zero). */
+export function sctpInit(srcPort: number, dstPort: number, tag: number): Buffer {
+  const p = Buffer.alloc(SCTP_INIT_BYTES);
+  p.writeUInt16BE(srcPort, 0);
+  p.writeUInt16BE(dstPort, 2);
+  // Verification tag 0 (an INIT's) at 4; checksum at 8, filled in last.
+  p[12] = 1; // chunk type INIT
+  p[13] = 0; // flags
+  p.writeUInt16BE(20, 14); // chunk length
+  p.writeUInt32BE(tag >>> 0, 16); // initiate tag
+  p.writeUInt32BE(65536, 20); // a_rwnd
+  p.writeUInt16BE(1, 24); // outbound streams
+  p.writeUInt16BE(1, 26); // inbound streams
+  p.writeUInt32BE(1, 28); // initial TSN
+  // The CRC is stored in network order of its little-endian reflection: write it little-endian.
+  p.writeUInt32LE(crc32c(p), 8);
+  return p;
+}
+
+/** (dstPort, initiate tag) of every INIT in a receiver's file (records of SCTP_INIT_BYTES). */
+export function initsIn(bytes: Buffer): { dstPort: number; tag: number }[] {
+  const out: { dstPort: number; tag: number }[] = [];
+  for (let at = 0; at + SCTP_INIT_BYTES <= bytes.length; at += SCTP_INIT_BYTES) {
+    if (bytes[at + 12] !== 1) continue;
+    out.push({ dstPort: bytes.readUInt16BE(at + 2), tag: bytes.readUInt32BE(at + 16) });
+  }
+  return out;
+}
+
+// --- a probe round ------------------------------------------------------------
+
+export interface ProbeSpec {
+  port: PortKey;
+  from: ProbePod;
+  to: ProbePod;
+}
+
+/** Probe rounds in one lab; files under `dir` (the pods' SCTP inboxes, each round's INITs). */
+export class Prober {
+  private rounds = 0;
+
+  constructor(
+    private readonly lab: Lab,
+    private readonly dir: string,
+  ) {}
+
+  /**
+   * Runs every probe once, all at once (one bash per source pod); `timeoutS`
+   * bounds a TCP connect and the wait for an echo. Returns key() -> reached.
+   */
+  run(probes: readonly ProbeSpec[], timeoutS: number): Promise<Map<string, boolean>> {
+    this.rounds = (this.rounds % 0xffff) + 1;
+    return probeRound(this.lab, this.dir, this.rounds, probes, timeoutS);
+  }
+}
+
+async function probeRound(lab: Lab, dir: string, round: number, probes: readonly ProbeSpec[], timeoutS: number): Promise<Map<string, boolean>> {
+  const roundDir = join(dir, `probes-${round}`);
+  await mkdir(roundDir, { recursive: true });
+  const bySource = new Map<ProbePod, string[]>();
+  const sctpTag = new Map<number, ProbeSpec>();
+  const tokens = new Map<string, ProbeSpec>();
+  const sctpLines = new Map<ProbePod, string[]>();
+  await Promise.all(
+    probes.map(async (probe, i) => {
+      const [protocol, portText] = probe.port.split('/') as [Protocol, string];
+      const lines = bySource.get(probe.from) ?? [];
+      bySource.set(probe.from, lines);
+      if (protocol === 'SCTP') {
+        const tag = ((round << 16) | (i + 1)) >>> 0;
+        sctpTag.set(tag, probe);
+        const file = join(roundDir, `init-${i}.bin`);
+        await writeFile(file, sctpInit(10_000 + ((round * 1024 + i) % 50_000), Number(portText), tag));
+        const sends = sctpLines.get(probe.from) ?? [];
+        sctpLines.set(probe.from, sends);
+        sends.push(`socat -u - IP4-SENDTO:${probe.to.ip}:132 < ${file} &`);
+      } else {
+        const token = `p${i}`;
+        tokens.set(token, probe);
+        const address = protocol === 'TCP' ? `TCP4:${probe.to.ip}:${portText},connect-timeout=${timeoutS}` : `UDP4:${probe.to.ip}:${portText}`;
+        // -t: after sending, how long to wait for the echo.
+        lines.push(`socat -t ${timeoutS} - ${address} <<< ${token} 2>/dev/null &`);
+      }
+    }),
+  );
+  const outputs = await Promise.all(
+    [...bySource.entries()].map(async ([source, lines]) => {
+      const sends = sctpLines.get(source) ?? [];
+      // SCTP INITs go first; a source with nothing else to wait for gives them the timeout to arrive.
+      const script = [...sends, ...lines, 'wait', ...(lines.length === 0 ? [`sleep ${timeoutS}`] : [])].join('\n');
+      const r = await lab.exec(source, ['bash', '-c', script], { check: false, timeoutMs: (timeoutS + 30) * 1000 });
+      return r.stdout;
+    }),
+  );
+  const observed = new Map<string, boolean>();
+  for (const probe of probes) observed.set(key(probe.port, probe.from.id, probe.to.id), false);
+  for (const token of outputs.join('\n').split('\n')) {
+    const probe = tokens.get(token.trim());
+    if (probe) observed.set(key(probe.port, probe.from.id, probe.to.id), true);
+  }
+  if (sctpTag.size > 0) {
+    const receivers = new Set([...sctpTag.values()].map((p) => p.to));
+    for (const to of receivers) {
+      const bytes = await readFile(sctpInbox(dir, to)).catch(() => Buffer.alloc(0));
+      for (const init of initsIn(bytes)) {
+        const probe = sctpTag.get(init.tag);
+        if (probe && probe.to === to && probe.port === `SCTP/${init.dstPort}`) observed.set(key(probe.port, probe.from.id, probe.to.id), true);
+      }
+    }
+  }
+  return observed;
+}
