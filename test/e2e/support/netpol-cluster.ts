@@ -11,7 +11,7 @@ import { join } from 'node:path';
 import { setTimeout as sleep } from 'node:timers/promises';
 import type { Lab, LabNode, LabPod } from '../../../src/lab/lab.js';
 import type { ApiServerProcess } from '../../fixtures/kube/apiserver-process.js';
-import { Prober, serversListening, startServers, stopServers, type ProbePod, type ProbeSpec } from './netpol-probe.js';
+import { Prober, serversListening, startServers, stopGroup, type ProbePod, type ProbeSpec } from './netpol-probe.js';
 import { mismatches, type Observed, type Reachability } from './netpol-truth.js';
 
 export const NAMESPACES = ['x', 'y', 'z'] as const;
@@ -157,7 +157,7 @@ export class NetpolWorld {
     this.pods.delete(id);
     const [ns, name] = id.split('/') as [string, string];
     if (this.api) this.saw(await this.api.deletePod(ns, name));
-    stopServers(pod.serversPid);
+    stopGroup(pod.serversPid);
     await this.lab.removePod(pod.lab);
   }
 
@@ -238,8 +238,8 @@ export class NetpolWorld {
 
   /** Stops what create() started outside the pods (the pods go with the lab). */
   close(): void {
-    for (const pid of this.bridgePids) stopServers(pid);
-    for (const pod of this.pods.values()) stopServers(pod.serversPid);
+    for (const pid of this.bridgePids) stopGroup(pid);
+    for (const pod of this.pods.values()) stopGroup(pod.serversPid);
   }
 
   private async register(pod: WorldPod): Promise<void> {

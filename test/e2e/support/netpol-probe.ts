@@ -41,7 +41,7 @@ export function sctpInbox(dir: string, pod: ProbePod): string {
 
 /**
  * Starts the pod's servers as one detached process group (bash and its
- * socats); returns the group's pid, for stopServers.
+ * socats); returns the group's pid, for stopGroup.
  */
 export function startServers(lab: Lab, pod: ProbePod, dir: string): number {
   const lines = SERVED.map(({ protocol, port }) =>
@@ -52,13 +52,28 @@ export function startServers(lab: Lab, pod: ProbePod, dir: string): number {
   return lab.spawn(pod, ['bash', '-c', lines.join('\n')], { logFile: join(dir, `${pod.ns}.servers.log`) }).pid;
 }
 
-/** Ends a pod's servers (the whole group startServers made). */
-export function stopServers(pid: number): void {
+/** Ends a process group this module started (a pod's servers, a flow). */
+export function stopGroup(pid: number): void {
   try {
     process.kill(-pid, 'SIGKILL');
   } catch {
     // already gone with its namespace
   }
+}
+
+/**
+ * A long-lived TCP connection from `from` to `to`'s echo server on `port`:
+ * a counter line every 50 ms, the echoes appended to `file`. Returns the
+ * process group's pid (stopGroup ends it).
+ */
+export function startEchoFlow(lab: Lab, from: ProbePod, to: ProbePod, port: number, file: string): number {
+  const script = `i=0; while sleep 0.05; do echo $((i++)); done | socat - TCP4:${to.ip}:${port} >> ${file}`;
+  return lab.spawn(from, ['bash', '-c', script], { logFile: `${file}.log` }).pid;
+}
+
+/** Echoes a flow got back so far. */
+export async function echoesIn(file: string): Promise<number> {
+  return (await readFile(file, 'utf8').catch(() => '')).split('\n').filter(Boolean).length;
 }
 
 /** True when every server of the pod is listening (ss inside the pod). */
