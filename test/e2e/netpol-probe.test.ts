@@ -14,7 +14,9 @@ t.test('probes see every pair allowed, then exactly the pairs a hand-written nft
   t.teardown(() => world.close());
 
   const open = new Reachability(world.podIds(), MATRIX_PORTS);
+  const at = Date.now();
   const first = await world.probe(open);
+  t.comment(`one round of ${open.probes().length} probes: ${Date.now() - at} ms`);
   t.same(mismatches(open, first.observed), [], `no policy: all ${open.probes().length} probes pass (${first.reprobed} re-probed)\n${renderGrids(open, first.observed)}`);
 
   // On x/a's node: drop what goes to x/a on TCP 80, UDP 81 and SCTP 81, whatever the source.

@@ -5,13 +5,14 @@
 // labels, node and named container ports, and echo servers in every pod.
 // NetpolWorld makes a case's changes through the API, waits until every
 // agent's rules reflect them, probes and puts everything back.
+import { existsSync } from 'node:fs';
 import { mkdir } from 'node:fs/promises';
 import { request } from 'node:http';
 import { join } from 'node:path';
 import { setTimeout as sleep } from 'node:timers/promises';
 import type { Lab, LabNode, LabPod } from '../../../src/lab/lab.js';
 import type { ApiServerProcess } from '../../fixtures/kube/apiserver-process.js';
-import { Prober, serversListening, startServers, stopGroup, type ProbePod, type ProbeSpec } from './netpol-probe.js';
+import { Prober, sctpSenderPath, serversListening, startSctpSender, startServers, stopGroup, type ProbePod, type ProbeSpec } from './netpol-probe.js';
 import { mismatches, type Observed, type Reachability } from './netpol-truth.js';
 
 export const NAMESPACES = ['x', 'y', 'z'] as const;
@@ -92,6 +93,8 @@ export class NetpolWorld {
   private lastRv = 0n;
   private readonly metricsSockets: string[] = [];
   private readonly bridgePids: number[] = [];
+  /** "from>to" -> pid of the SCTP sender between those pods. */
+  private readonly senders = new Map<string, number>();
 
   private constructor(
     readonly lab: Lab,
@@ -120,7 +123,11 @@ export class NetpolWorld {
       }
       for (const ns of NAMESPACES) await world.labelNamespace(ns, nsLabels(ns));
     }
-    for (const id of POD_IDS) await world.addPod(id);
+    // One node's pods one after the other (its CNI state), the nodes side by side.
+    await Promise.all(lab.nodes.map(async (_, i) => {
+      for (const id of POD_IDS.filter((p) => nodeIndexOf(p) === i)) await world.addPod(id, podLabels(id), { senders: false });
+    }));
+    await world.startSenders(POD_IDS.flatMap((from) => POD_IDS.filter((to) => to !== from).map((to) => [from, to] as [string, string])));
     return world;
   }
 
@@ -158,11 +165,17 @@ export class NetpolWorld {
     const [ns, name] = id.split('/') as [string, string];
     if (this.api) this.saw(await this.api.deletePod(ns, name));
     stopGroup(pod.serversPid);
+    for (const [pair, pid] of this.senders) {
+      if (pair.split('>').includes(id)) {
+        stopGroup(pid);
+        this.senders.delete(pair);
+      }
+    }
     await this.lab.removePod(pod.lab);
   }
 
   /** A new lab pod for `id` on its layout node (a new namespace, usually a new IP), servers started, registered with its usual labels. */
-  async addPod(id: string, labels = podLabels(id)): Promise<void> {
+  async addPod(id: string, labels = podLabels(id), opts: { senders?: boolean } = {}): Promise<void> {
     const node = this.lab.nodes[nodeIndexOf(id)]!;
     const lab = await this.lab.addPod(node);
     const pod: WorldPod = { id, ns: lab.ns, ip: lab.ip, lab, node, labels, serversPid: 0 };
@@ -172,7 +185,17 @@ export class NetpolWorld {
       if (i > 100) throw new Error(`the servers in ${id} (${pod.ns}) are not listening after 10 s: see ${this.dir}/${pod.ns}.servers.log`);
       await sleep(100);
     }
+    if (opts.senders ?? true) await this.startSenders(this.podIds().filter((o) => o !== id).flatMap((o) => [[id, o], [o, id]] as [string, string][]));
     await this.register(pod);
+  }
+
+  /** Starts the SCTP senders of these pod pairs and waits until each listens. */
+  private async startSenders(pairs: [from: string, to: string][]): Promise<void> {
+    for (const [from, to] of pairs) this.senders.set(`${from}>${to}`, startSctpSender(this.lab, this.dir, this.pod(from), this.pod(to)));
+    for (let i = 0; !pairs.every(([from, to]) => existsSync(sctpSenderPath(this.dir, this.pod(from), this.pod(to)))); i++) {
+      if (i > 100) throw new Error(`the SCTP senders did not start within 10 s: see ${this.dir}/*.sctp-senders.log`);
+      await sleep(100);
+    }
   }
 
   /** Creates or replaces a networking.k8s.io/v1 NetworkPolicy (the object as JSON). */
@@ -240,6 +263,7 @@ export class NetpolWorld {
   close(): void {
     for (const pid of this.bridgePids) stopGroup(pid);
     for (const pod of this.pods.values()) stopGroup(pod.serversPid);
+    for (const pid of this.senders.values()) stopGroup(pid);
   }
 
   private async register(pod: WorldPod): Promise<void> {

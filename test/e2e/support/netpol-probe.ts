@@ -1,10 +1,10 @@
-// Servers and probes for the NetworkPolicy matrix, with Debian's socat.
+// Servers and probes for the NetworkPolicy matrix.
 //
-// Every pod runs echo servers on TCP and UDP 80 and 81 (and UDP 53, the
-// port a default-deny-egress case leaves open for DNS), plus a raw SCTP
-// receiver. A probe round starts one bash per source pod (one `ip netns
-// exec`), which starts all that pod's probes in the background and waits:
-// a TCP or UDP probe prints its token when the echo comes back.
+// Every pod runs socat echo servers on TCP and UDP 80 and 81 (and UDP 53,
+// the port a default-deny-egress case leaves open for DNS), plus a raw SCTP
+// receiver (socat). A probe round starts one bash per source pod (one `ip
+// netns exec`), which starts all that pod's probes in the background and
+// waits: a TCP or UDP probe prints its token when the echo comes back.
 //
 // SCTP is probed at the packet level: this machine's kernel has no SCTP
 // sockets (socket(AF_INET, SOCK_STREAM, IPPROTO_SCTP) fails), yet nftables
@@ -12,8 +12,12 @@
 // enforcement acts on. So a probe is a real SCTP INIT (common header,
 // verification tag 0, CRC32c, an INIT chunk whose initiate tag names the
 // probe) sent as raw IP protocol 132, and it passes when the destination
-// pod's raw receiver got that INIT.
-import { readFile, mkdir, writeFile } from 'node:fs/promises';
+// pod's raw receiver got that INIT. The INITs leave through one long-lived
+// socat per ordered pod pair (started with the pods): a socat per probe
+// would cost ~8 ms of CPU each, 576 of them per step of four labs.
+import { readFile } from 'node:fs/promises';
+import { setTimeout as sleep } from 'node:timers/promises';
+import { createConnection } from 'node:net';
 import { join } from 'node:path';
 import type { Lab } from '../../../src/lab/lab.js';
 import { key, type PortKey, type Protocol } from './netpol-truth.js';
@@ -45,7 +49,8 @@ export function sctpInbox(dir: string, pod: ProbePod): string {
  */
 export function startServers(lab: Lab, pod: ProbePod, dir: string): number {
   const lines = SERVED.map(({ protocol, port }) =>
-    protocol === 'TCP' ? `socat TCP4-LISTEN:${port},reuseaddr,fork PIPE &` : `socat UDP4-RECVFROM:${port},reuseaddr,fork PIPE &`,
+    // backlog: socat's default (5) overflows when eight pods connect at once, and a dropped SYN costs a second.
+    protocol === 'TCP' ? `socat TCP4-LISTEN:${port},reuseaddr,fork,backlog=128 PIPE &` : `socat UDP4-RECVFROM:${port},reuseaddr,fork PIPE &`,
   );
   // IP4-RECV hands over the SCTP packet without its IP header.
   lines.push(`socat -u IP4-RECV:132 OPEN:${sctpInbox(dir, pod)},creat,append &`, 'wait');
@@ -74,6 +79,27 @@ export function startEchoFlow(lab: Lab, from: ProbePod, to: ProbePod, port: numb
 /** Echoes a flow got back so far. */
 export async function echoesIn(file: string): Promise<number> {
   return (await readFile(file, 'utf8').catch(() => '')).split('\n').filter(Boolean).length;
+}
+
+/** The unix socket of the SCTP sender from `from` to `to`: each connection's bytes leave `from` as one raw IP datagram to `to`. */
+export function sctpSenderPath(dir: string, from: ProbePod, to: ProbePod): string {
+  return join(dir, `${from.ns}.${to.ns}.sctp`);
+}
+
+/** Starts the SCTP sender from `from` to `to` (a detached socat in `from`); returns its pid, for stopGroup. */
+export function startSctpSender(lab: Lab, dir: string, from: ProbePod, to: ProbePod): number {
+  const path = sctpSenderPath(dir, from, to);
+  return lab.spawn(from, ['socat', '-u', `UNIX-LISTEN:${path},fork,unlink-early`, `IP4-SENDTO:${to.ip}:132`], { logFile: join(dir, `${from.ns}.sctp-senders.log`) }).pid;
+}
+
+/** Hands `bytes` to a sender; resolves once written (an absent sender is a probe that fails). */
+function sendThrough(path: string, bytes: Buffer): Promise<void> {
+  return new Promise((resolve) => {
+    const socket = createConnection({ path });
+    socket.on('error', () => resolve());
+    socket.on('close', () => resolve());
+    socket.end(bytes);
+  });
 }
 
 /** True when every server of the pod is listening (ss inside the pod). */
@@ -160,58 +186,69 @@ export class Prober {
   }
 }
 
+/**
+ * What every source pod's bash defines: a TCP or UDP probe opens a real
+ * socket with bash's own /dev/tcp or /dev/udp (no process is started per
+ * probe: socat per probe cost ~5 ms of CPU each, 1700 of them per matrix
+ * of four labs, which the suite's time budget cannot carry), sends its
+ * token and prints it when the server (socat) echoes it back.
+ */
+const PROBE_FUNCTIONS = [
+  'exec 2>/dev/null',
+  // bash reads a socket a byte at a time, which takes a whole datagram: a UDP echo is one byte read (the
+  // connected socket takes datagrams from the server's address and port only); a TCP echo is the token.
+  'probe() { exec 3<>/dev/$1/$2/$3 || return; echo $4 >&3; if [[ $1 == udp ]]; then read -t $5 -n 1 -u 3 l; else read -t $5 -u 3 l && [[ $l == $4 ]]; fi && echo $4; }',
+  'pids=()',
+];
+
 async function probeRound(lab: Lab, dir: string, round: number, probes: readonly ProbeSpec[], timeoutS: number): Promise<Map<string, boolean>> {
-  const roundDir = join(dir, `probes-${round}`);
-  await mkdir(roundDir, { recursive: true });
   const bySource = new Map<ProbePod, string[]>();
   const sctpTag = new Map<number, ProbeSpec>();
   const tokens = new Map<string, ProbeSpec>();
-  const sctpLines = new Map<ProbePod, string[]>();
   await Promise.all(
     probes.map(async (probe, i) => {
       const [protocol, portText] = probe.port.split('/') as [Protocol, string];
-      const lines = bySource.get(probe.from) ?? [];
-      bySource.set(probe.from, lines);
       if (protocol === 'SCTP') {
         const tag = ((round << 16) | (i + 1)) >>> 0;
         sctpTag.set(tag, probe);
-        const file = join(roundDir, `init-${i}.bin`);
-        await writeFile(file, sctpInit(10_000 + ((round * 1024 + i) % 50_000), Number(portText), tag));
-        const sends = sctpLines.get(probe.from) ?? [];
-        sctpLines.set(probe.from, sends);
-        sends.push(`socat -u - IP4-SENDTO:${probe.to.ip}:132 < ${file} &`);
+        await sendThrough(sctpSenderPath(dir, probe.from, probe.to), sctpInit(10_000 + ((round * 1024 + i) % 50_000), Number(portText), tag));
       } else {
         const token = `p${i}`;
         tokens.set(token, probe);
-        const address = protocol === 'TCP' ? `TCP4:${probe.to.ip}:${portText},connect-timeout=${timeoutS}` : `UDP4:${probe.to.ip}:${portText}`;
-        // -t: after sending, how long to wait for the echo.
-        lines.push(`socat -t ${timeoutS} - ${address} <<< ${token} 2>/dev/null &`);
+        const lines = bySource.get(probe.from) ?? [];
+        bySource.set(probe.from, lines);
+        lines.push(`probe ${protocol.toLowerCase()} ${probe.to.ip} ${portText} ${token} ${timeoutS} & pids+=($!)`);
       }
-    }),
-  );
-  const outputs = await Promise.all(
-    [...bySource.entries()].map(async ([source, lines]) => {
-      const sends = sctpLines.get(source) ?? [];
-      // SCTP INITs go first; a source with nothing else to wait for gives them the timeout to arrive.
-      const script = [...sends, ...lines, 'wait', ...(lines.length === 0 ? [`sleep ${timeoutS}`] : [])].join('\n');
-      const r = await lab.exec(source, ['bash', '-c', script], { check: false, timeoutMs: (timeoutS + 30) * 1000 });
-      return r.stdout;
     }),
   );
   const observed = new Map<string, boolean>();
   for (const probe of probes) observed.set(key(probe.port, probe.from.id, probe.to.id), false);
-  for (const token of outputs.join('\n').split('\n')) {
-    const probe = tokens.get(token.trim());
-    if (probe) observed.set(key(probe.port, probe.from.id, probe.to.id), true);
-  }
-  if (sctpTag.size > 0) {
-    const receivers = new Set([...sctpTag.values()].map((p) => p.to));
-    for (const to of receivers) {
-      const bytes = await readFile(sctpInbox(dir, to)).catch(() => Buffer.alloc(0));
-      for (const init of initsIn(bytes)) {
-        const probe = sctpTag.get(init.tag);
-        if (probe && probe.to === to && probe.port === `SCTP/${init.dstPort}`) observed.set(key(probe.port, probe.from.id, probe.to.id), true);
+  await Promise.all(
+    [...bySource.entries()].map(async ([source, lines]) => {
+      // A TCP connect to a peer that drops blocks for minutes: the watchdog ends what is left after the timeout.
+      const script = [...PROBE_FUNCTIONS, ...lines, `( sleep ${timeoutS}; kill \${pids[@]} ) >/dev/null 2>&1 & dog=$!`, 'wait ${pids[@]}', 'kill $dog', 'exit 0'].join('\n');
+      const r = await lab.exec(source, ['bash', '-c', script], { check: false, timeoutMs: (timeoutS + 30) * 1000 });
+      for (const token of r.stdout.split('\n')) {
+        const probe = tokens.get(token.trim());
+        if (probe) observed.set(key(probe.port, probe.from.id, probe.to.id), true);
       }
+    }),
+  );
+  if (sctpTag.size > 0) {
+    // An INIT may still be on its way when the TCP and UDP probes are done: look again until the timeout.
+    const deadline = Date.now() + timeoutS * 1000;
+    const receivers = new Set([...sctpTag.values()].map((p) => p.to));
+    for (;;) {
+      for (const to of receivers) {
+        const bytes = await readFile(sctpInbox(dir, to)).catch(() => Buffer.alloc(0));
+        for (const init of initsIn(bytes)) {
+          const probe = sctpTag.get(init.tag);
+          if (probe && probe.to === to && probe.port === `SCTP/${init.dstPort}`) observed.set(key(probe.port, probe.from.id, probe.to.id), true);
+        }
+      }
+      const missing = [...sctpTag.values()].some((p) => !observed.get(key(p.port, p.from.id, p.to.id)));
+      if (!missing || Date.now() >= deadline) break;
+      await sleep(100);
     }
   }
   return observed;
