@@ -11,7 +11,7 @@ import { confNetworks, type NetConf } from '../config/netconf.js';
 import { loadNetConfFile } from '../config/parse.js';
 import { Dataplane } from '../dataplane/dataplane.js';
 import { WeftError, oneLine } from '../errors.js';
-import type { Lease, LeaseAttrs, LeaseEvent } from '../subnet/lease.js';
+import { leaseFamilies, type Lease, type LeaseAttrs, type LeaseEvent } from '../subnet/lease.js';
 import type { SubnetManager } from '../subnet/manager.js';
 import { sleep } from '../core/backoff.js';
 import { retryUntilDone } from '../core/retry-log.js';
@@ -25,6 +25,7 @@ import { findExternalInterface, type IfaceSelector } from './extiface.js';
 import { firewallRules } from './firewall.js';
 import { serveHealth } from './health.js';
 import type { AgentCounters } from './metrics.js';
+import type { NetworkPolicyEnforcer } from './network-policy.js';
 import { SubnetEnvFile, readPreviousSubnetEnv, type SubnetEnv } from '../subnet/subnet-env.js';
 
 export interface AgentOptions {
@@ -54,6 +55,8 @@ export interface AgentOptions {
    * another node, no free subnet), how long between tries (default 60 s).
    */
   blockedRetryMs?: number;
+  /** Kube mode: NetworkPolicy enforced in weft's nftables table (absent: no policy). */
+  policy?: NetworkPolicyEnforcer;
   logger: Logger;
 }
 
@@ -141,12 +144,13 @@ export class Agent {
       const watching = this.opts.subnetManager.watchLeases((events, snapshot) => this.onLeaseEvents(events, snapshot, signal), signal);
       const renewing = this.lease.renewLoop(signal);
       const following = this.opts.configSource?.watch((update) => this.onConfigUpdate(update, signal), signal);
+      const enforcing = this.opts.policy?.run(signal, () => void this.program());
       await this.waitReady(signal);
       if (!signal.aborted) this.log.info({ ms: Date.now() - started, peers: this.peers.size }, 'ready');
       if (!signal.aborted && this.opts.subnetManager.markNetworkAvailable) {
         await this.opts.subnetManager.markNetworkAvailable(signal).catch((err) => this.log.warn(`cannot mark the node's network available: ${oneLine(err)}`));
       }
-      await Promise.all([watching, renewing, following]);
+      await Promise.all([watching, renewing, following, enforcing]);
     } finally {
       clearInterval(heartbeat);
       await this.shutdown();
@@ -250,10 +254,14 @@ export class Agent {
     const kernel = backend.desired(own, newPeers);
     if (drain) mergeInto(kernel, drain.backend.desired(own, oldPeers));
     const tunnelPort = backend.tunnelPort ?? drain?.backend.tunnelPort;
+    const policy = this.opts.policy;
+    const families = leaseFamilies(own);
     const failed = await dataplane.apply({
       kernel,
-      nft: firewallRules({ tunnelPort, own, peers, networks: confNetworks(this.config!), ipMasq: this.opts.ipMasq }),
+      nft: firewallRules({ tunnelPort, own, peers, networks: confNetworks(this.config!), ipMasq: this.opts.ipMasq, policy: policy?.nft(families) }),
       extras: [
+        // After the table: cuts what the new rules deny, once they are in the kernel.
+        ...(policy ? [policy.part(families, () => dataplane.status().find((p) => p.part === 'nftables' && p.state === 'failed')?.reason)] : []),
         {
           name: 'backend',
           apply: async () => {
@@ -402,6 +410,7 @@ export class Agent {
       ...(this.own!.ipv6Subnet ? { ipv6Subnet: String(this.own!.ipv6Subnet) } : {}),
       ready: this.ready,
       peers: [...this.peers.values()].map(peerStatus),
+      ...(this.opts.policy ? { policy: this.opts.policy.status() } : {}),
       updatedAt: new Date().toISOString(),
     });
   }
@@ -410,7 +419,7 @@ export class Agent {
   private view(): NodeView {
     const { own, dataplane, backend, counters, lastLoop } = this;
     const sm = this.opts.subnetManager;
-    return { own, dataplane, backend, counters, lastLoop, peers: this.peers.size, leaseBlocked: this.lease.blocked, controlPlane: sm.health?.(), requests: sm.requestCounts?.() };
+    return { own, dataplane, backend, counters, lastLoop, peers: this.peers.size, leaseBlocked: this.lease.blocked, controlPlane: sm.health?.(), requests: sm.requestCounts?.(), policy: this.opts.policy };
   }
 
   private async shutdown(): Promise<void> {

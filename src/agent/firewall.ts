@@ -2,7 +2,7 @@
 // open only to peers, and (with --ip-masq) pod masquerade and forwarding of
 // the cluster Network. One weft-owned table, kept by the Dataplane; no table
 // when no rule is wanted.
-import type { NftRules } from '../dataplane/nft.js';
+import type { NftRules, PolicyNft } from '../dataplane/nft.js';
 import type { Cidr } from '../core/cidr.js';
 import { leaseFamilies, leaseHalf, leaseHalves, type Lease } from '../subnet/lease.js';
 
@@ -14,6 +14,8 @@ export interface FirewallInput {
   /** The cluster Network of each family the node runs (IPv4's, and IPv6's on a dual-stack node). */
   networks: readonly Cidr[];
   ipMasq: boolean;
+  /** Kube mode: the NetworkPolicy chains and sets (compiled by src/policy). */
+  policy?: PolicyNft;
 }
 
 /** The rules this node needs, or undefined when it needs none. */
@@ -37,5 +39,7 @@ export function firewallRules(input: FirewallInput): NftRules | undefined {
     rules.masquerade = families.map(({ half, network }) => ({ network: network.toString(), podSubnet: half.subnet.toString() }));
     rules.forwardNetworks = families.map(({ network }) => network.toString());
   }
-  return rules.vxlanPort === undefined && !rules.masquerade ? undefined : rules;
+  // No pod isolated: no policy chains, and no table just for them.
+  if (input.policy?.chains.length) rules.policy = input.policy;
+  return rules.vxlanPort === undefined && !rules.masquerade && !rules.policy ? undefined : rules;
 }

@@ -62,7 +62,7 @@ export function renderMetrics(families: readonly MetricFamily[]): string {
 }
 
 /** The parts /readyz reports on, in the order a node comes up. */
-export const READINESS_PARTS = ['etcd', 'lease', 'dataplane', 'routes', 'links', 'nftables', 'backend', 'subnet.env'] as const;
+export const READINESS_PARTS = ['etcd', 'lease', 'dataplane', 'routes', 'links', 'nftables', 'policy', 'backend', 'subnet.env'] as const;
 
 export interface AgentCounters {
   lease_renewals_total: number;
@@ -81,7 +81,7 @@ export interface NodeMetricsView {
   counters: AgentCounters;
   /** Requests the subnet manager sent to etcd, by call; absent with another control plane. */
   etcdRequests?: Readonly<Record<string, number>>;
-  /** The running backend's own families (udp loop counters, BGP sessions). */
+  /** The running backend's own families (udp loop counters, BGP sessions) and the policy's. */
   backendFamilies: readonly MetricFamily[];
 }
 

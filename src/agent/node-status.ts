@@ -9,6 +9,7 @@ import type { Dataplane, PartStatus } from '../dataplane/dataplane.js';
 import type { Lease } from '../subnet/lease.js';
 import type { FailingPart, HealthSource } from './health.js';
 import { nodeMetrics, type AgentCounters } from './metrics.js';
+import type { NetworkPolicyEnforcer, PolicyStatus } from './network-policy.js';
 
 /** status.json, as `weft status` reads it. */
 export interface AgentStatus {
@@ -21,6 +22,8 @@ export interface AgentStatus {
   ipv6Subnet?: string;
   ready: boolean;
   peers: { subnet: string; publicIP: string; ipv6Subnet?: string; publicIPv6?: string; backend: string; node?: string }[];
+  /** Kube mode: what the NetworkPolicy rules in the kernel reflect. */
+  policy?: PolicyStatus;
   updatedAt: string;
 }
 
@@ -35,6 +38,8 @@ export interface ReadinessView {
   leaseBlocked?: string;
   /** Why the control plane (etcd) cannot be used now. */
   controlPlane?: FailingPart;
+  /** Why NetworkPolicy is not enforced as the API says (kube mode). */
+  policy?: FailingPart;
 }
 
 /** Every part of the node's desired state that is not applied now, and why; empty when ready. */
@@ -50,6 +55,7 @@ export function failingParts(v: ReadinessView): FailingPart[] {
       .map((p) => ({ part: p.part, reason: p.reason ?? p.state })),
   );
   if (v.backendReason) failing.push({ part: 'backend', reason: `${v.backendType}: ${v.backendReason}` });
+  if (v.policy) failing.push(v.policy);
   return failing;
 }
 
@@ -66,6 +72,7 @@ export interface NodeView {
   controlPlane?: FailingPart;
   /** Requests sent to the control plane, by call (etcd only). */
   requests?: Readonly<Record<string, number>>;
+  policy?: Pick<NetworkPolicyEnforcer, 'readiness' | 'metrics'>;
 }
 
 /** A loop silent this long makes /healthz fail. */
@@ -81,6 +88,7 @@ export function nodeHealthSource(view: () => NodeView): HealthSource {
       backendReason: v.backend?.notReadyReason?.(),
       leaseBlocked: v.leaseBlocked,
       controlPlane: v.controlPlane,
+      policy: v.policy?.readiness(),
     });
   return {
     notReady: () => failing(view()),
@@ -94,7 +102,7 @@ export function nodeHealthSource(view: () => NodeView): HealthSource {
         dataplane: v.dataplane?.kernelStatus(),
         counters: v.counters,
         etcdRequests: v.requests,
-        backendFamilies: v.backend?.metrics?.() ?? [],
+        backendFamilies: [...(v.backend?.metrics?.() ?? []), ...(v.policy?.metrics() ?? [])],
       });
     },
   };

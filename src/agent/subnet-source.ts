@@ -4,6 +4,7 @@ import { loadNetConfFile } from '../config/parse.js';
 import type { EtcdOptions } from '../subnet/etcd/client.js';
 import { EtcdSubnetManager } from '../subnet/etcd/manager.js';
 import type { SubnetManager } from '../subnet/manager.js';
+import type { PolicyWorldSource } from './network-policy.js';
 
 export interface SubnetSourceOptions {
   kube: boolean;
@@ -28,4 +29,11 @@ export async function createSubnetManager(opts: SubnetSourceOptions): Promise<Su
   }
   const netConf = opts.netConfFile ? loadNetConfFile(opts.netConfFile) : undefined;
   return new EtcdSubnetManager({ etcd: opts.etcd, logger: opts.logger.child({ component: 'etcd' }), leaseTtlSeconds: opts.ttlSeconds, netConf });
+}
+
+/** Kube mode: the watch of pods, namespaces and NetworkPolicies that policy enforcement follows. */
+export async function createPolicySource(opts: { kubeconfigFile?: string; logger: Logger }): Promise<PolicyWorldSource> {
+  const { loadKubeConfig } = await import('../subnet/kube/manager.js');
+  const { PolicyWorldWatch } = await import('../subnet/kube/policy-watch.js');
+  return new PolicyWorldWatch({ kubeConfig: loadKubeConfig(opts.kubeconfigFile), logger: opts.logger.child({ component: 'kube-policy' }) });
 }

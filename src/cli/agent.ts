@@ -6,7 +6,8 @@ import { FileNetConfSource } from '../agent/config-source.js';
 import type { NetConfSource } from '../config/source.js';
 import { EtcdNetConfSource } from '../subnet/etcd/config-watch.js';
 import { WeftError } from '../errors.js';
-import { createSubnetManager } from '../agent/subnet-source.js';
+import { createPolicySource, createSubnetManager } from '../agent/subnet-source.js';
+import { NetworkPolicyEnforcer } from '../agent/network-policy.js';
 import { teardownNode } from '../agent/teardown.js';
 import { etcdFlags, etcdOptionsFrom } from './flags.js';
 import { createLogger, parseLogFormat } from './log.js';
@@ -18,6 +19,7 @@ const HELP = `usage: weft agent [flags]
   --etcd-cafile/--etcd-certfile/--etcd-keyfile FILE   TLS to etcd
   --kube-subnet-mgr       take the subnet from the Kubernetes node object instead of etcd
   --kubeconfig-file FILE  kubeconfig for --kube-subnet-mgr (default: in-cluster, else $KUBECONFIG)
+  --no-network-policy     with --kube-subnet-mgr: do not enforce NetworkPolicy (another agent does)
   --iface NAME|IP         external interface (repeatable, first match wins; default: the default route's)
   --iface-regex RE        external interface by name or address pattern (repeatable)
   --public-ip IP          address published to peers (default: the interface's)
@@ -65,6 +67,7 @@ export async function run(argv: string[]): Promise<number> {
       ...etcdFlags,
       'kube-subnet-mgr': { type: 'boolean', default: false },
       'kubeconfig-file': { type: 'string' },
+      'no-network-policy': { type: 'boolean', default: false },
       iface: { type: 'string', multiple: true, default: [] },
       'iface-regex': { type: 'string', multiple: true, default: [] },
       'public-ip': { type: 'string' },
@@ -119,6 +122,10 @@ export async function run(argv: string[]): Promise<number> {
   const configSource: NetConfSource = followedFile
     ? new FileNetConfSource({ path: followedFile, logger: configLogger })
     : new EtcdNetConfSource({ etcd, logger: configLogger });
+  // NetworkPolicy needs pods and policies, which only the Kubernetes API has: etcd mode enforces none.
+  const policy = values['kube-subnet-mgr'] && !values['no-network-policy']
+    ? new NetworkPolicyEnforcer({ source: await createPolicySource({ kubeconfigFile: values['kubeconfig-file'], logger }), nodeName, logger })
+    : undefined;
   const agent = new Agent({
     subnetManager,
     netConfFile,
@@ -133,6 +140,7 @@ export async function run(argv: string[]): Promise<number> {
     resyncMs: parseDuration(values.resync ?? '10s', '--resync'),
     // A lease blocking ours goes at the earliest when it expires: trying more often than a quarter TTL gains nothing.
     blockedRetryMs: Math.min(60_000, Math.max(1000, ttlMs / 4)),
+    ...(policy ? { policy } : {}),
     logger,
   });
 

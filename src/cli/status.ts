@@ -2,13 +2,23 @@ import { readFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import { parseArgs } from 'node:util';
 import type { AgentStatus } from '../agent/node-status.js';
+import type { PolicyStatus } from '../agent/network-policy.js';
 import { WeftError } from '../errors.js';
 import { backendRegistration } from '../../backends/registry.js';
 
 const HELP = `usage: weft status [--run-dir DIR] [--bird-socket PATH] [--json]
 
 Shows what the agent on this node last programmed: its subnet, backend and peers;
-with the bgp backend also the BGP sessions of its BIRD (default socket <run-dir>/bird/bird.ctl).`;
+in kube mode the NetworkPolicies it enforces; with the bgp backend also the BGP
+sessions of its BIRD (default socket <run-dir>/bird/bird.ctl).`;
+
+/** NetworkPolicy in a few lines: how many, how many of this node's pods they isolate, what cannot be used. */
+function policyLines(p: PolicyStatus): string[] {
+  return [
+    `policy   ${p.policies} NetworkPolicies, ${p.isolatedPods} of this node's pods isolated${p.resourceVersion ? ` (resourceVersion ${p.resourceVersion})` : ''}`,
+    ...p.problems.map((x) => `  ${x.policy}: ${x.reason}`),
+  ];
+}
 
 export async function run(argv: string[]): Promise<number> {
   const { values } = parseArgs({
@@ -48,6 +58,7 @@ export async function run(argv: string[]): Promise<number> {
     `ready    ${status.ready ? 'yes' : 'no'}   (updated ${status.updatedAt})`,
     `peers    ${status.peers.length}`,
     ...status.peers.map((p) => `  ${p.subnet.padEnd(18)} ${p.publicIP.padEnd(15)} ${p.backend}${p.node ? `  ${p.node}` : ''}`),
+    ...(status.policy ? policyLines(status.policy) : []),
     ...(extra?.lines ?? []),
   ];
   process.stdout.write(out.join('\n') + '\n');

@@ -1,12 +1,13 @@
 // weft's one nftables table: the VXLAN port locked to peers, pod masquerade,
-// forwarding of the cluster Network. The whole table is generated as text by
+// forwarding of the cluster Network, and NetworkPolicy's sets, verdict maps
+// and chains (built elsewhere). The whole table is generated as text by
 // a pure function and swapped atomically (declare, delete, define in one
 // `nft -f -` transaction), and rewritten if someone deletes or edits it.
 import type { Logger } from 'pino';
 import { runCommand, userCause } from '../core/command.js';
 import { SerialQueue } from '../core/serial-queue.js';
 import { oneLine } from '../errors.js';
-import { Cidr, IP } from '../core/cidr.js';
+import { Cidr, IP, type Family } from '../core/cidr.js';
 
 export const WEFT_NFT_TABLE = 'inet weft';
 
@@ -22,6 +23,42 @@ export interface NftRules {
   masquerade?: { network: string; podSubnet: string }[];
   /** Accept forwarding to and from the cluster Network, one per address family. */
   forwardNetworks?: string[];
+  /** NetworkPolicy enforcement: its sets, verdict maps and chains, added to the table as given. */
+  policy?: PolicyNft;
+}
+
+/**
+ * A named set of addresses. With `interval`, elements may also be prefixes
+ * ("10.0.0.0/24") and ranges ("10.0.0.1-10.0.0.9"); they must be disjoint
+ * and not adjacent (there is no auto-merge), so the kernel lists back as many
+ * elements as were written.
+ */
+export interface NftSet {
+  name: string;
+  type: 'ipv4_addr' | 'ipv6_addr';
+  interval?: boolean;
+  elements: string[];
+}
+
+/** A verdict map from an address to a verdict ("jump chain", "accept", "drop"), used as `ip saddr vmap @name`. */
+export interface NftVerdictMap {
+  name: string;
+  type: 'ipv4_addr' | 'ipv6_addr';
+  elements: { key: string; verdict: string }[];
+}
+
+/** A chain: a base chain when `head` is given ("type filter hook forward priority filter - 5; policy accept;"), else one reached by jump. */
+export interface NftChain {
+  name: string;
+  head?: string;
+  rules: string[];
+}
+
+/** What NetworkPolicy adds to the table (policy/compile.ts builds it; nothing here knows policy). */
+export interface PolicyNft {
+  sets: NftSet[];
+  maps: NftVerdictMap[];
+  chains: NftChain[];
 }
 
 const cidr = (text: string, what: string): Cidr => {
@@ -33,14 +70,82 @@ const cidr = (text: string, what: string): Cidr => {
 };
 const ipMatch = (c: Cidr): string => (c.family === 4 ? 'ip' : 'ip6');
 
-/** The table's contents: sets and base chains with their rules, in order. */
+/** The table's contents: sets, verdict maps and chains with their rules, in order. */
 interface TableSpec {
-  sets: { name: string; type: string; elements: string[] }[];
-  chains: { name: string; head: string; rules: string[] }[];
+  sets: NftSet[];
+  maps: NftVerdictMap[];
+  chains: NftChain[];
+}
+
+const NFT_NAME = /^[A-Za-z][A-Za-z0-9_]{0,30}$/;
+const VERDICT = /^(?:(?:jump|goto) ([A-Za-z][A-Za-z0-9_]{0,30})|accept|drop|return)$/;
+
+/** An element of an address set or map key as [first, last] address: "a", "a/len" or "a-b". */
+function elementRange(text: string): [IP, IP] {
+  const dash = text.indexOf('-');
+  if (dash >= 0) {
+    const first = IP.parse(text.slice(0, dash));
+    const last = IP.parse(text.slice(dash + 1));
+    if (first.family !== last.family || first.value > last.value) throw new Error(`"${text.slice(0, 64)}" is not a range from low to high`);
+    return [first, last];
+  }
+  if (text.includes('/')) {
+    const c = Cidr.parse(text);
+    return [c.ip, c.last];
+  }
+  const ip = IP.parse(text);
+  return [ip, ip];
+}
+
+/** One text per element whatever its spelling: an address alone, else "first-last". */
+function elementShape(text: string): string {
+  const [first, last] = elementRange(text);
+  return first.equals(last) ? first.toString() : `${first}-${last}`;
+}
+
+/** Checks what the policy compiler gives before it becomes nft text: names, verdicts, elements, one-line rules. */
+function checkPolicy(policy: PolicyNft, taken: Set<string>): void {
+  const name = (n: string, what: string): void => {
+    if (!NFT_NAME.test(n)) throw new Error(`nft: ${what} name ${JSON.stringify(n).slice(0, 64)} is not 1-31 letters, digits or _`);
+    if (taken.has(`${what} ${n}`)) throw new Error(`nft: two ${what}s named ${n}`);
+    taken.add(`${what} ${n}`);
+  };
+  const family = (type: string): Family => (type === 'ipv4_addr' ? 4 : 6);
+  const element = (text: string, type: string, interval: boolean, where: string): void => {
+    let range: [IP, IP];
+    try {
+      range = elementRange(text);
+    } catch (err) {
+      throw new Error(`nft: ${where}: ${oneLine(err)}`);
+    }
+    if (range[0].family !== family(type)) throw new Error(`nft: ${where}: ${text} is not an ${type}`);
+    if (!interval && !range[0].equals(range[1])) throw new Error(`nft: ${where}: ${text} needs an interval set`);
+  };
+  for (const set of policy.sets) {
+    name(set.name, 'set');
+    for (const e of set.elements) element(e, set.type, set.interval === true, `set ${set.name}`);
+  }
+  const chains = new Set(policy.chains.map((c) => c.name));
+  for (const map of policy.maps) {
+    name(map.name, 'set');
+    for (const e of map.elements) {
+      element(e.key, map.type, false, `map ${map.name}`);
+      const target = VERDICT.exec(e.verdict);
+      if (!target) throw new Error(`nft: map ${map.name}: ${JSON.stringify(e.verdict).slice(0, 64)} is not a verdict`);
+      if (target[1] !== undefined && !chains.has(target[1])) throw new Error(`nft: map ${map.name}: no chain ${target[1]}`);
+    }
+  }
+  for (const chain of policy.chains) {
+    name(chain.name, 'chain');
+    // One statement per rule: a ';' would start a second one (the head needs its own).
+    if (/[\n\r#]/.test(chain.head ?? '') || chain.rules.some((r) => /[\n\r#;]/.test(r))) {
+      throw new Error(`nft: chain ${chain.name}: a rule spans lines, holds a second statement or a comment`);
+    }
+  }
 }
 
 function tableSpec(rules: NftRules): TableSpec {
-  const spec: TableSpec = { sets: [], chains: [] };
+  const spec: TableSpec = { sets: [], maps: [], chains: [] };
   if (rules.vxlanPort !== undefined) {
     const port = rules.vxlanPort;
     if (!Number.isInteger(port) || port < 1 || port > 65535) throw new Error(`nft: VXLAN port ${port} is not 1-65535`);
@@ -96,6 +201,12 @@ function tableSpec(rules: NftRules): TableSpec {
       ],
     });
   }
+  if (rules.policy) {
+    checkPolicy(rules.policy, new Set([...spec.sets.map((s) => `set ${s.name}`), ...spec.chains.map((c) => `chain ${c.name}`)]));
+    spec.sets.push(...rules.policy.sets);
+    spec.maps.push(...rules.policy.maps);
+    spec.chains.push(...rules.policy.chains);
+  }
   return spec;
 }
 
@@ -105,22 +216,52 @@ export function nftRuleset(rules: NftRules): string {
   const out = [`table ${WEFT_NFT_TABLE}`, `delete table ${WEFT_NFT_TABLE}`, `table ${WEFT_NFT_TABLE} {`];
   for (const set of spec.sets) {
     out.push(`\tset ${set.name} {`, `\t\ttype ${set.type}`);
+    if (set.interval) out.push('\t\tflags interval');
     if (set.elements.length) out.push(`\t\telements = { ${set.elements.join(', ')} }`);
     out.push('\t}');
   }
-  for (const chain of spec.chains) {
-    out.push(`\tchain ${chain.name} {`, `\t\t${chain.head}`, ...chain.rules.map((r) => `\t\t${r}`), '\t}');
+  const chain = (c: NftChain): void => {
+    out.push(`\tchain ${c.name} {`, ...(c.head ? [`\t\t${c.head}`] : []), ...c.rules.map((r) => `\t\t${r}`), '\t}');
+  };
+  // Chains a map jumps to come before the map, the maps before the base chains that use them.
+  spec.chains.filter((c) => !c.head).forEach(chain);
+  for (const map of spec.maps) {
+    out.push(`\tmap ${map.name} {`, `\t\ttype ${map.type} : verdict`);
+    if (map.elements.length) out.push(`\t\telements = { ${map.elements.map((e) => `${e.key} : ${e.verdict}`).join(', ')} }`);
+    out.push('\t}');
   }
+  spec.chains.filter((c) => c.head).forEach(chain);
   out.push('}');
   return out.join('\n') + '\n';
 }
 
-/** What a listing must show: set names with their elements, chain names with their rule counts. */
+/** What a listing must show: set names with their elements, maps with theirs, chain names with their rule counts. */
 function shapeOfSpec(spec: TableSpec): string {
   return [
-    ...spec.sets.map((s) => `set ${s.name} ${[...s.elements].sort().join(',')}`),
+    ...spec.sets.map((s) => `set ${s.name} ${s.elements.map(elementShape).sort().join(',')}`),
+    ...spec.maps.map((m) => `map ${m.name} ${m.elements.map((e) => `${elementShape(e.key)}>${e.verdict}`).sort().join(',')}`),
     ...spec.chains.map((c) => `chain ${c.name} ${c.rules.length}`),
   ].sort().join('\n');
+}
+
+/** A set element or map key as `nft -j` lists it ("a", {prefix: {addr, len}}, {range: [a, b]}), in elementShape's form. */
+function listedElement(e: unknown): string {
+  try {
+    if (typeof e === 'string') return elementShape(e);
+    const o = e as { prefix?: { addr?: unknown; len?: unknown }; range?: unknown[] };
+    if (o.prefix) return elementShape(`${String(o.prefix.addr)}/${String(o.prefix.len)}`);
+    if (Array.isArray(o.range)) return elementShape(`${String(o.range[0])}-${String(o.range[1])}`);
+  } catch {
+    // Not an address: compared as JSON below, which never equals a wanted element.
+  }
+  return JSON.stringify(e);
+}
+
+/** A verdict as `nft -j` lists it ({jump: {target}}, {accept: null}) in the text form the map was written with. */
+function listedVerdict(v: unknown): string {
+  const [kind, arg] = Object.entries((v ?? {}) as Record<string, unknown>)[0] ?? ['?', undefined];
+  const target = (arg as { target?: unknown } | null)?.target;
+  return target === undefined ? kind : `${kind} ${String(target)}`;
 }
 
 /** The same shape from `nft -j list table`, so a deleted rule, chain or set element is noticed. */
@@ -130,14 +271,14 @@ export function shapeOfListing(json: unknown): string {
   const lines: string[] = [];
   for (const item of items) {
     if (item.set) {
-      const elems = (Array.isArray(item.set.elem) ? item.set.elem : []).map((e) => {
-        try {
-          return IP.parse(String(e)).toString();
-        } catch {
-          return JSON.stringify(e);
-        }
-      });
+      const elems = (Array.isArray(item.set.elem) ? item.set.elem : []).map(listedElement);
       lines.push(`set ${String(item.set.name)} ${elems.sort().join(',')}`);
+    } else if (item.map) {
+      const elems = (Array.isArray(item.map.elem) ? item.map.elem : []).map((e: unknown) => {
+        const [key, verdict] = Array.isArray(e) ? e : [e, undefined];
+        return `${listedElement(key)}>${listedVerdict(verdict)}`;
+      });
+      lines.push(`map ${String(item.map.name)} ${elems.sort().join(',')}`);
     } else if (item.chain) {
       chains.set(String(item.chain.name), chains.get(String(item.chain.name)) ?? 0);
     } else if (item.rule) {

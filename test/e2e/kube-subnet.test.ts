@@ -265,8 +265,9 @@ t.test('three agents against the API server', async (t) => {
   await t.test('the API calls made are exactly the RBAC table', async (t) => {
     t.same(server.unexpected, [], 'nothing outside the implemented endpoints was called');
     const made = new Set(server.calls.map((c) => `${c.verb} ${c.resource}`));
-    const table = new Set(KUBE_API_CALLS.map((c) => `${c.verb} ${c.resource}`));
-    t.same([...made].sort(), [...table].sort(), 'every call in KUBE_API_CALLS was made, and no other');
+    // The subnet manager's rows: the pod, namespace and networkpolicy ones are PolicyWorldWatch's (test/unit/kube-policy-watch.test.ts).
+    const table = new Set(KUBE_API_CALLS.filter((c) => c.resource.startsWith('nodes')).map((c) => `${c.verb} ${c.resource}`));
+    t.same([...made].sort(), [...table].sort(), 'every node call in KUBE_API_CALLS was made, and no other');
   });
 
   await t.test('stopping ends the watches', async (t) => {

@@ -101,3 +101,48 @@ t.test('a listing is compared by shape: sets with elements, chains with rule cou
   t.equal(shapeOfListing(listing([], 0)), ['chain input 0', 'set vxlan_peers4 ', 'set vxlan_peers6 '].join('\n'), 'a flushed chain shows');
   t.equal(shapeOfListing({}), '');
 });
+
+t.test('interval sets and verdict maps: listed prefixes, ranges and jumps have one shape whatever their spelling', async (t) => {
+  const listing = {
+    nftables: [
+      { set: { name: 's1', type: 'ipv4_addr', flags: ['interval'], elem: [{ prefix: { addr: '192.0.2.0', len: 25 } }, '192.0.2.200', { range: ['203.0.113.1', '203.0.113.9'] }] } },
+      { map: { name: 'ingress4', type: 'ipv4_addr', map: 'verdict', elem: [['192.0.2.7', { jump: { target: 'c1' } }], ['192.0.2.8', { drop: null }]] } },
+      { chain: { name: 'c1' } },
+      { rule: { chain: 'c1' } },
+    ],
+  };
+  t.equal(shapeOfListing(listing), [
+    'chain c1 1',
+    'map ingress4 192.0.2.7>jump c1,192.0.2.8>drop',
+    'set s1 192.0.2.0-192.0.2.127,192.0.2.200,203.0.113.1-203.0.113.9',
+  ].join('\n'));
+});
+
+t.test('policy parts are refused when their names, verdicts or elements could not be nft text', async (t) => {
+  const with_ = (policy: object) => () => nftRuleset({ allowedPeers: [], policy: { sets: [], maps: [], chains: [], ...policy } });
+  const errors = [
+    with_({ chains: [{ name: 'a b', rules: [] }] }),
+    with_({ chains: [{ name: 'c', rules: ['accept\nflush ruleset'] }] }),
+    with_({ chains: [{ name: 'c', rules: ['accept; flush ruleset'] }] }),
+    with_({ maps: [{ name: 'm', type: 'ipv4_addr', elements: [{ key: '192.0.2.1', verdict: 'jump missing' }] }] }),
+    with_({ sets: [{ name: 's', type: 'ipv4_addr', elements: ['192.0.2.0/24'] }] }),
+    with_({ sets: [{ name: 's', type: 'ipv6_addr', interval: true, elements: ['192.0.2.0/24'] }] }),
+    with_({ sets: [{ name: 's', type: 'ipv4_addr', interval: true, elements: ['192.0.2.9-192.0.2.1'] }] }),
+  ].map((f) => {
+    try {
+      f();
+      return 'accepted';
+    } catch (err) {
+      return (err as Error).message;
+    }
+  });
+  t.same(errors, [
+    'nft: chain name "a b" is not 1-31 letters, digits or _',
+    'nft: chain c: a rule spans lines, holds a second statement or a comment',
+    'nft: chain c: a rule spans lines, holds a second statement or a comment',
+    'nft: map m: no chain missing',
+    'nft: set s: 192.0.2.0/24 needs an interval set',
+    'nft: set s: 192.0.2.0/24 is not an ipv6_addr',
+    'nft: set s: "192.0.2.9-192.0.2.1" is not a range from low to high',
+  ]);
+});

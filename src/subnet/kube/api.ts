@@ -1,6 +1,8 @@
 // The Kubernetes API calls weft makes, all in one place: KUBE_API_CALLS is
-// the table deploy/'s ClusterRole is checked against, and NodeApi's methods
+// the table deploy/'s ClusterRole is checked against, and KubeApi's methods
 // are the only code that calls the API server.
+import { request as httpRequest, type IncomingMessage, type RequestOptions } from 'node:http';
+import { request as httpsRequest } from 'node:https';
 import {
   ApiException,
   CoreV1Api,
@@ -21,19 +23,50 @@ export interface KubeApiCall {
   verb: string;
 }
 
-/** Every API call NodeApi can make: the RBAC rules grant exactly these. */
+/** Every API call KubeApi can make: the RBAC rules grant exactly these. */
 export const KUBE_API_CALLS: readonly KubeApiCall[] = [
   { apiGroup: '', resource: 'nodes', verb: 'get' },
   { apiGroup: '', resource: 'nodes', verb: 'list' },
   { apiGroup: '', resource: 'nodes', verb: 'watch' },
   { apiGroup: '', resource: 'nodes', verb: 'patch' },
   { apiGroup: '', resource: 'nodes/status', verb: 'patch' },
+  // NetworkPolicy enforcement: every pod, namespace and policy, cluster-wide, read only.
+  { apiGroup: '', resource: 'pods', verb: 'list' },
+  { apiGroup: '', resource: 'pods', verb: 'watch' },
+  { apiGroup: '', resource: 'namespaces', verb: 'list' },
+  { apiGroup: '', resource: 'namespaces', verb: 'watch' },
+  { apiGroup: 'networking.k8s.io', resource: 'networkpolicies', verb: 'list' },
+  { apiGroup: 'networking.k8s.io', resource: 'networkpolicies', verb: 'watch' },
 ];
 
+/** The cluster-wide collection paths weft lists and watches. */
+export const KUBE_PATHS = {
+  nodes: '/api/v1/nodes',
+  pods: '/api/v1/pods',
+  namespaces: '/api/v1/namespaces',
+  networkpolicies: '/apis/networking.k8s.io/v1/networkpolicies',
+} as const;
+
+export type KubeCollection = keyof typeof KUBE_PATHS;
+
 /** A watch event as the API server streams it; objects arrive as plain JSON. */
-export interface NodeWatchEvent {
+export interface KubeWatchEvent {
   type: 'ADDED' | 'MODIFIED' | 'DELETED' | 'BOOKMARK' | 'ERROR';
   object: Record<string, any>;
+}
+
+export interface KubeWatchOptions {
+  /** The server ends the watch after this long. */
+  timeoutSeconds: number;
+  signal: AbortSignal;
+  /** Told once the server has accepted the watch. */
+  onOpen?: () => void;
+}
+
+/** A list answer: the items as plain JSON and the resourceVersion to watch from. */
+export interface KubeList<T = Record<string, any>> {
+  items: T[];
+  resourceVersion: string;
 }
 
 /** An API server answer with an HTTP status (404, 410 Gone, 403, ...). */
@@ -48,6 +81,17 @@ export class KubeApiError extends Error {
   }
 }
 
+/**
+ * HTTP 403: weft's credentials are good but its ClusterRole does not grant
+ * the call, most often one from an older deploy/ that lacks a newer rule.
+ */
+export class KubeForbiddenError extends WeftError {
+  constructor(message: string) {
+    super(`${message}: the API server forbids weft this call`, 'apply deploy/ again (its ClusterRole weft grants every call weft makes) or fix the kubeconfig');
+    this.name = 'KubeForbiddenError';
+  }
+}
+
 export interface NodeCondition {
   type: string;
   status: 'True' | 'False' | 'Unknown';
@@ -57,11 +101,11 @@ export interface NodeCondition {
 
 const DEFAULT_REQUEST_TIMEOUT_MS = 30_000;
 
-export class NodeApi {
+export class KubeApi {
   private readonly core: CoreV1Api;
   private readonly watcher: Watch;
 
-  constructor(kubeConfig: KubeConfig, private readonly requestTimeoutMs = DEFAULT_REQUEST_TIMEOUT_MS) {
+  constructor(private readonly kubeConfig: KubeConfig, private readonly requestTimeoutMs = DEFAULT_REQUEST_TIMEOUT_MS) {
     this.core = kubeConfig.makeApiClient(CoreV1Api);
     this.watcher = new Watch(kubeConfig);
   }
@@ -82,16 +126,33 @@ export class NodeApi {
     return { items: list.items, resourceVersion: list.metadata?.resourceVersion ?? '' };
   }
 
+  /** list pods in all namespaces, as plain JSON. */
+  listPods(signal?: AbortSignal): Promise<KubeList> {
+    return this.listRaw('pods', signal);
+  }
+
+  /** list namespaces, as plain JSON. */
+  listNamespaces(signal?: AbortSignal): Promise<KubeList> {
+    return this.listRaw('namespaces', signal);
+  }
+
+  /** list networking.k8s.io/v1 networkpolicies in all namespaces, as plain JSON. */
+  listNetworkPolicies(signal?: AbortSignal): Promise<KubeList> {
+    return this.listRaw('networkpolicies', signal);
+  }
+
   /**
-   * watch nodes from `resourceVersion`, calling `onEvent` for each event,
-   * until the server ends the stream (resolves), `signal` aborts (resolves)
-   * or the request fails (rejects with KubeApiError for an HTTP status).
-   * `onEvent` returning false stops the watch.
+   * watch a collection from `resourceVersion`, calling `onEvent` for each
+   * event, until the server ends the stream (resolves), `signal` aborts
+   * (resolves) or the request fails (rejects with KubeApiError for an HTTP
+   * status). `onEvent` returning false stops the watch. `opts.onOpen` is
+   * told when the server has accepted the watch (HTTP 200).
    */
-  watchNodes(
+  watch(
+    collection: KubeCollection,
     resourceVersion: string,
-    opts: { timeoutSeconds: number; signal: AbortSignal },
-    onEvent: (event: NodeWatchEvent) => boolean,
+    opts: KubeWatchOptions,
+    onEvent: (event: KubeWatchEvent) => boolean,
   ): Promise<void> {
     return new Promise((resolve, reject) => {
       let controller: AbortController | undefined;
@@ -100,20 +161,22 @@ export class NodeApi {
         stopped = true;
         controller?.abort();
       };
+      let ended = false;
       const finish = (err: unknown): void => {
+        ended = true;
         opts.signal.removeEventListener('abort', stop);
         if (!err || stopped || opts.signal.aborted) resolve();
-        else reject(asApiError('watch nodes', err));
+        else reject(asApiError(`watch ${collection}`, err));
       };
       opts.signal.addEventListener('abort', stop, { once: true });
       const query = { resourceVersion, allowWatchBookmarks: true, timeoutSeconds: opts.timeoutSeconds };
       this.watcher
-        .watch('/api/v1/nodes', query, (type: string, object: Record<string, any>) => {
+        .watch(KUBE_PATHS[collection], query, (type: string, object: Record<string, any>) => {
           if (stopped) return;
           // The library swallows what its callback throws; nothing may escape here.
           let keepGoing = false;
           try {
-            keepGoing = onEvent({ type: type as NodeWatchEvent['type'], object });
+            keepGoing = onEvent({ type: type as KubeWatchEvent['type'], object });
           } finally {
             if (!keepGoing) stop();
           }
@@ -121,6 +184,8 @@ export class NodeApi {
         .then((c) => {
           controller = c;
           if (stopped) c.abort();
+          // The library resolves after the response headers, and after calling `finish` on a refusal.
+          else if (!ended) opts.onOpen?.();
         }, finish);
     });
   }
@@ -141,6 +206,42 @@ export class NodeApi {
       (options) => this.core.patchNodeStatus({ name, body }, options),
       PatchStrategy.StrategicMergePatch,
     );
+  }
+
+  /**
+   * GET a collection as plain JSON, not through the typed client: its
+   * models rename and convert fields (dates, IntOrString), and policy
+   * specs must reach the compiler exactly as list and watch both send them.
+   */
+  private async listRaw(collection: KubeCollection, signal?: AbortSignal): Promise<KubeList> {
+    const what = `list ${collection}`;
+    const deadline = AbortSignal.timeout(this.requestTimeoutMs);
+    const requestSignal = signal ? (AbortSignal as unknown as { any(s: AbortSignal[]): AbortSignal }).any([signal, deadline]) : deadline;
+    const server = this.kubeConfig.getCurrentCluster()?.server;
+    if (!server) throw new WeftError(`${what}: no API server in the Kubernetes client config`, 'run weft in a pod with its ServiceAccount, or set KUBECONFIG');
+    const url = new URL(server.replace(/\/+$/, '') + KUBE_PATHS[collection]);
+    const options: RequestOptions = { method: 'GET', headers: { Accept: 'application/json' } };
+    await this.kubeConfig.applyToHTTPSOptions(options);
+    let status: number;
+    let text: string;
+    try {
+      ({ status, text } = await getText(url, { ...options, signal: requestSignal }));
+    } catch (err) {
+      if (deadline.aborted && !signal?.aborted) {
+        throw new TransientError(`${what}: no answer from the API server in ${this.requestTimeoutMs / 1000} s`, UNREACHABLE_FIX);
+      }
+      throw asApiError(what, err);
+    }
+    if (status !== 200) throw asApiError(what, new ApiException(status, `HTTP ${status}`, text, {}));
+    let body: { items?: unknown; metadata?: { resourceVersion?: unknown } };
+    try {
+      body = JSON.parse(text);
+    } catch {
+      throw new KubeApiError(502, `${what}: the API server's answer is not JSON`);
+    }
+    const items = Array.isArray(body?.items) ? body.items.filter((i): i is Record<string, any> => typeof i === 'object' && i !== null) : [];
+    const rv = body?.metadata?.resourceVersion;
+    return { items, resourceVersion: typeof rv === 'string' ? rv : '' };
   }
 
   /**
@@ -179,10 +280,26 @@ function asApiError(what: string, err: unknown): unknown {
   const body = err instanceof ApiException ? (err.body as { message?: unknown } | string | undefined) : undefined;
   const detail = typeof body === 'string' ? safeMessage(body) : typeof body?.message === 'string' ? body.message : '';
   const message = `${what}: HTTP ${status}${detail ? ` (${detail.slice(0, 200)})` : ''}`;
-  if (status === 401 || status === 403) {
+  if (status === 401) {
     return new WeftError(`${message}: the API server refused weft's credentials`, 'apply deploy/ (ServiceAccount weft and ClusterRole weft) or fix the kubeconfig');
   }
+  if (status === 403) return new KubeForbiddenError(message);
   return new KubeApiError(status, message);
+}
+
+/** One GET with node's own client (the kubeconfig's agent, headers and TLS options applied). */
+function getText(url: URL, options: RequestOptions): Promise<{ status: number; text: string }> {
+  const send = url.protocol === 'https:' ? httpsRequest : httpRequest;
+  return new Promise((resolve, reject) => {
+    const req = send(url, options, (res: IncomingMessage) => {
+      const chunks: Buffer[] = [];
+      res.on('data', (c: Buffer) => chunks.push(c));
+      res.on('end', () => resolve({ status: res.statusCode ?? 0, text: Buffer.concat(chunks).toString('utf8') }));
+      res.on('error', reject);
+    });
+    req.on('error', reject);
+    req.end();
+  });
 }
 
 function safeMessage(text: string): string {

@@ -13,7 +13,8 @@ import { SaidOnce } from '../../core/said-once.js';
 import { loggedSteps } from '../../core/retry-log.js';
 import { sameSubnets, withoutIPv6, type Lease, type LeaseAttrs, type LeaseEvent } from '../lease.js';
 import { LeaseGoneError, type SubnetManager } from '../manager.js';
-import { KubeApiError, NodeApi } from './api.js';
+import { KubeApi } from './api.js';
+import { listAndWatch } from './list-watch.js';
 import { NodeLeaseTable } from './lease-table.js';
 import { leaseAnnotations, nodeLease, podCidrsOf, podCidrsText, type NodeObject, type PodCidrs } from './node-lease.js';
 
@@ -57,7 +58,7 @@ export function loadKubeConfig(path?: string): KubeConfig {
 }
 
 export class KubeSubnetManager implements SubnetManager {
-  private readonly api: NodeApi;
+  private readonly api: KubeApi;
   private readonly log: Logger;
   private netConf: NetConf | undefined;
   /** node name -> the warning already logged for it, so each bad node is reported once. */
@@ -71,7 +72,7 @@ export class KubeSubnetManager implements SubnetManager {
   readonly watchCounters = { events: 0, parses: 0, leaseBatches: 0 };
 
   constructor(private readonly opts: KubeSubnetManagerOptions) {
-    this.api = new NodeApi(opts.kubeConfig, opts.requestTimeoutMs);
+    this.api = new KubeApi(opts.kubeConfig, opts.requestTimeoutMs);
     this.log = opts.logger.child({ subnetManager: 'kube' });
   }
 
@@ -142,44 +143,38 @@ export class KubeSubnetManager implements SubnetManager {
   async watchLeases(onEvents: (events: LeaseEvent[], snapshot: boolean) => void, signal: AbortSignal): Promise<void> {
     const stop = anySignal(signal, this.closing.signal);
     const known = new NodeLeaseTable((node, net) => this.leaseOf(node, net));
-    const backoff = new Backoff({ maxMs: 5000, ...loggedSteps('watching nodes', this.log) });
-    let resourceVersion: string | undefined;
+    let net: NetConf | undefined;
     let snapshotSent = false;
-    while (!stop.aborted) {
-      try {
-        const net = this.netConf ?? (await this.getNetworkConfig());
-        if (resourceVersion === undefined) {
-          const list = await this.api.listNodes(stop);
+    await listAndWatch<NodeObject>(
+      {
+        resource: 'nodes',
+        logger: this.log,
+        ...(this.opts.watchTimeoutSeconds !== undefined ? { watchTimeoutSeconds: this.opts.watchTimeoutSeconds } : {}),
+        source: {
+          list: async (s) => {
+            net = this.netConf ?? (await this.getNetworkConfig());
+            const list = await this.api.listNodes(s);
+            return { items: list.items as NodeObject[], resourceVersion: list.resourceVersion };
+          },
+          watch: (rv, o, onEvent) => this.api.watch('nodes', rv, o, onEvent),
+        },
+        onList: (items) => {
           // The first list's events are every lease, "added"; a later one's what changed meanwhile.
-          const events = known.replace(list.items as NodeObject[], net);
-          this.forgetWarnings(new Set(list.items.map((n) => n.metadata?.name ?? '')));
-          resourceVersion = list.resourceVersion;
+          const events = known.replace(items, net!);
+          this.forgetWarnings(new Set(items.map((n) => n.metadata?.name ?? '')));
           if (!snapshotSent || events.length) {
             this.watchCounters.leaseBatches++;
             onEvents(events, !snapshotSent);
           }
           snapshotSent = true;
-        }
-        const started = Date.now();
-        let received = 0;
-        let expired = false;
-        let failure: Error | undefined;
-        await this.api.watchNodes(resourceVersion, { timeoutSeconds: this.watchTimeout(), signal: stop }, (event) => {
-          if (event.type === 'ERROR') {
-            const code = event.object?.code;
-            if (code === 410) expired = true;
-            else failure = new Error(`watch nodes: ERROR event ${code} (${String(event.object?.message ?? '').slice(0, 200)})`);
-            return false;
-          }
-          received++;
+        },
+        onEvent: (event) => {
           this.watchCounters.events++;
-          const rv = event.object?.metadata?.resourceVersion;
-          if (typeof rv === 'string' && rv) resourceVersion = rv;
-          if (event.type === 'BOOKMARK') return true;
+          if (event.type === 'BOOKMARK') return;
           const node = event.object as NodeObject;
           if (event.type === 'DELETED') this.warned.forget(String(node?.metadata?.name ?? ''));
           // Heartbeats (status only) stop here, before any parsing: nothing weft reads changed.
-          const events = known.apply(event.type, node, net);
+          const events = known.apply(event.type, node, this.netConf ?? net!);
           if (events.length) {
             this.watchCounters.leaseBatches++;
             try {
@@ -188,27 +183,10 @@ export class KubeSubnetManager implements SubnetManager {
               this.log.error({ err: oneLine(err) }, 'lease event handler failed');
             }
           }
-          return true;
-        });
-        if (expired) {
-          this.log.info({ resourceVersion }, 'node watch expired (410 Gone); listing again');
-          resourceVersion = undefined;
-          continue;
-        }
-        if (failure) throw failure;
-        backoff.reset();
-        // A server that ends watches at once must not make this loop spin.
-        if (received === 0 && Date.now() - started < 1000) await sleep(1000, stop);
-      } catch (err) {
-        if (stop.aborted) break;
-        if (err instanceof KubeApiError && err.status === 410) {
-          this.log.info('node watch expired (410 Gone); listing again');
-          resourceVersion = undefined;
-          continue;
-        }
-        if (!(await backoff.wait(err, stop))) break;
-      }
-    }
+        },
+      },
+      stop,
+    );
   }
 
   async close(): Promise<void> {
@@ -285,12 +263,6 @@ export class KubeSubnetManager implements SubnetManager {
 
   private forgetWarnings(present: Set<string>): void {
     this.warned.retain(present);
-  }
-
-  private watchTimeout(): number {
-    // Jittered so a fleet of agents does not re-watch in lockstep.
-    const base = this.opts.watchTimeoutSeconds ?? 300;
-    return Math.max(1, Math.round(base * (0.9 + Math.random() * 0.2)));
   }
 }
 
