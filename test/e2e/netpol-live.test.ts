@@ -7,7 +7,7 @@
 // nftables table on every backend; netpol.test.ts covers the four.
 import t from 'tap';
 import { startKubeLab } from './support/kube-lab.js';
-import { NetpolWorld, policyApiOf } from './support/netpol-cluster.js';
+import { NetpolWorld } from './support/netpol-cluster.js';
 import { MATRIX_PORTS, Reachability, mismatches, renderGrids } from './support/netpol-truth.js';
 import { until } from './support/lab-fixture.js';
 import { PingFlow } from './support/watched-process.js';
@@ -36,7 +36,7 @@ function unrelatedChanges(world: NetpolWorld): (() => Promise<void>)[] {
 
 t.test('a flow that a policy allows loses no packet while 20 unrelated policies change', async (t) => {
   const kube = await startKubeLab(t, { name: 'np5', nodes: 3, backend: 'vxlan' });
-  const world = await NetpolWorld.create(kube.lab, { api: policyApiOf(kube.api) });
+  const world = await NetpolWorld.create(kube.lab, { api: kube.api });
   t.teardown(() => world.close());
 
   await world.applyPolicy(policy('x', 'a-from-b', { podSelector: { matchLabels: { pod: 'a' } }, ingress: [{ from: [{ podSelector: { matchLabels: { pod: 'b' } } }] }] }));

@@ -12,7 +12,7 @@ import t from 'tap';
 import { performance } from 'node:perf_hooks';
 import type { BackendType } from '../../src/config/netconf.js';
 import { startKubeLab } from './support/kube-lab.js';
-import { NetpolWorld, policyApiOf } from './support/netpol-cluster.js';
+import { NetpolWorld } from './support/netpol-cluster.js';
 import { netpolCases, runCase, type StepOutcome } from './support/netpol-cases.js';
 
 const BACKENDS: { backend: BackendType; lab: string }[] = [
@@ -32,7 +32,7 @@ t.test('NetworkPolicy matrix on host-gw, vxlan, udp and bgp', async (t) => {
   const runs = await Promise.all(
     BACKENDS.map(async ({ backend, lab: name }) => {
       const kube = await startKubeLab(t, { name, nodes: 3, backend });
-      const world = await NetpolWorld.create(kube.lab, { api: policyApiOf(kube.api) });
+      const world = await NetpolWorld.create(kube.lab, { api: kube.api });
       t.teardown(() => world.close());
       const readyAt = performance.now();
       const outcomes: StepOutcome[] = [];

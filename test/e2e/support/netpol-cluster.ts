@@ -45,27 +45,8 @@ export const CONTAINER_PORTS: readonly ContainerPort[] = [
 export const nsLabels = (ns: string): Record<string, string> => ({ ns, 'kubernetes.io/metadata.name': ns });
 export const podLabels = (id: string): Record<string, string> => ({ pod: id.split('/')[1]! });
 
-/** The stand-in API server's pod, namespace and policy operations; each resolves to the new resourceVersion. */
-export interface PolicyApi {
-  upsertNamespace(name: string, labels: Record<string, string>): Promise<string>;
-  deleteNamespace(name: string): Promise<string>;
-  upsertPod(pod: { namespace: string; name: string; labels: Record<string, string>; nodeName: string; ips: string[]; ports?: ContainerPort[] }): Promise<string>;
-  deletePod(namespace: string, name: string): Promise<string>;
-  upsertPolicy(policy: object): Promise<string>;
-  deletePolicy(namespace: string, name: string): Promise<string>;
-}
-
-/**
- * The API server's policy operations. STUB until main's ApiServerProcess has
- * them (issue 13, part A): then this is `return api`.
- */
-export function policyApiOf(api: ApiServerProcess): PolicyApi {
-  const ops = api as unknown as Partial<PolicyApi>;
-  if (typeof ops.upsertPod !== 'function' || typeof ops.upsertPolicy !== 'function') {
-    throw new Error('the stand-in API server has no pods, namespaces or networkpolicies yet: merge issue 13 part A (test/fixtures/kube) first');
-  }
-  return api as unknown as PolicyApi;
-}
+/** What the world asks of the stand-in API server (each change resolves to the new resourceVersion). */
+export type PolicyApi = Pick<ApiServerProcess, 'upsertNamespace' | 'upsertPod' | 'deletePod' | 'upsertPolicy' | 'deletePolicy'>;
 
 /** The port every lab agent serves /metrics on, inside its node's namespace (src/lab/agents.ts). */
 const AGENT_HTTP_PORT = 10270;
