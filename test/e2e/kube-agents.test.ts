@@ -3,95 +3,42 @@
 // underlay namespace: no real API server can run on this machine. The nodes
 // exist up front with an IPv4 and an IPv6 podCIDR each, as
 // kube-controller-manager with a dual-stack --cluster-cidr would leave them.
-import { readFile, writeFile } from 'node:fs/promises';
-import { join } from 'node:path';
-import { setTimeout as sleep } from 'node:timers/promises';
 import t from 'tap';
-import { Lab } from '../../src/lab/lab.js';
 import { pingOnce } from '../../src/lab/ping.js';
 import { segment } from '../../src/lab/topology.js';
 import { WEFT_ROUTE_PROTO } from '../../src/dataplane/state.js';
 import { KUBE_API_CALLS } from '../../src/subnet/kube/api.js';
-import { ApiServerProcess } from '../fixtures/kube/apiserver-process.js';
+import { KUBE_API_PORT, kubePodCidr6Of, kubePodCidrOf, startKubeLab, tailOf } from './support/kube-lab.js';
+import { until } from './support/lab-fixture.js';
 
 const LAB = 'kb1';
 const NETWORK = '10.244.0.0/16';
 const NETWORK6 = '2001:db8:1000::/56';
 const NET_CONF = { Network: NETWORK, EnableIPv6: true, IPv6Network: NETWORK6, Backend: { Type: 'host-gw' } };
-const API_PORT = 6443;
-/** Not what the etcd manager would pick (10.244.1.0/24 up): the subnets must come from the nodes. */
-const podCidrOf = (index: number): string => `10.244.${100 + index}.0/24`;
-const podCidr6Of = (index: number): string => `2001:db8:1000:a${index}::/64`;
-
-async function waitFor<T>(what: string, probe: () => Promise<T | undefined>, timeoutMs = 60_000): Promise<T> {
-  const deadline = Date.now() + timeoutMs;
-  for (;;) {
-    const v = await probe();
-    if (v !== undefined) return v;
-    if (Date.now() > deadline) throw new Error(`timed out after ${timeoutMs} ms waiting for ${what}`);
-    await sleep(200);
-  }
-}
 
 t.test('three agents on the Kubernetes API: podCIDRs, peers, annotations, condition, node deletion', async (t) => {
-  await Lab.destroy(LAB);
-  let api: ApiServerProcess | undefined;
-  const savedKubeconfig = process.env.KUBECONFIG;
-  t.teardown(async () => {
-    if (savedKubeconfig === undefined) delete process.env.KUBECONFIG;
-    else process.env.KUBECONFIG = savedKubeconfig;
-    await api?.stop();
-    await Lab.destroy(LAB);
-  });
-
-  const lab = await Lab.up({ name: LAB, nodes: 3, families: [4, 6], startAgents: false, netConf: NET_CONF });
-  const apiHost = segment(0).gateway.toString();
-  api = await ApiServerProcess.start({ host: apiHost, port: API_PORT, netns: lab.underlayNs, logFile: join(lab.dir, 'apiserver.log') });
-  t.equal(api.url, `http://${apiHost}:${API_PORT}`, 'the API server listens on the underlay');
-
-  const netConfFile = join(lab.dir, 'net-conf.json');
-  await writeFile(netConfFile, JSON.stringify(NET_CONF));
-  const kubeconfig = join(lab.dir, 'kubeconfig');
-  await writeFile(
-    kubeconfig,
-    JSON.stringify({
-      apiVersion: 'v1',
-      kind: 'Config',
-      // Plain HTTP: the client refuses it unless TLS checks are off.
-      clusters: [{ name: 'lab', cluster: { server: api.url, 'insecure-skip-tls-verify': true } }],
-      users: [{ name: 'weft', user: { token: 'lab-token' } }],
-      contexts: [{ name: 'lab', context: { cluster: 'lab', user: 'weft' } }],
-      'current-context': 'lab',
-    }),
-  );
-  for (const node of lab.nodes) await api.addNode(node.ns, [podCidrOf(node.index), podCidr6Of(node.index)]);
-
-  // The agents inherit this process's environment; the lab has no per-agent env.
-  process.env.KUBECONFIG = kubeconfig;
   const started = Date.now();
-  const ready = await Promise.all(lab.nodes.map((n) => lab.startAgent(n, { args: ['--kube-subnet-mgr', '--net-conf', netConfFile] }))).catch(async (err) => {
-    for (const n of lab.nodes) t.comment(`${n.name} agent log:\n${await tailLog(lab.agentLogFile(n), 8)}`);
-    t.comment(`API server log:\n${await tailLog(join(lab.dir, 'apiserver.log'), 8)}`);
-    throw err;
-  });
-  t.comment(`3 agents ready in ${Date.now() - started} ms (each: ${ready.map((r) => r.readyMs).join(', ')} ms)`);
+  const { lab, api, readyMs } = await startKubeLab(t, { name: LAB, nodes: 3, families: [4, 6], netConf: NET_CONF });
+  const apiHost = segment(0).gateway.toString();
+  t.equal(api.url, `http://${apiHost}:${KUBE_API_PORT}`, 'the API server listens on the underlay');
+  t.comment(`lab, API server and 3 agents ready in ${Date.now() - started} ms (each agent: ${readyMs.join(', ')} ms)`);
 
   for (const node of lab.nodes) {
     const env = await lab.readSubnetEnv(node);
     t.same(
       [env.network, env.subnet, env.ipv6?.network, env.ipv6?.subnet].map(String),
-      [NETWORK, podCidrOf(node.index), NETWORK6, podCidr6Of(node.index)],
+      [NETWORK, kubePodCidrOf(node.index), NETWORK6, kubePodCidr6Of(node.index)],
       `${node.name}: subnet.env holds the node's podCIDRs in both families`,
     );
   }
 
   // Annotations and the condition, as the API server holds them.
   for (const node of lab.nodes) {
-    const obj = await waitFor(`${node.name}'s NetworkUnavailable condition`, async () => {
-      const o = await api!.node(node.ns);
+    const obj = await until(`${node.name}'s NetworkUnavailable condition`, async () => {
+      const o = await api.node(node.ns);
       const cond = (o?.status?.conditions ?? []).find((c: { type: string }) => c.type === 'NetworkUnavailable');
       return cond ? o! : undefined;
-    });
+    }, 60_000);
     const ann = obj.metadata?.annotations ?? {};
     t.equal(ann['weft.io/public-ip'], node.underlayIP, `${node.name}: public IP annotation`);
     t.equal(ann['weft.io/public-ipv6'], node.underlayIPv6, `${node.name}: public IPv6 annotation`);
@@ -106,11 +53,11 @@ t.test('three agents on the Kubernetes API: podCIDRs, peers, annotations, condit
   const weftRoutes = async (ref: string): Promise<string> =>
     (await lab.exec(ref, ['ip', '-4', 'route', 'show', 'proto', String(WEFT_ROUTE_PROTO)])).stdout;
   for (const node of lab.nodes) {
-    const want = lab.nodes.filter((p) => p !== node).map((p) => `${podCidrOf(p.index)} via ${p.underlayIP}`);
-    const routes = await waitFor(`${node.name}'s routes to its peers`, async () => {
+    const want = lab.nodes.filter((p) => p !== node).map((p) => `${kubePodCidrOf(p.index)} via ${p.underlayIP}`);
+    const routes = await until(`${node.name}'s routes to its peers`, async () => {
       const text = await weftRoutes(node.name);
       return want.every((w) => text.includes(w)) ? text : undefined;
-    });
+    }, 60_000);
     t.equal(routes.trim().split('\n').length, 2, `${node.name}: one route per peer: ${want.join(', ')}`);
   }
 
@@ -118,7 +65,7 @@ t.test('three agents on the Kubernetes API: podCIDRs, peers, annotations, condit
   for (const node of lab.nodes) for (let k = 0; k < 2; k++) await lab.addPod(node);
   for (const pod of lab.pods) {
     const node = lab.node(pod.node);
-    t.ok(pod.ip.startsWith(podCidrOf(node.index).replace(/0\/24$/, '')), `${pod.name} ${pod.ip} is in ${podCidrOf(node.index)}`);
+    t.ok(pod.ip.startsWith(kubePodCidrOf(node.index).replace(/0\/24$/, '')), `${pod.name} ${pod.ip} is in ${kubePodCidrOf(node.index)}`);
   }
   const matrices = await lab.pingMatrices();
   t.same(matrices.map((m) => [m.family, m.rows.filter((r) => r.ok).length]), [[4, 30], [6, 30]], '6 pods: all 30 ordered pairs answer in IPv4 and in IPv6');
@@ -133,26 +80,22 @@ t.test('three agents on the Kubernetes API: podCIDRs, peers, annotations, condit
 
   // A node deleted from the API: its route goes away on the others.
   const gone = lab.node('n3');
-  const goneCidr = podCidrOf(gone.index);
+  const goneCidr = kubePodCidrOf(gone.index);
   const deletedAt = Date.now();
   await api.deleteNode(gone.ns);
   for (const name of ['n1', 'n2']) {
-    await waitFor(`${name} to drop the route to ${goneCidr}`, async () => ((await weftRoutes(name)).includes(goneCidr) ? undefined : true), 30_000);
+    await until(`${name} to drop the route to ${goneCidr}`, async () => ((await weftRoutes(name)).includes(goneCidr) ? undefined : true), 30_000);
     t.notOk((await weftRoutes(name)).includes(goneCidr), `${name}: route to ${goneCidr} removed`);
   }
   t.comment(`routes to the deleted node removed ${Date.now() - deletedAt} ms after the delete`);
   for (const name of ['n1', 'n2']) {
     const other = name === 'n1' ? 'n2' : 'n1';
-    t.match(await weftRoutes(name), podCidrOf(lab.node(other).index), `${name}: the route to ${other} stays`);
+    t.match(await weftRoutes(name), kubePodCidrOf(lab.node(other).index), `${name}: the route to ${other} stays`);
   }
   const remaining = lab.pods.filter((p) => p.node !== 'n3');
   const after = await lab.pingMatrix({ pods: remaining });
   t.ok(after.ok, `pods on the remaining nodes still reach each other (${after.rows.filter((r) => r.ok).length}/${after.rows.length})`);
   const n3pod = lab.podsOf('n3')[0]!;
   t.notOk(await pingOnce(lab.podsOf('n1')[0]!.ns, n3pod.ip), `n1's pods no longer reach ${n3pod.name}`);
-  t.comment(`the agent on the deleted node is ${lab.agentRunning(gone) ? 'still running' : 'gone'}; last log: ${(await tailLog(lab.agentLogFile(gone))).slice(0, 300)}`);
+  t.comment(`the agent on the deleted node is ${lab.agentRunning(gone) ? 'still running' : 'gone'}; last log: ${(await tailOf(lab.agentLogFile(gone))).slice(0, 300)}`);
 });
-
-async function tailLog(file: string, lines = 1): Promise<string> {
-  return (await readFile(file, 'utf8').catch(() => '(no log)')).trim().split('\n').slice(-lines).join('\n');
-}
