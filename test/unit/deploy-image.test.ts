@@ -121,7 +121,7 @@ t.test('the Containerfile runs the same script', async (t) => {
   const file = readFileSync(join(IMAGE, 'Containerfile'), 'utf8');
   t.match(file, /deploy\/image\/build-rootfs\.sh \/rootfs/, 'assembly is build-rootfs.sh');
   t.match(file, /COPY --from=build \/rootfs\/ \//, 'and its tree is what the image gets');
-  for (const pkg of ['iproute2', 'nftables', 'bird2', 'containernetworking-plugins']) t.match(file, new RegExp(`\\b${pkg}\\b`), `runtime has ${pkg}`);
+  for (const pkg of ['iproute2', 'nftables', 'conntrack', 'bird2', 'containernetworking-plugins']) t.match(file, new RegExp(`\\b${pkg}\\b`), `runtime has ${pkg}`);
   for (const m of file.matchAll(/^COPY (?!--from)(.+) \S+$/gm)) {
     for (const path of m[1]!.split(/\s+/)) t.ok(existsSync(join(ROOT, path)), `COPY source ${path} exists`);
   }

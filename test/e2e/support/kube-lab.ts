@@ -5,6 +5,7 @@
 // --kube-subnet-mgr` on every node. No real API server can run here.
 import type { Test } from 'tap';
 import { readFile, writeFile } from 'node:fs/promises';
+import { request } from 'node:http';
 import { join } from 'node:path';
 import type { BackendType } from '../../../src/config/netconf.js';
 import type { Family } from '../../../src/core/cidr.js';
@@ -94,4 +95,38 @@ export async function startKubeLab(t: Test, opts: KubeLabOptions): Promise<KubeL
 /** The last `lines` lines of a file, or "(no log)". */
 export async function tailOf(file: string, lines = 1): Promise<string> {
   return (await readFile(file, 'utf8').catch(() => '(no log)')).trim().split('\n').slice(-lines).join('\n');
+}
+
+/** The port every lab agent serves /metrics on, inside its node's namespace (src/lab/agents.ts). */
+const AGENT_HTTP_PORT = 10270;
+
+/**
+ * A unix socket in `dir` that reaches the node's agent's HTTP port (a socat
+ * in the node's namespace): polling /metrics through it starts no process
+ * per poll, unlike lab.agentHttp. Returns the socket and the bridge's pid.
+ */
+export function bridgeAgentMetrics(lab: Lab, node: LabNode, dir: string): { socket: string; pid: number } {
+  const socket = join(dir, `${node.name}.metrics.sock`);
+  const { pid } = lab.spawn(node, ['socat', `UNIX-LISTEN:${socket},fork`, `TCP4:127.0.0.1:${AGENT_HTTP_PORT}`], { logFile: join(dir, `${node.name}.metrics-bridge.log`) });
+  return { socket, pid };
+}
+
+/** The agent's unlabelled metric samples (name -> value text) through a bridge; empty when nothing answers. */
+export function metricsAt(socketPath: string): Promise<Map<string, string>> {
+  return new Promise((resolve) => {
+    const out = new Map<string, string>();
+    const req = request({ socketPath, path: '/metrics', timeout: 2000 }, (res) => {
+      let body = '';
+      res.setEncoding('utf8');
+      res.on('data', (chunk: string) => (body += chunk));
+      res.on('end', () => {
+        for (const m of body.matchAll(/^([a-z_:][a-z0-9_:]*) (\S+)$/gm)) out.set(m[1]!, m[2]!);
+        resolve(out);
+      });
+      res.on('error', () => resolve(out));
+    });
+    req.on('error', () => resolve(out));
+    req.on('timeout', () => req.destroy());
+    req.end();
+  });
 }

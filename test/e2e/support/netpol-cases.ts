@@ -432,6 +432,9 @@ export interface StepOutcome {
   grids: string;
   reprobed: number;
   ms: number;
+  /** Of `ms`: the change and the wait for every agent; the probe rounds. */
+  settleMs?: number;
+  probeMs?: number;
 }
 
 /** Runs a case's steps on the world (change, wait for every agent, probe, check), then resets the world (not waited for). */
@@ -444,11 +447,14 @@ export async function runCase(w: NetpolWorld, c: NetpolCase): Promise<StepOutcom
       try {
         await step.change(w);
         await w.settle();
+        const settled = performance.now();
         const expected = new Reachability(w.podIds(), [...MATRIX_PORTS, ...(c.ports ?? [])]);
         step.expect(expected, w);
         const { observed, reprobed } = await w.probe(expected);
+        const probed = performance.now();
         const problems = [...mismatches(expected, observed), ...((await step.check?.(w)) ?? [])];
-        out.push({ name, problems, grids: renderGrids(expected, observed), reprobed, ms: Math.round(performance.now() - started) });
+        const ms = (to: number, from: number): number => Math.round(to - from);
+        out.push({ name, problems, grids: renderGrids(expected, observed), reprobed, ms: ms(performance.now(), started), settleMs: ms(settled, started), probeMs: ms(probed, settled) });
       } catch (err) {
         out.push({ name, problems: [`error: ${(err as Error).message}`], grids: '', reprobed: 0, ms: Math.round(performance.now() - started) });
         break;

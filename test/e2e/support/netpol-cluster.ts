@@ -7,13 +7,13 @@
 // agent's rules reflect them, probes and puts everything back.
 import { existsSync } from 'node:fs';
 import { mkdir } from 'node:fs/promises';
-import { request } from 'node:http';
 import { join } from 'node:path';
 import { setTimeout as sleep } from 'node:timers/promises';
 import type { Lab, LabNode, LabPod } from '../../../src/lab/lab.js';
 import type { ApiServerProcess } from '../../fixtures/kube/apiserver-process.js';
 import { Prober, sctpSenderPath, serversListening, startSctpSender, startServers, stopGroup, type ProbePod, type ProbeSpec } from './netpol-probe.js';
 import { mismatches, type Observed, type Reachability } from './netpol-truth.js';
+import { bridgeAgentMetrics, metricsAt } from './kube-lab.js';
 
 export const NAMESPACES = ['x', 'y', 'z'] as const;
 export const POD_NAMES = ['a', 'b', 'c'] as const;
@@ -48,9 +48,6 @@ export const podLabels = (id: string): Record<string, string> => ({ pod: id.spli
 /** What the world asks of the stand-in API server (each change resolves to the new resourceVersion). */
 export type PolicyApi = Pick<ApiServerProcess, 'upsertNamespace' | 'upsertPod' | 'deletePod' | 'upsertPolicy' | 'deletePolicy'>;
 
-/** The port every lab agent serves /metrics on, inside its node's namespace (src/lab/agents.ts). */
-const AGENT_HTTP_PORT = 10270;
-const RV_METRIC = /^weft_policy_resource_version(?:\{[^}]*\})? (\d+)/m;
 
 interface WorldPod extends ProbePod {
   lab: LabPod;
@@ -98,9 +95,9 @@ export class NetpolWorld {
     const world = new NetpolWorld(lab, opts.api, dir);
     if (opts.api) {
       for (const node of lab.nodes) {
-        const socket = join(dir, `${node.name}.metrics.sock`);
-        world.metricsSockets.push(socket);
-        world.bridgePids.push(lab.spawn(node, ['socat', `UNIX-LISTEN:${socket},fork`, `TCP4:127.0.0.1:${AGENT_HTTP_PORT}`], { logFile: join(dir, `${node.name}.metrics-bridge.log`) }).pid);
+        const bridge = bridgeAgentMetrics(lab, node, dir);
+        world.metricsSockets.push(bridge.socket);
+        world.bridgePids.push(bridge.pid);
       }
       for (const ns of NAMESPACES) await world.labelNamespace(ns, nsLabels(ns));
     }
@@ -217,7 +214,10 @@ export class NetpolWorld {
     const deadline = Date.now() + timeoutMs;
     let seen: (bigint | undefined)[] = [];
     for (;;) {
-      seen = await Promise.all(this.metricsSockets.map((s) => policyRvAt(s)));
+      seen = await Promise.all(this.metricsSockets.map(async (s) => {
+        const rv = (await metricsAt(s)).get('weft_policy_resource_version');
+        return rv === undefined ? undefined : BigInt(rv);
+      }));
       if (seen.every((rv) => rv !== undefined && rv >= want)) return;
       if (Date.now() > deadline) {
         throw new Error(`agents did not apply resourceVersion ${want} within ${timeoutMs} ms (weft_policy_resource_version: ${this.lab.nodes.map((n, i) => `${n.name}=${seen[i] ?? 'none'}`).join(', ')})`);
@@ -231,7 +231,7 @@ export class NetpolWorld {
    * re-probes once, with a longer one, only the probes that disagree with
    * it: a loaded machine then costs time, not a false failure.
    */
-  async probe(expected: Reachability, timeoutsS: [first: number, again: number] = [1, 4]): Promise<MatrixResult> {
+  async probe(expected: Reachability, timeoutsS: [first: number, again: number] = [0.5, 3]): Promise<MatrixResult> {
     const specs: ProbeSpec[] = expected.probes().map(([port, from, to]) => ({ port, from: this.pod(from), to: this.pod(to) }));
     const observed = await this.prober.run(specs, timeoutsS[0]);
     const wrong = new Set(mismatches(expected, observed).map((line) => line.split(':')[0]));
@@ -258,23 +258,4 @@ export class NetpolWorld {
     const n = BigInt(rv);
     if (n > this.lastRv) this.lastRv = n;
   }
-}
-
-/** The agent's weft_policy_resource_version through its metrics bridge, or undefined (no answer, no metric yet). */
-function policyRvAt(socketPath: string): Promise<bigint | undefined> {
-  return new Promise((resolve) => {
-    const req = request({ socketPath, path: '/metrics', timeout: 2000 }, (res) => {
-      let body = '';
-      res.setEncoding('utf8');
-      res.on('data', (chunk: string) => (body += chunk));
-      res.on('end', () => {
-        const m = RV_METRIC.exec(body);
-        resolve(m ? BigInt(m[1]!) : undefined);
-      });
-      res.on('error', () => resolve(undefined));
-    });
-    req.on('error', () => resolve(undefined));
-    req.on('timeout', () => req.destroy());
-    req.end();
-  });
 }

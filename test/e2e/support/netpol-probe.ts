@@ -223,7 +223,7 @@ async function probeRound(lab: Lab, dir: string, round: number, probes: readonly
   );
   const observed = new Map<string, boolean>();
   for (const probe of probes) observed.set(key(probe.port, probe.from.id, probe.to.id), false);
-  await Promise.all(
+  const tcpAndUdp = Promise.all(
     [...bySource.entries()].map(async ([source, lines]) => {
       // A TCP connect to a peer that drops blocks for minutes: the watchdog ends what is left after the timeout.
       const script = [...PROBE_FUNCTIONS, ...lines, `( sleep ${timeoutS}; kill \${pids[@]} ) >/dev/null 2>&1 & dog=$!`, 'wait ${pids[@]}', 'kill $dog', 'exit 0'].join('\n');
@@ -234,8 +234,9 @@ async function probeRound(lab: Lab, dir: string, round: number, probes: readonly
       }
     }),
   );
-  if (sctpTag.size > 0) {
-    // An INIT may still be on its way when the TCP and UDP probes are done: look again until the timeout.
+  // The INITs are on their way already: their inboxes are read meanwhile, until every one arrived or the timeout.
+  const sctp = (async () => {
+    if (sctpTag.size === 0) return;
     const deadline = Date.now() + timeoutS * 1000;
     const receivers = new Set([...sctpTag.values()].map((p) => p.to));
     for (;;) {
@@ -250,6 +251,7 @@ async function probeRound(lab: Lab, dir: string, round: number, probes: readonly
       if (!missing || Date.now() >= deadline) break;
       await sleep(100);
     }
-  }
+  })();
+  await Promise.all([tcpAndUdp, sctp]);
   return observed;
 }
