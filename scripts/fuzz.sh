@@ -4,10 +4,10 @@
 # replays its corpus (hand-made seeds and every past finding), then fuzzes
 # it for a bounded time. Prints executions per harness; exits non-zero on
 # any finding, keeping the input under native/build/fuzz/artifacts/.
-#   WEFT_FUZZ_SECONDS  fuzzing time per harness (default 12)
+#   WEFT_FUZZ_SECONDS  fuzzing time per harness (default 8)
 set -uo pipefail
 cd "$(dirname "$0")/.."
-seconds=${WEFT_FUZZ_SECONDS:-12}
+seconds=${WEFT_FUZZ_SECONDS:-8}
 cc=$(command -v clang-14 || command -v clang || true)
 if [ -z "$cc" ]; then
   echo "weft fuzz: clang is missing (scripts/setup.sh installs it)" >&2

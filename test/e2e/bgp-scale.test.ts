@@ -1,5 +1,5 @@
-// bgp at scale: one lab of 32 nodes (2 route reflectors, 30 clients), every
-// node running its own agent and BIRD 2, a 33rd node joining, and the loss of
+// bgp at scale: one lab of 22 nodes (2 route reflectors, 20 clients), every
+// node running its own agent and BIRD 2, a 23rd node joining, and the loss of
 // one reflector. Pods only on two clients, for the data path. Needs root and
 // a build (`npx tsc -p .`: the lab runs dist/). Lab bs1 (namespaces wl-bs1-*).
 import t from 'tap';
@@ -10,7 +10,7 @@ import { DEFAULT_NETWORK, type Lab, type LabNode } from '../../src/lab/lab.js';
 import { freshLab, routesOf, timeJoin, until, waitUntil } from './support/lab-fixture.js';
 
 const LAB = 'bs1';
-const CLIENTS = 30;
+const CLIENTS = 20;
 /** Short hold time: a reflector that vanishes without a word is noticed after this many seconds. */
 const HOLD_TIME = 6;
 /** And a lost reflector that comes back is reconnected within this many seconds (keeps the test short). */

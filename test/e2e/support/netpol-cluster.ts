@@ -222,7 +222,7 @@ export class NetpolWorld {
       if (Date.now() > deadline) {
         throw new Error(`agents did not apply resourceVersion ${want} within ${timeoutMs} ms (weft_policy_resource_version: ${this.lab.nodes.map((n, i) => `${n.name}=${seen[i] ?? 'none'}`).join(', ')})`);
       }
-      await sleep(50);
+      await sleep(100);
     }
   }
 
