@@ -4,7 +4,7 @@
 // then meets the rules as a new one and is dropped, while a connection the
 // rules still allow is tracked again from that packet and carries on.
 import { runCommand } from '../core/command.js';
-import { IP } from '../core/cidr.js';
+import { normaliseIP } from './desired-check.js';
 
 /** A tracked flow in its original direction (the side that opened it first). */
 export interface TrackedFlow {
@@ -34,8 +34,8 @@ export function parseConntrackList(text: string): TrackedFlow[] {
     if (!proto || proto === 'conntrack') continue;
     // The first src=/dst=/sport=/dport= are the original direction's; the reply's follow.
     const first = (key: string): string | undefined => words.find((w) => w.startsWith(`${key}=`))?.slice(key.length + 1);
-    const src = canonicalIP(first('src'));
-    const dst = canonicalIP(first('dst'));
+    const src = normaliseIP(first('src'));
+    const dst = normaliseIP(first('dst'));
     if (!src || !dst) continue;
     const sport = port(first('sport'));
     const dport = port(first('dport'));
@@ -46,14 +46,6 @@ export function parseConntrackList(text: string): TrackedFlow[] {
   return flows;
 }
 
-function canonicalIP(text: string | undefined): string | undefined {
-  if (!text) return undefined;
-  try {
-    return IP.parse(text).toString();
-  } catch {
-    return undefined;
-  }
-}
 
 function port(text: string | undefined): number | undefined {
   if (text === undefined || !/^\d{1,5}$/.test(text)) return undefined;

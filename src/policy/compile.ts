@@ -21,7 +21,7 @@ import { IP, type Family } from '../core/cidr.js';
 import type { NftChain, NftSet, NftVerdictMap, PolicyNft } from '../dataplane/nft.js';
 import { mergeRanges, rangeText, type Range } from './intervals.js';
 import { matchesSelector } from './selector.js';
-import { PolicyReader, PROTOCOLS, type Direction, type Policy, type PortEntry, type Protocol, type Rule } from './spec.js';
+import { PolicyReader, namedPort, type Direction, type Policy, type PortEntry, type Protocol, type Rule } from './spec.js';
 import type { PodInfo, PolicyWorld } from './types.js';
 
 export interface PolicyProblem {
@@ -72,9 +72,9 @@ function resolvePorts(entries: readonly PortEntry[], pod: PodInfo | undefined): 
     let range: [number, number] | undefined;
     if (typeof e.port === 'number') range = [e.port, e.endPort ?? e.port];
     else if (typeof e.port === 'string') {
-      const found = pod?.ports.find((p) => p.name === e.port && PROTOCOLS[p.protocol] === e.protocol);
-      if (!found) continue;
-      range = [found.containerPort, found.containerPort];
+      const found = namedPort(pod, e);
+      if (found === undefined) continue;
+      range = [found, found];
     }
     const had = out.get(e.protocol);
     if (had === 'all') continue;
@@ -222,7 +222,7 @@ export function compilePolicies(world: PolicyWorld, opts: CompileOptions): Compi
         const byPorts = new Map<string, { match: PortMatch; pods: typeof pods }>();
         for (const p of group) {
           // What each name resolves to on this pod: pods with the same answers share a set.
-          const key = named.map((e) => p.pod.ports.find((port) => port.name === e.port && PROTOCOLS[port.protocol] === e.protocol)?.containerPort ?? '-').join(',');
+          const key = named.map((e) => namedPort(p.pod, e) ?? '-').join(',');
           if (/^[-,]*$/.test(key)) continue;
           const match = byPorts.get(key)?.match ?? resolvePorts(named, p.pod);
           const g = byPorts.get(key) ?? { match, pods: [] };

@@ -6,7 +6,7 @@
 import { IP } from '../core/cidr.js';
 import type { TrackedFlow } from '../dataplane/conntrack.js';
 import { matchesSelector } from './selector.js';
-import { PROTOCOLS, PolicyReader, type Direction, type Peer, type Policy, type PortEntry, type Rule } from './spec.js';
+import { PolicyReader, namedPort, type Direction, type Peer, type Policy, type PortEntry, type Rule } from './spec.js';
 import type { PodInfo, PolicyWorld } from './types.js';
 
 /** Answers "is this flow allowed?" for one world and node. */
@@ -67,8 +67,7 @@ function entryMatches(e: PortEntry, flow: TrackedFlow, owner: PodInfo | undefine
   if (e.port === undefined) return true;
   if (flow.dport === undefined) return false;
   if (typeof e.port === 'number') return flow.dport >= e.port && flow.dport <= (e.endPort ?? e.port);
-  const named = owner?.ports.find((p) => p.name === e.port && PROTOCOLS[p.protocol] === e.protocol);
-  return named !== undefined && named.containerPort === flow.dport;
+  return namedPort(owner, e) === flow.dport;
 }
 
 function parseIP(text: string): IP | undefined {

@@ -7,6 +7,7 @@
 import { Cidr, type Family } from '../core/cidr.js';
 import { subtract, type Range } from './intervals.js';
 import { isObject, parseSelector, shown, type Selector } from './selector.js';
+import type { PodInfo } from './types.js';
 
 export type Direction = 'ingress' | 'egress';
 export type Protocol = 'tcp' | 'udp' | 'sctp';
@@ -36,6 +37,11 @@ export interface Policy {
   /** Absent when the policy does not apply to that direction. */
   ingress?: Rule[];
   egress?: Rule[];
+}
+
+/** The container port a named port entry refers to on `pod` (same name and protocol), if it declares one. */
+export function namedPort(pod: PodInfo | undefined, e: PortEntry): number | undefined {
+  return pod?.ports.find((p) => p.name === e.port && PROTOCOLS[p.protocol] === e.protocol)?.containerPort;
 }
 
 const present = (v: unknown): boolean => v !== undefined && v !== null;
