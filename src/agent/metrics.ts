@@ -81,8 +81,8 @@ export interface NodeMetricsView {
   counters: AgentCounters;
   /** Requests the subnet manager sent to etcd, by call; absent with another control plane. */
   etcdRequests?: Readonly<Record<string, number>>;
-  /** The running backend's own families (udp loop counters, BGP sessions) and the policy's. */
-  backendFamilies: readonly MetricFamily[];
+  /** Families beyond the agent's own: the running backend's (udp loop counters, BGP sessions) and NetworkPolicy's. */
+  extraFamilies: readonly MetricFamily[];
 }
 
 /** Every family the agent exports, from a view of its state at scrape time. */
@@ -117,6 +117,6 @@ export function nodeMetrics(v: NodeMetricsView): MetricFamily[] {
           samples: Object.entries(v.etcdRequests).map(([call, value]) => ({ labels: { call }, value })),
         }]
       : []),
-    ...v.backendFamilies,
+    ...v.extraFamilies,
   ];
 }

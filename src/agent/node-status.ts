@@ -102,7 +102,7 @@ export function nodeHealthSource(view: () => NodeView): HealthSource {
         dataplane: v.dataplane?.kernelStatus(),
         counters: v.counters,
         etcdRequests: v.requests,
-        backendFamilies: [...(v.backend?.metrics?.() ?? []), ...(v.policy?.metrics() ?? [])],
+        extraFamilies: [...(v.backend?.metrics?.() ?? []), ...(v.policy?.metrics() ?? [])],
       });
     },
   };

@@ -29,7 +29,7 @@ const text = renderMetrics(nodeMetrics({
   dataplane: { inSync: false, lastError: 'ip: "quoted" \\ and\nnewline', conflicts: ['10.244.3.0/24'], failures: [], missingLinks: [], runs: 9 },
   counters,
   etcdRequests: { range: 4, list: 1, txn: 2, lease_grant: 1, lease_revoke: 0, lease_ttl: 0, keepalive: 0, watch: 3 },
-  backendFamilies: [
+  extraFamilies: [
     ...udpMetrics(udpCounters()),
     ...bgpMetrics(2, [{ name: 'node_192_0_2_2', peer: '192.0.2.2', state: 'Established', protocolState: 'up', since: '', info: '', importedRoutes: 1, exportedRoutes: 1 }]),
   ],
