@@ -15,7 +15,8 @@ node dist/src/cli/main.js lab down --all >/dev/null 2>&1 || true
 rc=0
 # The tests are type-checked with the code they test.
 npx tsc -p tsconfig.test.json || { echo "weft test: type errors (npx tsc -p tsconfig.test.json)" >&2; rc=1; }
-npx tap test/unit || rc=1
+# The unit test files in two processes, not one each (test/support/unit-shard.ts).
+npx tap test/suites || rc=1
 bash scripts/fuzz.sh || rc=1
 npx tap --jobs=1 test/e2e || rc=1
 node dist/src/cli/main.js lab down --all >/dev/null 2>&1 || true
