@@ -28,23 +28,41 @@ export function parseIperfJson(text: string): IperfResult {
   return { bitsPerSecond: rx.bits_per_second, bytes: rx.bytes, retransmits: doc.end?.sum_sent?.retransmits ?? 0 };
 }
 
-/** Starts `iperf3 -s` in `ns` (logging to `logDir`) and waits until it listens; returns its pid. */
-export async function startIperfServer(ns: string, logDir: string, timeoutMs = 10_000): Promise<number> {
-  const pid = spawnDetached(['ip', 'netns', 'exec', ns, 'iperf3', '-s', '-p', String(IPERF_PORT)], join(logDir, 'iperf3-server.log'));
+/** Waits until something in `ns` listens on `port` (`proto` tcp or udp); `what` names it in the timeout error. */
+export async function waitListening(ns: string, port: number, proto: 'tcp' | 'udp', what: string, timeoutMs = 10_000): Promise<void> {
   const deadline = Date.now() + timeoutMs;
   for (;;) {
-    const r = await runCommand(['ss', '-Hltn', `sport = :${IPERF_PORT}`], { netns: ns, check: false });
-    if (r.stdout.trim()) return pid;
-    if (Date.now() > deadline) throw new Error(`iperf3 server in ${ns} did not listen within ${timeoutMs} ms`);
+    const r = await runCommand(['ss', proto === 'tcp' ? '-Hltn' : '-Hlun', `sport = :${port}`], { netns: ns, check: false });
+    if (r.stdout.trim()) return;
+    if (Date.now() > deadline) throw new Error(`${what} in ${ns} did not listen within ${timeoutMs} ms`);
     await sleep(50);
   }
 }
 
-export async function runIperfClient(ns: string, serverIp: string, seconds: number): Promise<IperfResult> {
-  const r = await runCommand(['iperf3', '-c', serverIp, '-p', String(IPERF_PORT), '-t', String(seconds), '-J'], {
+/**
+ * Starts `iperf3 -s` on `port` in `ns` (logging to `logDir`) and waits until
+ * it listens; returns its pid.
+ */
+export async function startIperfServer(ns: string, logDir: string, timeoutMs = 10_000, port = IPERF_PORT): Promise<number> {
+  const log = port === IPERF_PORT ? 'iperf3-server.log' : `iperf3-server-${port}.log`;
+  const pid = spawnDetached(['ip', 'netns', 'exec', ns, 'iperf3', '-s', '-p', String(port)], join(logDir, log));
+  await waitListening(ns, port, 'tcp', 'iperf3 server', timeoutMs);
+  return pid;
+}
+
+/**
+ * One timed `iperf3 -c ... -J` run from `ns` with `args` added (e.g. -P 4,
+ * -u); iperf3's JSON (or its error text) as printed.
+ */
+export async function iperfClientOutput(ns: string, serverIp: string, seconds: number, opts: { port?: number; args?: readonly string[] } = {}): Promise<string> {
+  const r = await runCommand(['iperf3', '-c', serverIp, '-p', String(opts.port ?? IPERF_PORT), '-t', String(seconds), '-J', ...(opts.args ?? [])], {
     netns: ns,
     check: false,
     timeoutMs: (seconds + 30) * 1000,
   });
-  return parseIperfJson(r.stdout || r.stderr);
+  return r.stdout || r.stderr;
+}
+
+export async function runIperfClient(ns: string, serverIp: string, seconds: number): Promise<IperfResult> {
+  return parseIperfJson(await iperfClientOutput(ns, serverIp, seconds));
 }

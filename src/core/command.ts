@@ -27,7 +27,7 @@ export interface CommandOptions {
 const PACKAGE: Record<string, string> = {
   ip: 'iproute2', bridge: 'iproute2', tc: 'iproute2', nft: 'nftables', bird: 'bird2', birdc: 'bird2',
   etcd: 'etcd-server', etcdctl: 'etcd-client', ping: 'iputils-ping', iperf3: 'iperf3', gobgp: 'gobgpd', gobgpd: 'gobgpd',
-  conntrack: 'conntrack', curl: 'curl', ethtool: 'ethtool', tcpdump: 'tcpdump',
+  conntrack: 'conntrack', curl: 'curl', ethtool: 'ethtool', tcpdump: 'tcpdump', sockperf: 'sockperf',
 };
 
 export const FIX_CAPABILITY = 'run weft as root or grant it CAP_NET_ADMIN (DaemonSet: securityContext.capabilities.add: [NET_ADMIN], hostNetwork: true)';
