@@ -14,15 +14,46 @@ export interface IperfResult {
   retransmits: number;
 }
 
-/** Reads the figures that matter from `iperf3 -J` output; throws on an iperf3 error report. */
-export function parseIperfJson(text: string): IperfResult {
-  let doc: { error?: string; end?: { sum_received?: { bits_per_second?: number; bytes?: number }; sum_sent?: { retransmits?: number } } };
+/** The part of iperf3's JSON report the parsers read (TCP and UDP runs share it). */
+export interface IperfSum {
+  bits_per_second?: number;
+  bytes?: number;
+  retransmits?: number;
+  jitter_ms?: number;
+  lost_packets?: number;
+  packets?: number;
+  lost_percent?: number;
+}
+
+export interface IperfDocument {
+  error?: string;
+  start?: { test_start?: { protocol?: string } };
+  end?: { sum?: IperfSum; sum_sent?: IperfSum; sum_received?: IperfSum };
+}
+
+/** Start of a tool's output for an error message: enough to recognise it, short enough for one line. */
+export function outputExcerpt(text: string, chars = 80): string {
+  const flat = text.trim().replace(/\s+/g, ' ');
+  if (!flat) return '(empty output)';
+  return flat.length > chars ? `${flat.slice(0, chars)}…` : flat;
+}
+
+/** Parses `iperf3 -J` output; throws when it is not JSON (empty, truncated) or is iperf3's own error report. */
+export function readIperfJson(text: string): IperfDocument {
+  let doc: IperfDocument;
   try {
     doc = JSON.parse(text);
   } catch {
-    throw new Error(`iperf3 printed no JSON: ${text.trim().slice(0, 200)}`);
+    throw new Error(`iperf3 printed no JSON (empty or cut short): ${outputExcerpt(text)}`);
   }
+  if (doc === null || typeof doc !== 'object') throw new Error(`iperf3 printed no JSON report: ${outputExcerpt(text)}`);
   if (doc.error) throw new Error(`iperf3: ${doc.error}`);
+  return doc;
+}
+
+/** Reads the figures that matter from `iperf3 -J` output; throws on an iperf3 error report. */
+export function parseIperfJson(text: string): IperfResult {
+  const doc = readIperfJson(text);
   const rx = doc.end?.sum_received;
   if (typeof rx?.bits_per_second !== 'number' || typeof rx.bytes !== 'number') throw new Error('iperf3 JSON has no end.sum_received');
   return { bitsPerSecond: rx.bits_per_second, bytes: rx.bytes, retransmits: doc.end?.sum_sent?.retransmits ?? 0 };
