@@ -70,14 +70,10 @@ export async function waitListening(ns: string, port: number, proto: 'tcp' | 'ud
   }
 }
 
-/**
- * Starts `iperf3 -s` on `port` in `ns` (logging to `logDir`) and waits until
- * it listens; returns its pid.
- */
-export async function startIperfServer(ns: string, logDir: string, timeoutMs = 10_000, port = IPERF_PORT): Promise<number> {
-  const log = port === IPERF_PORT ? 'iperf3-server.log' : `iperf3-server-${port}.log`;
-  const pid = spawnDetached(['ip', 'netns', 'exec', ns, 'iperf3', '-s', '-p', String(port)], join(logDir, log));
-  await waitListening(ns, port, 'tcp', 'iperf3 server', timeoutMs);
+/** Starts `iperf3 -s` in `ns` (logging to `logDir`) and waits until it listens; returns its pid. */
+export async function startIperfServer(ns: string, logDir: string, timeoutMs = 10_000): Promise<number> {
+  const pid = spawnDetached(['ip', 'netns', 'exec', ns, 'iperf3', '-s', '-p', String(IPERF_PORT)], join(logDir, 'iperf3-server.log'));
+  await waitListening(ns, IPERF_PORT, 'tcp', 'iperf3 server', timeoutMs);
   return pid;
 }
 
@@ -85,8 +81,8 @@ export async function startIperfServer(ns: string, logDir: string, timeoutMs = 1
  * One timed `iperf3 -c ... -J` run from `ns` with `args` added (e.g. -P 4,
  * -u); iperf3's JSON (or its error text) as printed.
  */
-export async function iperfClientOutput(ns: string, serverIp: string, seconds: number, opts: { port?: number; args?: readonly string[] } = {}): Promise<string> {
-  const r = await runCommand(['iperf3', '-c', serverIp, '-p', String(opts.port ?? IPERF_PORT), '-t', String(seconds), '-J', ...(opts.args ?? [])], {
+export async function iperfClientOutput(ns: string, serverIp: string, seconds: number, args: readonly string[] = []): Promise<string> {
+  const r = await runCommand(['iperf3', '-c', serverIp, '-p', String(IPERF_PORT), '-t', String(seconds), '-J', ...args], {
     netns: ns,
     check: false,
     timeoutMs: (seconds + 30) * 1000,

@@ -21,6 +21,8 @@ export interface CommandOptions {
   timeoutMs?: number;
   /** When false, a non-zero exit is returned instead of thrown. Default true. */
   check?: boolean;
+  /** Aborting it sends the program SIGINT: how ping is told to print its summary and stop. */
+  interrupt?: AbortSignal;
 }
 
 /** The Debian package of each program weft runs, for the "install it" fix. */
@@ -77,6 +79,8 @@ export function runCommand(argv: readonly string[], opts: CommandOptions = {}): 
     child.stdout.setEncoding('utf8').on('data', (s: string) => (stdout += s));
     child.stderr.setEncoding('utf8').on('data', (s: string) => (stderr += s));
     const timer = setTimeout(() => child.kill('SIGKILL'), opts.timeoutMs ?? 30_000);
+    if (opts.interrupt?.aborted) child.kill('SIGINT');
+    else opts.interrupt?.addEventListener('abort', () => child.kill('SIGINT'), { once: true });
     child.on('error', (e: NodeJS.ErrnoException) => {
       clearTimeout(timer);
       reject(e.code === 'ENOENT' ? missingProgram(file) : e);
