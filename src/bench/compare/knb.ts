@@ -154,41 +154,45 @@ export const COMPARE_JSON_SCHEMA: Schema = {
   $id: 'https://weft.invalid/schemas/bench-compare.schema.json',
   title: 'weft bench compare',
   description: `Every variant is a knb (k8s-bench-suite) document; weft.variants holds every figure with median, min, max and ratios. ${SHARED_HOST_NOTE}.`,
-  ...obj({
-    metadata: obj(
-      {
-        name: str,
-        generator: { const: 'weft bench compare' },
-        version: str,
-        date: str,
-        startedAt: str,
-        finishedAt: str,
-        'shared-host': str,
-        host: obj({ cpus: { type: 'integer', minimum: 1 }, cpuModel: str, kernel: str, memTotalMiB: num }),
-        options: obj({
-          backends: { type: 'array', items: { enum: BACKENDS } },
-          reps: { type: 'integer', minimum: 1 },
-          seconds: num,
-          warmupSeconds: num,
+  ...obj(
+    {
+      $schema: { type: 'string', description: 'the schema file beside the document, for editors' },
+      metadata: obj(
+        {
+          name: str,
+          generator: { const: 'weft bench compare' },
+          version: str,
+          date: str,
+          startedAt: str,
+          finishedAt: str,
+          'shared-host': str,
+          host: obj({ cpus: { type: 'integer', minimum: 1 }, cpuModel: str, kernel: str, memTotalMiB: num }),
+          options: obj({
+            backends: { type: 'array', items: { enum: BACKENDS } },
+            reps: { type: 'integer', minimum: 1 },
+            seconds: num,
+            warmupSeconds: num,
+          }),
+          notes: { type: 'array', items: str },
+        },
+        undefined,
+        true,
+      ),
+      variants: { type: 'array', minItems: 1, items: { $ref: '#/$defs/knbDocument' } },
+      weft: obj({
+        spreadFlag: num,
+        cpuOrdering: obj({
+          metric: { enum: Object.keys(METRICS) },
+          measured: { type: 'array', items: { enum: BACKENDS } },
+          classic: { type: 'array', items: { enum: BACKENDS } },
+          matchesClassic: { type: 'boolean' },
+          summary: str,
         }),
-        notes: { type: 'array', items: str },
-      },
-      undefined,
-      true,
-    ),
-    variants: { type: 'array', minItems: 1, items: { $ref: '#/$defs/knbDocument' } },
-    weft: obj({
-      spreadFlag: num,
-      cpuOrdering: obj({
-        metric: { enum: Object.keys(METRICS) },
-        measured: { type: 'array', items: { enum: BACKENDS } },
-        classic: { type: 'array', items: { enum: BACKENDS } },
-        matchesClassic: { type: 'boolean' },
-        summary: str,
+        variants: { type: 'object', propertyNames: { enum: VARIANT_KEYS }, additionalProperties: { $ref: '#/$defs/weftVariant' } },
       }),
-      variants: { type: 'object', propertyNames: { enum: VARIANT_KEYS }, additionalProperties: { $ref: '#/$defs/weftVariant' } },
-    }),
-  }),
+    },
+    ['metadata', 'variants', 'weft'],
+  ),
   $defs: {
     knbSide: obj({
       cpu: obj({ total: numOrNull, user: numOrNull, nice: numOrNull, system: numOrNull, iowait: numOrNull, steal: numOrNull }),
