@@ -1,10 +1,10 @@
 // `weft bench compare`: every backend, its hand-built equal and the bare
 // underlay in one run, reported as JSON (knb's layout), Markdown and charts.
-import { mkdir, writeFile } from 'node:fs/promises';
-import { join, resolve } from 'node:path';
+import { readFile } from 'node:fs/promises';
+import { resolve } from 'node:path';
 import { analyse } from '../bench/compare/analyse.js';
-import { toCompareJson } from '../bench/compare/knb.js';
 import { runCompare } from '../bench/compare/run.js';
+import { writeCompareOutputs } from '../bench/compare/write.js';
 import type { RawCompare } from '../bench/compare/types.js';
 import { BACKEND_TYPES, type BackendType } from '../config/netconf.js';
 import { WeftError } from '../errors.js';
@@ -44,12 +44,8 @@ export function parseBackends(text: string): BackendType[] {
 
 /** From a run's figures to the files: the one place the runner meets the analysis and the writers. */
 async function report(raw: RawCompare, outDir: string): Promise<{ markdown: string; written: string[] }> {
-  // Until the writers land: the knb JSON alone.
-  const result = analyse(raw);
-  await mkdir(outDir, { recursive: true });
-  const json = join(outDir, `bench-compare-${result.startedAt.replace(/[:.]/g, '-')}.json`);
-  await writeFile(json, JSON.stringify(toCompareJson(result), null, 2) + '\n');
-  return { markdown: result.cpuOrdering.summary, written: [json] };
+  const paths = await writeCompareOutputs(analyse(raw), outDir);
+  return { markdown: await readFile(paths.markdown, 'utf8'), written: [paths.json, paths.schema, paths.markdown, ...paths.charts] };
 }
 
 export async function run(argv: string[]): Promise<number> {
