@@ -11,11 +11,11 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { performance } from 'node:perf_hooks';
 import { validateCompareJson } from '../../src/bench/compare/knb.js';
-import { COMPARE_LAB_PREFIX } from '../../src/bench/compare/run.js';
+import { COMPARE_LAB_PREFIX, MAX_LABS } from '../../src/bench/compare/run.js';
 import { Lab, agentEntry } from '../../src/lab/lab.js';
 import { runUnhooked } from './support/lab-fixture.js';
 
-const LABS = [0, 1, 2, 3, 4, 5].map((i) => `${COMPARE_LAB_PREFIX}${i}`);
+const LABS = Array.from({ length: MAX_LABS }, (_, i) => `${COMPARE_LAB_PREFIX}${i}`);
 
 /** What a run of the comparison could leave behind: lab state, namespaces, processes naming a lab dir, sockperf servers. */
 async function leftovers(): Promise<string[]> {

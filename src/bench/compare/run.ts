@@ -10,7 +10,7 @@ import { existsSync, readFileSync } from 'node:fs';
 import { cpus, release } from 'node:os';
 import { join } from 'node:path';
 import { setTimeout as sleep } from 'node:timers/promises';
-import type { BackendType } from '../../config/netconf.js';
+import { BACKEND_TYPES, type BackendType } from '../../config/netconf.js';
 import { processCpuTicks, processRssKiB, spawnDetached, terminate } from '../../core/process.js';
 import { Lab, agentEntry, labNetConf, type LabNode } from '../../lab/lab.js';
 import { runCommand } from '../../lab/command.js';
@@ -39,6 +39,8 @@ export interface CompareOptions {
 }
 
 export const COMPARE_LAB_PREFIX = 'cmp';
+/** Labs of a run with every backend: one each, and one per distinct hand-built equal. */
+export const MAX_LABS = BACKEND_TYPES.length + new Set(Object.values(HAND_BUILT_EQUAL)).size;
 
 const SOCKPERF_PORT = 11111;
 /** Outer IPv4 and UDP headers: a datagram of MTU - 28 bytes leaves unfragmented. */
@@ -267,14 +269,15 @@ function memory(run: Running, agentPids: readonly number[][]): RepFigures {
   return figures;
 }
 
-const seconds1 = (s: number): string => `${Math.max(0, Math.round(s))}s`;
+const secondsText = (s: number): string => `${Math.max(0, Math.round(s))}s`;
 
 /** Plans, brings every lab up, measures, and always removes its labs and servers. */
 export async function runCompare(opts: CompareOptions): Promise<RawCompare> {
   const log = opts.log ?? (() => {});
   const { backends, reps, seconds, warmupSeconds } = opts;
   checkLabPrerequisites({ needIperf3: true, needSockperf: true, agentEntry: agentEntry() });
-  const planned = planLabs(backends, opts.labNamePrefix ?? COMPARE_LAB_PREFIX);
+  const prefix = opts.labNamePrefix ?? COMPARE_LAB_PREFIX;
+  const planned = planLabs(backends, prefix);
   const variantCount = planned.length + 1; // and the bare underlay
   const testCount = Object.keys(TESTS).length;
   const perRepS = Object.values(TESTS).reduce((s, t) => s + seconds + t.overheadS(seconds), 0);
@@ -283,11 +286,12 @@ export async function runCompare(opts: CompareOptions): Promise<RawCompare> {
   const estimateS = setupS + warmupS + reps * variantCount * perRepS;
   log(
     `plan: ${variantCount} variants (bare underlay, ${planned.map((p) => p.variant.label).join(', ')}) × ${reps} rep${reps === 1 ? '' : 's'} × ${testCount} tests of ${seconds} s` +
-      `${warmupSeconds > 0 ? `, a ${warmupSeconds} s warm-up each` : ''}, ${planned.length} labs to set up: about ${seconds1(estimateS)} in all`,
+      `${warmupSeconds > 0 ? `, a ${warmupSeconds} s warm-up each` : ''}, ${planned.length} labs to set up: about ${secondsText(estimateS)} in all`,
   );
 
   const startedAt = new Date();
-  await Promise.all(planned.map((p) => Lab.destroy(p.name)));
+  // Every name a run can use: an earlier, interrupted run may have had more labs.
+  await Promise.all(Array.from({ length: MAX_LABS }, (_, i) => Lab.destroy(`${prefix}${i}`)));
   const servers: number[] = [];
   const labs = new Map<string, Lab>();
   try {
@@ -296,13 +300,13 @@ export async function runCompare(opts: CompareOptions): Promise<RawCompare> {
     const built = await Promise.allSettled(planned.map(async (p) => labs.set(p.name, await p.variant.build(p.name, 'flat', [4]))));
     const failed = built.find((b): b is PromiseRejectedResult => b.status === 'rejected');
     if (failed) throw failed.reason;
-    const ran = new Set<VariantKey>(planned.map((p) => p.key));
-    const weft = await Promise.all(planned.filter((p) => p.kind === 'weft').map((p) => podToPod(p, labs.get(p.name)!, ran.has(HAND_BUILT_EQUAL[p.key as BackendType]) ? HAND_BUILT_EQUAL[p.key as BackendType] : undefined)));
+    // Every weft backend's equal is among the labs.
+    const weft = await Promise.all(planned.filter((p) => p.kind === 'weft').map((p) => podToPod(p, labs.get(p.name)!, HAND_BUILT_EQUAL[p.key as BackendType])));
     const hands = planned.filter((p) => p.kind === 'hand');
     const hand = await Promise.all(hands.map((p) => podToPod(p, labs.get(p.name)!)));
     const runs = [await bare(labs.get(hands[0]!.name)!), ...weft, ...hand];
     for (const run of runs) servers.push(...(await startServers(run)));
-    log(`labs up after ${seconds1((Date.now() - startedAt.getTime()) / 1000)}`);
+    log(`labs up after ${secondsText((Date.now() - startedAt.getTime()) / 1000)}`);
 
     const steps: Step[] = [
       ...(warmupSeconds > 0 ? runs.map((run) => ({ run, rep: -1, test: 'warmup' as const, estimateS: warmupSeconds + TESTS.tcp1.overheadS() })) : []),
@@ -348,10 +352,10 @@ export async function runCompare(opts: CompareOptions): Promise<RawCompare> {
       const pace = ((Date.now() - measuringSince) / 1000) / estimatedDone;
       const leftS = steps.slice(k + 1).reduce((s, x) => s + x.estimateS, 0) * pace;
       const where = rep < 0 ? 'warm-up' : `rep ${rep + 1}/${reps}`;
-      log(`[${k + 1}/${steps.length}] ${where} ${run.raw.label}: ${test === 'warmup' ? 'TCP 1 stream' : TESTS[test].label} ${text} (about ${seconds1(leftS)} left)`);
+      log(`[${k + 1}/${steps.length}] ${where} ${run.raw.label}: ${test === 'warmup' ? 'TCP 1 stream' : TESTS[test].label} ${text} (about ${secondsText(leftS)} left)`);
     }
     const finishedAt = new Date();
-    log(`measured in ${seconds1((finishedAt.getTime() - startedAt.getTime()) / 1000)} (estimated ${seconds1(estimateS)})`);
+    log(`measured in ${secondsText((finishedAt.getTime() - startedAt.getTime()) / 1000)} (estimated ${secondsText(estimateS)})`);
     return {
       startedAt: startedAt.toISOString(),
       finishedAt: finishedAt.toISOString(),
