@@ -83,6 +83,10 @@ t.test('marks and edge cases', async (t) => {
   t.match(odd, /<title>a &lt;b&gt; &amp; &quot;c&quot;<\/title>/, 'the title escaped');
   t.same([bars(odd), /class="missing"[^>]*>n\/a</.test(odd)], [['a&amp;b/m&lt;1&gt;'], true], 'a missing figure is n/a, not a bar');
   t.notMatch(odd, /reference/, 'no reference marks without a reference group');
+  const single = renderGroupedBars({ ...spec, title: 'a title far longer than the two groups of one bar below it need', groups: [spec.groups[0]!, { ...spec.groups[0]!, key: 'one', values: [{ median: 2, min: 2, max: 2 }] }] });
+  t.same([...single.matchAll(/class="whisker"/g)].length, 1, 'a figure without a range has no whisker');
+  t.notMatch(renderGroupedBars({ ...spec, groups: [{ ...spec.groups[0]!, values: [{ median: 2, min: 2, max: 2 }] }] }), /min–max/, 'no whisker, no whisker in the legend');
+  t.ok(Number(/width="(\d+)"/.exec(single)![1]) > 78 + 63 * 17 * 0.58, 'a long title widens the chart');
 });
 
 t.test('helpers', async (t) => {

@@ -73,15 +73,17 @@ export function niceTicks(max: number): number[] {
 /** A grouped bar chart as a standalone SVG document. */
 export function renderGroupedBars(spec: BarChartSpec): string {
   const n = spec.series.length;
-  const groupWidth = n * BAR + GROUP_GAP;
-  const plotWidth = Math.max(spec.groups.length * groupWidth, 360);
+  // Wide enough for the bars and for the title; spare width widens each group's slot.
+  const titleWidth = Math.max(textWidth(spec.title, 17) * 1.1, textWidth(spec.subtitle ?? '', 12));
+  const plotWidth = Math.max(spec.groups.length * (n * BAR + GROUP_GAP), 360, Math.ceil(titleWidth));
+  const groupWidth = plotWidth / Math.max(1, spec.groups.length);
   const width = LEFT + plotWidth + RIGHT;
   const color = (i: number): string => PALETTE[i % PALETTE.length]!;
 
   // Legend: series swatches, then the whisker and the reference line, wrapped into rows.
   const legendItems = [
     ...spec.series.map((s, i) => ({ label: s.label, mark: `<rect x="0" y="-9" width="12" height="12" fill="${color(i)}"/>` })),
-    { label: 'min–max over repetitions', mark: '<path d="M6 -10 V4 M2 -10 H10 M2 4 H10" stroke="#333" stroke-width="1.2" fill="none"/>' },
+    ...(spec.groups.some((g) => g.values.some((v) => v && v.max > v.min)) ? [{ label: 'min–max over repetitions', mark: '<path d="M6 -10 V4 M2 -10 H10 M2 4 H10" stroke="#333" stroke-width="1.2" fill="none"/>' }] : []),
     ...(spec.groups.some((g) => g.reference) ? [{ label: 'bare underlay (reference), per metric', mark: '<path d="M0 -3 H14" stroke="#555" stroke-width="1.5" stroke-dasharray="4 3"/>' }] : []),
     ...(spec.groups.some((g) => g.values.some((v) => v?.noisy)) ? [{ label: 'spread over 10%', mark: '<text x="2" y="4" font-size="14" font-weight="bold">*</text>' }] : []),
   ];
@@ -131,7 +133,7 @@ export function renderGroupedBars(spec: BarChartSpec): string {
     if (!g.reference) return;
     const x0 = LEFT + gi * groupWidth + 4;
     out.push(
-      `<rect class="reference-band" x="${px(x0)}" y="${plotTop}" width="${groupWidth - 8}" height="${PLOT_HEIGHT}" fill="#eeeeee"/>`,
+      `<rect class="reference-band" x="${px(x0)}" y="${plotTop}" width="${px(groupWidth - 8)}" height="${PLOT_HEIGHT}" fill="#eeeeee"/>`,
       `<text class="reference-label" x="${px(x0 + (groupWidth - 8) / 2)}" y="${plotTop - 6}" text-anchor="middle" font-size="11" fill="#555">reference</text>`,
     );
   });
@@ -153,7 +155,7 @@ export function renderGroupedBars(spec: BarChartSpec): string {
 
   // Bars with whiskers, the noisy marker, the variant labels.
   spec.groups.forEach((g, gi) => {
-    const gx = LEFT + gi * groupWidth + GROUP_GAP / 2;
+    const gx = LEFT + gi * groupWidth + (groupWidth - n * BAR) / 2;
     out.push(`<g class="group" data-variant="${escapeXml(g.key)}">`);
     g.values.forEach((v, si) => {
       const x = gx + si * BAR;
@@ -162,7 +164,8 @@ export function renderGroupedBars(spec: BarChartSpec): string {
         out.push(`<text class="missing" x="${px(x + BAR / 2)}" y="${plotBottom - 4}" text-anchor="middle" font-size="9" fill="#888">n/a</text>`);
         return;
       }
-      const range = Number.isFinite(v.min) && Number.isFinite(v.max) ? ` (${fmt(v.min)}–${fmt(v.max)})` : '';
+      // One repetition, or all alike, has no range to draw.
+      const range = Number.isFinite(v.min) && Number.isFinite(v.max) && v.max > v.min ? ` (${fmt(v.min)}–${fmt(v.max)})` : '';
       out.push(
         `<rect class="bar" data-variant="${escapeXml(g.key)}" data-metric="${escapeXml(s.key)}" x="${px(x + 1)}" y="${px(y(v.median))}" width="${BAR - 2}" height="${px(plotBottom - y(v.median))}" fill="${color(si)}">` +
           `<title>${escapeXml(`${g.label}, ${s.label}: ${fmt(v.median)} ${spec.unit}${range}`)}</title></rect>`,
