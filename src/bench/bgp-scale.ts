@@ -14,6 +14,7 @@ import { performance } from 'node:perf_hooks';
 import { setTimeout as sleep } from 'node:timers/promises';
 import { birdc, showBgpSessions } from '../../backends/bgp/birdc.js';
 import { Cidr } from '../core/cidr.js';
+import { processRssKiB } from '../core/process.js';
 import { WeftError } from '../errors.js';
 import { mapLimited } from '../lab/command.js';
 import { timeJoin } from '../lab/join-timing.js';
@@ -219,9 +220,9 @@ interface NodeFigures {
 
 async function rssOf(pidFile: string): Promise<number> {
   const pid = (await readFile(pidFile, 'utf8')).trim();
-  const m = /^VmRSS:\s+(\d+) kB$/m.exec(await readFile(`/proc/${pid}/status`, 'utf8'));
-  if (!m) throw new Error(`no VmRSS for BIRD pid ${pid}`);
-  return Number(m[1]);
+  const kib = processRssKiB(Number(pid));
+  if (kib === undefined) throw new Error(`no VmRSS for BIRD pid ${pid}`);
+  return kib;
 }
 
 async function measureNode(lab: Lab, node: LabNode): Promise<NodeFigures> {

@@ -139,7 +139,8 @@ async function start(variant: BenchVariant, labName: string, topology: Topology,
 }
 
 
-async function waitReachable(ns: string, ip: string, what: string, timeoutMs = 30_000): Promise<void> {
+/** Pings `ip` from `ns` until it answers: ready agents may still be learning of each other. */
+export async function waitReachable(ns: string, ip: string, what: string, timeoutMs = 30_000): Promise<void> {
   const deadline = Date.now() + timeoutMs;
   while (!(await pingOnce(ns, ip))) {
     if (Date.now() > deadline) throw new WeftError(`${what}: the server pod ${ip} is not reachable from the client pod`, 'bring the same lab up with "weft lab up" and read its agent logs');

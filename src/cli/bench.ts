@@ -11,6 +11,8 @@ import { labNetConfFlags, labNetConfFrom } from './lab.js';
 const HELP = `usage: weft bench --backend host-gw|vxlan|udp|bgp [flags]
        weft bench scale [--nodes 100,300,1000] [--joins 40] [--out DIR]   (see weft bench scale --help)
        weft bench bgp-scale [--clients 30] [--joins 5] [--out DIR]   (2 route reflectors, N clients; --help)
+       weft bench compare [--backends LIST] [--reps 3] [--seconds 5] [--out DIR]   (backends, their hand-built
+                          equals and the bare underlay: JSON, Markdown, SVG charts; --help)
 
   --reps N            repetitions per variant (default 3, at least 3 for a median worth reading)
   --seconds N         length of each iperf3 run (default 5)
@@ -38,6 +40,7 @@ export function wholeNumber(text: string, flag: string, min: number): number {
 export async function run(argv: string[]): Promise<number> {
   if (argv[0] === 'scale') return (await import('./bench-scale.js')).run(argv.slice(1));
   if (argv[0] === 'bgp-scale') return (await import('./bench-bgp-scale.js')).run(argv.slice(1));
+  if (argv[0] === 'compare') return (await import('./bench-compare.js')).run(argv.slice(1));
   const values = parseCommand(
     argv,
     {

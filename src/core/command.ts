@@ -21,13 +21,15 @@ export interface CommandOptions {
   timeoutMs?: number;
   /** When false, a non-zero exit is returned instead of thrown. Default true. */
   check?: boolean;
+  /** Aborting it sends the program SIGINT: how ping is told to print its summary and stop. */
+  interrupt?: AbortSignal;
 }
 
 /** The Debian package of each program weft runs, for the "install it" fix. */
 const PACKAGE: Record<string, string> = {
   ip: 'iproute2', bridge: 'iproute2', tc: 'iproute2', nft: 'nftables', bird: 'bird2', birdc: 'bird2',
   etcd: 'etcd-server', etcdctl: 'etcd-client', ping: 'iputils-ping', iperf3: 'iperf3', gobgp: 'gobgpd', gobgpd: 'gobgpd',
-  conntrack: 'conntrack', curl: 'curl', ethtool: 'ethtool', tcpdump: 'tcpdump',
+  conntrack: 'conntrack', curl: 'curl', ethtool: 'ethtool', tcpdump: 'tcpdump', sockperf: 'sockperf',
 };
 
 export const FIX_CAPABILITY = 'run weft as root or grant it CAP_NET_ADMIN (DaemonSet: securityContext.capabilities.add: [NET_ADMIN], hostNetwork: true)';
@@ -77,6 +79,8 @@ export function runCommand(argv: readonly string[], opts: CommandOptions = {}): 
     child.stdout.setEncoding('utf8').on('data', (s: string) => (stdout += s));
     child.stderr.setEncoding('utf8').on('data', (s: string) => (stderr += s));
     const timer = setTimeout(() => child.kill('SIGKILL'), opts.timeoutMs ?? 30_000);
+    if (opts.interrupt?.aborted) child.kill('SIGINT');
+    else opts.interrupt?.addEventListener('abort', () => child.kill('SIGINT'), { once: true });
     child.on('error', (e: NodeJS.ErrnoException) => {
       clearTimeout(timer);
       reject(e.code === 'ENOENT' ? missingProgram(file) : e);

@@ -57,6 +57,16 @@ export function processCpuTicks(pid: number): number {
   }
 }
 
+/** Resident set size of a process in KiB (VmRSS of /proc/<pid>/status), undefined if it is gone. */
+export function processRssKiB(pid: number): number | undefined {
+  try {
+    const m = /^VmRSS:\s+(\d+) kB$/m.exec(readFileSync(`/proc/${pid}/status`, 'utf8'));
+    return m ? Number(m[1]) : undefined;
+  } catch {
+    return undefined;
+  }
+}
+
 export async function waitForExit(pid: number, timeoutMs: number): Promise<boolean> {
   const deadline = Date.now() + timeoutMs;
   while (isAlive(pid)) {

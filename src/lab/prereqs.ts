@@ -14,6 +14,7 @@ const PROGRAMS: Record<string, string> = {
   etcdctl: 'etcd-client',
   ping: 'iputils-ping',
   iperf3: 'iperf3',
+  sockperf: 'sockperf',
 };
 
 function executable(path: string): boolean {
@@ -30,11 +31,11 @@ export function findProgram(name: string): string | undefined {
   return dirs.map((d) => join(d, name)).find(executable);
 }
 
-export function checkLabPrerequisites(opts: { needIperf3?: boolean; agentEntry?: string } = {}): void {
+export function checkLabPrerequisites(opts: { needIperf3?: boolean; needSockperf?: boolean; agentEntry?: string } = {}): void {
   if (process.getuid?.() !== 0) {
     throw new WeftError('the lab needs root (it creates network namespaces)', 'rerun as root, e.g. with sudo');
   }
-  const programs = ['ip', 'etcd', 'etcdctl', 'ping', ...(opts.needIperf3 ? ['iperf3'] : [])];
+  const programs = ['ip', 'etcd', 'etcdctl', 'ping', ...(opts.needIperf3 ? ['iperf3'] : []), ...(opts.needSockperf ? ['sockperf'] : [])];
   for (const p of programs) {
     if (!findProgram(p)) throw new WeftError(`${p} is missing (Debian package ${PROGRAMS[p]})`, SETUP_FIX);
   }

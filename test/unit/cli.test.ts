@@ -80,3 +80,9 @@ t.test('--log-format: plain lines for people, JSON for collectors, one line for 
   t.equal(line, '03:04:05.006 WARN  cannot read network config node=n1 retryInMs=200 why="two words"');
   oneLineError(t, weft('agent', '--log-format', 'xml'), /--log-format "xml" is not a log format/);
 });
+
+t.test('weft bench compare: a bad flag is one line naming what is valid, before any lab is built', async (t) => {
+  oneLineError(t, weft('bench', 'compare', '--backends', 'host-gw,flannel'), /--backends: unknown backend "flannel"; use any of host-gw, vxlan, udp, bgp/);
+  oneLineError(t, weft('bench', 'compare', '--seconds', '0'), /--seconds "0" is not a whole number >= 1/);
+  t.match(weft('bench', 'compare', '--help').stdout, /usage: weft bench compare \[--backends/);
+});

@@ -3,7 +3,6 @@
 // routes, timing a node's join per address family, running the weft CLI
 // inside a namespace, a process's RSS.
 import type { Test } from 'tap';
-import { readFileSync } from 'node:fs';
 import { performance } from 'node:perf_hooks';
 import { setTimeout as sleep } from 'node:timers/promises';
 import { Lab, agentEntry, type LabOptions } from '../../../src/lab/lab.js';
@@ -116,14 +115,7 @@ export function weftCli(lab: Lab, target: string | { ns: string }, args: readonl
 }
 
 /** Resident set size of a process in KiB (VmRSS), or undefined if it is gone. */
-export function rssKiB(pid: number): number | undefined {
-  try {
-    const m = /^VmRSS:\s+(\d+) kB$/m.exec(readFileSync(`/proc/${pid}/status`, 'utf8'));
-    return m ? Number(m[1]) : undefined;
-  } catch {
-    return undefined;
-  }
-}
+export { processRssKiB as rssKiB } from '../../../src/core/process.js';
 
 /**
  * Runs argv (in the root namespace) without NODE_OPTIONS: tap re-adds its
