@@ -23,7 +23,7 @@ interface Variant {
   config?: NodeConfig;
 }
 
-const off = { tso: false, gso: false, gro: false, coalesce: false };
+const off = { tso: false, gso: false, gro: false, coalesce: false, uso: false };
 const VARIANTS: Variant[] = [
   { name: 'vxlan', technique: 'kernel VXLAN device, built by hand' },
   { name: 'simple', technique: 'one packet per system call (flannel-like)', config: { kind: 'loop', loop: { mode: 'simple' } } },
