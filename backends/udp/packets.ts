@@ -243,11 +243,14 @@ export interface UdpPacketOptions {
   dport: number;
   ttl?: number;
   id?: number;
+  /** IPv4 DF (default set); a UDP GSO sender's datagrams go without it. */
+  df?: boolean;
 }
 
 /** An IP packet around one UDP datagram. */
 export function udpPacket(o: UdpPacketOptions, payload: Buffer): Buffer {
-  return ipPacket({ src: o.src, dst: o.dst, proto: PROTO_UDP, ...(o.ttl === undefined ? {} : { ttl: o.ttl }), ...(o.id === undefined ? {} : { id: o.id }) }, udpDatagram(o.src, o.dst, o.sport, o.dport, payload));
+  const { sport, dport, ...ip } = o;
+  return ipPacket({ ...ip, proto: PROTO_UDP }, udpDatagram(o.src, o.dst, sport, dport, payload));
 }
 
 /**

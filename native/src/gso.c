@@ -268,7 +268,15 @@ static bool can_append(const struct co_flow *f, const uint8_t *pkt, const struct
   const uint8_t *t = pkt + pi->iphl, *ft = f->hdr + f->iphl;
   if (f->closed || f->nseg >= CO_MAX_SEGS || thl != f->thl || paylen > f->mss) return false;
   if (f->thl + f->total + paylen + (f->family == 4 ? f->iphl : 0) > 0xffff) return false;
-  if (f->proto == 17) return same_ip_fields(f, pkt, pi);
+  if (f->proto == 17) {
+    /* IPv4 without DF (as a UDP GSO sender's datagrams go): the kernel
+     * numbers the IDs of the datagrams it cuts from the first one, so only
+     * consecutive IDs merge, as inet_gro_receive wants. */
+    if (pi->family == 4 && (get16(pkt + 6) != get16(f->hdr + 6) ||
+                            (!pi->df && get16(pkt + 4) != (uint16_t)(get16(f->hdr + 4) + f->nseg))))
+      return false;
+    return same_ip_fields(f, pkt, pi);
+  }
   if (get32(t + 4) != f->next_seq) return false;
   if (memcmp(t + 8, ft + 8, 4) != 0) return false;                      /* ack */
   /* As Linux tcp_gro_receive: the whole word at offset 12 (data offset,
@@ -356,8 +364,10 @@ static void co_add_udp(struct coalescer *c, uint8_t *pkt, uint32_t len, const st
   const uint8_t *u = pkt + pi->iphl;
   uint32_t paylen = len - pi->iphl - 8;
   int j = find_flow(c, pkt, pi);
-  /* A zero checksum (IPv4: none; IPv6: invalid) is left for the kernel to judge. */
-  bool ok = paylen > 0 && get16(u + 4) == len - pi->iphl && (u[6] | u[7]) != 0 && plain_ip(pkt, pi) &&
+  /* A zero checksum (IPv4: none; IPv6: invalid) is left for the kernel to
+   * judge. IPv4 with or without DF (never a fragment: pi->frag). */
+  bool ok = paylen > 0 && get16(u + 4) == len - pi->iphl && (u[6] | u[7]) != 0 &&
+            pi->iphl == (pi->family == 4 ? 20 : 40) &&
             (!c->verify || l4_csum_ok(pkt, pi, len));
   if (!ok) {
     if (j >= 0) flush_at(c, (unsigned)j);

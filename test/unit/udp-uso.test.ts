@@ -115,13 +115,17 @@ t.test('coalesce: consecutive datagrams of a flow become one UDP_L4 write the ke
   t.same(cases, [], 'one UDP_L4 write per flow, giving back every datagram byte for byte (IPv4 and IPv6)');
 });
 
-t.test('coalesce: a flow change, a size change, or a different TTL ends a UDP superpacket', async (t) => {
+t.test('coalesce: a flow change, a size change, a different TTL or DF, or an ID gap without DF ends a UDP superpacket', async (t) => {
   const dg = (n: number, o: Partial<UdpPacketOptions> = {}) => udpPacket({ src: B, dst: A, sport: 5202, dport: 40000, ...o }, pattern(n));
   const results = {
     interleaved: datagramsPerWrite(addon.coalesce([dg(1000), dg(1000, { sport: 6000 }), dg(1000), dg(1000, { sport: 6000 }), dg(1000)])),
     shortThenFull: datagramsPerWrite(addon.coalesce([dg(1000), dg(1000), dg(500), dg(1000), dg(1000)])),
     larger: datagramsPerWrite(addon.coalesce([dg(1000), dg(1000), dg(1200), dg(1200)])),
     ttl: datagramsPerWrite(addon.coalesce([dg(1000), dg(1000), dg(1000, { ttl: 3 })])),
+    // Without DF (a UDP GSO sender's datagrams): only consecutive IDs, which the kernel gives back.
+    noDfConsecutive: datagramsPerWrite(addon.coalesce([0, 1, 2].map((i) => dg(1000, { df: false, id: 7 + i })))),
+    noDfIdGap: datagramsPerWrite(addon.coalesce([dg(1000, { df: false, id: 7 }), dg(1000, { df: false, id: 9 })])),
+    dfChange: datagramsPerWrite(addon.coalesce([dg(1000), dg(1000, { df: false })])),
     otherProtocol: datagramsPerWrite(addon.coalesce([dg(1000), dg(1000), tcpPacket({ src: B, dst: A, sport: 5202, dport: 40000, seq: 0, flags: TCP_ACK }, pattern(1000))])),
   };
   t.same(results, {
@@ -129,11 +133,14 @@ t.test('coalesce: a flow change, a size change, or a different TTL ends a UDP su
     shortThenFull: [3, 2],
     larger: [2, 2],
     ttl: [2, 1],
+    noDfConsecutive: [3],
+    noDfIdGap: [1, 1],
+    dfChange: [1, 1],
     otherProtocol: [2, 1],
   }, 'datagrams per write');
 });
 
-t.test('coalesce: datagrams without a checksum or with IPv4 fragment bits pass alone, unchanged', async (t) => {
+t.test('coalesce: datagrams without a checksum pass alone, unchanged', async (t) => {
   const dg = udpPacket({ src: B, dst: A, sport: 1, dport: 2 }, pattern(800));
   const noSum = Buffer.from(dg);
   noSum.writeUInt16BE(0, 26);
