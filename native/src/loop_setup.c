@@ -308,7 +308,6 @@ int loop_open(const struct loop_opts *o, struct loop **out, char *err, size_t er
     f->coalesce = o->coalesce && f->vnet_hdr;
     f->verify_csum = o->verify_csum;
   }
-  f->uso = f->uso && f->coalesce;
   for (unsigned i = 0; i < l->nw; i++) {
     struct worker *w = l->w[i];
     w->vnet = f->vnet_hdr;
