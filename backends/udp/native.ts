@@ -13,7 +13,12 @@ export interface UdpLoopOptions {
   mode?: 'fast' | 'simple';
   queues?: number;
   /** Offloads to try in fast mode (all default on); for measuring each one's gain. */
-  offload?: { tso?: boolean; gso?: boolean; gro?: boolean; coalesce?: boolean };
+  offload?: { tso?: boolean; gso?: boolean; gro?: boolean; coalesce?: boolean; uso?: boolean };
+  /**
+   * Verify each received inner TCP/UDP checksum before coalescing (default
+   * off: the outer UDP checksum already covered the packet, see gso.c).
+   */
+  verifyInnerChecksums?: boolean;
 }
 
 export interface UdpPeer {
@@ -54,6 +59,8 @@ export interface UdpCounters {
   icmpRateLimited: number;
   udpGsoFallbacks: number;
   tunGsoRefused: number;
+  /** UDP_L4 writes the device refused; UDP coalescing is then off. */
+  tunUsoRefused: number;
   tunErrors: number;
   tableSwapsSeen: number;
   udpGsoDisabled: number;
@@ -75,6 +82,9 @@ export interface UdpFeatures {
   udpGso: boolean;
   udpGro: boolean;
   coalesce: boolean;
+  /** UDP segmentation offload on TUN (Linux >= 6.2): UDP superpacket reads, coalesced UDP writes. */
+  uso: boolean;
+  verifyInnerChecksums: boolean;
 }
 
 export interface UdpLoop {

@@ -192,6 +192,7 @@ export const VNET_F_NEEDS_CSUM = 1;
 export const VNET_GSO_NONE = 0;
 export const VNET_GSO_TCPV4 = 1;
 export const VNET_GSO_TCPV6 = 4;
+export const VNET_GSO_UDP_L4 = 5;
 
 /** The legacy virtio-net header TUN uses: native byte order. */
 export function vnetHeader(h: VnetHeader): Buffer {
@@ -232,6 +233,37 @@ export function tcpSuperpacket(o: TcpPacketOptions, payload: Buffer, mss: number
     csumStart: iphl,
     csumOffset: 16,
   });
+  return concat([vh, pkt]);
+}
+
+export interface UdpPacketOptions {
+  src: string;
+  dst: string;
+  sport: number;
+  dport: number;
+  ttl?: number;
+  id?: number;
+  /** IPv4 DF (default set); a UDP GSO sender's datagrams go without it. */
+  df?: boolean;
+}
+
+/** An IP packet around one UDP datagram. */
+export function udpPacket(o: UdpPacketOptions, payload: Buffer): Buffer {
+  const { sport, dport, ...ip } = o;
+  return ipPacket({ ...ip, proto: PROTO_UDP }, udpDatagram(o.src, o.dst, sport, dport, payload));
+}
+
+/**
+ * A UDP superpacket as the kernel hands it to a TUN device with USO on: one
+ * IP and UDP header for every datagram's payload (`gsoSize` bytes each, the
+ * last may be shorter), the checksum field holding the pseudo-header sum.
+ */
+export function udpSuperpacket(o: UdpPacketOptions, payload: Buffer, gsoSize: number): Buffer {
+  const pkt = udpPacket(o, payload);
+  const iphl = addrBytes(o.src).length === 4 ? 20 : 40;
+  const partial = ~internetChecksum(pseudoHeader(o.src, o.dst, PROTO_UDP, pkt.length - iphl)) & 0xffff;
+  pkt.writeUInt16BE(partial, iphl + 6);
+  const vh = vnetHeader({ flags: VNET_F_NEEDS_CSUM, gsoType: VNET_GSO_UDP_L4, hdrLen: iphl + 8, gsoSize, csumStart: iphl, csumOffset: 6 });
   return concat([vh, pkt]);
 }
 

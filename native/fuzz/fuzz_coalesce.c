@@ -1,4 +1,4 @@
-/* TCP coalescing on receive: a selector byte (bit 0: the device refuses GSO
+/* TCP and UDP coalescing on receive: a selector byte (bit 0: the device refuses GSO
  * writes; bits 1, 2: fix up IPv4, TCP checksums, see common.h), then packets
  * (framed as in common.h) through co_add/co_flush. Oracle: every packet is written exactly once;
  * one written alone is unchanged, with an all-zero virtio header; a merged
@@ -57,7 +57,7 @@ static int emit(void *ctx, struct iovec *iov, unsigned iovcnt, bool gso) {
   }
   CHECK(idx[0] >= 0 && r->pkt[idx[0]] == iov[1].iov_base);
   /* Complete the checksum as the kernel does for CHECKSUM_PARTIAL ... */
-  CHECK(vh.flags == VNET_F_NEEDS_CSUM && vh.csum_start + 18u <= len && vh.hdr_len == hlen);
+  CHECK(vh.flags == VNET_F_NEEDS_CSUM && vh.csum_start + vh.csum_offset + 2u <= len && vh.hdr_len == hlen);
   uint8_t *field = r->merged + vh.csum_start + vh.csum_offset;
   csum_store(field, csum_add(0, r->merged + vh.csum_start, len - vh.csum_start));
   /* ... and split it again. */
@@ -80,10 +80,15 @@ static int emit(void *ctx, struct iovec *iov, unsigned iovcnt, bool gso) {
     } else {
       CHECK(memcmp(h, o, iphl) == 0);
     }
-    /* TCP: all but the checksum (checked below) and the urgent pointer,
-     * which means nothing without URG (URG never merges; GRO ignores it). */
-    CHECK(memcmp(h + iphl, o + iphl, 16) == 0);
-    CHECK(memcmp(h + iphl + 20, o + iphl + 20, hlen - iphl - 20) == 0);
+    if (pi.proto == 17) {
+      /* UDP: every field, the checksum too (recomputed by the split). */
+      CHECK(hlen == iphl + 8 && memcmp(h + iphl, o + iphl, 8) == 0);
+    } else {
+      /* TCP: all but the checksum (checked below) and the urgent pointer,
+       * which means nothing without URG (URG never merges; GRO ignores it). */
+      CHECK(memcmp(h + iphl, o + iphl, 16) == 0);
+      CHECK(memcmp(h + iphl + 20, o + iphl + 20, hlen - iphl - 20) == 0);
+    }
     /* Only a segment whose checksum verified may hide in a merge. */
     struct pkt_info opi;
     CHECK(pkt_parse(o, r->len[idx[k]], &opi) == DROP_NONE && fz_transport_ok(o, &opi));
@@ -98,7 +103,7 @@ int LLVMFuzzerTestOneInput(const uint8_t *d, size_t n) {
   r.refuse = sel & 1;
   if (n) d++, n--;
   r.n = 0;
-  co_init(&c, emit, &r, true);
+  co_init(&c, emit, &r, CO_TCP | CO_UDP | CO_VERIFY);
   const uint8_t *p;
   size_t len;
   unsigned added = 0;

@@ -23,7 +23,8 @@ static int emit(void *ctx, struct iovec *iov, unsigned iovcnt, bool gso) {
   struct pkt_info pi;
   CHECK(pkt_parse(pkt, len, &pi) == DROP_NONE);
   if (gso) {
-    CHECK(pi.proto == 6 && vh.flags == VNET_F_NEEDS_CSUM && vh.csum_start == pi.iphl);
+    CHECK((pi.proto == 6 || pi.proto == 17) && vh.flags == VNET_F_NEEDS_CSUM && vh.csum_start == pi.iphl);
+    CHECK(vh.gso_type == (pi.proto == 17 ? VNET_GSO_UDP_L4 : pi.family == 4 ? VNET_GSO_TCPV4 : VNET_GSO_TCPV6));
     CHECK(vh.hdr_len < len && vh.gso_size > 0 && len - vh.hdr_len > vh.gso_size);
   } else {
     static const uint8_t zero[VNET_HDR_LEN];

@@ -7,7 +7,7 @@ import { dirname, join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import {
   PROTO_ICMP, PROTO_UDP, TCP_ACK, TCP_PSH, VNET_F_NEEDS_CSUM, VNET_GSO_TCPV4,
-  concat, icmpEcho, internetChecksum, ipPacket, pseudoHeader, tcpPacket, tcpSuperpacket, udpDatagram, vnetHeader,
+  concat, icmpEcho, internetChecksum, ipPacket, pseudoHeader, tcpPacket, tcpSuperpacket, udpDatagram, udpPacket, udpSuperpacket, vnetHeader,
 } from '../../dist/backends/udp/packets.js';
 
 const here = dirname(fileURLToPath(import.meta.url));
@@ -33,6 +33,7 @@ function partialUdp() {
 const udpPartial = partialUdp();
 const headerOnly = tcpSuperpacket({ src: A, dst: B, sport: 40000, dport: 80, seq: 1 }, Buffer.alloc(0), 1400);
 const otherPod = plain(tcpPacket({ src: '10.244.1.9', dst: C, sport: 1, dport: 2, seq: 7 }, pattern(600)));
+const dg = (o, n) => udpPacket({ src: B, dst: A, sport: 4433, dport: 40000, ...o }, pattern(n, o.id ?? 0));
 const badSum = seg({ seq: 1000 }, 1000);
 badSum[540] ^= 0x55;
 const evil = seg({ seq: 1000 }, 1000); // the reserved fragment bit (RFC 3514) besides DF
@@ -74,10 +75,13 @@ const seeds = {
     'v6-stranger': concat([Buffer.from([7]), u16(0), tcpPacket({ src: C6, dst: A6, sport: 1, dport: 2, seq: 0 }, pattern(50))]),
     echo: concat([Buffer.from([0]), u16(0), ipPacket({ src: B, dst: A, proto: PROTO_ICMP }, icmpEcho(B, A, 1, 1, pattern(56)))]),
     stranger: concat([Buffer.from([2]), u16(0), seg({ seq: 0 }, 100)]),
+    'udp-gro': concat([Buffer.from([4]), u16(1028), dg({ id: 1, df: false }, 1000), dg({ id: 2, df: false }, 1000), dg({ id: 3, df: false }, 400)]),
   },
   tun: {
     tso4: reads([tcpSuperpacket({ src: A, dst: B, sport: 40000, dport: 80, seq: 9, flags: TCP_ACK | TCP_PSH }, pattern(5000), 1000), otherPod]),
     tso6: reads([tcpSuperpacket({ src: A6, dst: B6, sport: 40000, dport: 80, seq: 9 }, pattern(3001), 1000)]),
+    uso4: reads([udpSuperpacket({ src: A, dst: B, sport: 4433, dport: 443, id: 7 }, pattern(5000), 1200), otherPod]),
+    uso6: reads([udpSuperpacket({ src: A6, dst: B6, sport: 4433, dport: 443 }, pattern(3001), 1000)]),
     partial: reads([udpPartial(20)]),
     unreach: reads([plain(tcpPacket({ src: A, dst: '10.9.9.9', sport: 1, dport: 2, seq: 0 }, pattern(10)))]),
     ttl: reads([plain(tcpPacket({ src: A, dst: B, sport: 1, dport: 2, seq: 0, ttl: 1 }, pattern(10)))]),
@@ -91,6 +95,9 @@ const seeds = {
     interleaved: concat([Buffer.from([6]), records([seg({ seq: 0 }, 800), seg({ seq: 0, sport: 6000 }, 800), seg({ seq: 800 }, 800), seg({ seq: 800, sport: 6000 }, 300)])]),
     v6: concat([Buffer.from([6]), records([0, 1, 2].map((i) => tcpPacket({ src: B6, dst: A6, sport: 1, dport: 2, seq: i * 900 }, pattern(900, i))))]),
     refused: concat([Buffer.from([7]), records([seg({ seq: 0 }, 1000), seg({ seq: 1000 }, 1000)])]),
+    'udp-train': concat([Buffer.from([6]), records([dg({}, 1000), dg({}, 1000), seg({ seq: 0 }, 1000), dg({}, 1000), dg({}, 300)])]),
+    'udp-no-df': concat([Buffer.from([6]), records([dg({ id: 5, df: false }, 900), dg({ id: 6, df: false }, 900), dg({ id: 8, df: false }, 900)])]),
+    'udp-v6-refused': concat([Buffer.from([7]), records([0, 1, 2].map((i) => udpPacket({ src: B6, dst: A6, sport: 1, dport: 2 }, pattern(700, i))))]),
   },
   icmp: {
     tso: concat([u16(1400), reads([tcpSuperpacket({ src: A, dst: B, sport: 40000, dport: 80, seq: 9 }, pattern(5000), 1400), otherPod])]),

@@ -26,12 +26,6 @@ static const char *errno_code(int e) {
   }
 }
 
-static void set_bool(napi_env env, napi_value obj, const char *name, bool v) {
-  napi_value b;
-  napi_get_boolean(env, v, &b);
-  napi_set_named_property(env, obj, name, b);
-}
-
 static void set_str(napi_env env, napi_value obj, const char *name, const char *v) {
   napi_value s;
   napi_create_string_utf8(env, v, NAPI_AUTO_LENGTH, &s);
@@ -125,6 +119,8 @@ static napi_value UdpLoop_new(napi_env env, napi_callback_info info) {
   o.gso = opt_bool(env, off, "gso", true);
   o.gro = opt_bool(env, off, "gro", true);
   o.coalesce = opt_bool(env, off, "coalesce", true);
+  o.uso = opt_bool(env, off, "uso", true);
+  o.verify_csum = opt_bool(env, argv[0], "verifyInnerChecksums", false);
 
   struct loop_wrap *w = calloc(1, sizeof *w);
   if (!w) {
@@ -242,6 +238,8 @@ static napi_value UdpLoop_features(napi_env env, napi_callback_info info) {
   set_bool(env, o, "udpGso", f.udp_gso);
   set_bool(env, o, "udpGro", f.udp_gro);
   set_bool(env, o, "coalesce", f.coalesce);
+  set_bool(env, o, "uso", f.uso);
+  set_bool(env, o, "verifyInnerChecksums", f.verify_csum);
   return o;
 }
 

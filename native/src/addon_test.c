@@ -14,6 +14,7 @@
 #include "netlink_napi.h"
 #include "packet.h"
 #include "peer_swap_harness.h"
+#include "loop.h"
 #include "peers.h"
 #include "probe.h"
 
@@ -146,12 +147,15 @@ struct gather {
   napi_env env;
   napi_value out;
   uint32_t n;
-  bool refuse_gso;
+  bool refuse_gso, refuse_uso;
 };
 
 static int gather_emit(void *ctx, struct iovec *iov, unsigned iovcnt, bool gso) {
   struct gather *g = ctx;
-  if (gso && g->refuse_gso) return -EINVAL;
+  if (gso) {
+    const struct vnet_hdr *vh = iov[0].iov_base;
+    if (vh->gso_type == VNET_GSO_UDP_L4 ? g->refuse_uso : g->refuse_gso) return -EINVAL;
+  }
   size_t total = 0;
   for (unsigned i = 0; i < iovcnt; i++) total += iov[i].iov_len;
   void *data;
@@ -173,10 +177,13 @@ static napi_value fn_coalesce(napi_env env, napi_callback_info info) {
   bool isarr = false;
   if (argc >= 1) napi_is_array(env, argv[0], &isarr);
   if (!isarr) {
-    napi_throw_type_error(env, NULL, "coalesce(packets: Buffer[], {refuseGso?})");
+    napi_throw_type_error(env, NULL, "coalesce(packets: Buffer[], {refuseGso?, refuseUso?, uso?, verify?})");
     return NULL;
   }
-  struct gather g = {env, NULL, 0, opt_bool(env, argc >= 2 ? argv[1] : NULL, "refuseGso", false)};
+  napi_value opts = argc >= 2 ? argv[1] : NULL;
+  struct gather g = {env, NULL, 0, opt_bool(env, opts, "refuseGso", false), opt_bool(env, opts, "refuseUso", false)};
+  unsigned flags = CO_TCP | (opt_bool(env, opts, "uso", true) ? CO_UDP : 0) |
+                   (opt_bool(env, opts, "verify", false) ? CO_VERIFY : 0);
   uint32_t n = 0;
   napi_get_array_length(env, argv[0], &n);
   /* Private copies: coalescing rewrites the first segment's header in place. */
@@ -188,7 +195,7 @@ static napi_value fn_coalesce(napi_env env, napi_callback_info info) {
     goto out;
   }
   napi_create_array(env, &g.out);
-  co_init(c, gather_emit, &g, true);
+  co_init(c, gather_emit, &g, flags);
   for (uint32_t i = 0; i < n; i++) {
     napi_value item;
     uint8_t *d;
@@ -340,6 +347,47 @@ static napi_value fn_transmit(napi_env env, napi_callback_info info) {
   return o.arr;
 }
 
+static int fake_offload(void *ctx, unsigned flags) {
+  struct {
+    uint32_t accept, n;
+    napi_env env;
+    napi_value tried;
+  } *k = ctx;
+  napi_value v;
+  napi_create_uint32(k->env, flags, &v);
+  napi_set_element(k->env, k->tried, k->n++, v);
+  return (flags & ~k->accept) ? -EINVAL : 0;
+}
+
+/* negotiateOffload(accept, {tso, uso}): the loop's TUNSETOFFLOAD sequence
+ * against a kernel that accepts only the flags in `accept`. */
+static napi_value fn_negotiateOffload(napi_env env, napi_callback_info info) {
+  size_t argc = 2;
+  napi_value argv[2] = {NULL, NULL};
+  this_arg(env, info, &argc, argv);
+  struct {
+    uint32_t accept, n;
+    napi_env env;
+    napi_value tried;
+  } k = {0, 0, env, NULL};
+  if (argc < 1 || napi_get_value_uint32(env, argv[0], &k.accept) != napi_ok) {
+    napi_throw_type_error(env, NULL, "negotiateOffload(acceptFlags, {tso?, uso?})");
+    return NULL;
+  }
+  napi_create_array(env, &k.tried);
+  struct loop_features f;
+  memset(&f, 0, sizeof f);
+  napi_value opts = argc >= 2 ? argv[1] : NULL;
+  tun_offload_negotiate(fake_offload, &k, opt_bool(env, opts, "tso", true), opt_bool(env, opts, "uso", true), &f);
+  napi_value o;
+  napi_create_object(env, &o);
+  set_bool(env, o, "checksumOffload", f.csum);
+  set_bool(env, o, "tso", f.tso);
+  set_bool(env, o, "uso", f.uso);
+  napi_set_named_property(env, o, "tried", k.tried);
+  return o;
+}
+
 /* parseNetlink(buffer): the records nl_parse finds in raw bytes (tests feed it garbage). */
 static napi_value fn_parseNetlink(napi_env env, napi_callback_info info) {
   size_t argc = 1;
@@ -376,6 +424,7 @@ static napi_value init(napi_env env, napi_value exports) {
       {"coalesce", NULL, fn_coalesce, NULL, NULL, NULL, napi_enumerable, NULL},
       {"icmpError", NULL, fn_icmpError, NULL, NULL, NULL, napi_enumerable, NULL},
       {"transmit", NULL, fn_transmit, NULL, NULL, NULL, napi_enumerable, NULL},
+      {"negotiateOffload", NULL, fn_negotiateOffload, NULL, NULL, NULL, napi_enumerable, NULL},
       {"parseNetlink", NULL, fn_parseNetlink, NULL, NULL, NULL, napi_enumerable, NULL},
   };
   NAPI_OK(napi_define_properties(env, exports, sizeof fns / sizeof fns[0], fns));

@@ -1,7 +1,8 @@
-/* TCP superpacket handling: splitting a TSO superpacket read from the TUN
- * device into wire segments (headers rebuilt, payload referenced in place),
- * and coalescing consecutive received segments of a flow back into one
- * superpacket written to the TUN device with a virtio-net GSO header. */
+/* Superpacket handling, TCP (TSO) and UDP (USO, Linux >= 6.2): splitting a
+ * superpacket read from the TUN device into wire segments (headers rebuilt,
+ * payload referenced in place), and coalescing consecutive received segments
+ * (or datagrams) of a flow back into one superpacket written to the TUN
+ * device with a virtio-net GSO header. */
 #ifndef WEFT_GSO_H
 #define WEFT_GSO_H
 #include "packet.h"
@@ -23,9 +24,11 @@ struct vnet_hdr {
 #define VNET_GSO_NONE 0
 #define VNET_GSO_TCPV4 1
 #define VNET_GSO_TCPV6 4
+#define VNET_GSO_UDP_L4 5 /* UDP segmentation: gso_size is the payload of each datagram */
 #define VNET_GSO_ECN 0x80
 
-/* Largest header a segment carries: IPv4 with options or IPv6, plus TCP with options. */
+/* Largest header a segment carries: IPv4 with options or IPv6, plus TCP
+ * with options (or UDP). */
 #define SEG_HDR_MAX 120
 
 /* One wire segment: a rebuilt header followed by a slice of the payload. */
@@ -40,12 +43,13 @@ struct segment {
 struct superpacket {
   uint8_t *pkt;     /* IP header onwards; modified in place (TTL) */
   uint32_t len;
-  uint16_t iphl, thl, hlen;
-  uint16_t mss;
+  uint16_t iphl, thl, hlen; /* thl: the TCP header, or 8 for UDP */
+  uint16_t mss;     /* payload per segment (TCP MSS, or UDP datagram payload) */
   uint32_t paylen;
   uint32_t nsegs;   /* 1 when the packet is not GSO */
   bool gso;
   uint8_t family;
+  uint8_t proto;    /* 6 or 17 when gso */
 };
 
 /* Reads the virtio header and prepares `sp`; completes a partial checksum on
@@ -74,7 +78,7 @@ typedef int (*co_emit_fn)(void *ctx, struct iovec *iov, unsigned iovcnt, bool gs
 struct co_flow {
   uint8_t *hdr; /* first segment; its header becomes the superpacket's */
   uint8_t saved[SEG_HDR_MAX]; /* original header, restored if a GSO write is refused */
-  uint8_t family;
+  uint8_t family, proto;
   uint16_t iphl, thl, hlen, mss;
   uint32_t next_seq, total;
   unsigned nseg;
@@ -86,20 +90,27 @@ struct co_flow {
 struct co_stats {
   uint64_t written;            /* TUN writes */
   uint64_t delivered, errors;  /* packets (segments) written / lost to write errors */
-  uint64_t coalesced, coalesced_segments, gso_refused;
+  uint64_t coalesced, coalesced_segments, gso_refused, uso_refused;
   uint64_t hist[8];            /* segments per write, log2 buckets */
 };
 
 struct coalescer {
   struct co_flow flows[CO_FLOWS];
   unsigned nflows;
-  bool gso_ok; /* false: every packet is written on its own */
+  bool gso_ok; /* TCP segments merge; false: every packet is written on its own */
+  bool uso_ok; /* UDP datagrams merge too (gso_type UDP_L4) */
+  bool verify; /* check each segment's transport checksum before it may merge */
   co_emit_fn emit;
   void *ctx;
   struct co_stats st;
 };
 
-void co_init(struct coalescer *c, co_emit_fn emit, void *ctx, bool gso_ok);
+/* What co_init turns on. */
+#define CO_TCP 1u    /* merge TCP segments */
+#define CO_UDP 2u    /* merge UDP datagrams (the device takes UDP_L4 writes) */
+#define CO_VERIFY 4u /* verify inner checksums before merging */
+
+void co_init(struct coalescer *c, co_emit_fn emit, void *ctx, unsigned flags);
 /* Queues or writes one validated packet. The packet memory must stay valid
  * until co_flush. */
 void co_add(struct coalescer *c, uint8_t *pkt, uint32_t len, const struct pkt_info *pi);

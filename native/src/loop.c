@@ -247,6 +247,7 @@ static void rx_publish(struct worker *w) {
   CSET(w->k.c[C_TUN_TX_COALESCED], s->coalesced);
   CSET(w->k.c[C_TUN_TX_COALESCED_SEGMENTS], s->coalesced_segments);
   CSET(w->k.c[C_TUN_GSO_REFUSED], s->gso_refused);
+  CSET(w->k.c[C_TUN_USO_REFUSED], s->uso_refused);
   for (unsigned b = 0; b < HIST_BUCKETS; b++) CSET(w->k.hist_coalesce[b], s->hist[b]);
 }
 

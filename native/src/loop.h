@@ -19,13 +19,22 @@ struct loop_opts {
   unsigned queues;     /* worker threads / TUN queues (fast mode) */
   /* Offloads to try (fast mode); each is probed and dropped when unavailable. */
   bool tso, gso, gro, coalesce;
+  bool uso;            /* UDP segmentation on TUN (Linux >= 6.2), both ways */
+  bool verify_csum;    /* verify inner checksums before coalescing (see gso.c) */
 };
 
 struct loop_features {
   char dev[IFNAMSIZ];
   unsigned queues;
   bool simple, vnet_hdr, tso, csum, udp_gso, udp_gro, coalesce;
+  bool uso, verify_csum;
 };
+
+/* Asks the TUN device (through `set`, TUNSETOFFLOAD) for checksum offload,
+ * TSO when `tso`, USO when `uso`, dropping what the kernel refuses: USO
+ * first (older kernels), then TSO. Sets f->csum, f->tso, f->uso. */
+typedef int (*tun_offload_fn)(void *ctx, unsigned flags);
+void tun_offload_negotiate(tun_offload_fn set, void *ctx, bool tso, bool uso, struct loop_features *f);
 
 #define HIST_BUCKETS 8 /* log2 buckets: 1, 2-3, 4-7, ..., 128+ */
 
@@ -54,6 +63,7 @@ enum counter_id {
   C_ICMP_RATE_LIMITED,
   C_GSO_FALLBACKS,
   C_TUN_GSO_REFUSED,
+  C_TUN_USO_REFUSED,
   C_TUN_ERRORS,
   C_TABLE_SWAPS_SEEN,
   C_UDP_GSO_DISABLED, /* set once a worker found UDP GSO unusable (EIO) */

@@ -16,6 +16,14 @@
 #include <sys/ioctl.h>
 #include <unistd.h>
 
+/* Linux 6.2 added UDP segmentation offload to TUN; older headers lack it. */
+#ifndef TUN_F_USO4
+#define TUN_F_USO4 0x20
+#endif
+#ifndef TUN_F_USO6
+#define TUN_F_USO6 0x40
+#endif
+
 const char *const counter_names[C_COUNT] = {
     [C_TUN_READS] = "tunReads",
     [C_TUN_RX_PACKETS] = "tunRxPackets",
@@ -41,6 +49,7 @@ const char *const counter_names[C_COUNT] = {
     [C_ICMP_RATE_LIMITED] = "icmpRateLimited",
     [C_GSO_FALLBACKS] = "udpGsoFallbacks",
     [C_TUN_GSO_REFUSED] = "tunGsoRefused",
+    [C_TUN_USO_REFUSED] = "tunUsoRefused",
     [C_TUN_ERRORS] = "tunErrors",
     [C_TABLE_SWAPS_SEEN] = "tableSwapsSeen",
     [C_UDP_GSO_DISABLED] = "udpGsoDisabled",
@@ -112,6 +121,31 @@ void sock_addr(uint8_t family, const uint8_t *addr, uint16_t port, struct sockad
     memcpy(&s->sin6_addr, addr, 16);
     *sl = sizeof *s;
   }
+}
+
+void tun_offload_negotiate(tun_offload_fn set, void *ctx, bool tso, bool uso, struct loop_features *f) {
+  const unsigned TSO = TUN_F_TSO4 | TUN_F_TSO6, USO = TUN_F_USO4 | TUN_F_USO6;
+  /* Most wanted first; a kernel refuses flags it does not know (EINVAL). */
+  const unsigned tries[] = {
+      TUN_F_CSUM | (tso ? TSO : 0) | (uso ? USO : 0),
+      TUN_F_CSUM | (tso ? TSO : 0),
+      TUN_F_CSUM,
+  };
+  f->csum = f->tso = f->uso = false;
+  for (unsigned i = 0; i < sizeof tries / sizeof tries[0]; i++) {
+    if (i > 0 && tries[i] == tries[i - 1]) continue; /* refused already */
+    if (set(ctx, tries[i]) == 0) {
+      f->csum = true;
+      f->tso = (tries[i] & TSO) != 0;
+      f->uso = (tries[i] & USO) != 0;
+      return;
+    }
+  }
+  (void)set(ctx, 0);
+}
+
+static int tun_set_offload(void *ctx, unsigned flags) {
+  return ioctl(*(int *)ctx, TUNSETOFFLOAD, flags) == 0 ? 0 : -errno;
 }
 
 static void set_buf(int s, int force, int plain, int bytes) {
@@ -251,13 +285,9 @@ int loop_open(const struct loop_opts *o, struct loop **out, char *err, size_t er
   }
   unsigned off = 0;
   if (f->vnet_hdr) {
-    if (o->tso && ioctl(fd0, TUNSETOFFLOAD, TUN_F_CSUM | TUN_F_TSO4 | TUN_F_TSO6) == 0) {
-      f->tso = f->csum = true;
-    } else if (ioctl(fd0, TUNSETOFFLOAD, TUN_F_CSUM) == 0) {
-      f->csum = true;
-    } else {
-      (void)ioctl(fd0, TUNSETOFFLOAD, off);
-    }
+    /* USO both ways or not at all: UDP superpackets are read only when
+     * received datagrams are coalesced too. */
+    tun_offload_negotiate(tun_set_offload, &fd0, o->tso, o->uso && o->coalesce && !o->simple, f);
   } else {
     /* A device left with offloads by an earlier fast-mode run must not hand
      * superpackets to a queue without a virtio header. */
@@ -276,12 +306,14 @@ int loop_open(const struct loop_opts *o, struct loop **out, char *err, size_t er
       }
     }
     f->coalesce = o->coalesce && f->vnet_hdr;
+    f->verify_csum = o->verify_csum;
   }
   for (unsigned i = 0; i < l->nw; i++) {
     struct worker *w = l->w[i];
     w->vnet = f->vnet_hdr;
     w->udp_gso = f->udp_gso;
-    co_init(&w->co, tun_emit, w, f->coalesce);
+    co_init(&w->co, tun_emit, w,
+            (f->coalesce ? CO_TCP : 0) | (f->uso ? CO_UDP : 0) | (f->verify_csum ? CO_VERIFY : 0));
   }
   l->wake = eventfd(0, EFD_CLOEXEC | EFD_NONBLOCK);
   if (l->wake < 0) {
@@ -383,6 +415,7 @@ void loop_features(struct loop *l, struct loop_features *out) {
     struct wcounters *k = &l->w[i]->k;
     if (atomic_load_explicit(&k->c[C_UDP_GSO_DISABLED], memory_order_relaxed)) out->udp_gso = false;
     if (atomic_load_explicit(&k->c[C_TUN_GSO_REFUSED], memory_order_relaxed)) out->coalesce = false;
+    if (atomic_load_explicit(&k->c[C_TUN_USO_REFUSED], memory_order_relaxed)) out->uso = false;
   }
 }
 

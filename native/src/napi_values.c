@@ -47,6 +47,12 @@ void set_num(napi_env env, napi_value obj, const char *name, double v) {
   napi_set_named_property(env, obj, name, n);
 }
 
+void set_bool(napi_env env, napi_value obj, const char *name, bool v) {
+  napi_value b;
+  napi_get_boolean(env, v, &b);
+  napi_set_named_property(env, obj, name, b);
+}
+
 /* Parses this node's subnets: a CIDR, or an array of at most one per family. */
 static bool own_from_js(napi_env env, napi_value ownv, struct prefix own[2], unsigned *nown) {
   char text[80];

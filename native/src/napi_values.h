@@ -34,6 +34,7 @@ bool get_string(napi_env env, napi_value v, char *buf, size_t size);
 bool opt_bool(napi_env env, napi_value obj, const char *name, bool dflt);
 
 void set_num(napi_env env, napi_value obj, const char *name, double v);
+void set_bool(napi_env env, napi_value obj, const char *name, bool v);
 
 struct peer_table;
 /* Parses [{subnet, publicIP}] and this node's subnet (a CIDR, or one per

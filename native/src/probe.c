@@ -106,7 +106,7 @@ void probe_rx(struct probe *p, int from_family, const uint8_t *from, const uint8
     memcpy(CMSG_DATA(c), &v, sizeof v);
   }
   sock_addr(from_family == 4 ? 4 : 6, from, 8285, &w->rfrom[0], &(socklen_t){0});
-  co_init(&w->co, emit, ctx, true);
+  co_init(&w->co, emit, ctx, CO_TCP | CO_UDP); /* as the loop runs by default */
   rx_datagram(w, 0, (unsigned)len);
   co_flush(&w->co);
 }

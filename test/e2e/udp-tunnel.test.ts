@@ -3,6 +3,7 @@
 import t from 'tap';
 import { spawn } from 'node:child_process';
 import { randomBytes } from 'node:crypto';
+import { countedUdpFlow } from '../support/udp-flow.js';
 import { UdpTestbed, inNs } from '../support/udp-testbed.js';
 import { stopUdpLoop } from '../../backends/udp/loop-client.js';
 import type { UdpCounters } from '../../backends/udp/native.js';
@@ -119,6 +120,18 @@ if (process.getuid?.() !== 0) {
     t.ok(counters.udpRxGroMessages > 0 && counters.tunTxCoalesced > 0, 'the fast receiver used GRO and coalescing');
   });
 
+  // Every datagram of a flow, each checked on arrival (udp-flow.py).
+  const whole = { received: 3000, intact: 3000, corrupt: 0, duplicates: 0, digestMatches: true };
+
+  t.test('a UDP GSO flow arrives whole and intact, carried as UDP superpackets both ways (USO)', async (t) => {
+    const before = await Promise.all([a.counters(), b.counters()]);
+    const flow = await countedUdpFlow(n1.podNs, n2.podNs, n2.pod, 7001);
+    const [ka, kb] = await Promise.all([a.counters(), b.counters()]);
+    t.match([await a.features(), await b.features()], [{ uso: true }, { uso: true }], 'USO on both fast nodes');
+    t.same(flow, whole, 'every datagram, intact, boundaries kept');
+    t.ok(ka.tunRxSuperpackets > before[0]!.tunRxSuperpackets && kb.tunTxCoalesced > before[1]!.tunTxCoalesced, 'read from TUN as superpackets, written to TUN coalesced');
+  });
+
   const probe = (src: string) =>
     ipPacket({ src, dst: n1.pod, proto: PROTO_UDP }, udpDatagram(src, n1.pod, 4444, 7777, Buffer.from('weft-probe')));
 
@@ -204,18 +217,33 @@ if (process.getuid?.() !== 0) {
     t.equal(after.dropsOutbound.sendError - before.dropsOutbound.sendError, 0, 'no packet lost');
   });
 
-  t.test('a tiny MSS without UDP GSO: superpackets of over 100 segments split in chunks', async (t) => {
-    // Node 3 switches from simple mode to a fast loop on the same device, GSO off.
+  t.test('node 3 as a fast loop without UDP GSO or USO', async (t) => {
+    // Node 3 switches from simple mode to a fast loop on the same device.
     // The backend's loop process outlives it: stop that too, keeping the device.
     await c.stop(false);
     await stopUdpLoop(n3.runDir, { teardown: false });
-    c = await tb.startNode(n3, { kind: 'loop', loop: { offload: { gso: false } } });
+    c = await tb.startNode(n3, { kind: 'loop', loop: { offload: { gso: false, uso: false } } });
     await c.sync(tb.peersOf(n3));
-    const r = await iperf(n3.podNs, n1.podNs, n1.pod, ['-t', '2', '-M', '500']);
-    t.ok(r.ok && r.bps > 0, `TCP with MSS 500 flows (${(r.bps / 1e6).toFixed(0)} Mbit/s)`);
-    const k = await c.counters();
-    t.ok(k.tunRxSuperpackets > 0 && k.udpTxGsoMessages === 0, 'superpackets were split into single datagrams');
-    t.equal(k.dropsOutbound.sendError + k.dropsOutbound.badSuperpacket, 0, 'nothing dropped');
+
+    await t.test('with USO off, a UDP flow arrives whole and intact both ways', async (t) => {
+      // Node 3 reads datagrams one by one (the kernel cuts the sender's
+      // trains before TUN) and writes each alone.
+      const to = await countedUdpFlow(n1.podNs, n3.podNs, n3.pod, 7002);
+      const from = await countedUdpFlow(n3.podNs, n1.podNs, n1.pod, 7003);
+      const k = await c.counters();
+      t.match(await c.features(), { mode: 'fast', vnetHdr: true, uso: false }, 'USO off');
+      t.same({ to, from }, { to: whole, from: whole }, 'every datagram, intact, to and from the node without USO');
+      t.same({ superpacketsRead: k.tunRxSuperpackets, coalescedWrites: k.tunTxCoalesced }, { superpacketsRead: 0, coalescedWrites: 0 }, 'no superpacket either way');
+    });
+
+    await t.test('a tiny MSS without UDP GSO: superpackets of over 100 segments split in chunks', async (t) => {
+      const r = await iperf(n3.podNs, n1.podNs, n1.pod, ['-t', '2', '-M', '500']);
+      t.ok(r.ok && r.bps > 0, `TCP with MSS 500 flows (${(r.bps / 1e6).toFixed(0)} Mbit/s)`);
+      const k = await c.counters();
+      t.ok(k.tunRxSuperpackets > 0 && k.udpTxGsoMessages === 0, 'superpackets were split into single datagrams');
+      t.equal(k.dropsOutbound.sendError + k.dropsOutbound.badSuperpacket, 0, 'nothing dropped');
+    });
+
     await c.stop(false);
     c = await tb.startNode(n3, { kind: 'backend', backend: { Mode: 'simple' } });
     await c.sync(tb.peersOf(n3));

@@ -3,12 +3,18 @@
 // measurement, not a test: it asserts only that traffic flowed, and reports
 // figures with t.comment (and as JSON under bench-results/). Opt-in, as it
 // takes minutes, so it is not part of npm test: npx tap test/perf/udp-perf.test.ts
+// Each variant is measured with TCP (one and four streams) and with inner UDP
+// at the highest rate its sender reaches, datagrams that fit the smaller
+// (VXLAN) tunnel MTU, received Gbit/s and loss: iperf3 -u (one datagram per
+// system call), and a UDP GSO sender as QUIC stacks have (test/support/udp-flow.py,
+// 16 datagrams per system call), which USO carries as superpackets.
 import t from 'tap';
 import { spawn } from 'node:child_process';
 import { mkdir, readFile, writeFile } from 'node:fs/promises';
+import { UDP_FLOW_SCRIPT } from '../support/udp-flow.js';
 import { UdpTestbed, inNs, type NodeConfig, type NodeProcess, type TestbedNode } from '../support/udp-testbed.js';
 
-const PREFIX = 'wud';
+const PREFIX = process.env.WEFT_UDP_PERF_PREFIX ?? 'wud';
 const SECONDS = Number(process.env.WEFT_UDP_PERF_SECONDS ?? 5);
 const ROUNDS = Number(process.env.WEFT_UDP_PERF_ROUNDS ?? 1);
 const ONLY = process.env.WEFT_UDP_PERF_ONLY?.split(',');
@@ -20,15 +26,29 @@ interface Variant {
   config?: NodeConfig;
 }
 
-const off = { tso: false, gso: false, gro: false, coalesce: false };
+const off = { tso: false, gso: false, gro: false, coalesce: false, uso: false };
 const VARIANTS: Variant[] = [
   { name: 'vxlan', technique: 'kernel VXLAN device, built by hand' },
   { name: 'simple', technique: 'one packet per system call (flannel-like)', config: { kind: 'loop', loop: { mode: 'simple' } } },
   { name: 'batch', technique: 'recvmmsg/sendmmsg batching, no offloads', config: { kind: 'loop', loop: { offload: off } } },
   { name: 'tso+gso', technique: 'TUN TSO superpackets split, sent with UDP GSO', config: { kind: 'loop', loop: { offload: { ...off, tso: true, gso: true } } } },
   { name: 'gro+coalesce', technique: 'UDP GRO and coalesced TUN writes (all offloads, 1 queue)', config: { kind: 'loop', loop: { queues: 1 } } },
+  { name: 'uso-off', technique: 'as gro+coalesce, without UDP segmentation offload on TUN', config: { kind: 'loop', loop: { queues: 1, offload: { uso: false } } } },
+  { name: 'verify', technique: 'as gro+coalesce, verifying every inner TCP/UDP checksum before coalescing', config: { kind: 'loop', loop: { queues: 1, verifyInnerChecksums: true } } },
   { name: 'multiqueue', technique: '2 queues, one worker and source port each', config: { kind: 'loop', loop: { queues: 2 } } },
 ];
+
+/** Inner UDP datagram payload: fits VXLAN's 1450-byte pod MTU (IPv4 and UDP headers take 28). */
+const UDP_LEN = 1450 - 28;
+
+interface UdpSample {
+  /** What the receiver got. */
+  bps: number;
+  lostPercent: number;
+  jitterMs: number;
+  /** Where datagrams were lost during the run, summed over both nodes. */
+  losses: Record<string, number>;
+}
 
 interface Sample {
   bps: number;
@@ -78,7 +98,7 @@ async function lossCounters(tb: UdpTestbed): Promise<Record<string, number>> {
     for (const m of snmp.stdout.matchAll(/^(\w+)\s+(\d+)/gm)) add(m[1]!, Number(m[2]));
   }
   for (const n of tb.nodes) {
-    const snmp = await inNs(n.podNs, 'nstat', ['-az', 'TcpExtTCPRcvQDrop', 'TcpExtTCPBacklogDrop', 'TcpExtTCPOFOQueue']);
+    const snmp = await inNs(n.podNs, 'nstat', ['-az', 'TcpExtTCPRcvQDrop', 'TcpExtTCPBacklogDrop', 'TcpExtTCPOFOQueue', 'UdpRcvbufErrors', 'UdpSndbufErrors']);
     for (const m of snmp.stdout.matchAll(/^(\w+)\s+(\d+)/gm)) add(`pod${m[1]}`, Number(m[2]));
   }
   const softnet = await readFile('/proc/net/softnet_stat', 'utf8');
@@ -116,6 +136,48 @@ async function iperf(tb: UdpTestbed, client: TestbedNode, server: TestbedNode, s
   }
 }
 
+async function iperfUdp(tb: UdpTestbed, client: TestbedNode, server: TestbedNode): Promise<UdpSample> {
+  const srv = spawn('ip', ['netns', 'exec', server.podNs, 'iperf3', '-s', '-1', '-p', '5202'], { stdio: 'ignore' });
+  try {
+    for (let i = 0; i < 50; i++) {
+      if ((await inNs(server.podNs, 'ss', ['-ltn', 'sport = :5202'])).stdout.includes('5202')) break;
+      await new Promise((r) => setTimeout(r, 50));
+    }
+    const l0 = await lossCounters(tb);
+    // -b 0: as fast as the sender goes.
+    const r = await inNs(client.podNs, 'iperf3', ['-c', server.pod, '-p', '5202', '-J', '-u', '-b', '0', '-l', String(UDP_LEN), '-t', String(SECONDS)], (SECONDS + 30) * 1000);
+    const l1 = await lossCounters(tb);
+    const losses = Object.fromEntries(Object.entries(l1).map(([k, v]) => [k, v - (l0[k] ?? 0)]).filter(([, v]) => (v as number) > 0));
+    const sum = JSON.parse(r.stdout).end?.sum ?? {};
+    const lost = Number(sum.lost_percent ?? 100);
+    // iperf3 3.12 reports the sender's rate in end.sum; the receiver got the rest.
+    return { bps: Number(sum.bits_per_second ?? 0) * (1 - lost / 100), lostPercent: lost, jitterMs: Number(sum.jitter_ms ?? NaN), losses };
+  } finally {
+    srv.kill('SIGKILL');
+  }
+}
+
+/** The UDP GSO flow: the receiver takes whole trains (UDP_GRO) to keep up. */
+async function gsoFlow(tb: UdpTestbed, client: TestbedNode, server: TestbedNode): Promise<UdpSample> {
+  const srv = spawn('ip', ['netns', 'exec', server.podNs, 'python3', UDP_FLOW_SCRIPT, 'recv', '7001', '--gro', '--idle-ms', '1500'], { stdio: ['ignore', 'pipe', 'ignore'] });
+  let out = '';
+  srv.stdout.on('data', (d: Buffer) => (out += d.toString()));
+  try {
+    for (let i = 0; i < 100 && !out.includes('listening'); i++) await new Promise((r) => setTimeout(r, 20));
+    const l0 = await lossCounters(tb);
+    const r = await inNs(client.podNs, 'python3', [UDP_FLOW_SCRIPT, 'send', server.pod, '7001', '--seconds', String(SECONDS), '--size', String(UDP_LEN), '--train', '16'], (SECONDS + 30) * 1000);
+    await new Promise<void>((resolve) => (srv.exitCode !== null ? resolve() : srv.once('exit', () => resolve())));
+    const l1 = await lossCounters(tb);
+    const losses = Object.fromEntries(Object.entries(l1).map(([k, v]) => [k, v - (l0[k] ?? 0)]).filter(([, v]) => (v as number) > 0));
+    const sent = Number(JSON.parse(r.stdout || '{}').sent ?? 0);
+    const got = JSON.parse(out.trim().split('\n').pop() || '{}');
+    const received = Number(got.received ?? 0);
+    return { bps: Number(got.bitsPerSecond ?? 0), lostPercent: sent ? 100 * (1 - received / sent) : 100, jitterMs: NaN, losses };
+  } finally {
+    srv.kill('SIGKILL');
+  }
+}
+
 async function idleRttMs(from: TestbedNode, to: TestbedNode): Promise<number> {
   const r = await inNs(from.podNs, 'ping', ['-n', '-q', '-c', '30', '-i', '0.02', to.pod], 30_000);
   const m = /= [\d.]+\/([\d.]+)\//.exec(r.stdout);
@@ -148,12 +210,12 @@ async function vxlan(tb: UdpTestbed, up: boolean): Promise<void> {
   const tb = await UdpTestbed.create({ prefix: PREFIX, nodes: 2 });
   t.teardown(() => tb.destroy());
   const [a, b] = tb.nodes as [TestbedNode, TestbedNode];
-  const results: Record<string, { single: Sample[]; four: Sample[]; rttMs: number[]; features?: unknown }> = {};
+  const results: Record<string, { single: Sample[]; four: Sample[]; udp: UdpSample[]; udpGso: UdpSample[]; rttMs: number[]; features?: unknown }> = {};
   const variants = VARIANTS.filter((v) => !ONLY || ONLY.includes(v.name));
 
   for (let round = 0; round < ROUNDS; round++) {
     for (const v of variants) {
-      const res = (results[v.name] ??= { single: [], four: [], rttMs: [] });
+      const res = (results[v.name] ??= { single: [], four: [], udp: [], udpGso: [], rttMs: [] });
       let procs: NodeProcess[] = [];
       if (v.config) {
         await setPodMtu(tb, 1472);
@@ -169,6 +231,8 @@ async function vxlan(tb: UdpTestbed, up: boolean): Promise<void> {
         const pids = procs.map((p) => p.pid!).filter(Boolean);
         res.single.push(await iperf(tb, a, b, 1, pids));
         res.four.push(await iperf(tb, a, b, 4, pids));
+        res.udp.push(await iperfUdp(tb, a, b));
+        res.udpGso.push(await gsoFlow(tb, a, b));
         res.rttMs.push(await idleRttMs(a, b));
       } finally {
         if (v.config) await Promise.all(procs.map((p) => p.stop(false)));
@@ -185,6 +249,8 @@ async function vxlan(tb: UdpTestbed, up: boolean): Promise<void> {
     const r = results[v.name]!;
     const one = med(r.single, 'bps');
     const four = med(r.four, 'bps');
+    const udp = median(r.udp.map((x) => x.bps));
+    const udpGso = median(r.udpGso.map((x) => x.bps));
     return {
       variant: v.name,
       technique: v.technique,
@@ -192,6 +258,14 @@ async function vxlan(tb: UdpTestbed, up: boolean): Promise<void> {
       fourGbps: +(four / 1e9).toFixed(2),
       singleVsVxlan: vx ? +(one / med(vx.single, 'bps')).toFixed(2) : null,
       fourVsVxlan: vx ? +(four / med(vx.four, 'bps')).toFixed(2) : null,
+      udpGbps: +(udp / 1e9).toFixed(2),
+      udpLossPercent: +median(r.udp.map((x) => x.lostPercent)).toFixed(1),
+      udpVsVxlan: vx ? +(udp / median(vx.udp.map((x) => x.bps))).toFixed(2) : null,
+      udpLosses: r.udp.map((x) => x.losses),
+      udpGsoGbps: +(udpGso / 1e9).toFixed(2),
+      udpGsoLossPercent: +median(r.udpGso.map((x) => x.lostPercent)).toFixed(1),
+      udpGsoVsVxlan: vx ? +(udpGso / median(vx.udpGso.map((x) => x.bps))).toFixed(2) : null,
+      udpGsoLosses: r.udpGso.map((x) => x.losses),
       singleVsSimple: simple ? +(one / med(simple.single, 'bps')).toFixed(1) : null,
       systemCoreSecPerGbit: +med(r.single, 'systemCoreSecPerGbit').toFixed(3),
       loopCoreSecPerGbit: +med(r.single, 'loopCoreSecPerGbit').toFixed(3),

@@ -19,6 +19,20 @@ export interface PeerSwapStats {
 
 export type IcmpKind = 'unreachable' | 'timeExceeded' | 'tooBig';
 
+export interface CoalesceOptions {
+  /** The device refuses TCP GSO writes (EINVAL), as an old kernel does. */
+  refuseGso?: boolean;
+  /** The device refuses UDP_L4 writes. */
+  refuseUso?: boolean;
+  /** Merge UDP datagrams (default true, as with USO on). */
+  uso?: boolean;
+  /** Verify inner checksums before merging (default false, as the loop runs). */
+  verify?: boolean;
+}
+
+/** TUNSETOFFLOAD flags (linux/if_tun.h). */
+export const TUN_F = { CSUM: 0x01, TSO4: 0x02, TSO6: 0x04, TSO_ECN: 0x08, UFO: 0x10, USO4: 0x20, USO6: 0x40 } as const;
+
 export interface TestAddon {
   /** Reader threads looking up the table while JS swaps it. */
   PeerSwapHarness: new (readers: number) => {
@@ -34,7 +48,9 @@ export interface TestAddon {
   /** Splits virtio header + packet into wire segments, or returns the drop reason. */
   split(buf: Buffer): Buffer[] | DropReason | 'tooManySegments';
   /** Coalesces packets as the receive path does; each result is virtio header + packet. */
-  coalesce(packets: readonly Buffer[], opts?: { refuseGso?: boolean }): Buffer[];
+  coalesce(packets: readonly Buffer[], opts?: CoalesceOptions): Buffer[];
+  /** The loop's TUNSETOFFLOAD requests against a kernel accepting only the flags in `accept`: what it asked, in order, and what it got. */
+  negotiateOffload(accept: number, want?: { tso?: boolean; uso?: boolean }): { checksumOffload: boolean; tso: boolean; uso: boolean; tried: number[] };
   icmpError(packet: Buffer, kind: IcmpKind, mtu: number, sourceIP: string): Buffer | null;
   /**
    * Runs TUN reads (virtio header + packet, at most 16) through the transmit

@@ -84,7 +84,7 @@ export interface NodeConfig {
   /** The families the node runs (the testbed needs `ipv6` for the last two): IPv4 (default), both, or IPv6 only. */
   stack?: 'ipv4' | 'dual' | 'ipv6';
   backend?: Record<string, unknown>;
-  loop?: { mode?: 'fast' | 'simple'; queues?: number; offload?: Record<string, boolean>; mtu?: number };
+  loop?: { mode?: 'fast' | 'simple'; queues?: number; offload?: Record<string, boolean>; verifyInnerChecksums?: boolean; mtu?: number };
 }
 
 export interface PeerSpec {

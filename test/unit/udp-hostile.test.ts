@@ -37,11 +37,13 @@ t.test("frag-needed about a header-only superpacket quotes that packet only, not
   t.equal(quote, msgs[0]?.datagram.toString('hex'), 'the error quotes exactly the segment it is about');
 });
 
-t.test('a segment with a bad TCP checksum is never merged into a packet the kernel trusts', async (t) => {
+t.test('with inner checksums verified, a segment with a bad TCP checksum is never merged into a packet the kernel trusts', async (t) => {
+  // Verification is the loop's verifyInnerChecksums option, off by default:
+  // the outer UDP checksum covers the packet in transit (see gso.c).
   const segs = [0, 1, 2].map((i) => tcpPacket({ src: B, dst: A, sport: 5201, dport: 40000, seq: i * 1000 }, pattern(1000, i)));
-  segs[1]![40 + 500]! ^= 0x55; // corrupted on the wire, past the UDP checksum
+  segs[1]![40 + 500]! ^= 0x55; // written wrong by the sending peer
   const corrupt = segs[1]!.subarray(40);
-  const out = addon.coalesce(segs);
+  const out = addon.coalesce(segs, { verify: true });
   const carrying = out.filter((b) => b.includes(corrupt));
   t.same(
     carrying.map((b) => ({ flags: readVnetHeader(b).flags, unchanged: b.subarray(VNET_HDR_LEN).equals(segs[1]!) })),
