@@ -34,10 +34,15 @@ const PACKAGE: Record<string, string> = {
 
 export const FIX_CAPABILITY = 'run weft as root or grant it CAP_NET_ADMIN (DaemonSet: securityContext.capabilities.add: [NET_ADMIN], hostNetwork: true)';
 
+/** The Debian package that provides `program`, if weft knows it. */
+export function debianPackage(program: string): string | undefined {
+  return PACKAGE[program];
+}
+
 /** The one-line error for a program that is not installed. */
 export function missingProgram(program: string): WeftError {
   const name = program.split('/').pop() ?? program;
-  const pkg = PACKAGE[name];
+  const pkg = debianPackage(name);
   return new WeftError(`the "${name}" command was not found`, pkg ? `install ${pkg} (apt-get install ${pkg})` : `install ${name}`);
 }
 

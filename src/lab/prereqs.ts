@@ -2,20 +2,11 @@
 // missing piece is one line naming it and the fix, not a half-built lab.
 import { accessSync, constants, existsSync } from 'node:fs';
 import { delimiter, join } from 'node:path';
+import { debianPackage } from '../core/command.js';
 import { WeftError } from '../errors.js';
 import { CNI_PATH } from './cni.js';
 
 const SETUP_FIX = 'install it with "bash scripts/setup.sh" as root (npm run demo runs it too)';
-
-/** Program -> Debian package that provides it. */
-const PROGRAMS: Record<string, string> = {
-  ip: 'iproute2',
-  etcd: 'etcd-server',
-  etcdctl: 'etcd-client',
-  ping: 'iputils-ping',
-  iperf3: 'iperf3',
-  sockperf: 'sockperf',
-};
 
 function executable(path: string): boolean {
   try {
@@ -37,7 +28,7 @@ export function checkLabPrerequisites(opts: { needIperf3?: boolean; needSockperf
   }
   const programs = ['ip', 'etcd', 'etcdctl', 'ping', ...(opts.needIperf3 ? ['iperf3'] : []), ...(opts.needSockperf ? ['sockperf'] : [])];
   for (const p of programs) {
-    if (!findProgram(p)) throw new WeftError(`${p} is missing (Debian package ${PROGRAMS[p]})`, SETUP_FIX);
+    if (!findProgram(p)) throw new WeftError(`${p} is missing (Debian package ${debianPackage(p)})`, SETUP_FIX);
   }
   for (const plugin of ['bridge', 'host-local']) {
     if (!executable(join(CNI_PATH, plugin))) {
