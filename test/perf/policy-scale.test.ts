@@ -8,13 +8,13 @@
 // iperf3 between the two bench pods with 0 and with 100 policies selecting
 // the server, alternating, in one run. WEFT_POLICY_SCALE_CHANGES (20),
 // WEFT_POLICY_SCALE_REPS (3) and WEFT_POLICY_SCALE_SECONDS (5) change it.
-import { readFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { performance } from 'node:perf_hooks';
 import { setTimeout as sleep } from 'node:timers/promises';
 import t from 'tap';
 import { startIperfServer, runIperfClient } from '../../src/bench/iperf.js';
 import { median, percentile } from '../../src/bench/stats.js';
+import { processRssKiB } from '../../src/core/process.js';
 import { bridgeAgentMetrics, metricsAt, startKubeLab } from '../e2e/support/kube-lab.js';
 
 const CHANGES = Number(process.env.WEFT_POLICY_SCALE_CHANGES ?? 20);
@@ -64,7 +64,7 @@ t.test('1000 pods and 200 policies: change to kernel, table size, agent memory; 
   await api.upsertPod({ namespace: 'bench', name: 'client', labels: { app: 'bench-client' }, nodeName: n1.ns, ips: [client.ip] });
   await api.upsertPod({ namespace: 'bench', name: 'server', labels: { app: 'bench-server' }, nodeName: n2.ns, ips: [server.ip] });
 
-  const rssMiB = (): number => Number(/^VmRSS:\s+(\d+) kB/m.exec(readFileSync(`/proc/${n2.agentPid}/status`, 'utf8'))?.[1] ?? 0) / 1024;
+  const rssMiB = (): number => (processRssKiB(n2.agentPid!) ?? 0) / 1024;
   const rssBefore = rssMiB();
 
   // 998 more pods as objects: every ninth on n2 (addresses in n2's subnet, after the bench pod's), the rest on nodes that do not exist.

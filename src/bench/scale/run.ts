@@ -1,14 +1,13 @@
 // `weft bench scale`: N simulated nodes (worker.ts) against one real etcd,
 // then one real node namespace programmed for N-1 peers (reconcile.ts).
 import { fork, type ChildProcess } from 'node:child_process';
-import { readFileSync } from 'node:fs';
 import { cpus, loadavg } from 'node:os';
 import { dirname, extname, join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { setTimeout as sleep } from 'node:timers/promises';
 import { CLOCK_TICKS_PER_SECOND } from '../cpu.js';
 import { percentile } from '../stats.js';
-import { processCpuTicks } from '../../core/process.js';
+import { processCpuTicks, processRssKiB } from '../../core/process.js';
 import { EtcdServer, removeEtcdLeftovers } from '../../lab/etcd.js';
 import { createEtcdClient, DEFAULT_ETCD_PREFIX } from '../../subnet/etcd/client.js';
 import { configKey } from '../../subnet/etcd/layout.js';
@@ -140,12 +139,7 @@ function sumCounters(list: readonly WorkerCounters[]): WorkerCounters {
 }
 
 function processRss(pid: number | undefined): number {
-  try {
-    const m = /VmRSS:\s+(\d+) kB/.exec(readFileSync(`/proc/${pid}/status`, 'utf8'));
-    return m ? Number(m[1]) * 1024 : 0;
-  } catch {
-    return 0;
-  }
+  return pid === undefined ? 0 : (processRssKiB(pid) ?? 0) * 1024;
 }
 
 export async function runScale(opts: ScaleOptions): Promise<ScaleResult> {
