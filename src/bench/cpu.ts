@@ -1,6 +1,7 @@
 // System-wide CPU time from /proc/stat, so a run can be charged with all the
 // CPU it caused (iperf3, softirq packet processing, the agent), not just its own.
 import { readFileSync } from 'node:fs';
+import { processCpuTicks } from '../core/process.js';
 
 /** USER_HZ: the unit of /proc/stat and /proc/<pid>/stat times (100 on every Linux ABI). */
 export const CLOCK_TICKS_PER_SECOND = 100;
@@ -33,4 +34,19 @@ export function readCpuTimes(): CpuTimes {
 export function cpuSecondsBetween(before: CpuTimes, after: CpuTimes): CpuTimes {
   const d = (k: keyof CpuTimes): number => (after[k] - before[k]) / CLOCK_TICKS_PER_SECOND;
   return { busy: d('busy'), softirq: d('softirq'), idle: d('idle') };
+}
+
+/**
+ * Runs `work` and charges it with the CPU the whole machine spent meanwhile
+ * (busy and softirq) and with what the processes `pids` spent (utime+stime),
+ * all in seconds.
+ */
+export async function withCpuCost<T>(pids: readonly number[], work: () => Promise<T>): Promise<{ result: T; cpu: CpuTimes; pidSeconds: number }> {
+  const pidTicks = (): number => pids.reduce((sum, pid) => sum + processCpuTicks(pid), 0);
+  const cpu0 = readCpuTimes();
+  const pid0 = pidTicks();
+  const result = await work();
+  const pid1 = pidTicks();
+  const cpu = cpuSecondsBetween(cpu0, readCpuTimes());
+  return { result, cpu, pidSeconds: (pid1 - pid0) / CLOCK_TICKS_PER_SECOND };
 }

@@ -10,9 +10,8 @@ import { pingOnce } from '../lab/ping.js';
 import { labFamilies, podAddress } from '../lab/state.js';
 import type { Family } from '../core/cidr.js';
 import { checkLabPrerequisites } from '../lab/prereqs.js';
-import { processCpuTicks } from '../core/process.js';
 import type { Topology } from '../lab/topology.js';
-import { CLOCK_TICKS_PER_SECOND, cpuSecondsBetween, readCpuTimes } from './cpu.js';
+import { withCpuCost } from './cpu.js';
 import { runIperfClient, startIperfServer } from './iperf.js';
 import { alternatingOrder, median, ratio } from './stats.js';
 import { benchPlan, type BenchVariant } from './variants.js';
@@ -92,12 +91,7 @@ export const BENCH_LAB_PREFIX = 'bench';
 
 async function measure(run: Running, family: Family, seconds: number, rep: number): Promise<BenchSample> {
   const agents = run.lab.nodes.map((n) => n.agentPid).filter((p): p is number => p !== undefined);
-  const agentTicks = (): number => agents.reduce((sum, pid) => sum + processCpuTicks(pid), 0);
-  const cpu0 = readCpuTimes();
-  const agent0 = agentTicks();
-  const result = await runIperfClient(run.clientNs, run.serverIp.get(family)!, seconds);
-  const agent1 = agentTicks();
-  const cpu = cpuSecondsBetween(cpu0, readCpuTimes());
+  const { result, cpu, pidSeconds } = await withCpuCost(agents, () => runIperfClient(run.clientNs, run.serverIp.get(family)!, seconds));
   const gbit = (result.bytes * 8) / 1e9;
   return {
     rep,
@@ -105,7 +99,7 @@ async function measure(run: Running, family: Family, seconds: number, rep: numbe
     retransmits: result.retransmits,
     cpuSecondsPerGbit: ratio(cpu.busy, gbit),
     softirqSecondsPerGbit: ratio(cpu.softirq, gbit),
-    agentCpuSeconds: (agent1 - agent0) / CLOCK_TICKS_PER_SECOND,
+    agentCpuSeconds: pidSeconds,
   };
 }
 

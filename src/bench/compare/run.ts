@@ -11,12 +11,12 @@ import { cpus, release } from 'node:os';
 import { join } from 'node:path';
 import { setTimeout as sleep } from 'node:timers/promises';
 import { BACKEND_TYPES, type BackendType } from '../../config/netconf.js';
-import { processCpuTicks, processRssKiB, spawnDetached, terminate } from '../../core/process.js';
+import { processRssKiB, spawnDetached, terminate } from '../../core/process.js';
 import { Lab, agentEntry, labNetConf, type LabNode } from '../../lab/lab.js';
 import { runCommand } from '../../lab/command.js';
 import { checkLabPrerequisites } from '../../lab/prereqs.js';
 import { isLabProcess, nodeUnderlayIP, podAddress } from '../../lab/state.js';
-import { CLOCK_TICKS_PER_SECOND, cpuSecondsBetween, readCpuTimes } from '../cpu.js';
+import { withCpuCost } from '../cpu.js';
 import { iperfClientOutput, startIperfServer, waitListening } from '../iperf.js';
 import { waitReachable } from '../runner.js';
 import { alternatingOrder, percentile, ratio } from '../stats.js';
@@ -183,10 +183,15 @@ async function agentProcesses(lab: Lab): Promise<number[][]> {
 const mib = (kib: number): number => kib / 1024;
 const mean = (xs: readonly number[]): number => xs.reduce((s, x) => s + x, 0) / xs.length;
 
-function hostUsedMiB(): number {
+/** Fields of /proc/meminfo, in MiB. */
+function meminfoMiB(...fields: string[]): number[] {
   const info = readFileSync('/proc/meminfo', 'utf8');
-  const kib = (field: string): number => Number(new RegExp(`^${field}:\\s+(\\d+) kB$`, 'm').exec(info)?.[1] ?? Number.NaN);
-  return mib(kib('MemTotal') - kib('MemAvailable'));
+  return fields.map((field) => mib(Number(new RegExp(`^${field}:\\s+(\\d+) kB$`, 'm').exec(info)?.[1] ?? Number.NaN)));
+}
+
+function hostUsedMiB(): number {
+  const [total, available] = meminfoMiB('MemTotal', 'MemAvailable');
+  return total! - available!;
 }
 
 /** Sets finite figures only: a repetition lacks a figure rather than holding NaN. */
@@ -206,16 +211,17 @@ async function bandwidth(
   pingUnderLoad = false,
 ): Promise<{ figures: RepFigures; text: string }> {
   const args = kind === 'tcp4' ? ['-P', '4'] : kind === 'udp' ? ['-u', '-b', '0', '-l', String(run.raw.udpDatagramBytes)] : [];
-  const agentTicks = (): number => agentPids.reduce((sum, pid) => sum + processCpuTicks(pid), 0);
   const loadEnded = new AbortController();
-  const cpu0 = readCpuTimes();
-  const agent0 = agentTicks();
-  const [output, loaded] = await Promise.all([
-    iperfClientOutput(run.clientNs, run.serverIp, seconds, args).finally(() => loadEnded.abort()),
-    pingUnderLoad ? sleep(LOAD_RAMP_MS).then(() => pingRtts(run, seconds, loadEnded.signal)) : undefined,
-  ]);
-  const agent1 = agentTicks();
-  const cpu = cpuSecondsBetween(cpu0, readCpuTimes());
+  const {
+    result: [output, loaded],
+    cpu,
+    pidSeconds: agentSeconds,
+  } = await withCpuCost(agentPids, () =>
+    Promise.all([
+      iperfClientOutput(run.clientNs, run.serverIp, seconds, args).finally(() => loadEnded.abort()),
+      pingUnderLoad ? sleep(LOAD_RAMP_MS).then(() => pingRtts(run, seconds, loadEnded.signal)) : undefined,
+    ]),
+  );
   const figures: RepFigures = {};
   if (kind === 'udp') {
     const r = parseIperfUdp(output);
@@ -226,7 +232,7 @@ async function bandwidth(
   const r = parseIperfTcp(output);
   const gbit = (r.bytes * 8) / 1e9;
   put(figures, { [`${kind}.gbps`]: r.gbps, [`${kind}.retransmits`]: r.retransmits, [`${kind}.cpuPerGbit`]: ratio(cpu.busy, gbit), [`${kind}.softirqPerGbit`]: ratio(cpu.softirq, gbit) });
-  if (kind === 'tcp1' && run.agents) put(figures, { 'tcp1.agentCpuPerGbit': ratio((agent1 - agent0) / CLOCK_TICKS_PER_SECOND, gbit) });
+  if (kind === 'tcp1' && run.agents) put(figures, { 'tcp1.agentCpuPerGbit': ratio(agentSeconds, gbit) });
   if (loaded) put(figures, { 'ping.loaded.p50Ms': loaded.p50, 'ping.loaded.p99Ms': loaded.p99 });
   const pinged = loaded ? `; ping under it p50 ${loaded.p50.toFixed(3)} ms, p99 ${loaded.p99.toFixed(3)} ms` : '';
   return { figures, text: `${r.gbps.toFixed(2)} Gbit/s, ${ratio(cpu.busy, gbit).toFixed(3)} CPU s/Gbit${pinged}` };
@@ -360,7 +366,7 @@ export async function runCompare(opts: CompareOptions): Promise<RawCompare> {
       startedAt: startedAt.toISOString(),
       finishedAt: finishedAt.toISOString(),
       options: { backends: [...backends], reps, seconds, warmupSeconds },
-      host: { cpus: cpus().length, cpuModel: cpus()[0]?.model.trim() ?? 'unknown', kernel: release(), memTotalMiB: Math.round(mib(Number(/^MemTotal:\s+(\d+) kB$/m.exec(readFileSync('/proc/meminfo', 'utf8'))?.[1]))) },
+      host: { cpus: cpus().length, cpuModel: cpus()[0]?.model.trim() ?? 'unknown', kernel: release(), memTotalMiB: Math.round(meminfoMiB('MemTotal')[0]!) },
       variants: runs.map((r) => r.raw),
       notes: [
         `the bare underlay is node to node over the underlay of lab ${hands[0]!.name} (${hands[0]!.variant.label}), whose nodes run no agent`,
