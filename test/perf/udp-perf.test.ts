@@ -11,6 +11,7 @@
 import t from 'tap';
 import { spawn } from 'node:child_process';
 import { mkdir, readFile, writeFile } from 'node:fs/promises';
+import { waitListening } from '../../src/bench/iperf.js';
 import { UDP_FLOW_SCRIPT } from '../support/udp-flow.js';
 import { UdpTestbed, inNs, type NodeConfig, type NodeProcess, type TestbedNode } from '../support/udp-testbed.js';
 
@@ -106,13 +107,15 @@ async function lossCounters(tb: UdpTestbed): Promise<Record<string, number>> {
   return out;
 }
 
+/** The loss counters that grew between two readings, by how much. */
+function lossDelta(before: Record<string, number>, after: Record<string, number>): Record<string, number> {
+  return Object.fromEntries(Object.entries(after).map(([k, v]) => [k, v - (before[k] ?? 0)]).filter(([, v]) => (v as number) > 0));
+}
+
 async function iperf(tb: UdpTestbed, client: TestbedNode, server: TestbedNode, streams: number, pids: number[]): Promise<Sample> {
   const srv = spawn('ip', ['netns', 'exec', server.podNs, 'iperf3', '-s', '-1', '-p', '5201'], { stdio: 'ignore' });
   try {
-    for (let i = 0; i < 50; i++) {
-      if ((await inNs(server.podNs, 'ss', ['-ltn', 'sport = :5201'])).stdout.includes('5201')) break;
-      await new Promise((r) => setTimeout(r, 50));
-    }
+    await waitListening(server.podNs, 5201, 'tcp', 'iperf3 server');
     const l0 = await lossCounters(tb);
     const c0 = await cpuTicks();
     const p0 = await procTicks(pids);
@@ -120,7 +123,7 @@ async function iperf(tb: UdpTestbed, client: TestbedNode, server: TestbedNode, s
     const c1 = await cpuTicks();
     const p1 = await procTicks(pids);
     const l1 = await lossCounters(tb);
-    const losses = Object.fromEntries(Object.entries(l1).map(([k, v]) => [k, v - (l0[k] ?? 0)]).filter(([, v]) => (v as number) > 0));
+    const losses = lossDelta(l0, l1);
     const j = JSON.parse(r.stdout);
     const bps = j.end?.sum_received?.bits_per_second ?? 0;
     const gbit = (bps * SECONDS) / 1e9;
@@ -139,15 +142,12 @@ async function iperf(tb: UdpTestbed, client: TestbedNode, server: TestbedNode, s
 async function iperfUdp(tb: UdpTestbed, client: TestbedNode, server: TestbedNode): Promise<UdpSample> {
   const srv = spawn('ip', ['netns', 'exec', server.podNs, 'iperf3', '-s', '-1', '-p', '5202'], { stdio: 'ignore' });
   try {
-    for (let i = 0; i < 50; i++) {
-      if ((await inNs(server.podNs, 'ss', ['-ltn', 'sport = :5202'])).stdout.includes('5202')) break;
-      await new Promise((r) => setTimeout(r, 50));
-    }
+    await waitListening(server.podNs, 5202, 'tcp', 'iperf3 server');
     const l0 = await lossCounters(tb);
     // -b 0: as fast as the sender goes.
     const r = await inNs(client.podNs, 'iperf3', ['-c', server.pod, '-p', '5202', '-J', '-u', '-b', '0', '-l', String(UDP_LEN), '-t', String(SECONDS)], (SECONDS + 30) * 1000);
     const l1 = await lossCounters(tb);
-    const losses = Object.fromEntries(Object.entries(l1).map(([k, v]) => [k, v - (l0[k] ?? 0)]).filter(([, v]) => (v as number) > 0));
+    const losses = lossDelta(l0, l1);
     const sum = JSON.parse(r.stdout).end?.sum ?? {};
     const lost = Number(sum.lost_percent ?? 100);
     // iperf3 3.12 reports the sender's rate in end.sum; the receiver got the rest.
@@ -168,7 +168,7 @@ async function gsoFlow(tb: UdpTestbed, client: TestbedNode, server: TestbedNode)
     const r = await inNs(client.podNs, 'python3', [UDP_FLOW_SCRIPT, 'send', server.pod, '7001', '--seconds', String(SECONDS), '--size', String(UDP_LEN), '--train', '16'], (SECONDS + 30) * 1000);
     await new Promise<void>((resolve) => (srv.exitCode !== null ? resolve() : srv.once('exit', () => resolve())));
     const l1 = await lossCounters(tb);
-    const losses = Object.fromEntries(Object.entries(l1).map(([k, v]) => [k, v - (l0[k] ?? 0)]).filter(([, v]) => (v as number) > 0));
+    const losses = lossDelta(l0, l1);
     const sent = Number(JSON.parse(r.stdout || '{}').sent ?? 0);
     const got = JSON.parse(out.trim().split('\n').pop() || '{}');
     const received = Number(got.received ?? 0);
