@@ -18,7 +18,8 @@
 // sources are snapshots taken at some instant; an ADD running meanwhile is
 // protected by the grace period. The first matching row, in the table's
 // order, gives the reason.
-import type { Allocation } from './state.js';
+import { releaseAllocations } from './allocator.js';
+import type { Allocation, Freed, IpamState } from './state.js';
 
 /** One entry of CNI 1.1 GC's `cni.dev/valid-attachments`. */
 export interface Attachment {
@@ -73,4 +74,19 @@ function decideOne(a: Allocation, now: Date, graceMs: number, attached: Set<stri
     if (a.pod.uid && pod.uid !== a.pod.uid) return 'pod-replaced';
   }
   return undefined;
+}
+
+/**
+ * The state after freeing what `decisions` chose, with the outcome recorded
+ * for `weft ipam` and /metrics. Pinned addresses become reservations for their
+ * pod, as on DEL: a pod gone from this node may be recreated or rescheduled.
+ */
+export function applyGc(state: IpamState, decisions: GcDecision[], now: Date): IpamState {
+  const freed: Freed[] = decisions.map(({ allocation: a, reason }) => ({
+    address: a.address,
+    containerId: a.containerId,
+    ...(a.pod ? { pod: { ...a.pod } } : {}),
+    reason,
+  }));
+  return { ...releaseAllocations(state, decisions.map((d) => d.allocation), now), lastReconcile: { at: now.toISOString(), freed } };
 }

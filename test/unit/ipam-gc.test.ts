@@ -1,6 +1,7 @@
 // The GC decision table, one case per row of the table in src/ipam/gc.ts.
 import t from 'tap';
-import { decideGc, type GcSources } from '../../src/ipam/gc.js';
+import { applyGc, decideGc, type GcSources } from '../../src/ipam/gc.js';
+import { emptyState } from '../../src/ipam/state.js';
 import type { Allocation } from '../../src/ipam/state.js';
 
 const NOW = new Date('2026-01-01T12:00:00Z');
@@ -55,4 +56,24 @@ t.test('the decision names the allocation it frees, and keeps the rest', async (
 t.test('200 stale allocations of a crashed node are all chosen in one pass', async (t) => {
   const stale = Array.from({ length: 200 }, (_, i) => alloc({ containerId: `c${i}`, netns: `/var/run/netns/c${i}` }));
   t.equal(decideGc(stale, NOW, { existingNetns: new Set() }, GRACE).length, 200);
+});
+
+t.test('applying a decision frees the allocation, keeps a pinned one as a reservation and records the outcome', async (t) => {
+  const plain = alloc({ containerId: 'plain', address: '10.244.3.2' });
+  const pinned = alloc({ containerId: 'pinned', address: '10.244.3.17', pinned: true, mac: '02:00:00:00:00:17' });
+  const kept = alloc({ containerId: 'kept', address: '10.244.3.3' });
+  const state = { ...emptyState(), allocations: [plain, pinned, kept] };
+  const next = applyGc(state, decideGc(state.allocations, NOW, { validAttachments: [{ containerID: 'kept', ifname: 'eth0' }] }, GRACE), NOW);
+  t.same([
+    next.allocations.map((a) => a.containerId),
+    next.reservations.map((r) => [r.address, r.pod.name, r.mac]),
+    next.lastReconcile,
+  ], [
+    ['kept'],
+    [['10.244.3.17', 'web-0', '02:00:00:00:00:17']],
+    { at: NOW.toISOString(), freed: [
+      { address: '10.244.3.2', containerId: 'plain', pod: { namespace: 'app', name: 'web-0', uid: 'u1' }, reason: 'not-attached' },
+      { address: '10.244.3.17', containerId: 'pinned', pod: { namespace: 'app', name: 'web-0', uid: 'u1' }, reason: 'not-attached' },
+    ] },
+  ]);
 });
