@@ -192,7 +192,7 @@ function nextFree(range: Range, held: Set<bigint>, last: string | undefined): IP
   let taken = 0n;
   for (const v of held) if (!infra.has(v) && s.contains(IP.of(s.family, v))) taken += 1n;
   if (taken >= usable) {
-    return `no free address in ${s}: it has ${usable} usable addresses and ${taken} are held`;
+    return `no free address in ${s}: it has ${usable} usable address${usable === 1n ? '' : 'es'} and ${taken} ${taken === 1n ? 'is' : 'are'} held`;
   }
   const first = s.ip.value;
   const end = s.last.value;

@@ -102,9 +102,9 @@ t.test('one-address pools work: a /30 with its gateway, a /32, a /128', async (t
     return [one.allocated[0]!.address, failure(() => allocate(one.state, [p], req('b')))];
   });
   t.same(got, [
-    ['192.0.2.2', 'exhausted: no free address in 192.0.2.0/30: it has 1 usable addresses and 1 are held'],
-    ['192.0.2.9', 'exhausted: no free address in 192.0.2.9/32: it has 1 usable addresses and 1 are held'],
-    ['2001:db8::9', 'exhausted: no free address in 2001:db8::9/128: it has 1 usable addresses and 1 are held'],
+    ['192.0.2.2', 'exhausted: no free address in 192.0.2.0/30: it has 1 usable address and 1 is held'],
+    ['192.0.2.9', 'exhausted: no free address in 192.0.2.9/32: it has 1 usable address and 1 is held'],
+    ['2001:db8::9', 'exhausted: no free address in 2001:db8::9/128: it has 1 usable address and 1 is held'],
   ]);
 });
 
