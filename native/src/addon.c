@@ -6,6 +6,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/file.h>
 #include "loop.h"
 #include "netlink_napi.h"
 #include "packet.h"
@@ -20,6 +21,8 @@ static const char *errno_code(int e) {
   case EADDRNOTAVAIL: return "EADDRNOTAVAIL";
   case EBUSY: return "EBUSY";
   case EINVAL: return "EINVAL";
+  case EBADF: return "EBADF";
+  case EWOULDBLOCK: return "EWOULDBLOCK";
   case ENOMEM: return "ENOMEM";
   case ENODEV: return "ENODEV";
   default: return "EIO";
@@ -252,6 +255,43 @@ static napi_value UdpLoop_deviceLost(napi_env env, napi_callback_info info) {
   return b;
 }
 
+/* ---------- flock ---------- */
+
+/* flock(fd, exclusive, wait): the IPAM store's lock. Node has no flock(2); the
+ * kernel drops it when the holder's descriptor closes, even on SIGKILL, which a
+ * lock file's existence cannot do. Returns true when taken, false when `wait`
+ * is false and another holds it; throws with the errno's code otherwise. */
+static napi_value Flock(napi_env env, napi_callback_info info) {
+  size_t argc = 3;
+  napi_value argv[3];
+  NAPI_OK(napi_get_cb_info(env, info, &argc, argv, NULL, NULL));
+  int32_t fd = -1;
+  bool exclusive = true, wait = true;
+  if (argc < 3 || napi_get_value_int32(env, argv[0], &fd) != napi_ok || fd < 0 ||
+      napi_get_value_bool(env, argv[1], &exclusive) != napi_ok || napi_get_value_bool(env, argv[2], &wait) != napi_ok) {
+    napi_throw_type_error(env, NULL, "flock(fd, exclusive, wait)");
+    return NULL;
+  }
+  int op = (exclusive ? LOCK_EX : LOCK_SH) | (wait ? 0 : LOCK_NB);
+  int rc;
+  do rc = flock(fd, op);
+  while (rc < 0 && errno == EINTR);
+  napi_value r;
+  if (rc < 0 && errno == EWOULDBLOCK && !wait) {
+    napi_get_boolean(env, false, &r);
+    return r;
+  }
+  if (rc < 0) {
+    int e = errno;
+    char msg[96];
+    snprintf(msg, sizeof msg, "flock: %s", strerror(e));
+    napi_throw_error(env, errno_code(e), msg);
+    return NULL;
+  }
+  napi_get_boolean(env, true, &r);
+  return r;
+}
+
 /* ---------- module ---------- */
 
 static napi_value init(napi_env env, napi_value exports) {
@@ -268,6 +308,9 @@ static napi_value init(napi_env env, napi_value exports) {
                             sizeof loop_methods / sizeof loop_methods[0], loop_methods, &cls));
   NAPI_OK(napi_set_named_property(env, exports, "UdpLoop", cls));
   NAPI_OK(netlink_register(env, exports));
+  napi_value flock_fn;
+  NAPI_OK(napi_create_function(env, "flock", NAPI_AUTO_LENGTH, Flock, NULL, &flock_fn));
+  NAPI_OK(napi_set_named_property(env, exports, "flock", flock_fn));
   return exports;
 }
 

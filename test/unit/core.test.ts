@@ -7,7 +7,7 @@ import { join } from 'node:path';
 import { Backoff, sleep } from '../../src/core/backoff.js';
 import { SerialQueue } from '../../src/core/serial-queue.js';
 import { SaidOnce } from '../../src/core/said-once.js';
-import { writeFileAtomic, writeFileAtomicSync } from '../../src/core/atomic-write.js';
+import { nodeAtomicFs, writeFileAtomic, writeFileAtomicSync, type AtomicFs } from '../../src/core/atomic-write.js';
 import { formatSubnetEnv, parseSubnetEnv, readPreviousSubnetEnv, SubnetEnvError } from '../../src/subnet/subnet-env.js';
 import { Cidr } from '../../src/core/cidr.js';
 import { TransientError, WeftError, isRetryable } from '../../src/errors.js';
@@ -51,6 +51,28 @@ t.test('atomic writes replace whole files and leave no temp file behind', async 
   writeFileSync(join(dir, 'dir-in-the-way'), '');
   await t.rejects(writeFileAtomic(join(dir, 'dir-in-the-way/x'), 'y'), 'a write that cannot happen rejects');
   t.same(readdirSync(dir).filter((f) => f.endsWith('.tmp')), [], 'no temp file is left');
+});
+
+t.test('atomic writes flush the file before the rename and the directory after', async (t) => {
+  const dir = mkdtempSync(join(tmpdir(), 'weft-core-'));
+  t.teardown(() => rmSync(dir, { recursive: true, force: true }));
+  const calls: string[] = [];
+  const names = new Map<number, string>();
+  const io: AtomicFs = {
+    ...nodeAtomicFs,
+    open: (path, flags, mode) => {
+      const fd = nodeAtomicFs.open(path, flags, mode);
+      names.set(fd, path.endsWith('.tmp') ? 'tmp' : 'dir');
+      calls.push(`open ${names.get(fd)}`);
+      return fd;
+    },
+    write: (fd, data) => (calls.push(`write ${names.get(fd)}`), nodeAtomicFs.write(fd, data)),
+    fsync: (fd) => (calls.push(`fsync ${names.get(fd)}`), nodeAtomicFs.fsync(fd)),
+    close: (fd) => (calls.push(`close ${names.get(fd)}`), nodeAtomicFs.close(fd)),
+    rename: (from, to) => (calls.push('rename'), nodeAtomicFs.rename(from, to)),
+  };
+  writeFileAtomicSync(join(dir, 'state.json'), 'x', {}, io);
+  t.same(calls, ['open tmp', 'write tmp', 'fsync tmp', 'close tmp', 'rename', 'open dir', 'fsync dir', 'close dir']);
 });
 
 t.test('subnet.env: one format, a strict parser naming the key, a lenient read of leftovers', async (t) => {
