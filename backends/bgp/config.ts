@@ -409,9 +409,17 @@ function renderFamily(input: BirdConfigInput, f: BirdFamily, selfReflector: bool
 }
 
 /** BIRD needs a 32-bit router id; an IPv6-only node uses its address's low 32 bits. */
-/** This node's borrowed addresses of the family, and the peers' borrowed addresses inside its subnet (lent to them). */
+/**
+ * This node's borrowed addresses of the family that it announces, and the
+ * peers' borrowed addresses inside its subnet (lent to them). An address a
+ * peer with a lower subnet also claims is not announced: receivers then hear
+ * only the claim the conflict rule (BorrowedClaims) picks, whatever BGP's
+ * own best-path choice would be.
+ */
 function borrowedOf(f: BirdFamily): { borrowedHere: string[]; lent: string[] } {
-  const borrowedHere = (f.own.attrs.borrowedIPs ?? []).map(String);
+  const lower = f.peers.filter((p) => p.subnet.ip.value < f.own.subnet.ip.value);
+  const contested = new Set(lower.flatMap((p) => (p.attrs.borrowedIPs ?? []).map((ip) => ip.toKey())));
+  const borrowedHere = (f.own.attrs.borrowedIPs ?? []).filter((ip) => !contested.has(ip.toKey())).map(String);
   const lent = [...(f.borrowed?.values() ?? [])].flat().filter((ip) => f.own.subnet.covers(ip)).map(String).sort();
   return { borrowedHere, lent };
 }

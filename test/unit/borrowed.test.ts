@@ -249,6 +249,8 @@ t.test('bgp: the borrowing node announces its borrowed address; the lending node
     [true, true, true, true],
     'static route and export on the borrower, not-own exception on the lender',
   );
+  const loser = config(lease(3, 'bgp', ['10.5.1.17/32']), [lease(1, 'bgp'), lease(2, 'bgp', ['10.5.1.17/32'])]);
+  t.notOk(loser.includes('10.5.1.17/32 blackhole'), 'an address a lower subnet also claims is not announced: receivers hear only the winner');
   const checks = await Promise.all([birdParse(borrower), birdParse(lender)]);
   t.same(checks.map((c) => c.message), ['', ''], 'bird -p accepts both');
 });
