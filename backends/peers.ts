@@ -3,6 +3,7 @@
 // which address families this node and the peer share.
 import type { Logger } from 'pino';
 import { extHalf, type ExternalInterface } from './backend.js';
+import { BorrowedClaims, type BorrowedByPeer } from './borrowed.js';
 import { PeerWarnings } from './peer-warnings.js';
 import type { Family } from '../src/core/cidr.js';
 import { emptyState, mergeInto, type DesiredState, type Route } from '../src/dataplane/state.js';
@@ -44,6 +45,8 @@ export interface FamilyView {
   ext: ExternalInterface;
   /** Warnings about this family's peers (a peer's halves are reported apart). */
   warnings: PeerWarnings;
+  /** The peers' borrowed addresses of this family that this node routes to them, claims settled. */
+  borrowed: BorrowedByPeer;
 }
 
 /**
@@ -56,9 +59,11 @@ export interface FamilyView {
 export class NodeFamilies {
   private readonly warnings: Record<Family, PeerWarnings>;
   private readonly halfMissing: PeerWarnings;
+  private readonly claims: Record<Family, BorrowedClaims>;
 
   constructor(logger: Logger) {
     this.warnings = { 4: new PeerWarnings(logger), 6: new PeerWarnings(logger) };
+    this.claims = { 4: new BorrowedClaims(logger), 6: new BorrowedClaims(logger) };
     this.halfMissing = new PeerWarnings(logger);
   }
 
@@ -68,7 +73,8 @@ export class NodeFamilies {
       const ownHalf = leaseHalf(own, family);
       const extSide = extHalf(ext, family);
       if (!ownHalf || !extSide) continue;
-      views.push({ family, own: ownHalf, peers: leaseHalves(peers, family), ext: extSide, warnings: this.warnings[family] });
+      const peerHalves = leaseHalves(peers, family);
+      views.push({ family, own: ownHalf, peers: peerHalves, ext: extSide, warnings: this.warnings[family], borrowed: this.claims[family].settle(ownHalf, peerHalves) });
     }
     if (views.length > 1) this.reportHalfMissing(own, peers, views.map((v) => v.family));
     return views;

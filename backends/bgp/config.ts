@@ -4,6 +4,7 @@
 import type { Cidr, Family, IP } from '../../src/core/cidr.js';
 import type { Lease } from '../../src/subnet/lease.js';
 import type { ExternalInterface } from '../backend.js';
+import type { BorrowedByPeer } from '../borrowed.js';
 import { WeftError } from '../../src/errors.js';
 import { reflectorAddress, type BgpOptions } from './options.js';
 
@@ -16,6 +17,8 @@ export interface BirdFamily {
   peers: readonly Lease[];
   /** `ip` is the local end of the sessions; `connected` prefixes make peers inside them `direct`. */
   ext: Pick<ExternalInterface, 'ip' | 'connected'>;
+  /** The peers' borrowed addresses of this family, claims settled (NodeFamilies' view); those inside this node's subnet are let in. */
+  borrowed?: BorrowedByPeer;
 }
 
 export interface BirdConfigInput {
@@ -273,13 +276,18 @@ function renderFamily(input: BirdConfigInput, f: BirdFamily, selfReflector: bool
   const t = options.timers;
   const out: string[] = [];
   const line = (...ls: string[]): void => void out.push(...ls);
+  const { borrowedHere, lent } = borrowedOf(f);
+  const ownRoutes = [ownSubnet, ...borrowedHere];
 
   line(
     `# ---- IPv${family}: pod network ${network}, this node's subnet ${ownSubnet} ----`,
     `# Nodes may announce prefixes inside the Network, never this node's own subnet`,
     `# or a part of it (that would steal traffic meant for local pods).`,
+    ...(borrowedHere.length + lent.length > 0
+      ? ['# Borrowed addresses (pinned pods away from their subnet) follow the leases: those this node', '# holds are its own; those of its subnet that peers hold are theirs.']
+      : []),
     `function ${n('weft_in_network')}() { return net ~ [ ${network}+ ]; }`,
-    `function ${n('weft_not_own')}() { return !(net ~ [ ${ownSubnet}+ ]); }`,
+    `function ${n('weft_not_own')}() { return ${notOwnTest(ownSubnet, borrowedHere, lent)}; }`,
     allowed.length > 0
       ? `function ${n('weft_in_allowed')}() { return net ~ [ ${allowed.map((c) => `${c}+`).join(', ')} ]; }`
       : `function ${n('weft_in_allowed')}() { return false; }`,
@@ -294,7 +302,7 @@ function renderFamily(input: BirdConfigInput, f: BirdFamily, selfReflector: bool
     '  reject;',
     '}',
     `filter ${n('weft_export_own')} {`,
-    `  if source = RTS_STATIC && net = ${ownSubnet} then accept;`,
+    `  if source = RTS_STATIC && ${announcedTest(ownRoutes)} then accept;`,
     '  reject;',
     '}',
   );
@@ -302,7 +310,7 @@ function renderFamily(input: BirdConfigInput, f: BirdFamily, selfReflector: bool
     line(
       '# Reflectors pass on what nodes announce, still only inside the Network.',
       `filter ${n('weft_export_reflected')} {`,
-      `  if source = RTS_STATIC && net = ${ownSubnet} then accept;`,
+      `  if source = RTS_STATIC && ${announcedTest(ownRoutes)} then accept;`,
       `  if source = RTS_BGP && ${n('weft_in_network')}() && ${n('weft_not_own')}() then accept;`,
       '  reject;',
       '}',
@@ -341,7 +349,7 @@ function renderFamily(input: BirdConfigInput, f: BirdFamily, selfReflector: bool
     `# the kernel already routes it to the CNI bridge and ${n('weft_kernel_export')} drops it.`,
     `protocol static ${n('weft_own_subnet')} {`,
     `  ${ch};`,
-    `  route ${ownSubnet} blackhole;`,
+    ...ownRoutes.map((r) => `  route ${r} blackhole;`),
     '}',
     '',
   );
@@ -401,6 +409,32 @@ function renderFamily(input: BirdConfigInput, f: BirdFamily, selfReflector: bool
 }
 
 /** BIRD needs a 32-bit router id; an IPv6-only node uses its address's low 32 bits. */
+/**
+ * This node's borrowed addresses of the family that it announces, and the
+ * peers' borrowed addresses inside its subnet (lent to them). An address a
+ * peer with a lower subnet also claims is not announced: receivers then hear
+ * only the claim the conflict rule (BorrowedClaims) picks, whatever BGP's
+ * own best-path choice would be.
+ */
+function borrowedOf(f: BirdFamily): { borrowedHere: string[]; lent: string[] } {
+  const lower = f.peers.filter((p) => p.subnet.ip.value < f.own.subnet.ip.value);
+  const contested = new Set(lower.flatMap((p) => (p.attrs.borrowedIPs ?? []).map((ip) => ip.toKey())));
+  const borrowedHere = (f.own.attrs.borrowedIPs ?? []).filter((ip) => !contested.has(ip.toKey())).map(String);
+  const lent = [...(f.borrowed?.values() ?? [])].flat().filter((ip) => f.own.subnet.covers(ip)).map(String).sort();
+  return { borrowedHere, lent };
+}
+
+/** Outside this node's subnet and its borrowed addresses, or one of its addresses a peer borrows. Unchanged text when nothing is borrowed. */
+function notOwnTest(ownSubnet: string, borrowedHere: readonly string[], lent: readonly string[]): string {
+  const mine = borrowedHere.length > 0 ? `!(net ~ [ ${[`${ownSubnet}+`, ...borrowedHere].join(', ')} ])` : `!(net ~ [ ${ownSubnet}+ ])`;
+  return lent.length > 0 ? `${mine} || net ~ [ ${lent.join(', ')} ]` : mine;
+}
+
+/** The routes this node announces: its subnet, and its borrowed addresses (exact prefixes). */
+function announcedTest(routes: readonly string[]): string {
+  return routes.length === 1 ? `net = ${routes[0]}` : `net ~ [ ${routes.join(', ')} ]`;
+}
+
 function lowBitsAsId(ip: IP): string {
   const v = ip.value & 0xffffffffn;
   return [24n, 16n, 8n, 0n].map((s) => String((v >> s) & 0xffn)).join('.');

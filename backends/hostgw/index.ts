@@ -3,6 +3,7 @@
 // interface; other peers are refused (with a warning) and need vxlan.
 // Dual-stack: the same rule per family, IPv6 subnets via PublicIPv6.
 import type { BackendFactory, ExternalInterface } from '../backend.js';
+import { borrowedRoutes, type BorrowedByPeer } from '../borrowed.js';
 import type { PeerWarnings } from '../peer-warnings.js';
 import { directRoute, isOnLink, isSelf, NodeFamilies, otherBackendRoute, PeerMemo } from '../peers.js';
 import { emptyState, type DesiredState, type Route } from '../../src/dataplane/state.js';
@@ -11,13 +12,24 @@ import { parseHostGwOptions } from './options.js';
 
 const HOST_GW = 'host-gw';
 
-/** `memo` (one per backend instance and family) keeps each peer's route while its lease stays the same. */
-export function hostGwDesired(own: Lease, peers: readonly Lease[], ext: ExternalInterface, warnings: PeerWarnings, memo?: PeerMemo<Route | undefined>): DesiredState {
+/**
+ * `memo` (one per backend instance and family) keeps each peer's route while
+ * its lease stays the same. Each peer's `borrowed` addresses go the way its
+ * subnet goes: a host route via its PublicIP.
+ */
+export function hostGwDesired(
+  own: Lease,
+  peers: readonly Lease[],
+  ext: ExternalInterface,
+  warnings: PeerWarnings,
+  memo?: PeerMemo<Route | undefined>,
+  borrowed?: BorrowedByPeer,
+): DesiredState {
   const state = emptyState();
   warnings.retain(peers);
   for (const peer of peers) {
     const route = memo ? memo.get(own, peer, () => peerRoute(own, peer, ext, warnings)) : peerRoute(own, peer, ext, warnings);
-    if (route) state.routes.push(route);
+    if (route) state.routes.push(route, ...borrowedRoutes(route, borrowed?.get(peer)));
   }
   return state;
 }
@@ -44,7 +56,7 @@ export const createHostGwBackend: BackendFactory = async (ctx) => {
     mtu: ctx.ext.mtu,
     backendData: null,
     // Each family routes via the peer's address of that family (PublicIP, PublicIPv6).
-    desired: (own, peers) => families.desired(own, peers, ctx.ext, (v) => hostGwDesired(v.own, v.peers, v.ext, v.warnings, memos[v.family])),
+    desired: (own, peers) => families.desired(own, peers, ctx.ext, (v) => hostGwDesired(v.own, v.peers, v.ext, v.warnings, memos[v.family], v.borrowed)),
     // Nothing to stop: the routes are the reconciler's to keep or remove.
     stop: async () => {},
   };

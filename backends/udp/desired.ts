@@ -6,6 +6,7 @@
 // (NodeFamilies): IPv4 subnets are reached over the peers' PublicIP, IPv6
 // subnets over their PublicIPv6.
 import type { ExternalInterface } from '../backend.js';
+import { borrowedRoutes } from '../borrowed.js';
 import { isSelf, otherBackendRoute, type FamilyView, type NodeFamilies } from '../peers.js';
 import { emptyState, WEFT_LINK_PREFIX, type DesiredState } from '../../src/dataplane/state.js';
 import type { Cidr } from '../../src/core/cidr.js';
@@ -41,9 +42,14 @@ export function udpFamilyDesired(view: FamilyView, network: Cidr | undefined): D
   state.addrs.push({ dev: UDP_DEVICE, cidr: `${own.subnet.ip}/${own.subnet.ip.bits}` });
   if (network) state.routes.push({ dst: network.toString(), dev: UDP_DEVICE });
   for (const peer of view.peers) {
-    if (isSelf(own, peer) || peer.attrs.backendType === UDP) continue;
+    if (isSelf(own, peer)) continue;
+    if (peer.attrs.backendType === UDP) {
+      // The Network route covers them, but not on the node whose subnet holds one: its bridge's subnet route is longer.
+      state.routes.push(...borrowedRoutes({ dst: '', dev: UDP_DEVICE }, view.borrowed.get(peer)));
+      continue;
+    }
     const route = otherBackendRoute(peer, UDP, ext, warnings);
-    if (route) state.routes.push(route);
+    if (route) state.routes.push(route, ...borrowedRoutes(route, view.borrowed.get(peer)));
   }
   return state;
 }
@@ -55,8 +61,12 @@ export function udpTable(families: NodeFamilies, own: Lease, peers: readonly Lea
   return { peers: views.flatMap(udpPeers), ownSubnet: owned.length > 1 ? owned : owned[0] ?? null };
 }
 
-/** One family's peers the loop can serve; the others are reported once (other backends by udpFamilyDesired). */
-export function udpPeers({ own, peers, ext, warnings }: FamilyView): UdpPeer[] {
+/**
+ * One family's peers the loop can serve, each with an entry per borrowed
+ * address (the loop matches the longest prefix, so a /32 beats the subnet
+ * holding it); the others are reported once (other backends by udpFamilyDesired).
+ */
+export function udpPeers({ own, peers, ext, warnings, borrowed }: FamilyView): UdpPeer[] {
   warnings.retain(peers);
   const out: UdpPeer[] = [];
   for (const peer of peers) {
@@ -69,7 +79,9 @@ export function udpPeers({ own, peers, ext, warnings }: FamilyView): UdpPeer[] {
       continue;
     }
     warnings.clear(peer);
-    out.push({ subnet: peer.subnet.toString(), publicIP: peer.attrs.publicIP.toString() });
+    const publicIP = peer.attrs.publicIP.toString();
+    out.push({ subnet: peer.subnet.toString(), publicIP });
+    for (const ip of borrowed.get(peer) ?? []) out.push({ subnet: ip.toString(), publicIP });
   }
   return out;
 }

@@ -4,6 +4,7 @@
 // learning is off, so the kernel never floods or ARPs across the tunnel.
 // Written for one family; a dual-stack node runs it per family (NodeFamilies).
 import type { ExternalInterface } from '../backend.js';
+import { borrowedRoutes, type BorrowedByPeer } from '../borrowed.js';
 import { directRoute, isOnLink, isSelf, otherBackendRoute, type PeerMemo } from '../peers.js';
 import type { PeerWarnings } from '../peer-warnings.js';
 import { isJsonObject, jsonType } from '../../src/config/fields.js';
@@ -29,6 +30,8 @@ export interface VxlanSetup {
   warnings: PeerWarnings;
   /** Each peer's part, kept while its lease stays the same (one per backend instance and family). */
   memo?: PeerMemo<VxlanPeerPart>;
+  /** The peers' borrowed addresses to route to them, each the way its peer's subnet goes (through the VTEP, onlink). */
+  borrowed?: BorrowedByPeer;
 }
 
 /**
@@ -78,8 +81,9 @@ export function vxlanDesired(own: Lease, peers: readonly Lease[], setup: VxlanSe
   const macOwner = new Map<string, Lease | 'this node'>([[mac, 'this node']]);
   for (const { peer, part } of parts) {
     if (part.kind === 'none') continue;
+    const borrowed = setup.borrowed?.get(peer);
     if (part.kind === 'route') {
-      state.routes.push(part.route);
+      state.routes.push(part.route, ...borrowedRoutes(part.route, borrowed));
       continue;
     }
     const owner = macOwner.get(part.mac);
@@ -91,12 +95,13 @@ export function vxlanDesired(own: Lease, peers: readonly Lease[], setup: VxlanSe
     macOwner.set(part.mac, peer);
     warnings.clear(peer);
     if (part.direct) {
-      state.routes.push(part.direct);
+      state.routes.push(part.direct, ...borrowedRoutes(part.direct, borrowed));
       continue;
     }
+    // The borrowed routes go through the same gateway, so they need no neighbour or FDB entry of their own.
     state.neighs.push(part.neigh!);
     state.fdb.push(part.fdb!);
-    state.routes.push(part.route!);
+    state.routes.push(part.route!, ...borrowedRoutes(part.route!, borrowed));
   }
   return state;
 }

@@ -32,7 +32,7 @@ export const createVxlanBackend: BackendFactory = async (ctx) => {
     ...(sides.length > 1 ? { backendV6Data: backendData(6) } : {}),
     tunnelPort: options.port,
     desired: (own, peers) =>
-      families.desired(own, peers, ctx.ext, (v) => vxlanDesired(v.own, v.peers, { options, ext: v.ext, mac: sideOf(v.family).mac, warnings: v.warnings, memo: memos[v.family] })),
+      families.desired(own, peers, ctx.ext, (v) => vxlanDesired(v.own, v.peers, { options, ext: v.ext, mac: sideOf(v.family).mac, warnings: v.warnings, memo: memos[v.family], borrowed: v.borrowed })),
     // The devices and entries are the reconciler's to keep or remove.
     stop: async () => {},
   };

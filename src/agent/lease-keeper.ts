@@ -9,6 +9,8 @@ import { Backoff, sleep } from '../core/backoff.js';
 import { SerialQueue } from '../core/serial-queue.js';
 import type { Cidr } from '../core/cidr.js';
 import { WeftError, oneLine } from '../errors.js';
+import type { NetConf } from '../config/netconf.js';
+import { borrowedIPProblem } from '../subnet/etcd/lease-value.js';
 import { sameLeaseAttrs, type Lease, type LeaseAttrs } from '../subnet/lease.js';
 import { LeaseBlockedError, LeaseGoneError, SubnetTakenError, type SubnetManager } from '../subnet/manager.js';
 import type { AgentCounters } from './metrics.js';
@@ -47,6 +49,8 @@ export class LeaseKeeper {
   private blockedReason?: string;
   /** Ends the wait between blocked tries early. */
   private wake?: () => void;
+  /** Addresses of pinned pods this node holds outside its subnets, published with the lease. */
+  private borrowed: Cidr[] = [];
 
   constructor(private readonly opts: LeaseKeeperOptions) {}
 
@@ -75,7 +79,7 @@ export class LeaseKeeper {
   }
 
   private take(prefer: PreferredSubnets, signal: AbortSignal): Promise<Lease> {
-    return this.opts.subnetManager.acquireLease(this.opts.attrs(), { prefer: prefer.subnet, preferIPv6: prefer.ipv6Subnet, keepPrefer: prefer.subnet !== undefined, signal });
+    return this.opts.subnetManager.acquireLease(this.published(), { prefer: prefer.subnet, preferIPv6: prefer.ipv6Subnet, keepPrefer: prefer.subnet !== undefined, signal });
   }
 
   /** `take` until it succeeds: transient failures with backoff, blocked ones said once and tried again slowly. */
@@ -127,7 +131,39 @@ export class LeaseKeeper {
     });
   }
 
-  /** Publishes the current backend's attributes on our lease (same subnet). */
+  /** What this node publishes: the backend's attributes and the addresses it borrows. */
+  private published(): LeaseAttrs {
+    const attrs = this.opts.attrs();
+    return this.borrowed.length > 0 ? { ...attrs, borrowedIPs: [...this.borrowed] } : attrs;
+  }
+
+  /** The borrowed addresses this node publishes now. */
+  get borrowedIPs(): readonly Cidr[] {
+    return this.borrowed;
+  }
+
+  /**
+   * Replaces this node's borrowed addresses (host routes of pinned pods it
+   * runs outside its subnets) and republishes the lease in place: the same
+   * key and subnets, the TTL untouched. Each address is checked as peers
+   * will check it (borrowedIPProblem against `net` and the current lease);
+   * the first unusable one throws a WeftError and nothing is written.
+   * Duplicates count once. Before the first lease there is nothing to check
+   * against: throws.
+   */
+  async setBorrowedIPs(ips: readonly Cidr[], net: NetConf, signal: AbortSignal): Promise<void> {
+    const own = this.current;
+    if (!own) throw new WeftError('cannot publish borrowed addresses before this node has a lease', 'wait for the agent to be ready');
+    const unique = new Map(ips.map((ip) => [ip.toKey(), ip]));
+    for (const ip of unique.values()) {
+      const problem = borrowedIPProblem(ip, own, net);
+      if (problem) throw new WeftError(`cannot borrow ${ip}: ${problem}`, "borrow only single pod addresses of the cluster Network from other nodes' subnets");
+    }
+    this.borrowed = [...unique.values()];
+    await this.republish(signal);
+  }
+
+  /** Publishes the current backend's attributes and borrowed addresses on our lease (same subnet). */
   async republish(signal: AbortSignal): Promise<void> {
     // A re-acquisition under way publishes the attrs current when it succeeds; waiting for it
     // here would hold the agent's work queue for as long as the lease stays blocked.
@@ -135,7 +171,7 @@ export class LeaseKeeper {
     try {
       await this.writes.run(async () => {
         const own = this.current!;
-        const attrs = this.opts.attrs();
+        const attrs = this.published();
         if (sameLeaseAttrs(own.attrs, attrs)) return;
         const lease = await this.opts.retry('republish the lease', signal, () => this.opts.subnetManager.renewLease({ ...own, attrs }, signal));
         if (this.current === own) this.current = lease;

@@ -50,6 +50,7 @@ function toJson(row: LeaseListing, now: number): Record<string, unknown> {
     backendData: attrs.backendData,
     ...(ipv6Subnet ? { backendV6Data: attrs.backendV6Data ?? null } : {}),
     nodeName: attrs.nodeName ?? null,
+    ...(attrs.borrowedIPs ? { borrowedIPs: attrs.borrowedIPs.map(String) } : {}),
     reservation: expiresAt === undefined,
     ttlSeconds: expiresAt === undefined ? null : Math.max(0, Math.round((expiresAt - now) / 1000)),
     ...(row.warning ? { partlyUsed: row.warning } : {}),
@@ -74,6 +75,7 @@ function table(rows: LeaseListing[], now: number): string {
     const ttl = expiresAt === undefined ? 'reservation' : formatTtl(expiresAt - now);
     const publicIPs = bothFamilies(attrs.publicIP, ipv6Subnet && attrs.publicIPv6);
     lines.push([bothFamilies(subnet, ipv6Subnet), publicIPs, attrs.backendType, printable(attrs.nodeName ?? '-'), ttl]);
+    if (attrs.borrowedIPs) notes.push(`${row.key}  borrows: ${attrs.borrowedIPs.join(', ')}`);
   }
   const widths = lines[0]!.map((_, i) => Math.max(...lines.map((l) => l[i]!.length)));
   const out = lines.map((l) => l.map((cell, i) => (i === l.length - 1 ? cell : cell.padEnd(widths[i]!))).join('  '));

@@ -428,8 +428,9 @@ export class Etcdctl {
     private readonly tls?: EtcdTls,
   ) {}
 
-  async put(key: string, value: string): Promise<void> {
-    await this.run(['put', key], value);
+  /** `keepLease` rewrites the value on the key's current etcd lease (TTL kept), as an agent republishing does. */
+  async put(key: string, value: string, opts: { keepLease?: boolean } = {}): Promise<void> {
+    await this.run(['put', key, ...(opts.keepLease ? ['--ignore-lease'] : [])], value);
   }
 
   async get(key: string): Promise<string | undefined> {

@@ -486,8 +486,8 @@ export class Lab {
 
   // --- etcd ------------------------------------------------------------------
 
-  etcdPut(key: string, value: string): Promise<void> {
-    return this.etcd.put(key, value);
+  etcdPut(key: string, value: string, opts: { keepLease?: boolean } = {}): Promise<void> {
+    return this.etcd.put(key, value, opts);
   }
 
   etcdGet(key: string): Promise<string | undefined> {

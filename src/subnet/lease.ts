@@ -12,6 +12,12 @@ export interface LeaseAttrs {
   backendV6Data?: unknown;
   /** Optional node name, carried for status output and BGP reflector lists. */
   nodeName?: string;
+  /**
+   * Addresses of pinned pods running on this node outside its own subnets,
+   * as host routes (/32, /128): every peer routes them to this node. Set only
+   * when non-empty; both families, each used with its own half of the lease.
+   */
+  borrowedIPs?: Cidr[];
 }
 
 /** One node's claim on a pod subnet. */
@@ -41,10 +47,18 @@ export interface LeaseValue {
   BackendData?: unknown;
   BackendV6Data?: unknown;
   NodeName?: string;
+  /** Host routes ("10.244.3.17/32") this node holds outside its own subnets; see LeaseAttrs.borrowedIPs. */
+  BorrowedIPs?: string[];
 }
 
 function sameIP(a: IP | undefined, b: IP | undefined): boolean {
   return a === undefined || b === undefined ? a === b : a.equals(b);
+}
+
+/** Borrowed addresses as a set: the order they are published in is not a change. */
+function sameBorrowed(a: readonly Cidr[] | undefined, b: readonly Cidr[] | undefined): boolean {
+  const keys = (l: readonly Cidr[] | undefined): string => (l ?? []).map(String).sort().join(',');
+  return keys(a) === keys(b);
 }
 
 function sameJson(a: unknown, b: unknown): boolean {
@@ -58,7 +72,8 @@ export function sameLeaseAttrs(a: LeaseAttrs, b: LeaseAttrs): boolean {
     a.backendType === b.backendType &&
     a.nodeName === b.nodeName &&
     sameJson(a.backendData, b.backendData) &&
-    sameJson(a.backendV6Data, b.backendV6Data)
+    sameJson(a.backendV6Data, b.backendV6Data) &&
+    sameBorrowed(a.borrowedIPs, b.borrowedIPs)
   );
 }
 
@@ -68,10 +83,17 @@ export function sameSubnets(a: Lease, b: Lease): boolean {
   return a.subnet.equals(b.subnet) && sameV6;
 }
 
-/** attrs without their IPv6 half: what a lease without an IPv6 subnet publishes. */
+/** attrs with only the borrowed addresses of `family` (the field left out when none are). */
+function withBorrowedOf(attrs: LeaseAttrs, family: Family): LeaseAttrs {
+  const { borrowedIPs, ...rest } = attrs;
+  const kept = borrowedIPs?.filter((c) => c.family === family);
+  return kept && kept.length > 0 ? { ...rest, borrowedIPs: kept } : rest;
+}
+
+/** attrs without their IPv6 half (its address, data and borrowed addresses; an IPv6-only lease keeps its own): what a lease without an IPv6 subnet publishes. */
 export function withoutIPv6(attrs: LeaseAttrs): LeaseAttrs {
   const { publicIPv6: _p, backendV6Data: _d, ...rest } = attrs;
-  return rest;
+  return withBorrowedOf(rest, rest.publicIP.family);
 }
 
 /**
@@ -89,7 +111,7 @@ export function leaseHalf(lease: Lease, family: Family): Lease | undefined {
   }
   if (family !== 6 || !lease.ipv6Subnet || !lease.attrs.publicIPv6) return undefined;
   const { publicIPv6, backendV6Data, ...attrs } = lease.attrs;
-  return { subnet: lease.ipv6Subnet, attrs: { ...attrs, publicIP: publicIPv6, backendData: backendV6Data ?? null }, expiresAt: lease.expiresAt };
+  return { subnet: lease.ipv6Subnet, attrs: withBorrowedOf({ ...attrs, publicIP: publicIPv6, backendData: backendV6Data ?? null }, 6), expiresAt: lease.expiresAt };
 }
 
 /** The families a lease has a half in, primary first. */

@@ -118,6 +118,7 @@ t.test('an IPv6-only node (its one podCIDR IPv6): flannel\'s IPv6 annotations ca
     'weft.io/backend-type': 'vxlan',
     'weft.io/backend-data': null,
     'weft.io/backend-v6-data': '{"VNI":1}',
+    'weft.io/borrowed-ips': null,
     'weft.io/kube-subnet-manager': 'true',
   }, 'written the same way: flannel\'s IPv6-only nodes read it');
 });
@@ -136,6 +137,7 @@ t.test('annotations written: both halves for a dual-stack lease, the IPv6 ones r
         'weft.io/backend-type': 'vxlan',
         'weft.io/backend-data': '{"VNI":1}',
         'weft.io/backend-v6-data': '{"VNI":1}',
+        'weft.io/borrowed-ips': null,
         'weft.io/kube-subnet-manager': 'true',
       },
       single: {
@@ -144,6 +146,7 @@ t.test('annotations written: both halves for a dual-stack lease, the IPv6 ones r
         'weft.io/backend-type': 'vxlan',
         'weft.io/backend-data': '{"VNI":1}',
         'weft.io/backend-v6-data': null,
+        'weft.io/borrowed-ips': null,
         'weft.io/kube-subnet-manager': 'true',
       },
     },

@@ -6,7 +6,7 @@
 import { isUtf8 } from 'node:buffer';
 import ipaddr from 'ipaddr.js';
 import { BACKEND_TYPES, type NetConf, type SubnetRange } from '../../config/netconf.js';
-import { IP, type Cidr, type Family } from '../../core/cidr.js';
+import { Cidr, IP, type Family } from '../../core/cidr.js';
 import type { Lease, LeaseAttrs, LeaseValue } from '../lease.js';
 import { leaseKeyName, parseLeaseKeyName, type KeySubnets } from './layout.js';
 
@@ -15,6 +15,10 @@ export const MAX_LEASE_VALUE_BYTES = 8 * 1024;
 /** BackendData deeper than this is refused so no consumer recurses into a bomb. */
 const MAX_JSON_DEPTH = 32;
 const MAX_NODE_NAME = 253;
+/** More borrowed addresses than this are ignored: a node runs far fewer pinned pods, and peers route each one. */
+export const MAX_BORROWED_IPS = 128;
+/** Problems with single borrowed entries named in one warning; the rest are counted. */
+const NAMED_BORROWED_PROBLEMS = 3;
 
 /**
  * A usable lease, or the reason there is none. `warning` says what was
@@ -135,14 +139,79 @@ export function parseLeaseEntry(name: string, value: Buffer | Uint8Array | strin
   const attrs: LeaseAttrs = { publicIP, backendType, backendData: field('BackendData') ?? null };
   if (typeof nodeName === 'string' && nodeName !== '') attrs.nodeName = nodeName;
   const lease: Lease = { subnet: subnets.subnet, attrs };
+  const warnings: string[] = [];
   // PublicIPv6 and BackendV6Data belong to the key's IPv6 subnet; without one they are not read (flannel ignores them too).
-  if (!subnets.ipv6Subnet) return { ok: true, lease };
-  const half = parseIPv6Half(field, subnets.ipv6Subnet, net.ipv6);
-  if (typeof half === 'string') return { ok: true, lease, warning: `IPv6 half dropped: ${half}` };
-  lease.ipv6Subnet = subnets.ipv6Subnet;
-  attrs.publicIPv6 = half.publicIPv6;
-  if (half.backendV6Data !== null) attrs.backendV6Data = half.backendV6Data;
-  return { ok: true, lease };
+  if (subnets.ipv6Subnet) {
+    const half = parseIPv6Half(field, subnets.ipv6Subnet, net.ipv6);
+    if (typeof half === 'string') {
+      warnings.push(`IPv6 half dropped: ${half}`);
+    } else {
+      lease.ipv6Subnet = subnets.ipv6Subnet;
+      attrs.publicIPv6 = half.publicIPv6;
+      if (half.backendV6Data !== null) attrs.backendV6Data = half.backendV6Data;
+    }
+  }
+  const borrowed = parseBorrowedIPs(field('BorrowedIPs'), lease, net);
+  if (borrowed.ips.length > 0) attrs.borrowedIPs = borrowed.ips;
+  if (borrowed.problem) warnings.push(borrowed.problem);
+  return warnings.length > 0 ? { ok: true, lease, warning: warnings.join('; ') } : { ok: true, lease };
+}
+
+/**
+ * Why `ip` cannot be a borrowed address of `lease`, or undefined: it must be
+ * a host route (/32, /128) inside the cluster's Network of its family, of a
+ * family the lease has a half in (peers route it via that half's address),
+ * and outside the lease's own subnets (those are routed to it anyway).
+ */
+export function borrowedIPProblem(ip: Cidr, lease: Lease, net: NetConf): string | undefined {
+  if (ip.prefixLen !== ip.ip.bits) return `not a host route (/${ip.ip.bits})`;
+  const network = ip.family === net.network.family ? net.network : ip.family === 6 ? net.ipv6?.network : undefined;
+  if (!network) return `IPv${ip.family}, and the cluster has no IPv${ip.family} Network`;
+  if (!network.covers(ip)) return `outside ${ip.family === net.network.family ? '' : 'IPv6'}Network ${network}`;
+  const own = ip.family === lease.subnet.family ? lease.subnet : lease.ipv6Subnet;
+  if (!own) return `IPv${ip.family}, and the lease has no IPv${ip.family} half to route it to`;
+  if (own.covers(ip)) return `inside the lease's own subnet ${own}`;
+  return undefined;
+}
+
+/**
+ * The usable entries of a lease's BorrowedIPs, and one line saying what was
+ * ignored. A bad entry never costs the lease: its other fields stand alone.
+ */
+function parseBorrowedIPs(raw: unknown, lease: Lease, net: NetConf): { ips: Cidr[]; problem?: string } {
+  if (raw === undefined || raw === null) return { ips: [] };
+  if (!Array.isArray(raw)) return { ips: [], problem: `BorrowedIPs ignored: it is ${typeof raw}, not a list of host routes` };
+  const problems: string[] = [];
+  if (raw.length > MAX_BORROWED_IPS) problems.push(`${raw.length - MAX_BORROWED_IPS} past the limit of ${MAX_BORROWED_IPS}`);
+  const ips: Cidr[] = [];
+  const seen = new Set<string>();
+  for (const entry of raw.slice(0, MAX_BORROWED_IPS)) {
+    const why = borrowedEntryProblem(entry, lease, net, seen);
+    if (typeof why === 'string') problems.push(why);
+    else ips.push(why);
+  }
+  if (problems.length === 0) return { ips };
+  const named = problems.slice(0, NAMED_BORROWED_PROBLEMS).join(', ');
+  const more = problems.length > NAMED_BORROWED_PROBLEMS ? ` and ${problems.length - NAMED_BORROWED_PROBLEMS} more` : '';
+  return { ips, problem: `BorrowedIPs entries ignored: ${named}${more}` };
+}
+
+/** One BorrowedIPs entry as a host route, or why it is ignored (`seen` holds the entries taken so far). */
+function borrowedEntryProblem(entry: unknown, lease: Lease, net: NetConf, seen: Set<string>): Cidr | string {
+  if (typeof entry !== 'string') return `an entry that is ${entry === null ? 'null' : typeof entry}, not a string`;
+  const shown = JSON.stringify(entry.slice(0, 64));
+  let ip: Cidr;
+  try {
+    ip = Cidr.parse(entry);
+  } catch {
+    return `${shown} (not a CIDR such as "10.244.3.17/32")`;
+  }
+  const problem = borrowedIPProblem(ip, lease, net);
+  if (problem) return `${shown} (${problem})`;
+  const key = ip.toKey();
+  if (seen.has(key)) return `${shown} (listed twice)`;
+  seen.add(key);
+  return ip;
 }
 
 const given = (v: unknown): boolean => v !== undefined && v !== null;
@@ -161,6 +230,7 @@ export function formatLeaseValue(attrs: LeaseAttrs): string {
     ...(given(attrs.backendData) ? { BackendData: attrs.backendData } : {}),
     ...(v6 && given(attrs.backendV6Data) ? { BackendV6Data: attrs.backendV6Data } : {}),
     ...(attrs.nodeName ? { NodeName: attrs.nodeName } : {}),
+    ...(attrs.borrowedIPs && attrs.borrowedIPs.length > 0 ? { BorrowedIPs: attrs.borrowedIPs.map(String) } : {}),
   };
   return JSON.stringify(value);
 }

@@ -19,6 +19,8 @@ export const Annotation = {
   backendType: `${ANNOTATION_PREFIX}backend-type`,
   backendData: `${ANNOTATION_PREFIX}backend-data`,
   backendV6Data: `${ANNOTATION_PREFIX}backend-v6-data`,
+  /** The lease's BorrowedIPs as a JSON list ("[\"10.244.3.17/32\"]"), both families in one list; weft's own (flannel has none). */
+  borrowedIPs: `${ANNOTATION_PREFIX}borrowed-ips`,
   /** Marks nodes whose annotations weft manages. */
   managed: `${ANNOTATION_PREFIX}kube-subnet-manager`,
 } as const;
@@ -114,7 +116,7 @@ export function nodeLease(node: NodeObject, net: NetConf): NodeLease {
     const v = ann[`${prefix}${key}`];
     return typeof v === 'string' ? v : undefined;
   };
-  for (const key of ['public-ip', 'public-ipv6', 'backend-type', 'backend-data', 'backend-v6-data']) {
+  for (const key of ['public-ip', 'public-ipv6', 'backend-type', 'backend-data', 'backend-v6-data', 'borrowed-ips']) {
     const v = read(key);
     if (v !== undefined && Buffer.byteLength(v) > MAX_ANNOTATION_BYTES) {
       return { kind: 'invalid', reason: `annotation ${prefix}${key} is larger than ${MAX_ANNOTATION_BYTES} bytes` };
@@ -127,6 +129,12 @@ export function nodeLease(node: NodeObject, net: NetConf): NodeLease {
   const data = parseJsonAnnotation(`${prefix}${dataKey}`, read(dataKey));
   if (typeof data === 'string') return { kind: 'invalid', reason: data };
   value.BackendData = data.value;
+  // Read under weft's name only. Text that is not JSON goes on as text, so the lease parser ignores it with a warning and keeps the lease.
+  const borrowedText = ann[Annotation.borrowedIPs];
+  if (typeof borrowedText === 'string' && borrowedText !== '') {
+    const borrowed = parseJsonAnnotation(Annotation.borrowedIPs, borrowedText);
+    value.BorrowedIPs = (typeof borrowed === 'string' ? borrowedText : borrowed.value) as string[];
+  }
 
   // The IPv6 half is the node's word (its public-ipv6 annotation) on the controller's IPv6 range.
   const publicIPv6 = only6 ? undefined : read('public-ipv6');
@@ -162,6 +170,7 @@ export function leaseAnnotations(attrs: LeaseAttrs): Record<string, string | nul
       [Annotation.backendType]: attrs.backendType,
       [Annotation.backendData]: null,
       [Annotation.backendV6Data]: JSON.stringify(attrs.backendData ?? null),
+      [Annotation.borrowedIPs]: borrowedAnnotation(attrs),
       [Annotation.managed]: 'true',
     };
   }
@@ -172,6 +181,13 @@ export function leaseAnnotations(attrs: LeaseAttrs): Record<string, string | nul
     [Annotation.backendType]: attrs.backendType,
     [Annotation.backendData]: JSON.stringify(attrs.backendData ?? null),
     [Annotation.backendV6Data]: v6 ? JSON.stringify(attrs.backendV6Data ?? null) : null,
+    [Annotation.borrowedIPs]: borrowedAnnotation(attrs),
     [Annotation.managed]: 'true',
   };
+}
+
+/** The borrowed-ips annotation's value; null (removed by a merge patch) when the node borrows nothing. */
+function borrowedAnnotation(attrs: LeaseAttrs): string | null {
+  const list = attrs.borrowedIPs ?? [];
+  return list.length > 0 ? JSON.stringify(list.map(String)) : null;
 }
