@@ -10,8 +10,7 @@ import { SerialQueue } from '../core/serial-queue.js';
 import type { Cidr } from '../core/cidr.js';
 import { WeftError, oneLine } from '../errors.js';
 import type { NetConf } from '../config/netconf.js';
-import { borrowedIPProblem } from '../subnet/etcd/lease-value.js';
-import { sameLeaseAttrs, type Lease, type LeaseAttrs } from '../subnet/lease.js';
+import { borrowedIPProblem, sameLeaseAttrs, type Lease, type LeaseAttrs } from '../subnet/lease.js';
 import { LeaseBlockedError, LeaseGoneError, SubnetTakenError, type SubnetManager } from '../subnet/manager.js';
 import type { AgentCounters } from './metrics.js';
 

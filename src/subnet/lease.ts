@@ -1,3 +1,4 @@
+import type { NetConf } from '../config/netconf.js';
 import type { Cidr, Family, IP } from '../core/cidr.js';
 
 /** What a node publishes about itself: flannel's lease value, parsed. */
@@ -128,4 +129,21 @@ export function leaseHalves(leases: readonly Lease[], family: Family): Lease[] {
     if (half) out.push(half);
   }
   return out;
+}
+
+/**
+ * Why `ip` cannot be a borrowed address of `lease`, or undefined: it must be
+ * a host route (/32, /128) inside the cluster's Network of its family, of a
+ * family the lease has a half in (peers route it via that half's address),
+ * and outside the lease's own subnets (those are routed to it anyway).
+ */
+export function borrowedIPProblem(ip: Cidr, lease: Lease, net: NetConf): string | undefined {
+  if (ip.prefixLen !== ip.ip.bits) return `not a host route (/${ip.ip.bits})`;
+  const network = ip.family === net.network.family ? net.network : ip.family === 6 ? net.ipv6?.network : undefined;
+  if (!network) return `IPv${ip.family}, and the cluster has no IPv${ip.family} Network`;
+  if (!network.covers(ip)) return `outside ${ip.family === net.network.family ? '' : 'IPv6'}Network ${network}`;
+  const own = ip.family === lease.subnet.family ? lease.subnet : lease.ipv6Subnet;
+  if (!own) return `IPv${ip.family}, and the lease has no IPv${ip.family} half to route it to`;
+  if (own.covers(ip)) return `inside the lease's own subnet ${own}`;
+  return undefined;
 }

@@ -7,7 +7,7 @@ import { isUtf8 } from 'node:buffer';
 import ipaddr from 'ipaddr.js';
 import { BACKEND_TYPES, type NetConf, type SubnetRange } from '../../config/netconf.js';
 import { Cidr, IP, type Family } from '../../core/cidr.js';
-import type { Lease, LeaseAttrs, LeaseValue } from '../lease.js';
+import { borrowedIPProblem, type Lease, type LeaseAttrs, type LeaseValue } from '../lease.js';
 import { leaseKeyName, parseLeaseKeyName, type KeySubnets } from './layout.js';
 
 /** Larger values are refused unread: a lease is a few hundred bytes. */
@@ -155,23 +155,6 @@ export function parseLeaseEntry(name: string, value: Buffer | Uint8Array | strin
   if (borrowed.ips.length > 0) attrs.borrowedIPs = borrowed.ips;
   if (borrowed.problem) warnings.push(borrowed.problem);
   return warnings.length > 0 ? { ok: true, lease, warning: warnings.join('; ') } : { ok: true, lease };
-}
-
-/**
- * Why `ip` cannot be a borrowed address of `lease`, or undefined: it must be
- * a host route (/32, /128) inside the cluster's Network of its family, of a
- * family the lease has a half in (peers route it via that half's address),
- * and outside the lease's own subnets (those are routed to it anyway).
- */
-export function borrowedIPProblem(ip: Cidr, lease: Lease, net: NetConf): string | undefined {
-  if (ip.prefixLen !== ip.ip.bits) return `not a host route (/${ip.ip.bits})`;
-  const network = ip.family === net.network.family ? net.network : ip.family === 6 ? net.ipv6?.network : undefined;
-  if (!network) return `IPv${ip.family}, and the cluster has no IPv${ip.family} Network`;
-  if (!network.covers(ip)) return `outside ${ip.family === net.network.family ? '' : 'IPv6'}Network ${network}`;
-  const own = ip.family === lease.subnet.family ? lease.subnet : lease.ipv6Subnet;
-  if (!own) return `IPv${ip.family}, and the lease has no IPv${ip.family} half to route it to`;
-  if (own.covers(ip)) return `inside the lease's own subnet ${own}`;
-  return undefined;
 }
 
 /**
