@@ -255,6 +255,21 @@ t.test('bgp: the borrowing node announces its borrowed address; the lending node
   t.same(checks.map((c) => c.message), ['', ''], 'bird -p accepts both');
 });
 
+t.test('udp: the borrowing node\'s loop takes traffic for its borrowed addresses, each family\'s; none leaves the table as it was', async (t) => {
+  const { logger } = capture();
+  const ext6: ExternalInterface = { ...ext, ipv6: { ip: IP.parse('2001:db8::1'), publicIP: IP.parse('2001:db8::1'), connected: [Cidr.parse('2001:db8::/64')] } };
+  const borrower = withIPv6(lease(2, 'udp', ['10.5.1.17/32', '2001:db8:1000:1::11/128']), '2001:db8:1000:2::/64', '2001:db8::2');
+  const lender = withIPv6(lease(1, 'udp'), '2001:db8:1000:1::/64', '2001:db8::1');
+  const tables = [udpTable(new NodeFamilies(logger), borrower, [lender], ext6), udpTable(new NodeFamilies(logger), lender, [borrower], ext6)];
+  t.same(
+    tables.map((tb) => [tb.ownSubnet, 'borrowedIPs' in tb ? tb.borrowedIPs : 'absent']),
+    [
+      [['10.5.2.0/24', '2001:db8:1000:2::/64'], ['10.5.1.17/32', '2001:db8:1000:1::11/128']],
+      [['10.5.1.0/24', '2001:db8:1000:1::/64'], 'absent'],
+    ],
+  );
+});
+
 t.test('conflicts: the lower subnet wins an address two peers claim; this node keeps its own; one warning', async (t) => {
   const { logger, lines } = capture();
   const families = new NodeFamilies(logger);
