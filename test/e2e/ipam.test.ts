@@ -114,9 +114,9 @@ if (process.getuid?.() !== 0) {
   });
 
   t.test('plugins killed with SIGKILL mid-ADD, then re-run as a runtime does: no address twice, every pod recorded, nothing leaked', async (t) => {
-    const waiting = ids.slice(0, 8);
-    const burst = ids.slice(8, 14);
-    // 1. Eight ADDs queue on the store's lock, which the test holds; four of their weft-ipam processes are killed there.
+    const waiting = ids.slice(0, 6);
+    const burst = ids.slice(6, 10);
+    // 1. Six ADDs queue on the store's lock, which the test holds; three of their weft-ipam processes are killed there.
     const lock = lockFileSync(store.lock)!;
     const queued = waiting.map((id) => plugin('ADD', id));
     const victims = new Set(waiting.filter((_, i) => i % 2 === 0));
@@ -127,10 +127,10 @@ if (process.getuid?.() !== 0) {
     }
     for (const pid of found.values()) process.kill(pid, 'SIGKILL');
     lock.release();
-    // 2. Six more ADDs, each plugin process tree killed at a different point of its run.
+    // 2. Four more ADDs, each plugin process tree killed at a different point of its run.
     const bursting = burst.map((id) => plugin('ADD', id));
     await Promise.all(bursting.map(async (r, i) => {
-      await sleep(60 * i);
+      await sleep(90 * i);
       const pids = pluginPids(new Set([burst[i]!]), '/dist/src/cni/');
       for (const pid of pids.values()) process.kill(pid, 'SIGKILL');
       r.child.kill('SIGKILL');
