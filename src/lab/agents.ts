@@ -47,6 +47,8 @@ export async function launchAgent(launch: AgentLaunch): Promise<{ pid: number; s
     '--node-name', launch.ns,
     '--subnet-file', launch.subnetFile,
     '--run-dir', join(launch.nodeDir, 'run'),
+    // The node's weft-ipam store (the lab's CNI conf gives the plugin the same dir).
+    '--ipam-dir', join(launch.nodeDir, 'weft-ipam'),
     '--healthz-addr', HEALTHZ,
     ...launch.args,
   ];
