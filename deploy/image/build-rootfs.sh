@@ -10,9 +10,10 @@
 #   OUT/opt/weft/install-cni.sh     run by the DaemonSet's init container
 #   OUT/opt/weft/cleanup-node.sh    run by deploy/uninstall
 #   OUT/opt/weft/cni/weft           the CNI plugin launcher, installed as /opt/cni/bin/weft
-#   OUT/opt/weft/cni/weft-<hash>/   what it runs: node, the shared libraries node needs
-#                                   (with their loader), and the plugin's own JS; the node
-#                                   host needs nothing but /bin/sh and a kernel
+#   OUT/opt/weft/cni/weft-ipam      weft's IPAM plugin launcher, installed beside it
+#   OUT/opt/weft/cni/weft-<hash>/   what they run: node, the shared libraries node needs
+#                                   (with their loader), and the plugins' own JS; the node
+#                                   host needs nothing but /bin/sh, ip, nsenter and a kernel
 #
 # usage: deploy/image/build-rootfs.sh OUT
 set -euo pipefail
@@ -30,7 +31,7 @@ OUT=$(cd "$1" && pwd)
 NODE=$(command -v node) || fail "node is not installed"
 NODE=$(readlink -f "$NODE")
 
-[ -f "$SRC/dist/src/cli/main.js" ] && [ -f "$SRC/dist/src/cni/main.js" ] || fail "dist/ is missing; run npm ci && npm run build first"
+[ -f "$SRC/dist/src/cli/main.js" ] && [ -f "$SRC/dist/src/cni/main.js" ] && [ -f "$SRC/dist/src/cni/ipam-main.js" ] || fail "dist/ is missing; run npm ci && npm run build first"
 ADDON=native/build/Release/weft_udp.node # the product's binding; weft_udp_test.node stays behind
 if [ -f "$SRC/native/binding.gyp" ] && [ ! -f "$SRC/$ADDON" ]; then
   fail "the native addon is not built; run npm ci (or npx node-gyp rebuild -C native) first"
@@ -73,22 +74,34 @@ while read -r line; do
   cp -L "$lib" "$stage/lib/"
 done < <(ldd "$NODE")
 [ -n "$loader" ] || fail "no dynamic loader found in ldd $NODE"
-printf '{"type":"module"}\n' >"$stage/app/package.json"
-node "$SRC/deploy/image/js-closure.mjs" "$SRC" dist/src/cni/main.js "$stage/app" >/dev/null
+# Named weft, so the plugins find their package root (and in it weft-ipam's
+# lock, which is in the native addon).
+printf '{"name":"weft","version":"%s","type":"module"}\n' "$(node -p "require('$SRC/package.json').version")" >"$stage/app/package.json"
+if [ -f "$SRC/$ADDON" ]; then
+  mkdir -p "$stage/app/$(dirname "$ADDON")"
+  cp "$SRC/$ADDON" "$stage/app/$ADDON"
+fi
+for entry in main.js ipam-main.js; do
+  node "$SRC/deploy/image/js-closure.mjs" "$SRC" "dist/src/cni/$entry" "$stage/app" >/dev/null
+done
 hash=$(cd "$stage" && find . -type f -print0 | LC_ALL=C sort -z | xargs -0 sha256sum | sha256sum | cut -c1-12)
 mkdir -p "$APP/cni"
 mv "$stage" "$APP/cni/weft-$hash"
 chmod 755 "$APP/cni/weft-$hash"
-cat >"$APP/cni/weft" <<EOF
+# One launcher per plugin, both running the same payload.
+for plugin in weft:main.js weft-ipam:ipam-main.js; do
+  name=${plugin%%:*}
+  cat >"$APP/cni/$name" <<EOF
 #!/bin/sh
-# weft CNI plugin launcher (installed by weft's init container): runs the
-# plugin with the Node.js and libraries shipped beside it in weft-$hash/.
+# weft CNI plugin launcher ($name, installed by weft's init container): runs
+# the plugin with the Node.js and libraries shipped beside it in weft-$hash/.
 case "\$0" in
   */*) dir=\${0%/*} ;;
   *) dir=\$(dirname "\$(command -v "\$0")") ;;
 esac
 d="\$dir/weft-$hash"
-exec "\$d/lib/$loader" --library-path "\$d/lib" "\$d/node" "\$d/app/dist/src/cni/main.js" "\$@"
+exec "\$d/lib/$loader" --library-path "\$d/lib" "\$d/node" "\$d/app/dist/src/cni/${plugin#*:}" "\$@"
 EOF
-chmod 755 "$APP/cni/weft"
+  chmod 755 "$APP/cni/$name"
+done
 echo "build-rootfs: $OUT ready (CNI payload weft-$hash)"

@@ -24,9 +24,10 @@ if [ -f "$HOST/opt/cni/bin/.weft-installed" ]; then
   done <"$HOST/opt/cni/bin/.weft-installed"
   rm -f "$HOST/opt/cni/bin/.weft-installed"
 fi
+# weft-* is the payloads and the weft-ipam plugin.
 rm -rf "$HOST/opt/cni/bin/weft" "$HOST"/opt/cni/bin/weft-* "$HOST"/opt/cni/bin/.weft-*
 # Contents only: in the cleanup pod these directories are mount points.
-for d in "$HOST/run/weft" "$HOST/var/lib/cni/weft"; do
+for d in "$HOST/run/weft" "$HOST/var/lib/cni/weft" "$HOST/var/lib/cni/weft-ipam"; do
   [ -d "$d" ] && find "$d" -mindepth 1 -delete
 done
 say "removed weft's CNI plugin, config and state files"

@@ -1,9 +1,9 @@
 #!/bin/sh
-# Installs the weft CNI plugin and network config on the node (run by the
-# DaemonSet's init container, with the node's directories mounted under /host).
-# Every file appears atomically (written aside, then renamed), so the
-# container runtime never runs a half-copied plugin or reads a half-written
-# conflist. Running it again changes nothing but the launcher.
+# Installs the weft CNI plugins (weft, weft-ipam) and network config on the
+# node (run by the DaemonSet's init container, with the node's directories
+# mounted under /host). Every file appears atomically (written aside, then
+# renamed), so the container runtime never runs a half-copied plugin or reads
+# a half-written conflist. Running it again changes nothing but the launchers.
 set -eu
 
 SRC=${WEFT_CNI_SRC:-/opt/weft/cni}
@@ -42,10 +42,13 @@ if [ ! -e "$BIN/$payload/.complete" ]; then
   echo "install-cni: installed $BIN/$payload"
 fi
 
-# 2. The launcher, switched over in one rename.
-cp "$SRC/weft" "$BIN/.weft.tmp.$$"
-chmod 755 "$BIN/.weft.tmp.$$"
-mv -f "$BIN/.weft.tmp.$$" "$BIN/weft"
+# 2. The launchers, each switched over in one rename: weft-ipam first, so the
+#    weft plugin that runs it is never there without it.
+for p in weft-ipam weft; do
+  cp "$SRC/$p" "$BIN/.$p.tmp.$$"
+  chmod 755 "$BIN/.$p.tmp.$$"
+  mv -f "$BIN/.$p.tmp.$$" "$BIN/$p"
+done
 
 # 3. Older payloads are no longer referenced.
 for d in "$BIN"/weft-*; do

@@ -1,5 +1,6 @@
 // The standard plugins weft delegates to: the network config it hands the
-// `bridge` plugin (with `host-local` IPAM), and running a plugin from CNI_PATH.
+// `bridge` plugin (with weft's own `weft-ipam`, or `host-local` when the
+// user's config names it), and running a plugin from CNI_PATH.
 import { spawn } from 'node:child_process';
 import { accessSync, constants, statSync } from 'node:fs';
 import { join } from 'node:path';
@@ -10,24 +11,32 @@ export type JsonObject = Record<string, unknown>;
 
 export const BRIDGE_NAME = 'cni0';
 
+/** weft's IPAM plugin (src/cni/ipam-plugin.ts), installed beside the `weft` plugin. */
+export const WEFT_IPAM = 'weft-ipam';
+
 /**
  * The bridge plugin's config for a pod on this node, as flannel's plugin
- * builds it: the node subnet via host-local (and the IPv6 one on a
+ * builds it: the node subnet via weft-ipam (and the IPv6 one on a
  * dual-stack node), the bridge as gateway, routes to the cluster Network
- * and the default route in each family. `overrides` (the net conf's
- * `delegate` object) replaces top-level keys and merges into `ipam`.
+ * and the default route in each family. weft-ipam also gets the cluster
+ * Network(s), so a pinned address of another node's subnet can be borrowed.
+ * `overrides` (the net conf's `delegate` object) replaces top-level keys and
+ * merges into `ipam`; an `ipam.type` other than weft-ipam (host-local) gets
+ * exactly the ranges and routes, as before weft had its own IPAM.
  */
 export function bridgeConf(base: { cniVersion: string; name: string }, node: NodeSubnet, overrides: JsonObject = {}): JsonObject {
   // A dual-stack node gives each pod one address of each family: two ranges, routes in both.
   const families = [node, ...(node.ipv6 ? [node.ipv6] : [])];
+  const { ipam: ipamOverrides, ...rest } = overrides;
+  const type = isObject(ipamOverrides) && ipamOverrides.type !== undefined ? ipamOverrides.type : WEFT_IPAM;
   const ipam: JsonObject = {
-    type: 'host-local',
+    type,
     ranges: families.map((f) => [{ subnet: f.subnet.toString(), gateway: f.gateway.toString() }]),
     // An explicit gw: the bridge plugin's CHECK compares routes literally.
     routes: families.flatMap((f) =>
       [f.network.toString(), f.network.family === 4 ? '0.0.0.0/0' : '::/0'].map((dst) => ({ dst, gw: f.gateway.toString() }))),
+    ...(type === WEFT_IPAM ? { networks: families.map((f) => f.network.toString()) } : {}),
   };
-  const { ipam: ipamOverrides, ...rest } = overrides;
   return {
     cniVersion: base.cniVersion,
     name: base.name,
@@ -64,7 +73,9 @@ export function findPlugin(name: string, cniPath: string): string {
   throw new CniError(
     CniCode.delegateMissing,
     `CNI plugin "${name}" not found in CNI_PATH ${cniPath}`,
-    'install the standard CNI plugins (bridge, host-local) into the CNI bin directory',
+    name === WEFT_IPAM
+      ? 'install weft-ipam beside the weft plugin (the weft DaemonSet does), or set "delegate": {"ipam": {"type": "host-local"}}'
+      : 'install the standard CNI plugins (bridge, host-local) into the CNI bin directory',
   );
 }
 

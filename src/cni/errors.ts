@@ -17,6 +17,10 @@ export const CniCode = {
   delegateFailed: 101,
   /** The pod was set up for a node subnet the node no longer has. */
   staleSubnet: 102,
+  /** A pinned address another pod holds or has reserved (weft-ipam); the message names it. */
+  addressConflict: 110,
+  /** A pinned address that can never be handed out here: outside the Network, a gateway, a broadcast. */
+  invalidAddress: 111,
 } as const;
 
 export class CniError extends Error {

@@ -3,16 +3,10 @@
 // environment variables plus the network config on stdin; the result or a CNI
 // error goes to stdout.
 import { runCni } from './plugin.js';
-
-async function readStdin(): Promise<string> {
-  if (process.stdin.isTTY) return '';
-  process.stdin.setEncoding('utf8');
-  let text = '';
-  for await (const chunk of process.stdin) text += chunk as string;
-  return text;
-}
+import { readStdin } from './stdin.js';
 
 const outcome = await runCni({ env: process.env, stdin: await readStdin() });
+if (outcome.log) process.stderr.write(outcome.log + '\n');
 process.stdout.write(outcome.stdout, () => {
   process.exitCode = outcome.exitCode;
 });

@@ -23,6 +23,11 @@ export interface AllocateRequest {
   /** Pinned addresses, at most one per family (weft.io/ip or a pool's). */
   requested?: IP[];
   mac?: string;
+  /**
+   * The cluster Network(s): a pinned address outside this node's ranges but
+   * inside one of them is borrowed (its pod moved here from its subnet's node).
+   */
+  networks?: Cidr[];
   now: Date;
 }
 
@@ -118,7 +123,7 @@ function checkRequested(requested: IP[], families: Family[]): Map<Family, IP> {
   return out;
 }
 
-function record(req: AllocateRequest, ip: IP, pinned: boolean, mac: string | undefined): Allocation {
+function record(req: AllocateRequest, ip: IP, pinned: boolean, mac: string | undefined, borrowed = false): Allocation {
   const a: Allocation = {
     address: ip.toString(),
     family: ip.family,
@@ -130,14 +135,13 @@ function record(req: AllocateRequest, ip: IP, pinned: boolean, mac: string | und
   };
   if (req.pod) a.pod = { ...req.pod };
   if (mac) a.mac = mac;
+  if (borrowed) a.borrowed = true;
   return a;
 }
 
 function takePinned(state: IpamState, ranges: Range[], ip: IP, req: AllocateRequest): { state: IpamState; allocation: Allocation } {
   const range = ranges.find((r) => r.subnet.contains(ip));
-  if (!range) {
-    throw new IpamError('invalid', `requested address ${ip} is outside this node's subnet ${ranges.map((r) => r.subnet).join(', ')}`);
-  }
+  if (!range) return takeBorrowed(state, ranges, ip, req);
   const infra = infrastructure(range).names.get(ip.value);
   if (infra) throw new IpamError('invalid', `requested address ${ip} is ${infra} of ${range.subnet}; pick a host address`);
   const text = ip.toString();
@@ -158,6 +162,32 @@ function takePinned(state: IpamState, ranges: Range[], ip: IP, req: AllocateRequ
     mac ??= reserved.mac;
   }
   const allocation = record(req, IP.parse(text), true, mac);
+  return { state: { ...state, reservations, allocations: [...state.allocations, allocation] }, allocation };
+}
+
+/**
+ * A pinned address of another node's subnet: this node only records it (the
+ * lender keeps it out of its own pool while this node's lease publishes it).
+ * Still refused when this node holds it already or it is a Network's own address.
+ */
+function takeBorrowed(state: IpamState, ranges: Range[], ip: IP, req: AllocateRequest): { state: IpamState; allocation: Allocation } {
+  const network = (req.networks ?? []).find((n) => n.contains(ip));
+  if (!network) {
+    const subnets = ranges.map((r) => r.subnet).join(', ');
+    const networks = (req.networks ?? []).join(', ');
+    throw new IpamError('invalid', `requested address ${ip} is outside this node's subnet ${subnets}${networks ? ` and the cluster Network ${networks}` : ''}`);
+  }
+  if (network.size >= 4n && (ip.equals(network.ip) || (ip.family === 4 && ip.equals(network.last)))) {
+    throw new IpamError('invalid', `requested address ${ip} is the ${ip.equals(network.ip) ? 'network' : 'broadcast'} address of the cluster Network ${network}; pick a host address`);
+  }
+  const holder = state.allocations.find((a) => IP.parse(a.address).equals(ip));
+  if (holder) throw new IpamError('conflict', `requested address ${ip} is held by ${holderOf(holder)}`);
+  const reserved = state.reservations.find((r) => IP.parse(r.address).equals(ip));
+  if (reserved && !samePod(reserved.pod, req.pod)) {
+    throw new IpamError('conflict', `requested address ${ip} is reserved for pod ${podName(reserved.pod)}`);
+  }
+  const reservations = reserved ? state.reservations.filter((r) => r !== reserved) : state.reservations;
+  const allocation = record(req, ip, true, req.mac ?? reserved?.mac, true);
   return { state: { ...state, reservations, allocations: [...state.allocations, allocation] }, allocation };
 }
 

@@ -28,6 +28,8 @@ export interface Allocation {
   since: string;
   /** Requested by the pod (weft.io/ip or a StatefulSet pool): kept as a reservation when the pod goes. */
   pinned: boolean;
+  /** A pinned address of another node's subnet (inside the cluster Network), lent to this node while its pod runs here. */
+  borrowed?: boolean;
 }
 
 /** A pinned address held for a pod that is not running here (between a delete and its recreation). */

@@ -1,7 +1,7 @@
 // Pods wired exactly as kubelet would wire them: weft's own CNI plugin (the
 // `weft` type, run from a launcher in the lab dir), which reads the node's
-// subnet.env and delegates to Debian's standard `bridge` + `host-local`, run
-// inside the node's namespace. A pod is a namespace wired by CNI ADD and
+// subnet.env and delegates to Debian's standard `bridge` with weft's
+// `weft-ipam` (a launcher beside it), run inside the node's namespace. A pod is a namespace wired by CNI ADD and
 // unwired by CNI DEL with the config saved at ADD.
 import { existsSync, readFileSync } from 'node:fs';
 import { readFile, writeFile } from 'node:fs/promises';
@@ -16,14 +16,14 @@ import { ipBatch, runCommand } from './command.js';
 /** Debian's standard plugins (containernetworking-plugins): weft's delegates. */
 export const CNI_PATH = '/usr/lib/cni';
 
-/** The lab's own CNI bin dir, holding the `weft` launcher. */
+/** The lab's own CNI bin dir, holding the `weft` and `weft-ipam` launchers. */
 export function labCniBinDir(labDir: string): string {
   return join(labDir, 'cni-bin');
 }
 
 /**
  * The `weft` plugin's network config for a node's pods; its state (the saved
- * delegate config, host-local's leases) stays in the node's lab dir.
+ * delegate config, weft-ipam's store) stays in the node's lab dir.
  */
 export function weftConf(nodeDir: string): Record<string, unknown> {
   return {
@@ -34,16 +34,21 @@ export function weftConf(nodeDir: string): Record<string, unknown> {
     dataDir: join(nodeDir, 'cni'),
     // Pod-to-pod traffic keeps its source address (the lab's tests look at
     // it); the agent masquerades traffic leaving the cluster when --ip-masq.
-    delegate: { ipMasq: false, ipam: { dataDir: join(nodeDir, 'ipam') } },
+    delegate: { ipMasq: false, ipam: { dataDir: labIpamDir(nodeDir) } },
   };
 }
 
+/** Where a lab node's weft-ipam keeps its store (one state.json per network under it). */
+export function labIpamDir(nodeDir: string): string {
+  return join(nodeDir, 'weft-ipam');
+}
+
 /**
- * Writes `<binDir>/weft`, a launcher running the built plugin with this node
+ * Writes `<binDir>/<name>`, a launcher running a built plugin with this node
  * binary. Replaced by rename, so a plugin running meanwhile never reads a half-written script.
  */
-export async function writeCniLauncher(binDir: string, pluginEntry: string): Promise<void> {
-  const file = join(binDir, 'weft');
+export async function writeCniLauncher(binDir: string, name: string, pluginEntry: string): Promise<void> {
+  const file = join(binDir, name);
   const quote = (s: string): string => `'${s.replace(/'/g, `'\\''`)}'`;
   const text = `#!/bin/sh\nexec ${quote(process.execPath)} ${quote(pluginEntry)} "$@"\n`;
   if (existsSync(file) && readFileSync(file, 'utf8') === text) return;
@@ -102,11 +107,18 @@ export async function runCni(call: CniCall): Promise<string[]> {
   return addresses;
 }
 
-/** The built `weft` CNI plugin, which the lab's launcher runs. */
-function cniPluginEntry(): string {
-  const entry = join(packageRoot(), 'dist', 'src', 'cni', 'main.js');
+/** The built CNI plugins the lab's launchers run: `weft` and `weft-ipam`. */
+const PLUGIN_ENTRIES = { weft: 'main.js', 'weft-ipam': 'ipam-main.js' } as const;
+
+function cniPluginEntry(file: string): string {
+  const entry = join(packageRoot(), 'dist', 'src', 'cni', file);
   if (!existsSync(entry)) throw new WeftError(`the weft CNI plugin is not built (${entry} is missing)`, 'run "npm run build"');
   return entry;
+}
+
+/** The lab's `weft` and `weft-ipam` launchers, in labCniBinDir. */
+export async function writeCniLaunchers(labDir: string): Promise<void> {
+  for (const [name, file] of Object.entries(PLUGIN_ENTRIES)) await writeCniLauncher(labCniBinDir(labDir), name, cniPluginEntry(file));
 }
 
 /**
@@ -114,7 +126,7 @@ function cniPluginEntry(): string {
  * the pod's network config in `confFile` (kept for DEL). Returns the config.
  */
 export async function writePodConf(labDir: string, nodeDir: string, confFile: string): Promise<Record<string, unknown>> {
-  await writeCniLauncher(labCniBinDir(labDir), cniPluginEntry());
+  await writeCniLaunchers(labDir);
   const conf = weftConf(nodeDir);
   await writeFile(confFile, JSON.stringify(conf, null, 2) + '\n');
   return conf;

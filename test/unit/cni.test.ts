@@ -53,12 +53,13 @@ t.test('bridge delegate config', async (t) => {
     mtu: 1450,
     hairpinMode: true,
     ipam: {
-      type: 'host-local',
+      type: 'weft-ipam',
       ranges: [[{ subnet: '10.244.7.0/24', gateway: '10.244.7.1' }]],
       routes: [
         { dst: '10.244.0.0/16', gw: '10.244.7.1' },
         { dst: '0.0.0.0/0', gw: '10.244.7.1' },
       ],
+      networks: ['10.244.0.0/16'],
     },
   });
   t.equal(bridgeConf({ cniVersion: '1.0.0', name: 'w' }, { ...node, ipMasq: false }).ipMasq, true, 'no agent masquerade: the bridge does it');
@@ -67,7 +68,14 @@ t.test('bridge delegate config', async (t) => {
   const over = bridgeConf({ cniVersion: '1.0.0', name: 'w' }, node, { bridge: 'br9', hairpinMode: false, ipam: { dataDir: '/x' } });
   t.equal(over.bridge, 'br9');
   t.equal(over.hairpinMode, false);
-  t.match(over.ipam, { type: 'host-local', dataDir: '/x', ranges: [[{ subnet: '10.244.7.0/24' }]] }, 'ipam overrides merge');
+  t.match(over.ipam, { type: 'weft-ipam', dataDir: '/x', ranges: [[{ subnet: '10.244.7.0/24' }]] }, 'ipam overrides merge');
+  const hostLocal = bridgeConf({ cniVersion: '1.0.0', name: 'w' }, node, { ipam: { type: 'host-local', dataDir: '/x' } });
+  t.same(hostLocal.ipam, {
+    type: 'host-local',
+    ranges: [[{ subnet: '10.244.7.0/24', gateway: '10.244.7.1' }]],
+    routes: [{ dst: '10.244.0.0/16', gw: '10.244.7.1' }, { dst: '0.0.0.0/0', gw: '10.244.7.1' }],
+    dataDir: '/x',
+  }, 'a config naming host-local gets exactly the ranges and routes, as before weft-ipam');
 });
 
 const DUAL = GOOD.replace('FLANNEL_MTU', 'FLANNEL_IPV6_NETWORK=2001:db8:10::/56\nFLANNEL_IPV6_SUBNET=2001:db8:10:7::1/64\nFLANNEL_MTU');
@@ -93,10 +101,10 @@ t.test('formatSubnetEnv writes the IPv6 keys where flannel does, and reads back'
   t.equal(formatSubnetEnv(n), DUAL);
 });
 
-t.test('bridge delegate config on a dual-stack node: two host-local ranges and routes in both families', async (t) => {
+t.test('bridge delegate config on a dual-stack node: two weft-ipam ranges and routes in both families', async (t) => {
   const conf = bridgeConf({ cniVersion: '1.0.0', name: 'weft' }, parseNodeSubnet(DUAL, 'f'));
   t.same((conf.ipam as Record<string, unknown>), {
-    type: 'host-local',
+    type: 'weft-ipam',
     ranges: [[{ subnet: '10.244.7.0/24', gateway: '10.244.7.1' }], [{ subnet: '2001:db8:10:7::/64', gateway: '2001:db8:10:7::1' }]],
     routes: [
       { dst: '10.244.0.0/16', gw: '10.244.7.1' },
@@ -104,6 +112,7 @@ t.test('bridge delegate config on a dual-stack node: two host-local ranges and r
       { dst: '2001:db8:10::/56', gw: '2001:db8:10:7::1' },
       { dst: '::/0', gw: '2001:db8:10:7::1' },
     ],
+    networks: ['10.244.0.0/16', '2001:db8:10::/56'],
   });
 });
 
@@ -129,14 +138,15 @@ t.test('runCni answers protocol errors without running a delegate', async (t) =>
 
   const version = await call('VERSION', '');
   t.equal(version.exitCode, 0);
-  t.same(version.json, { cniVersion: '1.0.0', supportedVersions: SUPPORTED_VERSIONS });
+  t.same(version.json, { cniVersion: '1.1.0', supportedVersions: SUPPORTED_VERSIONS });
 
   const cases: [string | undefined, string, Record<string, string>, number, RegExp][] = [
     ['ADD', 'not json', {}, 6, /not JSON/],
     ['ADD', '[1,2]', {}, 6, /not a JSON object/],
     ['ADD', conf({ cniVersion: '0.2.0' }), {}, 1, /"0\.2\.0" is not supported/],
     ['ADD', conf({ cniVersion: 4 }), {}, 1, /not a string/],
-    ['GC', conf(), {}, 4, /unknown CNI_COMMAND "GC"/],
+    ['STATUS', conf(), {}, 4, /unknown CNI_COMMAND "STATUS"/],
+    ['GC', conf(), {}, 1, /GC needs cniVersion 1\.1\.0/],
     ['ADD', conf(), { CNI_IFNAME: 'a/b' }, 4, /not a valid interface name/],
     ['ADD', conf(), { CNI_IFNAME: 'waytoolonginterface' }, 4, /not a valid interface name/],
     ['ADD', conf(), { CNI_CONTAINERID: '.hidden' }, 4, /not a valid container id/],
@@ -149,6 +159,6 @@ t.test('runCni answers protocol errors without running a delegate', async (t) =>
     const r = await call(command, stdin, extraEnv);
     t.equal(r.exitCode, 1, `${msg.source}: exit 1`);
     t.match(r.json, { code, msg }, `${msg.source}: code ${code}`);
-    t.equal(r.json.cniVersion, stdin.includes('"cniVersion":"0.4.0"') ? '0.4.0' : '1.0.0', 'error in the caller\'s version when it is supported');
+    t.equal(r.json.cniVersion, stdin.includes('"cniVersion":"0.4.0"') ? '0.4.0' : '1.1.0', 'error in the caller\'s version when it is supported');
   }
 });

@@ -31,7 +31,7 @@ t.test('build-rootfs.sh assembles the runtime tree', async (t) => {
   t.equal(r.code, 0, 'the script succeeds', { stderr: r.stderr.slice(-2000) });
   if (r.code !== 0) return;
   const app = join(out, 'opt/weft');
-  for (const f of ['usr/local/bin/node', 'usr/local/bin/weft', 'opt/weft/package.json', 'opt/weft/install-cni.sh', 'opt/weft/cleanup-node.sh', 'opt/weft/cni/weft']) {
+  for (const f of ['usr/local/bin/node', 'usr/local/bin/weft', 'opt/weft/package.json', 'opt/weft/install-cni.sh', 'opt/weft/cleanup-node.sh', 'opt/weft/cni/weft', 'opt/weft/cni/weft-ipam']) {
     t.ok(existsSync(join(out, f)), `${f} is there`);
   }
   t.notOk(existsSync(join(app, 'node_modules/typescript')), 'no dev dependencies');
@@ -50,7 +50,7 @@ t.test('build-rootfs.sh assembles the runtime tree', async (t) => {
   t.equal(validate.code, 0, 'weft config validate runs from the tree', { stderr: validate.stderr });
 
   // The CNI payload: node, its libraries and loader, the plugin's JS; small JS closure.
-  const payloads = readdirSync(join(app, 'cni')).filter((f) => f.startsWith('weft-'));
+  const payloads = readdirSync(join(app, 'cni')).filter((f) => /^weft-[0-9a-f]{12}$/.test(f));
   t.equal(payloads.length, 1, 'one payload, named by its content hash');
   const payload = join(app, 'cni', payloads[0]!);
   t.ok(existsSync(join(payload, 'app/node_modules/ipaddr.js')), 'with the one package the plugin imports');
@@ -60,7 +60,14 @@ t.test('build-rootfs.sh assembles the runtime tree', async (t) => {
   // With an empty environment (no PATH, so no node of the host's) it answers VERSION.
   const version = run(join(app, 'cni/weft'), [], { env: { CNI_COMMAND: 'VERSION' }, input: '{"cniVersion":"1.0.0"}' });
   t.equal(version.code, 0, 'the plugin launcher runs without a host Node.js', { stderr: version.stderr });
-  t.match(JSON.parse(version.stdout || '{}'), { cniVersion: '1.0.0', supportedVersions: ['0.3.0', '0.3.1', '0.4.0', '1.0.0'] });
+  t.match(JSON.parse(version.stdout || '{}'), { cniVersion: '1.0.0', supportedVersions: ['0.3.0', '0.3.1', '0.4.0', '1.0.0', '1.1.0'] });
+  // weft-ipam runs from the same payload, its store's lock (the native addon) included: a GC on an empty store succeeds.
+  const ipamDir = join(work, 'ipam-store');
+  const gc = run(join(app, 'cni/weft-ipam'), [], {
+    env: { CNI_COMMAND: 'GC' },
+    input: JSON.stringify({ cniVersion: '1.1.0', name: 'weft', ipam: { type: 'weft-ipam', dataDir: ipamDir, ranges: [[{ subnet: '10.244.7.0/24' }]] }, 'cni.dev/valid-attachments': [] }),
+  });
+  t.same({ code: gc.code, stdout: gc.stdout, state: existsSync(join(ipamDir, 'weft/state.json')) }, { code: 0, stdout: '', state: true }, 'the weft-ipam launcher runs GC from the payload');
 
   const again = run('bash', [join(IMAGE, 'build-rootfs.sh'), out]);
   t.not(again.code, 0, 'refuses to write into a non-empty directory');
@@ -85,8 +92,9 @@ t.test('install-cni.sh installs atomically and idempotently', async (t) => {
 
   const first = run('sh', [join(IMAGE, 'install-cni.sh')], { env });
   t.equal(first.code, 0, 'first install', { stderr: first.stderr });
-  const payload = readdirSync(src).find((f) => f.startsWith('weft-'))!;
+  const payload = readdirSync(src).find((f) => /^weft-[0-9a-f]{12}$/.test(f))!;
   t.ok(existsSync(join(bin, payload, '.complete')), 'the payload, marked complete');
+  t.same(['weft', 'weft-ipam'].filter((f) => existsSync(join(bin, f))), ['weft', 'weft-ipam'], 'both plugin launchers installed');
   t.notOk(existsSync(join(bin, 'weft-000000000000')), 'the old payload removed');
   t.ok(existsSync(join(bin, 'weft-0123456789ab')), 'files that are not payloads left alone');
   t.equal(readFileSync(join(bin, 'bridge'), 'utf8'), '#!/bin/sh\necho node-bridge\n', "the node's own bridge plugin kept");

@@ -162,3 +162,36 @@ t.test('a requested family the node lacks, or two of one family, are refused', a
     'invalid: two IPv4 addresses requested (10.244.3.5 and 10.244.3.6); give at most one per family',
   ]);
 });
+
+t.test('a pinned address of another node\'s subnet inside the cluster Network is borrowed', async (t) => {
+  const networks = [Cidr.parse('10.244.0.0/16')];
+  const pod = { namespace: 'db', name: 'pg-0' };
+  const r = allocate(emptyState(), [V4], req('a', { requested: [IP.parse('10.244.9.17')], networks, pod }));
+  const next = run([V4], ['b'], r.state).addrs;
+  t.same({ got: r.allocated.map((a) => [a.address, a.pinned, a.borrowed]), next }, { got: [['10.244.9.17', true, true]], next: ['10.244.3.2'] },
+    'recorded as pinned and borrowed; the own range is untouched');
+});
+
+t.test('a borrowed request is refused outside the Network, on its network address, or when held here', async (t) => {
+  const networks = [Cidr.parse('10.244.0.0/16')];
+  const held = allocate(emptyState(), [V4], req('aaaa', { requested: [IP.parse('10.244.9.17')], networks, pod: { namespace: 'db', name: 'pg-0' } })).state;
+  t.same([
+    failure(() => allocate(emptyState(), [V4], req('a', { requested: [IP.parse('10.99.0.5')], networks }))),
+    failure(() => allocate(emptyState(), [V4], req('a', { requested: [IP.parse('10.244.0.0')], networks }))),
+    failure(() => allocate(held, [V4], req('bbbb', { requested: [IP.parse('10.244.9.17')], networks, pod: { namespace: 'db', name: 'pg-1' } }))),
+  ], [
+    "invalid: requested address 10.99.0.5 is outside this node's subnet 10.244.3.0/24 and the cluster Network 10.244.0.0/16",
+    'invalid: requested address 10.244.0.0 is the network address of the cluster Network 10.244.0.0/16; pick a host address',
+    'conflict: requested address 10.244.9.17 is held by pod db/pg-0 (container aaaa)',
+  ]);
+});
+
+t.test('a borrowed address released by its pinned pod becomes its reservation, and comes back to it', async (t) => {
+  const networks = [Cidr.parse('10.244.0.0/16')];
+  const pod = { namespace: 'db', name: 'pg-0' };
+  const first = allocate(emptyState(), [V4], req('old', { requested: [IP.parse('10.244.9.17')], networks, pod, mac: '02:00:00:00:00:17' }));
+  const gone = release(first.state, 'old', undefined, NOW).state;
+  const back = allocate(gone, [V4], req('new', { requested: [IP.parse('10.244.9.17')], networks, pod }));
+  t.same([gone.reservations.map((r) => r.address), back.allocated.map((a) => [a.borrowed, a.mac]), back.state.reservations.length],
+    [['10.244.9.17'], [[true, '02:00:00:00:00:17']], 0]);
+});

@@ -131,7 +131,7 @@ t.test('ping matrices: one per family, in the order asked; a pod without an addr
 t.test('pods use the weft CNI plugin, its state in the node dir', async (t) => {
   const conf = weftConf('/tmp/x/n1');
   t.match(conf, { type: 'weft', name: 'weft', subnetFile: '/tmp/x/n1/subnet.env', dataDir: '/tmp/x/n1/cni' });
-  t.same(conf.delegate, { ipMasq: false, ipam: { dataDir: '/tmp/x/n1/ipam' } }, 'no NAT between pods; host-local state per node');
+  t.same(conf.delegate, { ipMasq: false, ipam: { dataDir: '/tmp/x/n1/weft-ipam' } }, 'no NAT between pods; weft-ipam state per node');
 });
 
 t.test('ping matrix text', async (t) => {
