@@ -27,6 +27,8 @@ import { serveHealth } from './health.js';
 import type { AgentCounters } from './metrics.js';
 import type { NetworkPolicyEnforcer } from './network-policy.js';
 import { NodeIpam } from './ipam.js';
+import { syncLentNeighbours } from './ipam-proxy.js';
+import { BRIDGE_NAME } from '../cni/delegate.js';
 import { pinsSocketPath } from '../ipam/pins-api.js';
 import type { IpamPodSource } from '../subnet/kube/ipam-pod-watch.js';
 import { SubnetEnvFile, readPreviousSubnetEnv, type SubnetEnv } from '../subnet/subnet-env.js';
@@ -134,6 +136,7 @@ export class Agent {
         own: () => this.lease.own,
         config: () => this.config,
         publishBorrowed: (ips, signal) => this.lease.setBorrowedIPs(ips, this.config!, signal),
+        lentNeighbours: (lent) => syncLentNeighbours(BRIDGE_NAME, lent),
       });
     }
   }

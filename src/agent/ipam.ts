@@ -18,6 +18,7 @@ import { readState } from '../ipam/store.js';
 import { borrowedIPProblem, type Lease } from '../subnet/lease.js';
 import type { IpamPodSource } from '../subnet/kube/ipam-pod-watch.js';
 import { servePins, type PinsServer } from './ipam-pins-server.js';
+import type { LentNeighbourChange } from './ipam-proxy.js';
 import { networkStores, reconcileStore, visibleNetns, type StoreOutcome } from './ipam-reconcile.js';
 import { single, type MetricFamily } from './metrics.js';
 
@@ -39,6 +40,8 @@ export interface NodeIpamOptions {
   config: () => NetConf | undefined;
   /** Publishes the node's borrowed addresses in its lease (LeaseKeeper.setBorrowedIPs). */
   publishBorrowed: (ips: Cidr[], signal: AbortSignal) => Promise<void>;
+  /** Makes the node answer for its lent addresses on the pods' bridge (ipam-proxy.ts); absent: nothing is done. */
+  lentNeighbours?: (lent: IP[]) => Promise<LentNeighbourChange>;
   now?: () => Date;
   /** Whether a path exists (tests fake the netns directory). */
   exists?: (path: string) => boolean;
@@ -97,11 +100,13 @@ export class NodeIpam {
       const now = this.opts.now?.() ?? new Date();
       const pods = this.opts.pods?.nodePods();
       if (this.opts.pods && !pods && this.said.news('pods', 'unlisted')) this.log.info('IPAM reconcile: pods not listed yet; this pass checks network namespaces only');
+      const lent = this.lentInput();
       const outcomes = this.eachStore({
         now,
         gc: { graceMs: this.opts.graceMs, existingNetns: (paths) => this.existingNetns(paths), ...(pods ? { pods } : {}) },
-        ...this.lentInput(),
+        ...lent,
       });
+      if (lent.borrowedOut) await this.answerForLent(outcomes);
       this.lastReconcileMs = now.getTime();
       const freed = outcomes.reduce((n, o) => n + o.freed.length, 0);
       const kept = outcomes.reduce((n, o) => n + o.state.allocations.length, 0);
@@ -121,7 +126,9 @@ export class NodeIpam {
     if (this.lentPending) return;
     this.lentPending = this.work.run(async () => {
       this.lentPending = undefined;
-      this.eachStore({ now: this.opts.now?.() ?? new Date(), ...this.lentInput() });
+      const lent = this.lentInput();
+      const outcomes = this.eachStore({ now: this.opts.now?.() ?? new Date(), ...lent });
+      if (lent.borrowedOut) await this.answerForLent(outcomes);
     });
     this.lentPending.catch((err: unknown) => this.log.error(`IPAM: recording peers' borrowed addresses failed: ${oneLine(err)}`));
   }
@@ -178,6 +185,20 @@ export class NodeIpam {
     for (const ip of o.lent) this.log.info({ address: ip, network: o.network }, `IPAM: ${ip} is borrowed by another node; not handed out here while it is`);
     for (const ip of o.returned) this.log.info({ address: ip, network: o.network }, `IPAM: ${ip} is no longer borrowed by another node; free here again`);
     for (const r of o.moved) this.log.info({ address: r.address, pod: `${r.pod.namespace}/${r.pod.name}`, network: o.network }, `IPAM: reservation of ${r.address} for pod ${r.pod.namespace}/${r.pod.name} dropped: another node holds it for the pod now`);
+  }
+
+  /** The bridge answers for every address lent out now (proxy neighbours); a failure is said once and retried next pass. */
+  private async answerForLent(outcomes: StoreOutcome[]): Promise<void> {
+    if (!this.opts.lentNeighbours) return;
+    const lent = [...new Set(outcomes.flatMap((o) => o.state.borrowedOut))].map((a) => IP.parse(a));
+    try {
+      const { added, removed } = await this.opts.lentNeighbours(lent);
+      this.said.forget('proxy');
+      for (const a of added) this.log.info({ address: a }, `IPAM: the node answers for ${a} on the pods' bridge (proxy neighbour) while another node holds it`);
+      for (const a of removed) this.log.info({ address: a }, `IPAM: proxy neighbour for ${a} removed`);
+    } catch (err) {
+      if (this.said.news('proxy', oneLine(err))) this.log.error(`IPAM: cannot set proxy neighbours for lent addresses: ${oneLine(err)}; this node's pods may not reach them`);
+    }
   }
 
   /** The stores' netns paths that exist or cannot be seen from here; a directory not visible is said once. */

@@ -135,6 +135,7 @@ function nodeIpam(t: Test, dir: string, opts: { pods?: NodePod[]; netns?: string
   const lines: { level: number; msg: string }[] = [];
   const logger = pino({ level: 'info' }, { write: (s: string) => void lines.push(JSON.parse(s)) });
   const published: string[][] = [];
+  const proxied: string[][] = [];
   const ipam = new NodeIpam({
     ipamDir: dir,
     intervalMs: 3_600_000,
@@ -144,10 +145,14 @@ function nodeIpam(t: Test, dir: string, opts: { pods?: NodePod[]; netns?: string
     own: () => lease(1),
     config: () => conf,
     publishBorrowed: async (ips) => void published.push(ips.map(String).sort()),
+    lentNeighbours: async (lent) => {
+      proxied.push(lent.map(String));
+      return { added: lent.map(String), removed: [] };
+    },
     now: () => NOW,
     exists: (p) => (opts.netns ?? ['/run/netns']).includes(p),
   });
-  return { ipam, lines, published };
+  return { ipam, lines, published, proxied };
 }
 
 t.test('NodeIpam.reconcile: one line per freed address, a summary, metrics by reason and family', async (t) => {
@@ -222,7 +227,7 @@ t.test('NodeIpam publishes the allocations outside its subnet as borrowed /32s (
 t.test('NodeIpam.peersChanged: addresses peers borrow from this subnet go into borrowedOut, and come out when dropped', async (t) => {
   const dir = tempDir(t);
   const s = store(dir, { reservations: [{ address: '10.5.1.17', family: 4, pod: { namespace: 'app', name: 'db-0' }, since: OLD }] });
-  const { ipam, lines } = nodeIpam(t, dir);
+  const { ipam, lines, proxied } = nodeIpam(t, dir);
   await ipam.reconcile(); // before the first snapshot borrowedOut is left alone
   const before = readState(s.paths.state).borrowedOut;
   ipam.peersChanged([lease(2, ['10.5.1.17/32', '10.5.3.9/32']), lease(3)]);
@@ -231,9 +236,10 @@ t.test('NodeIpam.peersChanged: addresses peers borrow from this subnet go into b
   ipam.peersChanged([lease(2), lease(3)]);
   await ipam.reconcile();
   t.same(
-    { before, lent: lentState.borrowedOut, reservations: lentState.reservations, after: readState(s.paths.state).borrowedOut, said: lines.filter((l) => /borrowed by another node|reservation/.test(l.msg)).map((l) => l.msg) },
+    { before, lent: lentState.borrowedOut, reservations: lentState.reservations, after: readState(s.paths.state).borrowedOut, proxied, said: lines.filter((l) => /borrowed by another node|reservation/.test(l.msg)).map((l) => l.msg) },
     {
       before: [],
+      proxied: [['10.5.1.17'], ['10.5.1.17'], [], []],
       lent: ['10.5.1.17'],
       reservations: [],
       after: [],
