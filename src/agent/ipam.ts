@@ -71,10 +71,25 @@ export class NodeIpam {
   /** Serves the pins socket (kube mode) and reconciles now and every interval until `signal` aborts; then closes the socket. */
   async run(signal: AbortSignal): Promise<void> {
     this.signal = signal;
-    if (this.opts.pods && this.opts.socketPath) {
+    try {
+      while (!signal.aborted) {
+        await this.listenPins();
+        await this.reconcile().catch((err: unknown) => this.log.error(`IPAM reconcile failed: ${oneLine(err)}; retrying in ${this.opts.intervalMs / 1000} s`));
+        await sleep(this.opts.intervalMs, signal);
+      }
+    } finally {
+      await this.pins?.close();
+    }
+  }
+
+  /** Opens the pins socket if it should be and is not open yet; a failure is one line and is tried again next pass. */
+  private async listenPins(): Promise<void> {
+    const { pods, socketPath } = this.opts;
+    if (!pods || !socketPath || this.pins) return;
+    try {
       this.pins = await servePins({
-        socketPath: this.opts.socketPath,
-        pods: this.opts.pods,
+        socketPath,
+        pods,
         networks: () => {
           const conf = this.opts.config();
           return conf && confNetworks(conf);
@@ -82,14 +97,9 @@ export class NodeIpam {
         sync: () => this.sync(),
         logger: this.log,
       });
-    }
-    try {
-      while (!signal.aborted) {
-        await this.reconcile().catch((err: unknown) => this.log.error(`IPAM reconcile failed: ${oneLine(err)}; retrying in ${this.opts.intervalMs / 1000} s`));
-        await sleep(this.opts.intervalMs, signal);
-      }
-    } finally {
-      await this.pins?.close();
+      this.said.forget('pins');
+    } catch (err) {
+      if (this.said.news('pins', oneLine(err))) this.log.error(`${oneLine(err)}; pods on this node get no pinned address until it listens (tried again every ${this.opts.intervalMs / 1000} s)`);
     }
   }
 

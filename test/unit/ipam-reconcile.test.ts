@@ -3,7 +3,8 @@
 // peers borrow, reservations of moved pods, damaged stores, and the
 // borrowed addresses the node publishes.
 import t, { type Test } from 'tap';
-import { mkdirSync, mkdtempSync, rmSync, writeFileSync } from 'node:fs';
+import { existsSync, mkdirSync, mkdtempSync, rmSync, writeFileSync } from 'node:fs';
+import { request } from 'node:http';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import pino from 'pino';
@@ -250,4 +251,29 @@ t.test('NodeIpam.peersChanged: addresses peers borrow from this subnet go into b
       ],
     },
   );
+});
+
+t.test('NodeIpam.run: reconciles at start, serves the pins socket in kube mode, removes it when stopped', async (t) => {
+  const dir = tempDir(t);
+  store(dir, { allocations: [alloc(3)] });
+  const socketPath = join(dir, 'weft-ipam.sock');
+  const logger = pino({ level: 'silent' });
+  const pods = { nodePods: () => [], holderOf: () => undefined, listed: () => true, getPod: async () => undefined };
+  const ipam = new NodeIpam({
+    ipamDir: dir, intervalMs: 3_600_000, graceMs: GRACE, logger, pods, socketPath,
+    own: () => lease(1), config: () => conf, publishBorrowed: async () => undefined, now: () => NOW, exists: (p) => p === '/run/netns',
+  });
+  const stop = new AbortController();
+  const running = ipam.run(stop.signal);
+  const served = await new Promise<number>((resolve) => {
+    const poll = (): void => {
+      const req = request({ socketPath, path: '/v1/pods/app/x' }, (res) => resolve(res.statusCode ?? 0));
+      req.on('error', () => setTimeout(poll, 20));
+      req.end();
+    };
+    poll();
+  });
+  stop.abort();
+  await running;
+  t.same({ served, reclaimed: readState(storeOf(dir, 'weft').paths.state).allocations.length, socket: existsSync(socketPath) }, { served: 404, reclaimed: 0, socket: false });
 });
