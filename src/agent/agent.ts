@@ -30,7 +30,7 @@ import { NodeIpam } from './ipam.js';
 import { syncLentNeighbours } from './ipam-proxy.js';
 import { BRIDGE_NAME } from '../cni/delegate.js';
 import { pinsSocketPath } from '../ipam/pins-api.js';
-import type { IpamPodSource } from '../subnet/kube/ipam-pod-watch.js';
+import type { IpamPodSource } from '../ipam/pod-source.js';
 import { SubnetEnvFile, readPreviousSubnetEnv, type SubnetEnv } from '../subnet/subnet-env.js';
 
 export interface AgentOptions {

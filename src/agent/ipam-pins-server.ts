@@ -10,7 +10,7 @@ import type { Cidr } from '../core/cidr.js';
 import { oneLine, WeftError } from '../errors.js';
 import { AnnotationError, derivedMac, podPins } from '../ipam/annotations.js';
 import { PINS_STATUS, SYNC_PATH, type PinsErrorAnswer, type PodPinsAnswer } from '../ipam/pins-api.js';
-import type { IpamPodSource } from '../subnet/kube/ipam-pod-watch.js';
+import type { IpamPodSource } from '../ipam/pod-source.js';
 
 export interface PinsServerOptions {
   socketPath: string;

@@ -16,7 +16,7 @@ import { oneLine } from '../errors.js';
 import type { GcReason } from '../ipam/gc.js';
 import { readState } from '../ipam/store.js';
 import { borrowedIPProblem, type Lease } from '../subnet/lease.js';
-import type { IpamPodSource } from '../subnet/kube/ipam-pod-watch.js';
+import type { IpamPodSource } from '../ipam/pod-source.js';
 import { servePins, type PinsServer } from './ipam-pins-server.js';
 import type { LentNeighbourChange } from './ipam-proxy.js';
 import { networkStores, reconcileStore, visibleNetns, type StoreOutcome } from './ipam-reconcile.js';

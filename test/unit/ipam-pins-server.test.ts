@@ -9,7 +9,7 @@ import pino from 'pino';
 import { Cidr, IP } from '../../src/core/cidr.js';
 import { servePins } from '../../src/agent/ipam-pins-server.js';
 import { PINS_SOCKET_NAME, SYNC_PATH, podPinsPath } from '../../src/ipam/pins-api.js';
-import type { IpamPod, IpamPodSource } from '../../src/subnet/kube/ipam-pod-watch.js';
+import type { IpamPod, IpamPodSource } from '../../src/ipam/pod-source.js';
 import { ipamPodOf } from '../../src/subnet/kube/ipam-pod-watch.js';
 import { podObject } from '../fixtures/kube/pod-object.js';
 

@@ -6,21 +6,13 @@
 // so IPAM works with NetworkPolicy turned off; the list-watch loop is the
 // shared one (list-watch.ts).
 import type { Logger } from 'pino';
-import { IP } from '../../core/cidr.js';
+import type { IP } from '../../core/cidr.js';
 import { oneLine } from '../../errors.js';
 import type { NodePod } from '../../ipam/gc.js';
+import type { IpamPod, IpamPodSource } from '../../ipam/pod-source.js';
 import { podIps } from '../../policy/objects.js';
 import type { KubeApi } from './api.js';
 import { listAndWatch } from './list-watch.js';
-
-/** A pod as IPAM sees it. */
-export interface IpamPod extends NodePod {
-  nodeName: string;
-  /** status.podIPs, canonical text. */
-  ips: readonly string[];
-  /** Not Succeeded or Failed: its addresses are in use. */
-  live: boolean;
-}
 
 /** The pod's IPAM view; undefined for a host-network pod (it has no pod address) or unusable metadata. */
 export function ipamPodOf(obj: unknown): IpamPod | undefined {
@@ -39,18 +31,6 @@ export function ipamPodOf(obj: unknown): IpamPod | undefined {
     ips: podIps(status),
     live: phase !== 'Succeeded' && phase !== 'Failed',
   };
-}
-
-/** What the agent's IPAM asks about pods (the watch below, or a test's stand-in). */
-export interface IpamPodSource {
-  /** This node's pods; undefined until the first list. */
-  nodePods(): NodePod[] | undefined;
-  /** A live pod other than `except` whose status.podIPs hold `ip`; undefined before the first list too. */
-  holderOf(ip: IP, except: { namespace: string; name: string }): IpamPod | undefined;
-  /** True once the pods have been listed. */
-  listed(): boolean;
-  /** A fresh read of one pod (plain JSON); undefined when it does not exist. */
-  getPod(namespace: string, name: string, signal?: AbortSignal): Promise<Record<string, any> | undefined>;
 }
 
 export interface IpamPodWatchOptions {
