@@ -278,6 +278,9 @@ function renderFamily(input: BirdConfigInput, f: BirdFamily, selfReflector: bool
   const line = (...ls: string[]): void => void out.push(...ls);
   const { borrowedHere, lent } = borrowedOf(f);
   const ownRoutes = [ownSubnet, ...borrowedHere];
+  const claims = claimLines(f);
+  // Left out when no peer borrows: the config text is then what it was before borrowing existed.
+  const claimed = claims.length > 0 ? ` && ${n('weft_claimed')}()` : '';
 
   line(
     `# ---- IPv${family}: pod network ${network}, this node's subnet ${ownSubnet} ----`,
@@ -291,14 +294,25 @@ function renderFamily(input: BirdConfigInput, f: BirdFamily, selfReflector: bool
     allowed.length > 0
       ? `function ${n('weft_in_allowed')}() { return net ~ [ ${allowed.map((c) => `${c}+`).join(', ')} ]; }`
       : `function ${n('weft_in_allowed')}() { return false; }`,
+    ...(claims.length > 0
+      ? [
+          "# A peer's borrowed address is believed only from that peer: its next hop is the peer's",
+          '# PublicIP (announced as such even when the session runs from another address, and',
+          '# passed on unchanged by reflectors), so no other node can draw a pinned pod\'s traffic.',
+          `function ${n('weft_claimed')}() {`,
+          ...claims,
+          '  return true;',
+          '}',
+        ]
+      : []),
     '',
     `filter ${n('weft_import_nodes')} {`,
-    `  if ${n('weft_in_network')}() && ${n('weft_not_own')}() then accept;`,
+    `  if ${n('weft_in_network')}() && ${n('weft_not_own')}()${claimed} then accept;`,
     '  reject;',
     '}',
     '# External peers (ToR routers) are heard only inside Backend.AllowedPrefixes.',
     `filter ${n('weft_import_external')} {`,
-    `  if ${n('weft_in_allowed')}() && ${n('weft_not_own')}() then accept;`,
+    `  if ${n('weft_in_allowed')}() && ${n('weft_not_own')}()${claimed} then accept;`,
     '  reject;',
     '}',
     `filter ${n('weft_export_own')} {`,
@@ -422,6 +436,19 @@ function borrowedOf(f: BirdFamily): { borrowedHere: string[]; lent: string[] } {
   const borrowedHere = (f.own.attrs.borrowedIPs ?? []).filter((ip) => !contested.has(ip.toKey())).map(String);
   const lent = [...(f.borrowed?.values() ?? [])].flat().filter((ip) => f.own.subnet.covers(ip)).map(String).sort();
   return { borrowedHere, lent };
+}
+
+/**
+ * One test per peer with borrowed addresses of the family (claims settled):
+ * those addresses are accepted only with the peer's PublicIP as next hop,
+ * which is what every weft node announces (`next hop address` when its
+ * session source differs). Sorted, so the text depends on the leases only.
+ */
+function claimLines(f: BirdFamily): string[] {
+  return [...(f.borrowed?.entries() ?? [])]
+    .filter(([, ips]) => ips.length > 0)
+    .map(([peer, ips]) => `  if net ~ [ ${ips.map(String).join(', ')} ] then return bgp_next_hop = ${peer.attrs.publicIP};`)
+    .sort();
 }
 
 /** Outside this node's subnet and its borrowed addresses, or one of its addresses a peer borrows. Unchanged text when nothing is borrowed. */

@@ -54,11 +54,12 @@ export function udpFamilyDesired(view: FamilyView, network: Cidr | undefined): D
   return state;
 }
 
-/** The loop's table: its peers over every family the node runs, and this node's subnet in each. */
+/** The loop's table: its peers over every family the node runs, and this node's subnet and borrowed addresses in each. */
 export function udpTable(families: NodeFamilies, own: Lease, peers: readonly Lease[], ext: ExternalInterface): LoopTable {
   const views = families.views(own, peers, ext);
   const owned = views.map((v) => v.own.subnet.toString());
-  return { peers: views.flatMap(udpPeers), ownSubnet: owned.length > 1 ? owned : owned[0] ?? null };
+  const borrowed = views.flatMap((v) => (v.own.attrs.borrowedIPs ?? []).map(String));
+  return { peers: views.flatMap(udpPeers), ownSubnet: owned.length > 1 ? owned : owned[0] ?? null, ...(borrowed.length > 0 ? { borrowedIPs: borrowed } : {}) };
 }
 
 /**

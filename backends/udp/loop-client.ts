@@ -29,6 +29,13 @@ export interface LoopTable {
   peers: UdpPeer[];
   /** This node's subnet; one per family on a dual-stack node (a single one stays a string, as older loop processes take it). */
   ownSubnet: string | string[] | null;
+  /**
+   * This node's borrowed addresses (host routes of pinned pods it runs
+   * outside its subnets): traffic to them is ours too. Left out when there
+   * are none; a loop process older than this field ignores it and drops
+   * that traffic until it is restarted.
+   */
+  borrowedIPs?: string[];
 }
 
 /** An error the loop process answered with; `code` is the addon's errno name (EADDRINUSE, ...). */

@@ -51,7 +51,7 @@ try {
   setTimeout(() => exit(1), FAILED_LINGER_MS);
 }
 
-type Request = { id: number; op: string; peers?: LoopTable['peers']; ownSubnet?: LoopTable['ownSubnet']; teardown?: boolean };
+type Request = { id: number; op: string; peers?: LoopTable['peers']; ownSubnet?: LoopTable['ownSubnet']; borrowedIPs?: LoopTable['borrowedIPs']; teardown?: boolean };
 
 /** Answers one request; `after` runs once the answer is written. */
 function handle(req: Request): { reply: object; after?: () => void } {
@@ -64,7 +64,7 @@ function handle(req: Request): { reply: object; after?: () => void } {
     case 'table':
       return { reply: table };
     case 'setPeers':
-      return setPeers({ peers: req.peers ?? [], ownSubnet: req.ownSubnet ?? null });
+      return setPeers({ peers: req.peers ?? [], ownSubnet: req.ownSubnet ?? null, ...(req.borrowedIPs ? { borrowedIPs: req.borrowedIPs } : {}) });
     case 'stop':
       loop.stop(req.teardown === true);
       loop = undefined;
@@ -91,7 +91,7 @@ function setPeers(next: LoopTable): { reply: object; after?: () => void } {
     }
     reopened = true;
   }
-  entries = loop!.setPeers(next.peers, next.ownSubnet);
+  entries = loop!.setPeers(next.peers, next.ownSubnet, next.borrowedIPs ?? null);
   table = next;
   return { reply: { entries, reopened } };
 }

@@ -91,8 +91,14 @@ export interface UdpLoop {
   start(): void;
   /** Wakes and joins the workers and closes the fds; `teardown` also deletes the device. */
   stop(teardown?: boolean): void;
-  /** Swaps the peer table in atomically; returns how many entries it holds (peers over an underlay family the loop has no socket for are left out). */
-  setPeers(peers: readonly UdpPeer[], ownSubnet: string | readonly string[] | null): number;
+  /**
+   * Swaps the peer table in atomically; returns how many entries it holds
+   * (peers over an underlay family the loop has no socket for are left out).
+   * Traffic is taken for `ownSubnet` (one CIDR, or one per family) and for
+   * `borrowedIPs` (this node's host routes outside them; the first 128 count,
+   * as many as a lease holds).
+   */
+  setPeers(peers: readonly UdpPeer[], ownSubnet: string | readonly string[] | null, borrowedIPs?: readonly string[] | null): number;
   counters(): UdpCounters;
   features(): UdpFeatures;
   /** True once the TUN device was deleted under the loop; it must be reopened. */

@@ -43,7 +43,8 @@ static inline void fz_touch(const void *p, size_t n) { fz_sink += csum_add(0, p,
 /* A dual-stack node: peers 10.244.2.0/24 and fd00:2::/64 at 192.0.2.2,
  * 10.244.16.0/20 at 192.0.2.16, and 10.244.3.0/24 and 2001:db8:1000:3::/64
  * over the IPv6 underlay at 2001:db8::3; this node owns 10.244.1.0/24 and
- * fd00:1::/64. */
+ * fd00:1::/64, and borrows 10.244.2.77 and fd00:2::77 (pinned pods from
+ * peer 192.0.2.2's subnets). */
 #define FZ_PEER4 "192.0.2.2"
 #define FZ_PEER6 "2001:db8::3"
 static inline struct peer_table *fz_table(void) {
@@ -56,9 +57,10 @@ static inline struct peer_table *fz_table(void) {
     CHECK(prefix_parse(subnets[i], &specs[i].subnet));
     CHECK(addr_parse(pubs[i], &specs[i].pub_family, specs[i].pub));
   }
-  struct prefix own[2];
-  CHECK(prefix_parse("10.244.1.0/24", &own[0]) && prefix_parse("fd00:1::/64", &own[1]));
-  struct peer_table *t = peer_table_build(specs, 5, own, 2, UNDERLAY_V4 | UNDERLAY_V6, 8285);
+  static const char *const owned[] = {"10.244.1.0/24", "fd00:1::/64", "10.244.2.77/32", "fd00:2::77/128"};
+  struct prefix own[4];
+  for (int i = 0; i < 4; i++) CHECK(prefix_parse(owned[i], &own[i]));
+  struct peer_table *t = peer_table_build(specs, 5, own, 4, UNDERLAY_V4 | UNDERLAY_V6, 8285);
   CHECK(t);
   return t;
 }

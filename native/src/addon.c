@@ -169,16 +169,16 @@ static napi_value UdpLoop_stop(napi_env env, napi_callback_info info) {
 }
 
 static napi_value UdpLoop_setPeers(napi_env env, napi_callback_info info) {
-  size_t argc = 2;
-  napi_value argv[2] = {NULL, NULL};
+  size_t argc = 3;
+  napi_value argv[3] = {NULL, NULL, NULL};
   struct loop *l = unwrap_loop(env, this_arg(env, info, &argc, argv));
   if (!l) return NULL;
   if (argc < 1) {
-    napi_throw_type_error(env, NULL, "setPeers(peers, ownSubnet)");
+    napi_throw_type_error(env, NULL, "setPeers(peers, ownSubnet, borrowedIPs)");
     return NULL;
   }
-  struct peer_table *t = table_from_js(env, argv[0], argc >= 2 ? argv[1] : NULL, loop_underlays(l),
-                                       loop_port(l));
+  struct peer_table *t = table_from_js(env, argv[0], argc >= 2 ? argv[1] : NULL, argc >= 3 ? argv[2] : NULL,
+                                       loop_underlays(l), loop_port(l));
   if (!t) return NULL;
   uint32_t n = t->n;
   loop_set_table(l, t);

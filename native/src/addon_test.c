@@ -50,8 +50,8 @@ static void table_finalize(napi_env env, void *data, void *hint) {
 }
 
 static napi_value fn_peerTable(napi_env env, napi_callback_info info) {
-  size_t argc = 3;
-  napi_value argv[3] = {NULL, NULL, NULL};
+  size_t argc = 4;
+  napi_value argv[4] = {NULL, NULL, NULL, NULL};
   this_arg(env, info, &argc, argv);
   /* The underlay families: 4, 6, or an array of them (default 4). */
   unsigned underlays = 0;
@@ -65,7 +65,7 @@ static napi_value fn_peerTable(napi_env env, napi_callback_info info) {
     if (f) napi_get_value_uint32(env, f, &fam);
     underlays |= fam_bit((int)fam);
   }
-  struct peer_table *t = table_from_js(env, argv[0], argc >= 2 ? argv[1] : NULL, underlays, 8285);
+  struct peer_table *t = table_from_js(env, argv[0], argc >= 2 ? argv[1] : NULL, argc >= 4 ? argv[3] : NULL, underlays, 8285);
   if (!t) return NULL;
   napi_value ext;
   NAPI_OK(napi_create_external(env, t, table_finalize, NULL, &ext));

@@ -54,7 +54,7 @@ void set_bool(napi_env env, napi_value obj, const char *name, bool v) {
 }
 
 /* Parses this node's subnets: a CIDR, or an array of at most one per family. */
-static bool own_from_js(napi_env env, napi_value ownv, struct prefix own[2], unsigned *nown) {
+static bool own_from_js(napi_env env, napi_value ownv, struct prefix *own, unsigned *nown) {
   char text[80];
   *nown = 0;
   napi_valuetype ot = napi_undefined;
@@ -74,8 +74,29 @@ static bool own_from_js(napi_env env, napi_value ownv, struct prefix own[2], uns
   return true;
 }
 
-struct peer_table *table_from_js(napi_env env, napi_value arr, napi_value ownv, unsigned underlays,
-                                 uint16_t port) {
+/* Appends this node's borrowed addresses (an array of CIDRs, or none) to
+ * `own` at `*nown`. Only the first MAX_BORROWED_IPS count: no peer reads
+ * more of a lease, so no traffic comes for the rest. */
+static bool borrowed_from_js(napi_env env, napi_value v, struct prefix *own, unsigned *nown) {
+  char text[80];
+  napi_valuetype vt = napi_undefined;
+  if (v) napi_typeof(env, v, &vt);
+  if (vt == napi_undefined || vt == napi_null) return true;
+  bool isarr = false;
+  uint32_t n = 0;
+  if (napi_is_array(env, v, &isarr) != napi_ok || !isarr || napi_get_array_length(env, v, &n) != napi_ok) return false;
+  if (n > MAX_BORROWED_IPS) n = MAX_BORROWED_IPS;
+  for (uint32_t i = 0; i < n; i++) {
+    napi_value item;
+    napi_get_element(env, v, i, &item);
+    if (!get_string(env, item, text, sizeof text) || !prefix_parse(text, &own[*nown])) return false;
+    (*nown)++;
+  }
+  return true;
+}
+
+struct peer_table *table_from_js(napi_env env, napi_value arr, napi_value ownv, napi_value borrowedv,
+                                 unsigned underlays, uint16_t port) {
   bool isarr = false;
   napi_is_array(env, arr, &isarr);
   if (!isarr) {
@@ -108,10 +129,14 @@ struct peer_table *table_from_js(napi_env env, napi_value arr, napi_value ownv, 
       goto bad;
     }
   }
-  struct prefix own[2];
+  struct prefix own[2 + MAX_BORROWED_IPS];
   unsigned nown;
   if (!own_from_js(env, ownv, own, &nown)) {
     snprintf(msg, sizeof msg, "own subnet is not a CIDR, or an array of one CIDR per family");
+    goto bad;
+  }
+  if (!borrowed_from_js(env, borrowedv, own, &nown)) {
+    snprintf(msg, sizeof msg, "borrowed addresses are not an array of CIDRs");
     goto bad;
   }
   struct peer_table *tab = peer_table_build(specs, n, own, nown, underlays, port);

@@ -37,9 +37,10 @@ void set_num(napi_env env, napi_value obj, const char *name, double v);
 void set_bool(napi_env env, napi_value obj, const char *name, bool v);
 
 struct peer_table;
-/* Parses [{subnet, publicIP}] and this node's subnet (a CIDR, or one per
- * family in an array; null: none) into a table of the peers reachable over
- * `underlays` (UNDERLAY_V4 | UNDERLAY_V6). Throws on bad input. */
-struct peer_table *table_from_js(napi_env env, napi_value arr, napi_value ownv, unsigned underlays,
-                                 uint16_t port);
+/* Parses [{subnet, publicIP}], this node's subnet (a CIDR, or one per
+ * family in an array; null: none) and its borrowed addresses (an array of
+ * CIDRs; null: none) into a table of the peers reachable over `underlays`
+ * (UNDERLAY_V4 | UNDERLAY_V6). Throws on bad input. */
+struct peer_table *table_from_js(napi_env env, napi_value arr, napi_value ownv, napi_value borrowedv,
+                                 unsigned underlays, uint16_t port);
 #endif

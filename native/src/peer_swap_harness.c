@@ -114,7 +114,7 @@ static napi_value Harness_setPeers(napi_env env, napi_callback_info info) {
   napi_value argv[2] = {NULL, NULL};
   struct harness *h = unwrap_harness(env, this_arg(env, info, &argc, argv));
   if (!h) return NULL;
-  struct peer_table *t = table_from_js(env, argv[0], argc >= 2 ? argv[1] : NULL, UNDERLAY_V4, 8285);
+  struct peer_table *t = table_from_js(env, argv[0], argc >= 2 ? argv[1] : NULL, NULL, UNDERLAY_V4, 8285);
   if (!t) return NULL;
   domain_publish(&h->dom, t);
   return NULL;

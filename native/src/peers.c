@@ -56,8 +56,7 @@ struct peer_table *peer_table_build(const struct peer_spec *specs, uint32_t n,
   }
   for (unsigned i = 0; i < nown; i++) {
     unsigned fi = fam_index(own[i].family);
-    t->has_own[fi] = true;
-    t->own[fi] = own[i];
+    if (t->nown[fi] < OWN_PREFIXES_MAX) t->own[fi][t->nown[fi]++] = own[i];
   }
   bool seen[2][129] = {{false}};
   for (uint32_t i = 0; i < n; i++) {

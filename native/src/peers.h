@@ -27,6 +27,12 @@ struct peer_entry {
   socklen_t salen;
 };
 
+/* Borrowed addresses the loop accepts traffic for: a lease holds no more
+ * (MAX_BORROWED_IPS in src/subnet/etcd/lease-value.ts; peers read no more). */
+#define MAX_BORROWED_IPS 128
+/* Per family: the subnet and every borrowed address, were all of one family. */
+#define OWN_PREFIXES_MAX (1 + MAX_BORROWED_IPS)
+
 struct peer_table {
   uint32_t n;
   struct peer_entry *e;
@@ -36,8 +42,10 @@ struct peer_table {
   uint32_t *pslot;
   uint8_t nplen[2]; /* distinct prefix lengths per family, longest first */
   uint8_t plens[2][129];
-  bool has_own[2];
-  struct prefix own[2]; /* this node's subnet per family (fam_index) */
+  /* What this node holds per family (fam_index): its subnet first (the
+   * common destination), then its borrowed /32s or /128s. */
+  uint8_t nown[2];
+  struct prefix own[2][OWN_PREFIXES_MAX];
   uint64_t magic;    /* poisoned on free, so use-after-free is detectable in tests */
 };
 
@@ -56,8 +64,9 @@ static inline unsigned fam_bit(int family) { return 1u << fam_index(family); }
 #define UNDERLAY_V4 1u
 #define UNDERLAY_V6 2u
 
-/* Builds a table; `own` holds `nown` subnets of this node (at most one per
- * family; a dual-stack node has both). Entries whose underlay family is not
+/* Builds a table; `own` holds `nown` prefixes of this node: its subnet of
+ * each family it runs, then its borrowed addresses (past OWN_PREFIXES_MAX of
+ * a family, the rest are left out). Entries whose underlay family is not
  * in `underlays` (UNDERLAY_V4 | UNDERLAY_V6) are skipped: the loop has no
  * socket to reach them. Returns NULL on allocation failure. */
 struct peer_table *peer_table_build(const struct peer_spec *specs, uint32_t n,
@@ -73,10 +82,14 @@ const struct peer_entry *peer_lookup(const struct peer_table *t, int family,
 bool peer_is_underlay(const struct peer_table *t, int family, const uint8_t *addr);
 bool prefix_contains(const struct prefix *p, int family, const uint8_t *addr);
 
-/* Is `addr` (family 4/6) inside this node's subnet of that family? */
+/* Is `addr` (family 4/6) this node's: inside its subnet of that family, or
+ * one of its borrowed addresses? The subnet is tried first; the borrowed
+ * ones cost only packets the subnet does not hold. */
 static inline bool peer_own_contains(const struct peer_table *t, int family, const uint8_t *addr) {
   unsigned fi = fam_index(family);
-  return t->has_own[fi] && prefix_contains(&t->own[fi], family, addr);
+  for (unsigned i = 0; i < t->nown[fi]; i++)
+    if (prefix_contains(&t->own[fi][i], family, addr)) return true;
+  return false;
 }
 
 /* Text forms: "10.1.2.0/24", "192.0.2.1", "2001:db8::/64". Return false on error. */

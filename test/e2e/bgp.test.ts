@@ -5,6 +5,7 @@
 import t, { type Test } from 'tap';
 import { until } from './support/lab-fixture.js';
 import { BgpNetns, TOR, sh, sleep } from './support/bgp-netns.js';
+import { addPinnedPod } from './support/pinned-pod.js';
 import { spawn } from 'node:child_process';
 import { mkdtemp, rm, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
@@ -379,4 +380,36 @@ t.test('gobgpd as the route reflector of the cluster: full matrix', async (t) =>
   await pingMatrix(t, members);
   await stopAll(nodes);
   await net.stopGobgpd();
+});
+
+t.test("a borrowed address: believed only from the node whose lease claims it, then reached through it", async (t) => {
+  // n2 holds 10.5.9.200 (in no node's subnet) for a pinned pod in a namespace behind it, and announces it.
+  const X = '10.5.9.200';
+  const claiming = (n: number): Lease => ({ ...lease(n), attrs: { ...lease(n).attrs, borrowedIPs: [Cidr.parse(`${X}/32`)] } });
+  nodes.push(await startNode(1, {}), await startNode(2, {}));
+  try {
+    await addPinnedPod(nodeNs(2), `${NS}pin`, `${NS}pin`, X);
+    // n1 first sees the address claimed by n3 (a lease without a BIRD): n2's announcement is heard and refused.
+    await Promise.all([nodes[0]!.backend.sync!(lease(1), [lease(2), claiming(3)]), nodes[1]!.backend.sync!(claiming(2), [lease(1)])]);
+    const socket = join(runDir, 'n1', 'bird', 'bird.ctl');
+    const filtered = async () => {
+      const { out } = await sh(['birdc', '-s', socket, 'show', 'protocols', 'all', 'node_198_51_100_2'], { check: false });
+      return Number(/Import updates:\s+\d+\s+\d+\s+(\d+)/.exec(out)?.[1] ?? 0);
+    };
+    await until('n1 to refuse a route from n2', async () => (await filtered()) >= 1);
+    t.notOk((await birdRoutes(nodeNs(1))).has(X), `n1 does not route ${X} via n2 while n3's lease claims it`);
+
+    // n1 sees n2's claim: the route comes in (a reconfigure refreshes the session's routes) and n1 reaches the pod.
+    const start = Date.now();
+    await nodes[0]!.backend.sync!(lease(1), [claiming(2)]);
+    await until(`n1 to route ${X} via n2`, async () => (await birdRoutes(nodeNs(1))).get(X) === '198.51.100.2');
+    t.comment(`claim seen to route in the kernel: ${Date.now() - start} ms`);
+    const ping = await sh(inNs(1, ['ping', '-c', '1', '-W', '2', '-I', '10.5.1.1', X]), { check: false });
+    t.equal(ping.code, 0, `n1 pings ${X} behind n2`);
+  } finally {
+    await stopAll(nodes);
+    await sh(['ip', 'netns', 'del', `${NS}pin`], { check: false });
+    await sh(['ip', '-n', nodeNs(1), 'route', 'flush', 'proto', 'bird'], { check: false });
+    await sh(['ip', '-n', nodeNs(2), 'route', 'flush', 'proto', 'bird'], { check: false });
+  }
 });

@@ -4,7 +4,8 @@ import t from 'tap';
 import { spawn } from 'node:child_process';
 import { randomBytes } from 'node:crypto';
 import { countedUdpFlow } from '../support/udp-flow.js';
-import { UdpTestbed, inNs } from '../support/udp-testbed.js';
+import { UdpTestbed, inNs, run } from '../support/udp-testbed.js';
+import { addPinnedPod } from './support/pinned-pod.js';
 import { stopUdpLoop } from '../../backends/udp/loop-client.js';
 import type { UdpCounters } from '../../backends/udp/native.js';
 import { PROTO_ICMP, PROTO_TCP, PROTO_UDP, icmpEcho, ipPacket, tcpSegment, udpDatagram } from '../../backends/udp/packets.js';
@@ -248,6 +249,24 @@ if (process.getuid?.() !== 0) {
     c = await tb.startNode(n3, { kind: 'backend', backend: { Mode: 'simple' } });
     await c.sync(tb.peersOf(n3));
     t.ok(await until(async () => (await ping(n3.podNs, n1.pod)).code === 0, 10_000), 'back in simple mode on the same device');
+  });
+
+  t.test("a pinned pod's address borrowed by node 3 is reached from node 1's pod", async (t) => {
+    // 10.250.9.200 is in no node's subnet: node 3's loop must take traffic for it all the same.
+    // Node 3 keeps the address in its lease for the tests after this one; it changes nothing for them.
+    const borrowed = '10.250.9.200';
+    await c.stop(false);
+    c = await tb.startNode(n3, { kind: 'backend', backend: { Mode: 'simple' }, borrowedIPs: [`${borrowed}/32`] });
+    await c.sync(tb.peersOf(n3));
+    const pin = `${PREFIX}-pin`;
+    await addPinnedPod(n3.ns, pin, `${PREFIX}-pin`, borrowed);
+    try {
+      await a.sync(tb.peersOf(n1).map((p) => (p.subnet === n3.subnet ? { ...p, borrowedIPs: [`${borrowed}/32`] } : p)));
+      t.ok(await until(async () => (await ping(n1.podNs, borrowed)).code === 0, 10_000), `node 1's pod pings ${borrowed} behind node 3`);
+    } finally {
+      await run('ip', ['netns', 'del', pin]); // and with it the veth, and the route over it
+      await a.sync(tb.peersOf(n1));
+    }
   });
 
   t.test('the peer table is swapped under traffic without disturbing it', async (t) => {

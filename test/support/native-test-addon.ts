@@ -41,8 +41,8 @@ export interface TestAddon {
   };
   /** The Internet checksum of `buf` as a number (0 when `buf` carries a valid one). */
   checksum(buf: Buffer): number;
-  /** A table as the loop builds it: `ownSubnet` one CIDR or one per family; peers over an underlay family not in `underlays` (default 4) left out. */
-  peerTable(peers: readonly UdpPeer[], ownSubnet: string | readonly string[] | null, underlays?: 4 | 6 | readonly (4 | 6)[]): unknown;
+  /** A table as the loop builds it: `ownSubnet` one CIDR or one per family, `borrowedIPs` this node's host routes outside them; peers over an underlay family not in `underlays` (default 4) left out. */
+  peerTable(peers: readonly UdpPeer[], ownSubnet: string | readonly string[] | null, underlays?: 4 | 6 | readonly (4 | 6)[], borrowedIPs?: readonly string[]): unknown;
   /** What the loop does with `packet` arriving from `fromIP`: "ok" or the drop reason. */
   inboundVerdict(table: unknown, fromIP: string, packet: Buffer): 'ok' | DropReason;
   /** Splits virtio header + packet into wire segments, or returns the drop reason. */

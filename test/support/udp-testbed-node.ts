@@ -37,12 +37,12 @@ const { node } = cfg;
 
 /** A lease as the agent would pass it for this node's stack: IPv4 with the IPv6 half (dual), or the IPv6 half alone. */
 function lease(p: PeerSpec): Lease {
-  const attrs = { backendType: p.backendType ?? 'udp', backendData: null };
+  const attrs = { backendType: p.backendType ?? 'udp', backendData: null, ...(p.borrowedIPs ? { borrowedIPs: p.borrowedIPs.map((c) => Cidr.parse(c)) } : {}) };
   if (stack === 'ipv6') return { subnet: Cidr.parse(p.ipv6Subnet!), attrs: { ...attrs, publicIP: IP.parse(p.publicIPv6!) } };
   const l: Lease = { subnet: Cidr.parse(p.subnet), attrs: { ...attrs, publicIP: IP.parse(p.publicIP) } };
   return stack === 'dual' && p.ipv6Subnet ? withIPv6(l, p.ipv6Subnet, p.publicIPv6!) : l;
 }
-const own = lease({ subnet: node.subnet, publicIP: node.underlay, ipv6Subnet: node.subnet6, publicIPv6: node.underlay6 });
+const own = lease({ subnet: node.subnet, publicIP: node.underlay, ipv6Subnet: node.subnet6, publicIPv6: node.underlay6, ...(cfg.borrowedIPs ? { borrowedIPs: cfg.borrowedIPs } : {}) });
 /** The node's subnets in the families it runs. */
 const ownSubnets = [own.subnet, ...(own.ipv6Subnet ? [own.ipv6Subnet] : [])];
 

@@ -85,6 +85,8 @@ export interface NodeConfig {
   stack?: 'ipv4' | 'dual' | 'ipv6';
   backend?: Record<string, unknown>;
   loop?: { mode?: 'fast' | 'simple'; queues?: number; offload?: Record<string, boolean>; verifyInnerChecksums?: boolean; mtu?: number };
+  /** Host routes this node's own lease borrows (kind "backend"), as the agent would hold them. */
+  borrowedIPs?: string[];
 }
 
 export interface PeerSpec {
@@ -94,6 +96,8 @@ export interface PeerSpec {
   ipv6Subnet?: string;
   publicIPv6?: string;
   backendType?: string;
+  /** The lease's borrowed addresses (host routes of pinned pods away from their subnet). */
+  borrowedIPs?: string[];
 }
 
 /** A node's loop in its child process, driven by JSON lines on stdin. */

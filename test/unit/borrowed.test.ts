@@ -255,6 +255,54 @@ t.test('bgp: the borrowing node announces its borrowed address; the lending node
   t.same(checks.map((c) => c.message), ['', ''], 'bird -p accepts both');
 });
 
+t.test('udp: the borrowing node\'s loop takes traffic for its borrowed addresses, each family\'s; none leaves the table as it was', async (t) => {
+  const { logger } = capture();
+  const ext6: ExternalInterface = { ...ext, ipv6: { ip: IP.parse('2001:db8::1'), publicIP: IP.parse('2001:db8::1'), connected: [Cidr.parse('2001:db8::/64')] } };
+  const borrower = withIPv6(lease(2, 'udp', ['10.5.1.17/32', '2001:db8:1000:1::11/128']), '2001:db8:1000:2::/64', '2001:db8::2');
+  const lender = withIPv6(lease(1, 'udp'), '2001:db8:1000:1::/64', '2001:db8::1');
+  const tables = [udpTable(new NodeFamilies(logger), borrower, [lender], ext6), udpTable(new NodeFamilies(logger), lender, [borrower], ext6)];
+  t.same(
+    tables.map((tb) => [tb.ownSubnet, 'borrowedIPs' in tb ? tb.borrowedIPs : 'absent']),
+    [
+      [['10.5.2.0/24', '2001:db8:1000:2::/64'], ['10.5.1.17/32', '2001:db8:1000:1::11/128']],
+      [['10.5.1.0/24', '2001:db8:1000:1::/64'], 'absent'],
+    ],
+  );
+});
+
+t.test('bgp: a peer\'s borrowed address is believed only with that peer\'s PublicIP as next hop, the address it announces from any session source', async (t) => {
+  const options = parseBgpOptions({});
+  const config = (own: Lease, peers: Lease[], from = ext) => {
+    const families = new NodeFamilies(pino({ level: 'silent' })).views(own, peers, from).map((v) => ({ ...v, network: Cidr.parse('10.5.0.0/16') }));
+    return birdConfig({ nodeName: own.attrs.nodeName!, own, peers, families, options, controlSocket: '/run/weft/bird/bird.ctl' }).text;
+  };
+  // Node 2 borrows one of node 1's addresses and one of node 3's; node 4 borrows one of node 3's too.
+  const n2 = lease(2, 'bgp', BORROWED);
+  const n4 = lease(4, 'bgp', ['10.5.3.10/32']);
+  const lender = config(lease(1, 'bgp'), [n2, lease(3, 'bgp'), n4]);
+  const plain = config(lease(1, 'bgp'), [lease(2, 'bgp'), lease(3, 'bgp')]);
+  // Node 2's session runs from 198.51.100.2 (another interface than its PublicIP).
+  const sessionElsewhere: ExternalInterface = { ...ext, ip: IP.parse('198.51.100.2'), connected: [Cidr.parse('198.51.100.0/24')] };
+  const borrower = config(n2, [lease(1, 'bgp'), lease(3, 'bgp')], sessionElsewhere);
+  t.same(
+    {
+      claims: lender.split('\n').filter((l) => l.includes('bgp_next_hop')),
+      nodes: /filter weft_import_nodes \{\n  if weft_in_network\(\) && weft_not_own\(\) && weft_claimed\(\) then accept;/.test(lender),
+      external: /filter weft_import_external \{\n  if weft_in_allowed\(\) && weft_not_own\(\) && weft_claimed\(\) then accept;/.test(lender),
+      nobodyBorrows: plain.includes('weft_claimed'),
+      borrowerAnnounces: borrower.includes('    next hop address 192.0.2.2;'),
+    },
+    {
+      claims: ['  if net ~ [ 10.5.1.17/32, 10.5.3.9/32 ] then return bgp_next_hop = 192.0.2.2;', '  if net ~ [ 10.5.3.10/32 ] then return bgp_next_hop = 192.0.2.4;'],
+      nodes: true,
+      external: true,
+      nobodyBorrows: false,
+      borrowerAnnounces: true,
+    },
+  );
+  t.same((await birdParse(lender)).message, '', 'bird -p accepts it');
+});
+
 t.test('conflicts: the lower subnet wins an address two peers claim; this node keeps its own; one warning', async (t) => {
   const { logger, lines } = capture();
   const families = new NodeFamilies(logger);

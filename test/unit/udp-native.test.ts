@@ -256,6 +256,43 @@ t.test('inbound validation: only peers, only their subnets, only to us', async (
   t.equal(addon.inboundVerdict(noOwn, '192.0.2.2', good), 'destinationNotLocal', 'own subnet unknown');
 });
 
+t.test('inbound validation: addresses this node borrows are its own, a peer\'s borrowed address is a source from that peer only', async (t) => {
+  // This node borrows 10.244.3.50 and fd00:3::50 (pods pinned there from peer 3's subnets); peer 2 borrows 10.244.3.60.
+  const peers: UdpPeer[] = [...PEERS, { subnet: 'fd00:2::/64', publicIP: '192.0.2.2' }, { subnet: 'fd00:3::/64', publicIP: '192.0.2.3' }, { subnet: '10.244.3.60/32', publicIP: '192.0.2.2' }];
+  const table = addon.peerTable(peers, [OWN, 'fd00:1::/64'], 4, ['10.244.3.50/32', 'fd00:3::50/128']);
+  const ping = (src: string, dst: string) => ipPacket({ src, dst, proto: PROTO_ICMP }, icmpEcho(src, dst, 1, 1, pattern(32)));
+  const udp6 = (src: string, dst: string) => ipPacket({ src, dst, proto: PROTO_UDP }, udpDatagram(src, dst, 1, 2, pattern(20)));
+  const verdicts = {
+    toBorrowed: addon.inboundVerdict(table, '192.0.2.2', ping('10.244.2.9', '10.244.3.50')),
+    toBorrowedV6: addon.inboundVerdict(table, '192.0.2.2', udp6(B6, 'fd00:3::50')),
+    toOwnSubnet: addon.inboundVerdict(table, '192.0.2.2', ping('10.244.2.9', '10.244.1.5')),
+    toLenderNeighbour: addon.inboundVerdict(table, '192.0.2.2', ping('10.244.2.9', '10.244.3.51')),
+    toLenderNeighbourV6: addon.inboundVerdict(table, '192.0.2.2', udp6(B6, 'fd00:3::51')),
+    fromPeerBorrowedByItsHolder: addon.inboundVerdict(table, '192.0.2.2', ping('10.244.3.60', '10.244.1.5')),
+    fromPeerBorrowedByItsLender: addon.inboundVerdict(table, '192.0.2.3', ping('10.244.3.60', '10.244.1.5')),
+    fromLenderSubnet: addon.inboundVerdict(table, '192.0.2.3', ping('10.244.3.61', '10.244.1.5')),
+  };
+  t.same(verdicts, {
+    toBorrowed: 'ok',
+    toBorrowedV6: 'ok',
+    toOwnSubnet: 'ok',
+    toLenderNeighbour: 'destinationNotLocal',
+    toLenderNeighbourV6: 'destinationNotLocal',
+    fromPeerBorrowedByItsHolder: 'ok',
+    fromPeerBorrowedByItsLender: 'spoofedSource',
+    fromLenderSubnet: 'ok',
+  });
+});
+
+t.test('inbound validation: the loop takes at most 128 borrowed addresses, as a lease holds', async (t) => {
+  const many = Array.from({ length: 130 }, (_, i) => `10.244.${100 + (i >> 6)}.${i & 63}/32`);
+  const table = addon.peerTable(PEERS, OWN, 4, many);
+  const ping = (dst: string) => ipPacket({ src: '10.244.2.9', dst, proto: PROTO_ICMP }, icmpEcho('10.244.2.9', dst, 1, 1, pattern(8)));
+  const verdicts = [127, 128].map((i) => addon.inboundVerdict(table, '192.0.2.2', ping(many[i]!.replace('/32', ''))));
+  t.same(verdicts, ['ok', 'destinationNotLocal'], 'the 128th is held, the 129th left out');
+  t.throws(() => addon.peerTable(PEERS, OWN, 4, ['10.244.3.50']), /borrowed addresses are not an array of CIDRs/, 'an address without a prefix length');
+});
+
 t.test('inbound validation: IPv6 inner packets and extension headers', async (t) => {
   const table = addon.peerTable([{ subnet: 'fd00:2::/64', publicIP: '192.0.2.2' }], 'fd00:1::/64');
   const pkt = ipPacket({ src: B6, dst: A6, proto: PROTO_UDP }, udpDatagram(B6, A6, 1, 2, pattern(20)));
