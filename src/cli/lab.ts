@@ -20,6 +20,8 @@ const HELP = `usage: weft lab <command> [flags]
   status  [--name N]            (all labs when no name is given)
   exec    [--name N] <ns> -- <command...>   ns: n1, n1-p2, ul or a full wl-... name
   ping    [--name N] [--json]   pod-to-pod matrix per address family; exit 1 if any pair fails
+  gc      [--name N] [--node n1]... CNI GC on each node as a runtime calls it, the lab's
+                                pods there the valid attachments; prints what was freed
 
 --ip-family gives the underlay and the pods IPv4 (the default), both (dual:
 an IPv6 /64 per segment in 2001:db8::/48, pods in 2001:db8:1000::/56) or
@@ -220,7 +222,18 @@ async function ping(argv: string[]): Promise<number> {
   return matrices.every((m) => m.ok) ? 0 : 1;
 }
 
-const SUBCOMMANDS: Record<string, (argv: string[]) => Promise<number>> = { up, down, status, exec, ping };
+async function gc(argv: string[]): Promise<number> {
+  const { values } = parseArgs({ args: argv, options: { ...COMMON, node: { type: 'string', multiple: true } }, strict: true });
+  const lab = await Lab.attach(String(values.name));
+  const nodes = values.node?.length ? values.node : lab.nodes.map((n) => n.name);
+  for (const r of await lab.cniGc(nodes)) {
+    const freed = r.freed.map((f) => `${f.address} (${f.pod ? `${f.pod.namespace}/${f.pod.name}` : f.containerId}, ${f.reason})`);
+    process.stdout.write(`${r.node}: ${r.valid} pod${r.valid === 1 ? '' : 's'} valid; freed ${freed.length ? freed.join(', ') : 'nothing'}\n`);
+  }
+  return 0;
+}
+
+const SUBCOMMANDS: Record<string, (argv: string[]) => Promise<number>> = { up, down, status, exec, ping, gc };
 
 export async function run(argv: string[]): Promise<number> {
   const [sub, ...rest] = argv;

@@ -47,26 +47,26 @@ function invalid(msg: string): CniError {
 }
 
 function cidrOf(v: unknown, where: string): Cidr {
-  if (typeof v !== 'string') throw invalid(`${where} must be a CIDR string`);
+  if (typeof v !== 'string') throw invalid(`"${where}" must be a CIDR string`);
   try {
     return Cidr.parse(v, { loose: true });
   } catch {
-    throw invalid(`${where} "${v.slice(0, 64)}" is not a CIDR`);
+    throw invalid(`"${where}" "${v.slice(0, 64)}" is not a CIDR`);
   }
 }
 
 function ipOf(v: unknown, where: string): IP {
-  if (typeof v !== 'string') throw invalid(`${where} must be an address string`);
+  if (typeof v !== 'string') throw invalid(`"${where}" must be an address string`);
   try {
     return IP.parse(v);
   } catch {
-    throw invalid(`${where} "${v.slice(0, 64)}" is not an IP address`);
+    throw invalid(`"${where}" "${v.slice(0, 64)}" is not an IP address`);
   }
 }
 
 function listOf(v: unknown, where: string): unknown[] {
   if (v === undefined) return [];
-  if (!Array.isArray(v)) throw invalid(`${where} must be a list`);
+  if (!Array.isArray(v)) throw invalid(`"${where}" must be a list`);
   return v as unknown[];
 }
 
@@ -82,24 +82,24 @@ export function parseIpamConf(raw: JsonObject): IpamConf {
   const dataDir = ipam.dataDir ?? DEFAULT_IPAM_DIR;
   if (typeof dataDir !== 'string' || !dataDir.startsWith('/')) throw invalid('"ipam.dataDir" must be an absolute path');
   // host-local's shape: a list of range sets, each a list of ranges.
-  const ranges = listOf(ipam.ranges, '"ipam.ranges"').flatMap((set, i) =>
-    listOf(set, `"ipam.ranges[${i}]"`).map((r, j): Range => {
-      const where = `"ipam.ranges[${i}][${j}]"`;
-      if (!isObject(r)) throw invalid(`${where} must be an object`);
+  const ranges = listOf(ipam.ranges, 'ipam.ranges').flatMap((set, i) =>
+    listOf(set, `ipam.ranges[${i}]`).map((r, j): Range => {
+      const where = `ipam.ranges[${i}][${j}]`;
+      if (!isObject(r)) throw invalid(`"${where}" must be an object`);
       const subnet = cidrOf(r.subnet, `${where}.subnet`);
       if (r.gateway === undefined) return { subnet };
       const gateway = ipOf(r.gateway, `${where}.gateway`);
-      if (!subnet.contains(gateway)) throw invalid(`${where}.gateway ${gateway} is outside its subnet ${subnet}`);
+      if (!subnet.contains(gateway)) throw invalid(`"${where}.gateway" ${gateway} is outside its subnet ${subnet}`);
       return { subnet, gateway };
     }));
   if (ranges.length === 0) throw invalid('"ipam.ranges" names no subnet to allocate from');
-  const routes = listOf(ipam.routes, '"ipam.routes"').map((r, i): IpamRoute => {
+  const routes = listOf(ipam.routes, 'ipam.routes').map((r, i): IpamRoute => {
     if (!isObject(r)) throw invalid(`"ipam.routes[${i}]" must be an object`);
-    const dst = cidrOf(r.dst, `"ipam.routes[${i}].dst"`).toString();
-    return r.gw === undefined ? { dst } : { dst, gw: ipOf(r.gw, `"ipam.routes[${i}].gw"`).toString() };
+    const dst = cidrOf(r.dst, `ipam.routes[${i}].dst`).toString();
+    return r.gw === undefined ? { dst } : { dst, gw: ipOf(r.gw, `ipam.routes[${i}].gw`).toString() };
   });
-  const networks = listOf(ipam.networks, '"ipam.networks"').map((n, i) => cidrOf(n, `"ipam.networks[${i}]"`));
-  const requested = listOf(ipam.requested, '"ipam.requested"').map((a, i) => ipOf(a, `"ipam.requested[${i}]"`));
+  const networks = listOf(ipam.networks, 'ipam.networks').map((n, i) => cidrOf(n, `ipam.networks[${i}]`));
+  const requested = listOf(ipam.requested, 'ipam.requested').map((a, i) => ipOf(a, `ipam.requested[${i}]`));
   let mac: string | undefined;
   if (ipam.mac !== undefined) {
     if (typeof ipam.mac !== 'string' || !MAC.test(ipam.mac)) throw invalid('"ipam.mac" must be a MAC address like 02:00:00:00:00:01');

@@ -124,6 +124,14 @@ const ACTIONS: Record<CniEnv['command'], (conf: WeftNetConf, env: CniEnv, proces
   },
 };
 
+function familyOf(cidr: string): number | undefined {
+  try {
+    return IP.parse(cidr.split('/')[0]!).family;
+  } catch {
+    return undefined;
+  }
+}
+
 function bridgeOf(conf: JsonObject): string {
   return typeof conf.bridge === 'string' ? conf.bridge : BRIDGE_NAME;
 }
@@ -205,12 +213,14 @@ async function wireBorrowed(delegate: JsonObject, node: NodeSubnet, borrowed: st
   }
   const br = bridgeOf(delegate);
   const ipam = delegate.ipam as JsonObject;
-  const wanted = Array.isArray(ipam.routes) ? (ipam.routes as Array<{ dst: string; gw?: string }>) : [];
+  // weft-ipam checked these routes before the bridge ran; anything else here is skipped, not guessed at.
+  const wanted = (Array.isArray(ipam.routes) ? (ipam.routes as unknown[]) : []).flatMap((r) =>
+    isObject(r) && typeof r.dst === 'string' && familyOf(r.dst) ? [{ dst: r.dst, ...(typeof r.gw === 'string' ? { gw: r.gw } : {}) }] : []);
   const added: Array<{ dst: string; gw: string }> = [];
   for (const f of [node, ...(node.ipv6 ? [node.ipv6] : [])]) {
     await ensureBridgeAddress(br, `${f.gateway}/${f.subnet.prefixLen}`);
     if (!borrowed.some((a) => IP.parse(a).family === f.subnet.family)) continue;
-    const routes = wanted.filter((r) => IP.parse(r.dst.split('/')[0]!).family === f.subnet.family);
+    const routes = wanted.filter((r) => familyOf(r.dst) === f.subnet.family);
     await routePodVia(env.netns, env.ifname, f.gateway.toString(), routes);
     added.push(...routes.map((r) => ({ dst: r.dst, gw: r.gw ?? f.gateway.toString() })));
   }

@@ -27,7 +27,8 @@ export function labCniBinDir(labDir: string): string {
  */
 export function weftConf(nodeDir: string): Record<string, unknown> {
   return {
-    cniVersion: '1.0.0',
+    // 1.1.0, as a current runtime: the plugin speaks it (GC included) and hands the bridge 1.0.0.
+    cniVersion: '1.1.0',
     name: 'weft',
     type: 'weft',
     subnetFile: join(nodeDir, 'subnet.env'),
@@ -130,6 +131,30 @@ export async function writePodConf(labDir: string, nodeDir: string, confFile: st
   const conf = weftConf(nodeDir);
   await writeFile(confFile, JSON.stringify(conf, null, 2) + '\n');
   return conf;
+}
+
+/**
+ * CNI 1.1 GC, as a runtime calls it: the node's `weft` config with the
+ * attachments (container id, ifname) that are still there; the plugin frees
+ * everything else. `conf` is the node's weftConf.
+ */
+export async function runCniGc(nodeNs: string, conf: Record<string, unknown>, valid: Array<{ containerID: string; ifname: string }>): Promise<void> {
+  const pluginDir = pluginDirOf(conf);
+  const result = await runCommand([join(pluginDir, 'weft')], {
+    netns: nodeNs,
+    input: JSON.stringify({ ...conf, 'cni.dev/valid-attachments': valid }),
+    check: false,
+    env: { CNI_COMMAND: 'GC', CNI_PATH: `${pluginDir}:${CNI_PATH}` },
+  });
+  if (result.code !== 0) {
+    let msg = (result.stderr || result.stdout).trim();
+    try {
+      msg = (JSON.parse(result.stdout) as { msg?: string }).msg ?? msg;
+    } catch {
+      // not a CNI error object
+    }
+    throw new Error(`CNI weft GC in ${nodeNs} failed: ${msg}`);
+  }
 }
 
 /** Creates the pod's namespace and runs CNI ADD for it in the node's namespace; returns the pod's IPs (one per family). */

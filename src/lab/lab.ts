@@ -13,7 +13,9 @@ import { parseNodeSubnet, type NodeSubnet } from '../cni/subnet-env.js';
 import { writeSubnetEnv } from '../subnet/subnet-env.js';
 import { agentEntry, agentHttp, agentReady, launchAgent, waitAgentReady } from './agents.js';
 import { runCommand, type CommandOptions, type CommandResult } from './command.js';
-import { unwirePod, wirePod, writePodConf } from './cni.js';
+import { labIpamDir, runCniGc, unwirePod, weftConf, wirePod, writeCniLaunchers, writePodConf } from './cni.js';
+import type { Freed } from '../ipam/state.js';
+import { readState, storePaths } from '../ipam/store.js';
 import { EtcdCluster, EtcdServer, Etcdctl, cleanEnv, etcdMemberStatus, httpUrl, leaderAmong, type EtcdTls } from './etcd.js';
 import { labPkiFiles, makeLabPki, type LabPki } from './pki.js';
 import { pingMatrices, pingMatrix, type PingMatrix, type PingOptions } from './ping.js';
@@ -445,7 +447,7 @@ export class Lab {
 
   // --- pods and other hosts ------------------------------------------------
 
-  /** Creates a pod namespace on the node and wires it with the weft CNI plugin (bridge + host-local from the node's subnet.env). */
+  /** Creates a pod namespace on the node and wires it with the weft CNI plugin (bridge + weft-ipam from the node's subnet.env). */
   async addPod(ref: NodeRef): Promise<LabPod> {
     const node = this.node(ref);
     await this.readSubnetEnv(node);
@@ -473,6 +475,25 @@ export class Lab {
     await unwirePod(this.node(pod.node).ns, pod);
     this.state.pods = this.state.pods.filter((p) => p !== pod);
     await this.save();
+  }
+
+  /**
+   * The lab as the CNI runtime calling GC (CNI 1.1) on each node (or `nodes`):
+   * its pods there are the valid attachments, so every other address the
+   * node's weft-ipam holds is freed. Returns, per node, what the GC freed.
+   */
+  async cniGc(nodes: readonly NodeRef[] = this.nodes): Promise<Array<{ node: string; valid: number; freed: Freed[] }>> {
+    const out: Array<{ node: string; valid: number; freed: Freed[] }> = [];
+    for (const ref of nodes) {
+      const node = this.node(ref);
+      const valid = this.podsOf(node).map((p) => ({ containerID: p.ns, ifname: 'eth0' }));
+      const conf = weftConf(this.nodeDir(node));
+      await writeCniLaunchers(this.dir);
+      await runCniGc(node.ns, conf, valid);
+      const state = readState(storePaths(labIpamDir(this.nodeDir(node)), String(conf.name)).state);
+      out.push({ node: node.name, valid: valid.length, freed: state.lastReconcile?.freed ?? [] });
+    }
+    return out;
   }
 
   /**

@@ -1,6 +1,6 @@
 // The weft CNI plugin through the real CNI protocol: environment variables and
 // the network config on stdin, Debian's bridge + host-local plugins as
-// delegates, pods as network namespaces. Needs root.
+// delegates (a config naming host-local), pods as network namespaces. Needs root.
 import { spawn, spawnSync } from 'node:child_process';
 import { chmodSync, existsSync, mkdtempSync, readdirSync, readFileSync, rmSync, statSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
@@ -82,7 +82,8 @@ if (stale) {
     type: 'weft',
     subnetFile,
     dataDir,
-    delegate: { bridge: BRIDGE, ipam: { dataDir: ipamDir } },
+    // host-local named: a user's config that keeps it gets exactly the old behaviour (weft-ipam has its own e2e, ipam.test.ts).
+    delegate: { bridge: BRIDGE, ipam: { type: 'host-local', dataDir: ipamDir } },
     ...extra,
   });
 
@@ -133,7 +134,7 @@ if (stale) {
     const r = await cni('VERSION', { stdin: '{"cniVersion":"0.4.0"}' });
     t.equal(r.code, 0);
     t.equal(r.json.cniVersion, '0.4.0');
-    t.same(r.json.supportedVersions, ['0.3.0', '0.3.1', '0.4.0', '1.0.0']);
+    t.same(r.json.supportedVersions, ['0.3.0', '0.3.1', '0.4.0', '1.0.0', '1.1.0']);
   });
 
   let addResult: Record<string, any> = {};
