@@ -3,7 +3,7 @@
 // K8S_POD_* in CNI_ARGS, then the pod's status): a pinned pod recreated on
 // its node keeps its IP and MAC; moved to another node it keeps its IP, and
 // every other pod on every node reaches it there, on each backend (labs in
-// parallel; the time from the new pod's ADD to reachability is reported, not
+// parallel, udp included; the time from the new pod's ADD to reachability is reported, not
 // asserted); a second pod asking for a held address fails naming it and its
 // holder; 200 stale allocations go in one agent reconcile.
 import t from 'tap';
@@ -26,6 +26,7 @@ const BACKENDS: { backend: BackendType; name: string }[] = [
   { backend: 'host-gw', name: 'ia1' },
   { backend: 'vxlan', name: 'ia2' },
   { backend: 'bgp', name: 'ia3' },
+  { backend: 'udp', name: 'ia4' },
 ];
 /** Generous: several labs' agents on a loaded 2-core machine. */
 const REACH_MS = 60_000;
