@@ -5,7 +5,8 @@
 // every other pod on every node reaches it there, on each backend (labs in
 // parallel, udp included; the time from the new pod's ADD to reachability is reported, not
 // asserted); a second pod asking for a held address fails naming it and its
-// holder; 200 stale allocations go in one agent reconcile.
+// holder; deleted there, the address goes home; 200 stale allocations go in
+// one agent reconcile.
 import t from 'tap';
 import { readFile } from 'node:fs/promises';
 import { performance } from 'node:perf_hooks';
@@ -116,6 +117,18 @@ t.test('pinned addresses: kept on recreation, followed to another node on every 
     }
     const answers = await Promise.all(hg.plain.map((p) => pingOnce(p.ns, hg.pinned, 2)));
     t.same({ error: error.includes(hg.pinned) && error.includes(`${NS}/db-0`) ? 'names both' : error, answers }, { error: 'names both', answers: hg.plain.map(() => true) });
+  });
+
+  t.test('the moved pod deleted: its node stops publishing the address, and the home node lends it no more', async (t) => {
+    const [n1] = hg.nodes as [LabNode];
+    const home = storePaths(labIpamDir(lab.lab.nodeDir(n1)), NETWORK);
+    const lentBefore = readState(home.state).borrowedOut;
+    const started = performance.now();
+    await deletePod(lab, hg.moved);
+    const published = async () => (await lab.api.node(n2.ns))?.metadata?.annotations?.['weft.io/borrowed-ips'];
+    const returned = await waitUntil(async () => (await published()) === undefined && readState(home.state).borrowedOut.length === 0, { timeoutMs: 30_000, intervalMs: 100 });
+    t.same({ lentBefore, returned: returned.ok }, { lentBefore: [hg.pinned], returned: true });
+    t.comment(`DEL on the borrowing node to the address free at home: ${Math.round(performance.now() - started)} ms`);
   });
 
   t.test('200 stale allocations (netns gone, older than the grace) are gone after one agent reconcile, and a new pod starts', async (t) => {
