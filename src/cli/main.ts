@@ -12,6 +12,7 @@ const COMMANDS: Record<string, { about: string; load: () => Promise<Command> }> 
   agent: { about: 'run the node agent', load: () => import('./agent.js') },
   config: { about: 'validate net-conf.json or write it to etcd', load: () => import('./config.js') },
   leases: { about: 'list the subnet leases in etcd', load: () => import('./leases.js') },
+  ipam: { about: "list this node's pod addresses (weft-ipam) and borrowed addresses", load: () => import('./ipam.js') },
   status: { about: "show this node's weft state", load: () => import('./status.js') },
   lab: { about: 'namespace clusters on this machine (up, down, status, exec, ping)', load: () => import('./lab.js') },
   bench: { about: 'benchmark a backend against its hand-built equal', load: () => import('./bench.js') },

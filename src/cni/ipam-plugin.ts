@@ -14,12 +14,10 @@ import { isObject, type JsonObject } from './delegate.js';
 import { CniCode, CniError } from './errors.js';
 import {
   checkContainerId, checkIfname, checkVersion, compareVersions, decodeConf, failureOutcome, LATEST, parseCniArgs, peekVersion, podOfCniArgs,
-  versionReply, type CniInvocation, type CniOutcome,
+  VALID_ATTACHMENTS_KEY, versionReply, type CniInvocation, type CniOutcome,
 } from './protocol.js';
 
 export const IPAM_TYPE = 'weft-ipam';
-/** CNI 1.1 GC: the attachments the runtime still has; every other allocation is freed. */
-export const VALID_ATTACHMENTS_KEY = 'cni.dev/valid-attachments';
 const IPAM_KEYS = ['type', 'dataDir', 'ranges', 'routes', 'networks', 'requested', 'mac', 'pod'];
 const MAC = /^[0-9a-f]{2}(:[0-9a-f]{2}){5}$/i;
 

@@ -10,13 +10,11 @@ import { writeFileAtomicSync } from '../core/atomic-write.js';
 import { IP } from '../core/cidr.js';
 import { pinsSocketPath } from '../ipam/pins-api.js';
 import { BRIDGE_NAME, bridgeConf, execPlugin, findPlugin, isObject, WEFT_IPAM, type JsonObject } from './delegate.js';
-import { parseValidAttachments, VALID_ATTACHMENTS_KEY } from './ipam-plugin.js';
 import { ensureBridgeAddress, routeBorrowed, routePodVia, unrouteBorrowed } from './node-routes.js';
-import { askPodPins, requestSync } from './pins-client.js';
 import { CniCode, CniError } from './errors.js';
 import {
-  checkContainerId, checkIfname, checkVersion, compareVersions, decodeConf, failureOutcome, LATEST, parseCniArgs, peekVersion, podOfCniArgs, versionReply,
-  type CniInvocation, type CniOutcome,
+  checkContainerId, checkIfname, checkVersion, compareVersions, decodeConf, failureOutcome, LATEST, parseCniArgs, peekVersion, podOfCniArgs,
+  VALID_ATTACHMENTS_KEY, versionReply, type CniInvocation, type CniOutcome,
 } from './protocol.js';
 import { readNodeSubnet, type NodeSubnet } from './subnet-env.js';
 
@@ -84,7 +82,7 @@ const ACTIONS: Record<CniEnv['command'], (conf: WeftNetConf, env: CniEnv, proces
     const out = await execPlugin(bridge, 'ADD', delegate, processEnv);
     if (!borrowed.length) return inVersion(out, conf.cniVersion);
     const result = await wireBorrowed(delegate, node, borrowed, env, out);
-    await requestSync(pinsSocketPath(conf.subnetFile));
+    await (await import('./pins-client.js')).requestSync(pinsSocketPath(conf.subnetFile));
     return JSON.stringify({ ...result, cniVersion: conf.cniVersion }) + '\n';
   },
 
@@ -119,7 +117,7 @@ const ACTIONS: Record<CniEnv['command'], (conf: WeftNetConf, env: CniEnv, proces
     await execPlugin(findPlugin('bridge', env.cniPath), 'DEL', delegate, processEnv);
     for (const address of record.borrowed) await unrouteBorrowed(bridgeOf(record.conf), address);
     removeDelegate(conf.dataDir, env);
-    if (record.borrowed.length) await requestSync(pinsSocketPath(conf.subnetFile));
+    if (record.borrowed.length) await (await import('./pins-client.js')).requestSync(pinsSocketPath(conf.subnetFile));
     return '';
   },
 };
@@ -175,6 +173,8 @@ async function addPins(conf: WeftNetConf, delegate: JsonObject, node: NodeSubnet
   const pod = podOfCniArgs(parseCniArgs(processEnv.CNI_ARGS));
   const socket = pinsSocketPath(conf.subnetFile);
   if (!pod || !existsSync(socket)) return [];
+  // Loaded only in kube mode: every plugin start counts when a node wires many pods at once.
+  const { askPodPins } = await import('./pins-client.js');
   const pins = await askPodPins(socket, pod);
   if (!pins) return [];
   ipam.pod = { namespace: pod.namespace, name: pod.name, uid: pins.uid };
@@ -238,6 +238,7 @@ async function gc(conf: WeftNetConf, raw: JsonObject, processEnv: NodeJS.Process
   if (compareVersions(conf.cniVersion, '1.1.0') < 0) throw new CniError(CniCode.incompatibleVersion, `GC needs cniVersion 1.1.0 or later, got ${conf.cniVersion}`);
   const cniPath = processEnv.CNI_PATH;
   if (!cniPath) throw new CniError(CniCode.invalidEnv, 'required environment variables missing: CNI_PATH');
+  const { parseValidAttachments } = await import('./ipam-plugin.js');
   const valid = parseValidAttachments(raw);
   const keep = new Set(valid.map((a) => recordName(a.containerID, a.ifname)));
   let ipam: JsonObject | undefined;

@@ -4,6 +4,9 @@
 import { isObject, type JsonObject } from './delegate.js';
 import { CniCode, CniError, DelegateError } from './errors.js';
 
+/** CNI 1.1 GC: the attachments the runtime still has; every other one is freed. */
+export const VALID_ATTACHMENTS_KEY = 'cni.dev/valid-attachments';
+
 export const SUPPORTED_VERSIONS = ['0.3.0', '0.3.1', '0.4.0', '1.0.0', '1.1.0'] as const;
 export const LATEST = '1.1.0';
 const MAX_STDIN = 1 << 20;
