@@ -119,7 +119,7 @@ export function reconcileStore(store: NetworkStore, inputs: ReconcileInputs): St
   });
 }
 
-/** Where the IPAM dir's network names a store, for tests and the CLI. */
+/** The store of `network` under `root` (existing or not). */
 export function storeOf(root: string, network: string): NetworkStore {
   return { network, paths: storePaths(root, network) };
 }

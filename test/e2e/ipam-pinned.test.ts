@@ -46,7 +46,8 @@ interface Moved {
   plain: KubeletPod[];
   first: KubeletPod;
   moved: KubeletPod;
-  /** Each plain pod (one per node) reached the moved pod. */
+  /** Each plain pod (one per node) reached the pinned pod at home, then moved. */
+  reachedHome: boolean[];
   reached: boolean[];
   reachMs: number;
 }
@@ -74,20 +75,22 @@ async function moveScenario(backend: BackendType, name: string): Promise<Moved> 
   const mac = '02:42:0a:f4:65:11';
   const annotations = { 'weft.io/ip': pinned, 'weft.io/mac': mac };
   const first = await runPod(lab, n1, { namespace: NS, name: 'db-0', annotations });
+  // Every pod talks to it at home first: the pod on n1 learns its MAC there, as a client would.
+  const reachedHome = await Promise.all(plain.map(async (p) => (await waitUntil(() => pingOnce(p.ns, pinned, 1), { timeoutMs: REACH_MS, intervalMs: 100 })).ok));
   await deletePod(lab, first);
   const started = performance.now();
   const moved = await runPod(lab, n2, { namespace: NS, name: 'db-0', annotations });
   const reach = await reachFromAll(plain, pinned);
-  return { backend, lab, nodes, pinned, mac, plain, first, moved, reached: reach.reached, reachMs: Math.round(performance.now() - started) };
+  return { backend, lab, nodes, pinned, mac, plain, first, moved, reachedHome, reached: reach.reached, reachMs: Math.round(performance.now() - started) };
 }
 
 t.test('pinned addresses: kept on recreation, followed to another node on every backend, refused to a second pod, leftovers reclaimed', async (t) => {
   const runs = await Promise.all(BACKENDS.map((b) => moveScenario(b.backend, b.name)));
 
-  t.test('a pinned pod moved to another node keeps its IP and MAC, and every other pod on every node reaches it there', async (t) => {
+  t.test('a pinned pod moved to another node keeps its IP and MAC, and every other pod on every node reaches it there (those on its old node knew its MAC)', async (t) => {
     t.same(
-      runs.map((r) => ({ backend: r.backend, first: [r.first.ips, r.first.mac], moved: [r.moved.ips, r.moved.mac], reached: r.reached })),
-      runs.map((r) => ({ backend: r.backend, first: [[r.pinned], r.mac], moved: [[r.pinned], r.mac], reached: r.plain.map(() => true) })),
+      runs.map((r) => ({ backend: r.backend, first: [r.first.ips, r.first.mac], moved: [r.moved.ips, r.moved.mac], reachedHome: r.reachedHome, reached: r.reached })),
+      runs.map((r) => ({ backend: r.backend, first: [[r.pinned], r.mac], moved: [[r.pinned], r.mac], reachedHome: r.plain.map(() => true), reached: r.plain.map(() => true) })),
     );
     for (const r of runs) t.comment(`${r.backend}: the moved pod's ADD to reachable from a pod on each of ${r.nodes.length} nodes: ${r.reachMs} ms`);
   });
