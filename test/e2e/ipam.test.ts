@@ -1,8 +1,10 @@
 // weft-ipam in a lab node through the real plugins: the `weft` plugin run as
 // a runtime runs it, Debian's bridge delegating to weft-ipam. Concurrent
-// ADDs, plugins killed mid-ADD, a range full of a crash's leftovers, and GC
+// ADDs, plugins killed mid-ADD, a range full of a crash's leftovers, a pinned
+// pod borrowing an address (the agent's socket played by the test), and GC
 // called by the lab as a runtime. One lab, one node; needs root.
 import { spawn, type ChildProcess } from 'node:child_process';
+import { createServer } from 'node:http';
 import { readdirSync, readFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { performance } from 'node:perf_hooks';
@@ -11,6 +13,7 @@ import t from 'tap';
 import { CNI_PATH, labCniBinDir, labIpamDir, weftConf, writeCniLaunchers } from '../../src/lab/cni.js';
 import { runCommand } from '../../src/lab/command.js';
 import { lockFileSync } from '../../src/ipam/lock.js';
+import { pinsSocketPath, podPinsPath, SYNC_PATH } from '../../src/ipam/pins-api.js';
 import { readState, storePaths, updateState } from '../../src/ipam/store.js';
 import type { Allocation } from '../../src/ipam/state.js';
 import { freshLab } from './support/lab-fixture.js';
@@ -58,10 +61,12 @@ if (process.getuid?.() !== 0) {
   await writeCniLaunchers(lab.dir);
 
   /** One call of the `weft` plugin in the node's namespace, as a runtime makes it. */
-  const plugin = (command: 'ADD' | 'DEL', id: string, c: Record<string, unknown> = conf): PluginRun => {
+  const plugin = (command: 'ADD' | 'DEL', id: string, c: Record<string, unknown> = conf, extraEnv: Record<string, string> = {}): PluginRun => {
     const started = performance.now();
     const child = spawn('ip', ['netns', 'exec', node.ns, join(binDir, 'weft')], {
-      env: { PATH: process.env.PATH, CNI_COMMAND: command, CNI_CONTAINERID: id, CNI_NETNS: `/var/run/netns/${id}`, CNI_IFNAME: 'eth0', CNI_PATH: `${binDir}:${CNI_PATH}` },
+      env: {
+        PATH: process.env.PATH, CNI_COMMAND: command, CNI_CONTAINERID: id, CNI_NETNS: `/var/run/netns/${id}`, CNI_IFNAME: 'eth0', CNI_PATH: `${binDir}:${CNI_PATH}`, ...extraEnv,
+      },
       stdio: ['pipe', 'pipe', 'ignore'],
     });
     const run = { code: null, stdout: '', ms: 0, child } as PluginRun;
@@ -114,9 +119,9 @@ if (process.getuid?.() !== 0) {
   });
 
   t.test('plugins killed with SIGKILL mid-ADD, then re-run as a runtime does: no address twice, every pod recorded, nothing leaked', async (t) => {
-    const waiting = ids.slice(0, 10);
-    const burst = ids.slice(10, 20);
-    // 1. Ten ADDs queue on the store's lock, which the test holds; five of their weft-ipam processes are killed there.
+    const waiting = ids.slice(0, 6);
+    const burst = ids.slice(6, 10);
+    // 1. Six ADDs queue on the store's lock, which the test holds; three of their weft-ipam processes are killed there.
     const lock = lockFileSync(store.lock)!;
     const queued = waiting.map((id) => plugin('ADD', id));
     const victims = new Set(waiting.filter((_, i) => i % 2 === 0));
@@ -127,10 +132,10 @@ if (process.getuid?.() !== 0) {
     }
     for (const pid of found.values()) process.kill(pid, 'SIGKILL');
     lock.release();
-    // 2. Ten more ADDs, each plugin process tree killed at a different point of its run.
+    // 2. Four more ADDs, each plugin process tree killed at a different point of its run.
     const bursting = burst.map((id) => plugin('ADD', id));
     await Promise.all(bursting.map(async (r, i) => {
-      await sleep(40 * i);
+      await sleep(90 * i);
       const pids = pluginPids(new Set([burst[i]!]), '/dist/src/cni/');
       for (const pid of pids.values()) process.kill(pid, 'SIGKILL');
       r.child.kill('SIGKILL');
@@ -148,7 +153,7 @@ if (process.getuid?.() !== 0) {
     t.same(rerun.filter((r) => r.code !== 0).map((r) => r.stdout), [], 'every re-run ADD succeeds');
     t.equal(new Set(state.allocations.map((a) => a.address)).size, state.allocations.length, 'no address handed out twice');
     t.same(live.filter(([id, ip]) => !ip || byContainer.get(id) !== ip), [], "every pod's address is the one recorded for it");
-    t.equal(state.allocations.length, 20, 'nothing leaked: one allocation per pod');
+    t.equal(state.allocations.length, waiting.length + burst.length, 'nothing leaked: one allocation per pod');
     // The next test writes the store whole, as a crash would leave it: these pods go with their namespaces.
     await dropNetns([...waiting, ...burst]);
   });
@@ -181,6 +186,50 @@ if (process.getuid?.() !== 0) {
     t.same(after.allocations.filter((a) => a.containerId.startsWith('crashed')), [], 'none left');
     await plugin('DEL', ids[20]!).done;
     updateState(store, (s) => ({ state: { ...s, allocations: s.allocations.filter((a) => !a.containerId.startsWith('alive')) }, result: undefined }));
+  });
+
+  t.test('kube mode: a pinned pod from another node\'s subnet gets its address as a borrowed /32 and its MAC; a conflict fails ADD with the agent\'s line', async (t) => {
+    // The agent's side of the pins contract, played by the test on the node's socket.
+    const third = Number((subnet.ip.value >> 8n) & 255n);
+    const borrowed = `10.244.${(third + 1) % 256}.17`;
+    const mac = '02:00:0a:f4:00:11';
+    let syncs = 0;
+    const server = createServer((req, res) => {
+      if (req.url === SYNC_PATH) syncs += 1;
+      const answer: [number, unknown] = req.url === podPinsPath('db', 'pg-0') ? [200, { uid: 'u-pg-0', addresses: [borrowed], mac }]
+        : req.url === podPinsPath('db', 'pg-1') ? [409, { error: `address ${borrowed} is held by pod db/pg-0 on node n1` }]
+        : req.url === SYNC_PATH ? [204, ''] : [404, { error: 'no such pod' }];
+      res.writeHead(answer[0]);
+      res.end(answer[0] === 204 ? '' : JSON.stringify(answer[1]));
+    });
+    const socket = pinsSocketPath(String(conf.subnetFile));
+    await new Promise<void>((resolve) => server.listen(socket, resolve));
+    t.teardown(() => new Promise<void>((resolve) => server.close(() => resolve())));
+    const args = (name: string) => ({ CNI_ARGS: `IgnoreUnknown=1;K8S_POD_NAMESPACE=db;K8S_POD_NAME=${name};K8S_POD_INFRA_CONTAINER_ID=x` });
+    const pinned = ids[23]!;
+    const add = plugin('ADD', pinned, conf, args('pg-0'));
+    await add.done;
+    const link = await runCommand(['ip', '-n', pinned, '-o', 'link', 'show', 'eth0']);
+    const addr = await runCommand(['ip', '-n', pinned, '-4', '-o', 'addr', 'show', 'dev', 'eth0']);
+    const nodeRoute = async () => (await runCommand(['ip', '-n', node.ns, '-4', 'route', 'show', `${borrowed}/32`])).stdout.trim();
+    const routed = await nodeRoute();
+    const ping = await runCommand(['ip', 'netns', 'exec', node.ns, 'ping', '-c1', '-W2', borrowed], { check: false });
+    const conflict = plugin('ADD', ids[19]!, conf, args('pg-1'));
+    await conflict.done;
+    const allocation = held().find((a) => a.containerId === pinned);
+    await plugin('DEL', pinned, conf, args('pg-0')).done;
+    const afterDel = { route: await nodeRoute(), reserved: readState(store.state).reservations.map((r) => [r.address, r.pod.name, r.mac]) };
+    t.same({
+      add: add.code, mac: link.stdout.includes(`link/ether ${mac}`), addr: /inet (\S+)/.exec(addr.stdout)?.[1], routed, ping: ping.code,
+      allocation: allocation && [allocation.address, allocation.pinned, allocation.borrowed, allocation.mac, allocation.pod], synced: syncs >= 2,
+      conflict: [conflict.code, JSON.parse(conflict.stdout || '{}').code, JSON.parse(conflict.stdout || '{}').msg], afterDel,
+    }, {
+      add: 0, mac: true, addr: `${borrowed}/32`, routed: `${borrowed} dev cni0 scope link`, ping: 0,
+      allocation: [borrowed, true, true, mac, { namespace: 'db', name: 'pg-0', uid: 'u-pg-0' }], synced: true,
+      conflict: [1, 110, `address ${borrowed} is held by pod db/pg-0 on node n1`],
+      afterDel: { route: '', reserved: [[borrowed, 'pg-0', mac]] },
+    }, 'MAC on eth0, the /32 on eth0 and on the node, reachable, recorded borrowed, synced; the conflict refused; DEL unroutes and keeps the reservation');
+    updateState(store, (s) => ({ state: { ...s, reservations: [] }, result: undefined }));
   });
 
   t.test('GC through the lab as the runtime: pods it does not list lose their addresses, its own keep theirs', async (t) => {

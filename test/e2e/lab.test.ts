@@ -3,7 +3,7 @@
 // and routes written by hand) so they test the lab, not the agent.
 import t, { type Test } from 'tap';
 import { spawn } from 'node:child_process';
-import { existsSync } from 'node:fs';
+import { existsSync, readFileSync } from 'node:fs';
 import { readdir, rm } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
@@ -75,13 +75,13 @@ t.test('wiring without agents: underlay, etcd, CNI pods in the node subnet, ping
   for (const [pod, net] of [[p11, '10.244.1.'], [p12, '10.244.1.'], [p21, '10.244.2.']] as const) {
     t.ok(pod.ip.startsWith(net) && !pod.ip.endsWith('.1') && !pod.ip.endsWith('.0'), `${pod.name} ${pod.ip} is a host address of ${net}0/24`);
   }
-  t.not(p11.ip, p12.ip, 'host-local hands out distinct addresses');
+  t.not(p11.ip, p12.ip, 'weft-ipam hands out distinct addresses');
   const podLink = await lab.exec(p11, ['ip', '-o', 'link', 'show', 'eth0']);
   t.match(podLink.stdout, /mtu 1400/, 'pod MTU from FLANNEL_MTU');
   t.match((await lab.exec(p11, ['ip', '-4', 'route'])).stdout, /^default via 10\.244\.1\.1 dev eth0/m, 'pod gateway is the FLANNEL_SUBNET address');
   t.match((await lab.exec('n1', ['ip', '-4', '-o', 'addr', 'show', 'cni0'])).stdout, /10\.244\.1\.1\/24/, 'cni0 holds the gateway');
-  t.ok(existsSync(join(lab.dir, 'n1', 'ipam', 'weft', p11.ip)), 'host-local state lives in the lab dir');
-  t.notOk(existsSync('/var/lib/cni/networks/weft'), 'nothing in /var/lib/cni');
+  t.match(readFileSync(join(lab.dir, 'n1', 'weft-ipam', 'weft', 'state.json'), 'utf8'), `"address": "${p11.ip}"`, 'weft-ipam state lives in the lab dir');
+  t.notOk(existsSync('/var/lib/cni/networks/weft') || existsSync('/var/lib/cni/weft-ipam/weft'), 'nothing in /var/lib/cni');
 
   const isolated = await lab.pingMatrix();
   t.notOk(isolated.ok, 'without routes between nodes the matrix fails');
