@@ -7,6 +7,13 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/file.h>
+#include <sys/ioctl.h>
+#include <sys/socket.h>
+#include <unistd.h>
+#include <arpa/inet.h>
+#include <net/if.h>
+#include <netpacket/packet.h>
+#include <net/ethernet.h>
 #include "loop.h"
 #include "netlink_napi.h"
 #include "packet.h"
@@ -292,6 +299,61 @@ static napi_value Flock(napi_env env, napi_callback_info info) {
   return r;
 }
 
+/* ---------- gratuitous ARP ---------- */
+
+/* garp(ifname, address): one gratuitous ARP request (sender and target both
+ * `address`, sender MAC the interface's), broadcast on `ifname`. Neighbours
+ * holding an entry for `address` take the interface's MAC at once instead of
+ * waiting out a stale one: IPAM sends it when this node starts answering for
+ * an address whose pod moved to another node. Node has no AF_PACKET socket. */
+static napi_value Garp(napi_env env, napi_callback_info info) {
+  size_t argc = 2;
+  napi_value argv[2];
+  NAPI_OK(napi_get_cb_info(env, info, &argc, argv, NULL, NULL));
+  char ifname[IFNAMSIZ];
+  size_t len = 0;
+  void *addr = NULL;
+  size_t addr_len = 0;
+  bool is_buffer = false;
+  if (argc < 2 || napi_get_value_string_utf8(env, argv[0], ifname, sizeof ifname, &len) != napi_ok || len == 0 ||
+      len >= IFNAMSIZ - 1 || napi_is_buffer(env, argv[1], &is_buffer) != napi_ok || !is_buffer ||
+      napi_get_buffer_info(env, argv[1], &addr, &addr_len) != napi_ok || addr_len != 4) {
+    napi_throw_type_error(env, NULL, "garp(ifname, ipv4 address as a 4-byte Buffer)");
+    return NULL;
+  }
+  int fd = socket(AF_PACKET, SOCK_DGRAM | SOCK_CLOEXEC, htons(ETH_P_ARP));
+  struct ifreq ifr;
+  memset(&ifr, 0, sizeof ifr);
+  memcpy(ifr.ifr_name, ifname, len);
+  int ok = fd >= 0 && ioctl(fd, SIOCGIFINDEX, &ifr) == 0;
+  int ifindex = ifr.ifr_ifindex;
+  ok = ok && ioctl(fd, SIOCGIFHWADDR, &ifr) == 0;
+  if (ok) {
+    /* RFC 826 over Ethernet: htype 1, ptype IPv4, hlen 6, plen 4, op 1 (request). */
+    uint8_t pkt[28] = {0, 1, 8, 0, 6, 4, 0, 1};
+    memcpy(pkt + 8, ifr.ifr_hwaddr.sa_data, 6);
+    memcpy(pkt + 14, addr, 4);
+    memcpy(pkt + 24, addr, 4);
+    struct sockaddr_ll to;
+    memset(&to, 0, sizeof to);
+    to.sll_family = AF_PACKET;
+    to.sll_protocol = htons(ETH_P_ARP);
+    to.sll_ifindex = ifindex;
+    to.sll_halen = 6;
+    memset(to.sll_addr, 0xff, 6);
+    ok = sendto(fd, pkt, sizeof pkt, 0, (struct sockaddr *)&to, sizeof to) == (ssize_t)sizeof pkt;
+  }
+  int e = errno;
+  if (fd >= 0) close(fd);
+  if (!ok) {
+    char msg[96];
+    snprintf(msg, sizeof msg, "gratuitous ARP on %s: %s", ifname, strerror(e));
+    napi_throw_error(env, errno_code(e), msg);
+    return NULL;
+  }
+  return NULL;
+}
+
 /* ---------- module ---------- */
 
 static napi_value init(napi_env env, napi_value exports) {
@@ -311,6 +373,9 @@ static napi_value init(napi_env env, napi_value exports) {
   napi_value flock_fn;
   NAPI_OK(napi_create_function(env, "flock", NAPI_AUTO_LENGTH, Flock, NULL, &flock_fn));
   NAPI_OK(napi_set_named_property(env, exports, "flock", flock_fn));
+  napi_value garp_fn;
+  NAPI_OK(napi_create_function(env, "garp", NAPI_AUTO_LENGTH, Garp, NULL, &garp_fn));
+  NAPI_OK(napi_set_named_property(env, exports, "garp", garp_fn));
   return exports;
 }
 

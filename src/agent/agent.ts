@@ -26,6 +26,11 @@ import { firewallRules } from './firewall.js';
 import { serveHealth } from './health.js';
 import type { AgentCounters } from './metrics.js';
 import type { NetworkPolicyEnforcer } from './network-policy.js';
+import { NodeIpam } from './ipam.js';
+import { syncLentNeighbours } from './ipam-proxy.js';
+import { BRIDGE_NAME } from '../cni/delegate.js';
+import { pinsSocketPath } from '../ipam/pins-api.js';
+import type { IpamPodSource } from '../ipam/pod-source.js';
 import { SubnetEnvFile, readPreviousSubnetEnv, type SubnetEnv } from '../subnet/subnet-env.js';
 
 export interface AgentOptions {
@@ -57,7 +62,18 @@ export interface AgentOptions {
   blockedRetryMs?: number;
   /** Kube mode: NetworkPolicy enforced in weft's nftables table (absent: no policy). */
   policy?: NetworkPolicyEnforcer;
+  /** weft IPAM's stores on this node, reconciled by the agent (absent: the agent leaves them alone). */
+  ipam?: AgentIpamOptions;
   logger: Logger;
+}
+
+export interface AgentIpamOptions {
+  /** The weft-ipam plugin's dataDir. */
+  dir: string;
+  reconcileMs: number;
+  graceMs: number;
+  /** Kube mode: the pod watch (run by the agent) behind the reconcile and the pins socket beside subnet.env. */
+  pods?: IpamPodSource & { run(signal: AbortSignal): Promise<void> };
 }
 
 
@@ -79,6 +95,7 @@ export class Agent {
   /** Data-plane work (programming, backend switches) runs one at a time, in order. */
   private readonly work = new SerialQueue();
   private readonly lease: LeaseKeeper;
+  private readonly ipam?: NodeIpam;
   /** A programming pass queued and not started yet: it reads the peers when it starts, so later events join it. */
   private pendingPass?: Promise<void>;
   /** Why the last programming pass failed, so a failure repeated pass after pass is logged once. */
@@ -108,6 +125,20 @@ export class Agent {
         await this.program();
       },
     });
+    const ipam = opts.ipam;
+    if (ipam) {
+      this.ipam = new NodeIpam({
+        ipamDir: ipam.dir,
+        intervalMs: ipam.reconcileMs,
+        graceMs: ipam.graceMs,
+        logger: opts.logger,
+        ...(ipam.pods ? { pods: ipam.pods, socketPath: pinsSocketPath(opts.subnetFile) } : {}),
+        own: () => this.lease.own,
+        config: () => this.config,
+        publishBorrowed: (ips, signal) => this.lease.setBorrowedIPs(ips, this.config!, signal),
+        lentNeighbours: (lent) => syncLentNeighbours(BRIDGE_NAME, lent),
+      });
+    }
   }
 
   /** This node's lease, once taken. */
@@ -145,12 +176,14 @@ export class Agent {
       const renewing = this.lease.renewLoop(signal);
       const following = this.opts.configSource?.watch((update) => this.onConfigUpdate(update, signal), signal);
       const enforcing = this.opts.policy?.run(signal, () => void this.program());
+      const podWatch = this.opts.ipam?.pods?.run(signal);
+      const reconciling = this.ipam?.run(signal);
       await this.waitReady(signal);
       if (!signal.aborted) this.log.info({ ms: Date.now() - started, peers: this.peers.size }, 'ready');
       if (!signal.aborted && this.opts.subnetManager.markNetworkAvailable) {
         await this.opts.subnetManager.markNetworkAvailable(signal).catch((err) => this.log.warn(`cannot mark the node's network available: ${oneLine(err)}`));
       }
-      await Promise.all([watching, renewing, following, enforcing]);
+      await Promise.all([watching, renewing, following, enforcing, podWatch, reconciling]);
     } finally {
       clearInterval(heartbeat);
       await this.shutdown();
@@ -209,6 +242,7 @@ export class Agent {
     }
     if (snapshot && this.own && !events.some((e) => e.type === 'added' && e.lease.subnet.equals(this.own!.subnet))) ownLost = true;
     if (ownLost) void this.lease.reacquire(signal);
+    this.ipam?.peersChanged([...this.peers.values()]);
     void this.program();
   }
 
@@ -419,7 +453,7 @@ export class Agent {
   private view(): NodeView {
     const { own, dataplane, backend, counters, lastLoop } = this;
     const sm = this.opts.subnetManager;
-    return { own, dataplane, backend, counters, lastLoop, peers: this.peers.size, leaseBlocked: this.lease.blocked, controlPlane: sm.health?.(), requests: sm.requestCounts?.(), policy: this.opts.policy };
+    return { own, dataplane, backend, counters, lastLoop, peers: this.peers.size, leaseBlocked: this.lease.blocked, controlPlane: sm.health?.(), requests: sm.requestCounts?.(), policy: this.opts.policy, ipam: this.ipam };
   }
 
   private async shutdown(): Promise<void> {

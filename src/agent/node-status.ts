@@ -8,7 +8,7 @@ import type { Backend } from '../../backends/backend.js';
 import type { Dataplane, PartStatus } from '../dataplane/dataplane.js';
 import type { Lease } from '../subnet/lease.js';
 import type { FailingPart, HealthSource } from './health.js';
-import { nodeMetrics, type AgentCounters } from './metrics.js';
+import { nodeMetrics, type AgentCounters, type MetricFamily } from './metrics.js';
 import type { NetworkPolicyEnforcer, PolicyStatus } from './network-policy.js';
 
 /** status.json, as `weft status` reads it. */
@@ -73,6 +73,8 @@ export interface NodeView {
   /** Requests sent to the control plane, by call (etcd only). */
   requests?: Readonly<Record<string, number>>;
   policy?: Pick<NetworkPolicyEnforcer, 'readiness' | 'metrics'>;
+  /** weft IPAM's reconcile and borrowed addresses, when the agent runs them. */
+  ipam?: { metrics(): MetricFamily[] };
 }
 
 /** A loop silent this long makes /healthz fail. */
@@ -102,7 +104,7 @@ export function nodeHealthSource(view: () => NodeView): HealthSource {
         dataplane: v.dataplane?.kernelStatus(),
         counters: v.counters,
         etcdRequests: v.requests,
-        extraFamilies: [...(v.backend?.metrics?.() ?? []), ...(v.policy?.metrics() ?? [])],
+        extraFamilies: [...(v.backend?.metrics?.() ?? []), ...(v.policy?.metrics() ?? []), ...(v.ipam?.metrics() ?? [])],
       });
     },
   };

@@ -5,6 +5,7 @@ import type { EtcdOptions } from '../subnet/etcd/client.js';
 import { EtcdSubnetManager } from '../subnet/etcd/manager.js';
 import type { SubnetManager } from '../subnet/manager.js';
 import type { PolicyWorldSource } from './network-policy.js';
+import type { AgentIpamOptions } from './agent.js';
 
 export interface SubnetSourceOptions {
   kube: boolean;
@@ -36,4 +37,12 @@ export async function createPolicySource(opts: { kubeconfigFile?: string; logger
   const { loadKubeConfig } = await import('../subnet/kube/manager.js');
   const { PolicyWorldWatch } = await import('../subnet/kube/policy-watch.js');
   return new PolicyWorldWatch({ kubeConfig: loadKubeConfig(opts.kubeconfigFile), logger: opts.logger.child({ component: 'kube-policy' }) });
+}
+
+/** Kube mode: the pod watch behind IPAM's reconcile and pins socket. */
+export async function createIpamPodSource(opts: { kubeconfigFile?: string; nodeName: string; logger: Logger }): Promise<NonNullable<AgentIpamOptions['pods']>> {
+  const { loadKubeConfig } = await import('../subnet/kube/manager.js');
+  const { KubeApi } = await import('../subnet/kube/api.js');
+  const { IpamPodWatch } = await import('../subnet/kube/ipam-pod-watch.js');
+  return new IpamPodWatch({ api: new KubeApi(loadKubeConfig(opts.kubeconfigFile)), nodeName: opts.nodeName, logger: opts.logger.child({ component: 'kube-ipam' }) });
 }

@@ -6,7 +6,9 @@ import { FileNetConfSource } from '../agent/config-source.js';
 import type { NetConfSource } from '../config/source.js';
 import { EtcdNetConfSource } from '../subnet/etcd/config-watch.js';
 import { WeftError } from '../errors.js';
-import { createPolicySource, createSubnetManager } from '../agent/subnet-source.js';
+import { createIpamPodSource, createPolicySource, createSubnetManager } from '../agent/subnet-source.js';
+import { DEFAULT_GC_GRACE_MS } from '../ipam/gc.js';
+import { DEFAULT_IPAM_DIR } from '../ipam/store.js';
 import { NetworkPolicyEnforcer } from '../agent/network-policy.js';
 import { teardownNode } from '../agent/teardown.js';
 import { etcdFlags, etcdOptionsFrom } from './flags.js';
@@ -34,6 +36,12 @@ const HELP = `usage: weft agent [flags]
                           instead of running BIRD under <run-dir>/bird
   --lease-ttl DURATION    subnet lease TTL, e.g. 24h, 90m, 30s (default 24h)
   --resync DURATION       periodic full data-plane resync (default 10s)
+  --ipam-dir DIR          weft-ipam's store (the plugin's dataDir; default /var/lib/cni/weft-ipam):
+                          the agent reclaims addresses whose network namespace (or, with
+                          --kube-subnet-mgr, pod) is gone, and publishes borrowed addresses
+  --ipam-reconcile-interval DURATION  how often (default 3m; also at start)
+  --ipam-gc-grace DURATION  an allocation younger than this is never reclaimed (default 5m:
+                          a pod being created is not in the API yet)
   --log-format text|json  plain log lines or JSON (default: text on a terminal, else json)
   --teardown              remove weft from this node (its routes, devices, udp loop process,
                           nftables table, subnet.env) and exit; the lease in etcd is left to expire
@@ -81,6 +89,9 @@ export async function run(argv: string[]): Promise<number> {
       'bird-socket': { type: 'string' },
       'lease-ttl': { type: 'string', default: '24h' },
       resync: { type: 'string', default: '10s' },
+      'ipam-dir': { type: 'string', default: DEFAULT_IPAM_DIR },
+      'ipam-reconcile-interval': { type: 'string', default: '3m' },
+      'ipam-gc-grace': { type: 'string', default: `${DEFAULT_GC_GRACE_MS / 60_000}m` },
       teardown: { type: 'boolean', default: false },
       'log-format': { type: 'string' },
       help: { type: 'boolean', short: 'h' },
@@ -126,6 +137,14 @@ export async function run(argv: string[]): Promise<number> {
   const policy = values['kube-subnet-mgr'] && !values['no-network-policy']
     ? new NetworkPolicyEnforcer({ source: await createPolicySource({ kubeconfigFile: values['kubeconfig-file'], logger }), nodeName, logger })
     : undefined;
+  const ipamReconcileMs = parseDuration(values['ipam-reconcile-interval'] ?? '3m', '--ipam-reconcile-interval');
+  if (ipamReconcileMs < 1000) throw new WeftError(`--ipam-reconcile-interval ${values['ipam-reconcile-interval']} is too short`, 'use at least 1s');
+  const ipam = {
+    dir: values['ipam-dir'] || DEFAULT_IPAM_DIR,
+    reconcileMs: ipamReconcileMs,
+    graceMs: parseDuration(values['ipam-gc-grace'] ?? '5m', '--ipam-gc-grace'),
+    ...(values['kube-subnet-mgr'] ? { pods: await createIpamPodSource({ kubeconfigFile: values['kubeconfig-file'], nodeName, logger }) } : {}),
+  };
   const agent = new Agent({
     subnetManager,
     netConfFile,
@@ -141,6 +160,7 @@ export async function run(argv: string[]): Promise<number> {
     // A lease blocking ours goes at the earliest when it expires: trying more often than a quarter TTL gains nothing.
     blockedRetryMs: Math.min(60_000, Math.max(1000, ttlMs / 4)),
     ...(policy ? { policy } : {}),
+    ipam,
     logger,
   });
 

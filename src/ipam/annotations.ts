@@ -19,6 +19,11 @@
 // subnet's network, gateway or broadcast address. A pod carries either
 // weft.io/ip or weft.io/ip-pool, not both. The address is reserved for the pod
 // while it is deleted and recreated, and follows it to another node.
+// A pinned pod without weft.io/mac gets a MAC derived from its address:
+// 0a:58 and the four IPv4 octets (an IPv6-only pin: the address's low 32
+// bits), so it keeps one MAC wherever it runs. weft.io/mac is refused beside
+// weft.io/ip-pool: every pod of the StatefulSet would share it; the pool's
+// pods get derived MACs, one per address.
 // --- end ---
 import { Cidr, IP, type Family } from '../core/cidr.js';
 
@@ -156,6 +161,20 @@ export function podOrdinal(name: string, labels: Record<string, string> = {}): n
   return Number(text);
 }
 
+/**
+ * The MAC of a pinned pod that names none: 0a:58 (locally administered,
+ * unicast) and the IPv4 address's octets, or the low 32 bits of an IPv6 pin
+ * when the pod pins no IPv4 address. The same address always gives the
+ * same MAC, on every node; undefined when nothing is pinned.
+ */
+export function derivedMac(addresses: readonly IP[]): string | undefined {
+  const ip = addresses.find((a) => a.family === 4) ?? addresses[0];
+  if (!ip) return undefined;
+  const low = ip.value & 0xffff_ffffn;
+  const octets = [0x0a, 0x58, ...[24n, 16n, 8n, 0n].map((s) => Number((low >> s) & 0xffn))];
+  return octets.map((o) => o.toString(16).padStart(2, '0')).join(':');
+}
+
 export interface PodPins {
   /** Requested addresses, at most one per family; empty when the pod pins none. */
   addresses: IP[];
@@ -180,6 +199,9 @@ export function podPins(pod: { name: string; annotations?: Record<string, string
     out.addresses = poolAddresses(parseIpPool(pool, networks), ordinal, pool);
   }
   const mac = ann[MAC_ANNOTATION];
+  if (mac !== undefined && pool !== undefined) {
+    throw new AnnotationError(MAC_ANNOTATION, mac, `the pod also carries ${IP_POOL_ANNOTATION}, so every pod of its StatefulSet would share one MAC`, `remove ${MAC_ANNOTATION}: each pool address gets its own MAC derived from it`);
+  }
   if (mac !== undefined) out.mac = parseMacAnnotation(mac);
   return out;
 }

@@ -12,6 +12,7 @@ import { runCommand } from './command.js';
 import { lastLogLine } from './last-log-line.js';
 import { findProgram } from './prereqs.js';
 import type { LabNode } from './state.js';
+import { labIpamDir } from './cni.js';
 
 /** Every agent listens here inside its own node's namespace, so one address serves all. */
 const HEALTHZ = '127.0.0.1:10270';
@@ -47,6 +48,8 @@ export async function launchAgent(launch: AgentLaunch): Promise<{ pid: number; s
     '--node-name', launch.ns,
     '--subnet-file', launch.subnetFile,
     '--run-dir', join(launch.nodeDir, 'run'),
+    // The node's weft-ipam store, the one the lab's CNI conf gives the plugin.
+    '--ipam-dir', labIpamDir(launch.nodeDir),
     '--healthz-addr', HEALTHZ,
     ...launch.args,
   ];

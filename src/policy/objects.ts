@@ -55,7 +55,7 @@ export function policyObjectOf(obj: unknown): NetworkPolicyObject | undefined {
 }
 
 /** status.podIPs (status.podIP when there is no list), valid ones only, canonical, the first of each family. */
-function podIps(status: Json | undefined): string[] {
+export function podIps(status: Json | undefined): string[] {
   const listed = Array.isArray(status?.podIPs) ? status.podIPs.map((e) => (isObject(e) ? e.ip : undefined)) : [];
   const texts = listed.length > 0 ? listed : [status?.podIP];
   const byFamily = new Map<number, string>();

@@ -28,7 +28,7 @@ const BACKENDS = ['host-gw', 'vxlan', 'udp', 'bgp'] as const;
 const KUBE_DIRS = ['base', ...BACKENDS.map((b) => `overlays/${b}`)];
 const ALL_DIRS = ['.', ...KUBE_DIRS, 'overlays/etcd', 'uninstall'];
 /** Host paths the agent may mount (the issue's list; /lib/modules read-only if ever needed). */
-const ALLOWED_HOST_PATHS = new Set(['/run/weft', '/etc/cni/net.d', '/opt/cni/bin', '/lib/modules']);
+const ALLOWED_HOST_PATHS = new Set(['/run/weft', '/etc/cni/net.d', '/opt/cni/bin', '/lib/modules', '/var/lib/cni/weft-ipam', '/var/run/netns']);
 
 const MODELS: Record<string, { new (data: any): { validate(): void } }> = {
   'v1/Namespace': Namespace,

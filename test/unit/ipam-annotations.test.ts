@@ -1,8 +1,8 @@
 // Pinning annotations: the forms a user writes, and hostile values, each
 // refused in one line naming the annotation.
 import t from 'tap';
-import { Cidr } from '../../src/core/cidr.js';
-import { parseIpAnnotation, parseIpPool, parseMacAnnotation, podOrdinal, podPins, poolAddresses } from '../../src/ipam/annotations.js';
+import { Cidr, IP } from '../../src/core/cidr.js';
+import { derivedMac, parseIpAnnotation, parseIpPool, parseMacAnnotation, podOrdinal, podPins, poolAddresses } from '../../src/ipam/annotations.js';
 
 const NETS = [Cidr.parse('10.244.0.0/16'), Cidr.parse('2001:db8::/32')];
 
@@ -96,9 +96,29 @@ t.test('a pod ordinal from the pod-index label, else the name', async (t) => {
   t.same([podOrdinal('web-3'), podOrdinal('web-3', { 'apps.kubernetes.io/pod-index': '7' }), podOrdinal('web'), podOrdinal('web-99999999999')], [3, 7, undefined, undefined]);
 });
 
-t.test('podPins: a StatefulSet pod takes its ordinal\'s pool address, with its MAC', async (t) => {
-  const pins = podPins({ name: 'db-1', annotations: { 'weft.io/ip-pool': '10.244.3.10-10.244.3.19', 'weft.io/mac': '02:00:00:00:00:01' } }, NETS);
-  t.same([pins.addresses.map(String), pins.mac], [['10.244.3.11'], '02:00:00:00:00:01']);
+t.test('podPins: a StatefulSet pod takes its ordinal\'s pool address', async (t) => {
+  const pins = podPins({ name: 'db-1', annotations: { 'weft.io/ip-pool': '10.244.3.10-10.244.3.19' } }, NETS);
+  t.same(pins, { addresses: [IP.parse('10.244.3.11')] });
+});
+
+t.test('podPins: weft.io/mac beside a pool is refused (every pod of the StatefulSet would share it)', async (t) => {
+  t.equal(
+    errorOf(() => podPins({ name: 'db-1', annotations: { 'weft.io/ip-pool': '10.244.3.10-10.244.3.19', 'weft.io/mac': '02:00:00:00:00:01' } }, NETS)),
+    'weft.io/mac "02:00:00:00:00:01": the pod also carries weft.io/ip-pool, so every pod of its StatefulSet would share one MAC; remove weft.io/mac: each pool address gets its own MAC derived from it',
+  );
+});
+
+t.test('derivedMac: 0a:58 and the IPv4 octets, else the low 32 bits of the IPv6 pin; none without a pin', async (t) => {
+  const of = (...ips: string[]) => derivedMac(ips.map((i) => IP.parse(i)));
+  t.same(
+    [of('10.244.3.17'), of('2001:db8:3::17', '10.244.3.17'), of('2001:db8:3::a:ff01'), of('255.255.255.255'), of()],
+    ['0a:58:0a:f4:03:11', '0a:58:0a:f4:03:11', '0a:58:00:0a:ff:01', '0a:58:ff:ff:ff:ff', undefined],
+  );
+});
+
+t.test('derivedMac: a unicast MAC that weft.io/mac would accept, the same for the same address', async (t) => {
+  const macs = ['10.244.3.17', '10.244.3.18', '2001:db8::1'].map((i) => derivedMac([IP.parse(i)])!);
+  t.same([macs.map((m) => parseMacAnnotation(m)), new Set(macs).size, derivedMac([IP.parse('10.244.3.17')])], [macs, 3, macs[0]]);
 });
 
 t.test('podPins: no annotations pin nothing', async (t) => {

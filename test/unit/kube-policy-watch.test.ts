@@ -307,12 +307,13 @@ t.test('1000 pods and 200 policies', async (t) => {
   t.same([first.pods.length, first.policies.length, first.namespaces.length, grown.resourceVersion], [1000, 200, 10, server.resourceVersion]);
 });
 
-t.test('the calls made are exactly the pod, namespace and networkpolicy rows of KUBE_API_CALLS', async (t) => {
+t.test('the calls made are exactly the pod, namespace and networkpolicy list and watch rows of KUBE_API_CALLS', async (t) => {
   const server = await fakeServer(t);
   const r = startWatch(t, server);
   await r.next('the first world', 0, () => true);
   await waitFor('three watches', () => server.openWatches === 3);
-  const table = KUBE_API_CALLS.filter((c) => !c.resource.startsWith('nodes')).map((c) => `${c.apiGroup}|${c.resource}|${c.verb}`);
+  // IPAM's get of one pod is not the watch's.
+  const table = KUBE_API_CALLS.filter((c) => !c.resource.startsWith('nodes') && c.verb !== 'get').map((c) => `${c.apiGroup}|${c.resource}|${c.verb}`);
   t.same({ made: [...new Set(callsOf(server))].sort(), unexpected: server.unexpected }, { made: table.sort(), unexpected: [] });
 });
 

@@ -33,6 +33,8 @@ export const KUBE_API_CALLS: readonly KubeApiCall[] = [
   // NetworkPolicy enforcement: every pod, namespace and policy, cluster-wide, read only.
   { apiGroup: '', resource: 'pods', verb: 'list' },
   { apiGroup: '', resource: 'pods', verb: 'watch' },
+  // IPAM: a fresh read of a pod's pinning annotations when the CNI plugin asks (the watch may lag).
+  { apiGroup: '', resource: 'pods', verb: 'get' },
   { apiGroup: '', resource: 'namespaces', verb: 'list' },
   { apiGroup: '', resource: 'namespaces', verb: 'watch' },
   { apiGroup: 'networking.k8s.io', resource: 'networkpolicies', verb: 'list' },
@@ -131,6 +133,18 @@ export class KubeApi {
     return this.listRaw('pods', signal);
   }
 
+  /** get pods/NAME in NAMESPACE, as plain JSON; undefined when the pod does not exist. */
+  async getPod(namespace: string, name: string, signal?: AbortSignal): Promise<Record<string, any> | undefined> {
+    const path = `/api/v1/namespaces/${encodeURIComponent(namespace)}/pods/${encodeURIComponent(name)}`;
+    try {
+      const obj = await this.getJson(`get pod ${namespace}/${name}`, path, signal);
+      return typeof obj === 'object' && obj !== null && !Array.isArray(obj) ? (obj as Record<string, any>) : undefined;
+    } catch (err) {
+      if (err instanceof KubeApiError && err.status === 404) return undefined;
+      throw err;
+    }
+  }
+
   /** list namespaces, as plain JSON. */
   listNamespaces(signal?: AbortSignal): Promise<KubeList> {
     return this.listRaw('namespaces', signal);
@@ -214,12 +228,19 @@ export class KubeApi {
    * specs must reach the compiler exactly as list and watch both send them.
    */
   private async listRaw(collection: KubeCollection, signal?: AbortSignal): Promise<KubeList> {
-    const what = `list ${collection}`;
+    const body = (await this.getJson(`list ${collection}`, KUBE_PATHS[collection], signal)) as { items?: unknown; metadata?: { resourceVersion?: unknown } } | null;
+    const items = Array.isArray(body?.items) ? body.items.filter((i): i is Record<string, any> => typeof i === 'object' && i !== null) : [];
+    const rv = body?.metadata?.resourceVersion;
+    return { items, resourceVersion: typeof rv === 'string' ? rv : '' };
+  }
+
+  /** One GET of `path` with the kubeconfig's credentials and a deadline; the answer parsed, errors as KubeApiError. */
+  private async getJson(what: string, path: string, signal?: AbortSignal): Promise<unknown> {
     const deadline = AbortSignal.timeout(this.requestTimeoutMs);
     const requestSignal = signal ? (AbortSignal as unknown as { any(s: AbortSignal[]): AbortSignal }).any([signal, deadline]) : deadline;
     const server = this.kubeConfig.getCurrentCluster()?.server;
     if (!server) throw new WeftError(`${what}: no API server in the Kubernetes client config`, 'run weft in a pod with its ServiceAccount, or set KUBECONFIG');
-    const url = new URL(server.replace(/\/+$/, '') + KUBE_PATHS[collection]);
+    const url = new URL(server.replace(/\/+$/, '') + path);
     const options: RequestOptions = { method: 'GET', headers: { Accept: 'application/json' } };
     await this.kubeConfig.applyToHTTPSOptions(options);
     let status: number;
@@ -233,15 +254,11 @@ export class KubeApi {
       throw asApiError(what, err);
     }
     if (status !== 200) throw asApiError(what, new ApiException(status, `HTTP ${status}`, text, {}));
-    let body: { items?: unknown; metadata?: { resourceVersion?: unknown } };
     try {
-      body = JSON.parse(text);
+      return JSON.parse(text);
     } catch {
       throw new KubeApiError(502, `${what}: the API server's answer is not JSON`);
     }
-    const items = Array.isArray(body?.items) ? body.items.filter((i): i is Record<string, any> => typeof i === 'object' && i !== null) : [];
-    const rv = body?.metadata?.resourceVersion;
-    return { items, resourceVersion: typeof rv === 'string' ? rv : '' };
   }
 
   /**
