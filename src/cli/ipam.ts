@@ -2,13 +2,11 @@
 // what weft-ipam holds on this node, and the borrowed addresses in the cluster.
 import { existsSync, readdirSync } from 'node:fs';
 import { join } from 'node:path';
-import { loadNetConfFile } from '../config/parse.js';
 import { WeftError } from '../errors.js';
 import type { IpamState, PodRef } from '../ipam/state.js';
 import { DEFAULT_IPAM_DIR, readState, storePaths } from '../ipam/store.js';
-import { listLeases } from '../subnet/etcd/manager.js';
-import { etcdFlags, etcdOptionsFrom, parseCommand } from './flags.js';
-import { createLogger } from './log.js';
+import { etcdFlags, parseCommand } from './flags.js';
+import { leasesFromFlags } from './leases.js';
 
 const USAGE = `usage: weft ipam [flags]
 
@@ -95,16 +93,7 @@ export function formatIpam(networks: NetworkView[], cluster?: ClusterBorrowed[])
 
 /** Each node's borrowed addresses, from the leases in etcd. */
 async function clusterBorrowed(values: Record<string, string | boolean | undefined>): Promise<ClusterBorrowed[]> {
-  const str = (k: string) => (typeof values[k] === 'string' ? (values[k] as string) : undefined);
-  const etcd = etcdOptionsFrom({
-    'etcd-endpoints': str('etcd-endpoints'),
-    'etcd-prefix': str('etcd-prefix'),
-    'etcd-cafile': str('etcd-cafile'),
-    'etcd-certfile': str('etcd-certfile'),
-    'etcd-keyfile': str('etcd-keyfile'),
-  });
-  const netConfFile = str('net-conf');
-  const { leases } = await listLeases({ etcd, logger: createLogger({ level: 'error' }), netConf: netConfFile ? loadNetConfFile(netConfFile) : undefined });
+  const { leases } = await leasesFromFlags(values);
   const out: ClusterBorrowed[] = [];
   for (const row of leases) {
     if ('invalid' in row || !row.lease.attrs.borrowedIPs?.length) continue;

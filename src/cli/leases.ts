@@ -82,6 +82,25 @@ function table(rows: LeaseListing[], now: number): string {
   return [...out, ...notes].join('\n');
 }
 
+/** Every lease in etcd, read with the etcd and --net-conf flags `weft leases` takes (weft ipam --cluster too). */
+export async function leasesFromFlags(values: Record<string, string | boolean | undefined>) {
+  const str = (k: string) => (typeof values[k] === 'string' ? (values[k] as string) : undefined);
+  const etcd = etcdOptionsFrom({
+    'etcd-endpoints': str('etcd-endpoints'),
+    'etcd-prefix': str('etcd-prefix'),
+    'etcd-cafile': str('etcd-cafile'),
+    'etcd-certfile': str('etcd-certfile'),
+    'etcd-keyfile': str('etcd-keyfile'),
+  });
+  const netConfFile = str('net-conf');
+  const { leases } = await listLeases({
+    etcd,
+    logger: createLogger({ level: 'error' }),
+    netConf: netConfFile ? loadNetConfFile(netConfFile) : undefined,
+  });
+  return { etcd, leases };
+}
+
 export async function run(argv: string[]): Promise<number> {
   let values: Record<string, string | boolean | undefined>;
   try {
@@ -98,20 +117,7 @@ export async function run(argv: string[]): Promise<number> {
     process.stdout.write(`${USAGE}\n`);
     return 0;
   }
-  const str = (k: string) => (typeof values[k] === 'string' ? (values[k] as string) : undefined);
-  const etcd = etcdOptionsFrom({
-    'etcd-endpoints': str('etcd-endpoints'),
-    'etcd-prefix': str('etcd-prefix'),
-    'etcd-cafile': str('etcd-cafile'),
-    'etcd-certfile': str('etcd-certfile'),
-    'etcd-keyfile': str('etcd-keyfile'),
-  });
-  const netConfFile = str('net-conf');
-  const { leases } = await listLeases({
-    etcd,
-    logger: createLogger({ level: 'error' }),
-    netConf: netConfFile ? loadNetConfFile(netConfFile) : undefined,
-  });
+  const { etcd, leases } = await leasesFromFlags(values);
   const now = Date.now();
   leases.sort((a, b) => a.key.localeCompare(b.key, 'en', { numeric: true }));
   if (values.json) {

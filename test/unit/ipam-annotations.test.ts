@@ -3,17 +3,9 @@
 import t from 'tap';
 import { Cidr, IP } from '../../src/core/cidr.js';
 import { derivedMac, parseIpAnnotation, parseIpPool, parseMacAnnotation, podOrdinal, podPins, poolAddresses } from '../../src/ipam/annotations.js';
+import { errorOf } from '../support/error-of.js';
 
 const NETS = [Cidr.parse('10.244.0.0/16'), Cidr.parse('2001:db8::/32')];
-
-function errorOf(fn: () => unknown): string {
-  try {
-    fn();
-  } catch (err) {
-    return (err as Error).message;
-  }
-  return 'no error';
-}
 
 t.test('weft.io/ip: one address, or one per family', async (t) => {
   t.same([parseIpAnnotation('10.244.3.17', NETS).map(String), parseIpAnnotation('10.244.3.17, 2001:db8:3::17', NETS).map(String)], [['10.244.3.17'], ['10.244.3.17', '2001:db8:3::17']]);

@@ -10,6 +10,7 @@ import { Cidr } from '../../src/core/cidr.js';
 import { allocate } from '../../src/ipam/allocator.js';
 import { emptyState, type IpamState } from '../../src/ipam/state.js';
 import { readState, storePaths, updateState, writeState } from '../../src/ipam/store.js';
+import { errorOf } from '../support/error-of.js';
 
 const NOW = new Date('2026-01-01T00:00:00Z');
 const RANGES = [{ subnet: Cidr.parse('10.244.3.0/24') }];
@@ -22,15 +23,6 @@ function tmp(t: { teardown(fn: () => void): void }): string {
 
 function withOne(state: IpamState, id: string): IpamState {
   return allocate(state, RANGES, { containerId: id, ifname: 'eth0', netns: '', now: NOW }).state;
-}
-
-function errorOf(fn: () => unknown): string {
-  try {
-    fn();
-  } catch (err) {
-    return (err as Error).message;
-  }
-  return 'no error';
 }
 
 t.test('a missing store is empty', async (t) => {
