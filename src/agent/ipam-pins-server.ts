@@ -3,7 +3,7 @@
 // taking the plugin's "republish borrowed addresses now". The pod is read
 // fresh from the API server (its annotations may have changed since the
 // watch last saw it); who else holds an address comes from the pod watch.
-import { chmod, rm } from 'node:fs/promises';
+import { chmod, rm, writeFile } from 'node:fs/promises';
 import { createServer, type IncomingMessage, type Server, type ServerResponse } from 'node:http';
 import type { Logger } from 'pino';
 import type { Cidr } from '../core/cidr.js';
@@ -82,12 +82,18 @@ function stringMap(v: unknown): Record<string, string> {
   return out;
 }
 
-/** A listening pins server; close() stops it and removes the socket. */
+/**
+ * A listening pins server. close() stops it and leaves an empty file (not a
+ * socket) in its place: a plugin that finds the path but cannot connect
+ * answers "try again later", so a pinned pod created while the agent is away
+ * (an upgrade, a restart) waits for it instead of being wired with an
+ * ordinary address. Only an agent that is not in kube mode removes the path.
+ */
 export interface PinsServer {
   close(): Promise<void>;
 }
 
-/** Listens on `opts.socketPath`, replacing a stale socket file left by a killed agent. */
+/** Listens on `opts.socketPath`, replacing a stale socket or placeholder left by an agent before it. */
 export async function servePins(opts: PinsServerOptions): Promise<PinsServer> {
   const log = opts.logger;
   const server: Server = createServer((req: IncomingMessage, res: ServerResponse) => {
@@ -116,7 +122,7 @@ export async function servePins(opts: PinsServerOptions): Promise<PinsServer> {
     async close() {
       server.closeAllConnections();
       await new Promise<void>((resolve) => server.close(() => resolve()));
-      await rm(opts.socketPath, { force: true });
+      await writeFile(opts.socketPath, '', { mode: 0o600 });
     },
   };
 }

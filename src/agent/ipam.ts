@@ -6,6 +6,7 @@
 // stores, so the allocator never hands them out; and in kube mode it answers
 // the plugin's pins socket (ipam-pins-server.ts). Work runs one pass at a
 // time; every change is one log line.
+import { rm } from 'node:fs/promises';
 import type { Logger } from 'pino';
 import { Cidr, IP, type Family } from '../core/cidr.js';
 import { SaidOnce } from '../core/said-once.js';
@@ -32,8 +33,9 @@ export interface NodeIpamOptions {
   intervalMs: number;
   graceMs: number;
   logger: Logger;
-  /** Kube mode: this node's pods, and the pins socket at `socketPath`. */
+  /** Kube mode: this node's pods, served to the plugin on `socketPath`. */
   pods?: IpamPodSource;
+  /** The pins socket's path (beside subnet.env); outside kube mode a placeholder left there is removed. */
   socketPath?: string;
   /** This node's lease and config as the agent holds them now. */
   own: () => Lease | undefined;
@@ -62,6 +64,7 @@ export class NodeIpam {
   private allocations = new Map<Family, number>([[4, 0], [6, 0]]);
   private lent = 0;
   private lastReconcileMs = 0;
+  private placeholderCleared = false;
   private reconcileErrors = 0;
 
   constructor(private readonly opts: NodeIpamOptions) {
@@ -85,7 +88,13 @@ export class NodeIpam {
   /** Opens the pins socket if it should be and is not open yet; a failure is one line and is tried again next pass. */
   private async listenPins(): Promise<void> {
     const { pods, socketPath } = this.opts;
-    if (!pods || !socketPath || this.pins) return;
+    if (!pods) {
+      // Not kube mode: nothing pins, so a placeholder left from kube mode must not hold pods back.
+      if (socketPath && !this.placeholderCleared) await rm(socketPath, { force: true }).catch(() => undefined);
+      this.placeholderCleared = true;
+      return;
+    }
+    if (!socketPath || this.pins) return;
     try {
       this.pins = await servePins({
         socketPath,

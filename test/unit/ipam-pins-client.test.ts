@@ -1,7 +1,7 @@
 // The weft plugin's side of the pins contract: each answer of the agent's
 // socket mapped to what ADD does (pins, unpinned, or a CNI error with its code).
 import { createServer, type Server } from 'node:http';
-import { mkdtempSync, rmSync } from 'node:fs';
+import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import t from 'tap';
@@ -40,7 +40,10 @@ async function outcome(name: string, path = socket): Promise<unknown> {
 t.test('200 gives the pins, 404 none; 409 and 422 fail ADD with the agent\'s line; 503, garbage or silence ask the runtime to retry', async (t) => {
   const got = await Promise.all(['pg-0', 'plain', 'unknown', 'held', 'bad', 'early', 'garbled'].map((n) => outcome(n)));
   const absent = await outcome('pg-0', join(dir, 'absent.sock'));
-  t.match([...got, absent], [
+  // What a stopped agent leaves: the path, but nothing listening.
+  writeFileSync(join(dir, 'stopped.sock'), '');
+  const stopped = await outcome('pg-0', join(dir, 'stopped.sock'));
+  t.match([...got, absent, stopped], [
     { uid: 'u1', addresses: ['10.244.9.17'], mac: '02:00:0a:f4:09:11' },
     { uid: 'u2', addresses: [] },
     undefined,
@@ -49,5 +52,6 @@ t.test('200 gives the pins, 404 none; 409 and 422 fail ADD with the agent\'s lin
     [11, /is not ready: pods not listed yet/],
     [11, /gave an unreadable pins answer/],
     [11, /the weft agent did not answer on .*absent\.sock/],
+    [11, /the weft agent did not answer on .*stopped\.sock \(connect ECONNREFUSED/],
   ]);
 });

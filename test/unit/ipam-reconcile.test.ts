@@ -3,7 +3,7 @@
 // peers borrow, reservations of moved pods, damaged stores, and the
 // borrowed addresses the node publishes.
 import t, { type Test } from 'tap';
-import { existsSync, mkdirSync, mkdtempSync, rmSync, writeFileSync } from 'node:fs';
+import { existsSync, mkdirSync, mkdtempSync, rmSync, statSync, writeFileSync } from 'node:fs';
 import { request } from 'node:http';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
@@ -253,7 +253,7 @@ t.test('NodeIpam.peersChanged: addresses peers borrow from this subnet go into b
   );
 });
 
-t.test('NodeIpam.run: reconciles at start, serves the pins socket in kube mode, removes it when stopped', async (t) => {
+t.test('NodeIpam.run: reconciles at start, serves the pins socket in kube mode, leaves a placeholder that is not a socket when stopped', async (t) => {
   const dir = tempDir(t);
   store(dir, { allocations: [alloc(3)] });
   const socketPath = join(dir, 'weft-ipam.sock');
@@ -275,5 +275,24 @@ t.test('NodeIpam.run: reconciles at start, serves the pins socket in kube mode, 
   });
   stop.abort();
   await running;
-  t.same({ served, reclaimed: readState(storeOf(dir, 'weft').paths.state).allocations.length, socket: existsSync(socketPath) }, { served: 404, reclaimed: 0, socket: false });
+  t.same(
+    { served, reclaimed: readState(storeOf(dir, 'weft').paths.state).allocations.length, socket: statSync(socketPath).isSocket() },
+    { served: 404, reclaimed: 0, socket: false },
+  );
+});
+
+t.test('NodeIpam.run outside kube mode removes a placeholder left by a kube-mode agent, so pods are not held back', async (t) => {
+  const dir = tempDir(t);
+  const socketPath = join(dir, 'weft-ipam.sock');
+  writeFileSync(socketPath, '');
+  const ipam = new NodeIpam({
+    ipamDir: dir, intervalMs: 3_600_000, graceMs: GRACE, logger: pino({ level: 'silent' }), socketPath,
+    own: () => lease(1), config: () => conf, publishBorrowed: async () => undefined, now: () => NOW, exists: (p) => p === '/run/netns',
+  });
+  const stop = new AbortController();
+  const running = ipam.run(stop.signal);
+  await ipam.reconcile();
+  stop.abort();
+  await running;
+  t.equal(existsSync(socketPath), false);
 });
