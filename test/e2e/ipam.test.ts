@@ -6,6 +6,7 @@
 import { spawn, type ChildProcess } from 'node:child_process';
 import { createServer } from 'node:http';
 import { readdirSync, readFileSync } from 'node:fs';
+import { readFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import { performance } from 'node:perf_hooks';
 import { setTimeout as sleep } from 'node:timers/promises';
@@ -16,7 +17,7 @@ import { lockFileSync } from '../../src/ipam/lock.js';
 import { pinsSocketPath, podPinsPath, SYNC_PATH } from '../../src/ipam/pins-api.js';
 import { readState, storePaths, updateState } from '../../src/ipam/store.js';
 import type { Allocation } from '../../src/ipam/state.js';
-import { freshLab } from './support/lab-fixture.js';
+import { freshLab, until } from './support/lab-fixture.js';
 
 const LAB = 'icipam';
 const NS_PREFIX = `wl-${LAB}-`;
@@ -118,7 +119,7 @@ if (process.getuid?.() !== 0) {
       `host-local p50 ${percentile(hlMs, 50).toFixed(0)} ms, p99 ${percentile(hlMs, 99).toFixed(0)} ms (${hl.filter((r) => r.code === 0).length}/50 succeeded)`);
   });
 
-  t.test('plugins killed with SIGKILL mid-ADD, then re-run as a runtime does: no address twice, every pod recorded, nothing leaked', async (t) => {
+  t.test('plugins and the node agent killed with SIGKILL mid-ADD, then re-run and restarted: no address twice, every pod recorded, nothing leaked', async (t) => {
     const waiting = ids.slice(0, 6);
     const burst = ids.slice(6, 10);
     // 1. Six ADDs queue on the store's lock, which the test holds; three of their weft-ipam processes are killed there.
@@ -132,8 +133,9 @@ if (process.getuid?.() !== 0) {
     }
     for (const pid of found.values()) process.kill(pid, 'SIGKILL');
     lock.release();
-    // 2. Four more ADDs, each plugin process tree killed at a different point of its run.
+    // 2. Four more ADDs, each plugin process tree killed at a different point of its run, and the node's agent with them.
     const bursting = burst.map((id) => plugin('ADD', id));
+    const agentKilled = lab.stopAgent(node, 'SIGKILL');
     await Promise.all(bursting.map(async (r, i) => {
       await sleep(90 * i);
       const pids = pluginPids(new Set([burst[i]!]), '/dist/src/cni/');
@@ -141,10 +143,17 @@ if (process.getuid?.() !== 0) {
       r.child.kill('SIGKILL');
     }));
     const first = await all([...queued, ...bursting]);
+    await agentKilled;
     // 3. The runtime's answer to a failed ADD: DEL, then ADD again.
     const failed = [...waiting, ...burst].filter((_, i) => first[i]!.code !== 0);
     await all(failed.map((id) => plugin('DEL', id)));
     const rerun = await all(failed.map((id) => plugin('ADD', id)));
+    // The agent back: its reconcile at start must not take a live pod's address.
+    const passes = async (): Promise<number> =>
+      (await readFile(lab.agentLogFile(node), 'utf8').catch(() => '')).split('\n').filter((l) => l.includes('IPAM reconcile freed')).length;
+    const before = await passes();
+    await lab.startAgent(node);
+    await until("the restarted agent's first IPAM reconcile", async () => ((await passes()) > before ? true : undefined), 60_000);
     const state = readState(store.state);
     const live = await Promise.all([...waiting, ...burst].map(async (id) => [id, await podAddress(id)] as const));
     const byContainer = new Map(state.allocations.map((a) => [a.containerId, a.address]));
