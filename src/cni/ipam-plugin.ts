@@ -13,7 +13,7 @@ import { DEFAULT_IPAM_DIR, storePaths, updateState, type StorePaths } from '../i
 import { isObject, type JsonObject } from './delegate.js';
 import { CniCode, CniError } from './errors.js';
 import {
-  checkContainerId, checkIfname, checkVersion, compareVersions, decodeConf, failureOutcome, LATEST, parseCniArgs, peekVersion, podOfCniArgs,
+  checkContainerId, checkIfname, checkVersion, cniCommand, compareVersions, decodeConf, failureOutcome, LATEST, parseCniArgs, peekVersion, podOfCniArgs,
   VALID_ATTACHMENTS_KEY, versionReply, type CniInvocation, type CniOutcome,
 } from './protocol.js';
 
@@ -272,11 +272,8 @@ export function ipamGc(conf: IpamConf, valid: Attachment[], now = new Date()): n
 export async function runIpam(call: CniInvocation): Promise<CniOutcome> {
   const version = peekVersion(call.stdin) ?? LATEST;
   try {
-    const command = call.env.CNI_COMMAND;
+    const command = cniCommand(call.env);
     if (command === 'VERSION') return { stdout: versionReply(call.stdin), exitCode: 0 };
-    if (command !== 'ADD' && command !== 'DEL' && command !== 'CHECK' && command !== 'GC') {
-      throw new CniError(CniCode.invalidEnv, command ? `unknown CNI_COMMAND "${command.slice(0, 32)}"` : 'CNI_COMMAND is not set', 'expected ADD, DEL, CHECK, GC or VERSION');
-    }
     const raw = decodeConf(call.stdin);
     const conf = parseIpamConf(raw);
     if (command === 'GC') {

@@ -13,7 +13,7 @@ import { BRIDGE_NAME, bridgeConf, execPlugin, findPlugin, isObject, WEFT_IPAM, t
 import { ensureBridgeAddress, routeBorrowed, routePodVia, unrouteBorrowed } from './node-routes.js';
 import { CniCode, CniError } from './errors.js';
 import {
-  checkContainerId, checkIfname, checkVersion, compareVersions, decodeConf, failureOutcome, LATEST, parseCniArgs, peekVersion, podOfCniArgs,
+  checkContainerId, checkIfname, checkVersion, cniCommand, compareVersions, decodeConf, failureOutcome, LATEST, parseCniArgs, peekVersion, podOfCniArgs,
   VALID_ATTACHMENTS_KEY, versionReply, type CniInvocation, type CniOutcome,
 } from './protocol.js';
 import { readNodeSubnet, type NodeSubnet } from './subnet-env.js';
@@ -47,15 +47,8 @@ export async function runCni(call: CniInvocation): Promise<CniOutcome> {
   // Errors answer in the caller's version when it is one weft speaks.
   let version = peekVersion(call.stdin) ?? LATEST;
   try {
-    const command = call.env.CNI_COMMAND;
+    const command = cniCommand(call.env);
     if (command === 'VERSION') return { stdout: versionReply(call.stdin), exitCode: 0 };
-    if (command !== 'ADD' && command !== 'DEL' && command !== 'CHECK' && command !== 'GC') {
-      throw new CniError(
-        CniCode.invalidEnv,
-        command ? `unknown CNI_COMMAND "${command.slice(0, 32)}"` : 'CNI_COMMAND is not set',
-        'expected ADD, DEL, CHECK, GC or VERSION',
-      );
-    }
     const raw = decodeConf(call.stdin);
     const conf = parseWeftNetConf(raw);
     if (command === 'GC') {

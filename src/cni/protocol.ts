@@ -117,3 +117,14 @@ export function podOfCniArgs(args: Map<string, string>): { namespace: string; na
   const uid = args.get('K8S_POD_UID');
   return { namespace, name, ...(uid && /^[A-Za-z0-9-]{1,64}$/.test(uid) ? { uid } : {}) };
 }
+
+/** The CNI verb in CNI_COMMAND that both weft plugins answer; anything else is one CniError. */
+export function cniCommand(env: NodeJS.ProcessEnv): 'ADD' | 'DEL' | 'CHECK' | 'GC' | 'VERSION' {
+  const command = env.CNI_COMMAND;
+  if (command === 'ADD' || command === 'DEL' || command === 'CHECK' || command === 'GC' || command === 'VERSION') return command;
+  throw new CniError(
+    CniCode.invalidEnv,
+    command ? `unknown CNI_COMMAND "${command.slice(0, 32)}"` : 'CNI_COMMAND is not set',
+    'expected ADD, DEL, CHECK, GC or VERSION',
+  );
+}
